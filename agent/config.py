@@ -1,0 +1,240 @@
+"""Device configuration: the site file and per-window files under firmware_config/.
+
+A site directory holds ``site.toml`` and ``windows/*.toml``. ``load_site`` validates
+all of them and raises one ``ConfigError`` listing every problem as
+``file: field: reason`` so an installer can fix a whole site in one pass.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.protocol import Slug
+
+#: BCM GPIO numbers usable on the Pi 40-pin header (GPIO 0/1 are the HAT EEPROM bus).
+BcmPin = Annotated[int, Field(ge=2, le=27)]
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(ConfigModel):
+    ca_file: Path = Field(description="CA certificate that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="This terminal's client certificate.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class BrokerConfig(ConfigModel):
+    host: str = Field("127.0.0.1", description="MQTT broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive.")
+    username: str | None = Field(None, description="Username, when the broker asks for one.")
+    password_file: Path | None = Field(
+        None, description="File holding the password (secrets stay out of config)."
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; None = plain TCP.")
+
+
+class OpeningHours(ConfigModel):
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        [1, 2, 3, 4, 5], description="ISO weekdays the centre is open (1 = Monday)."
+    )
+    open: time = Field(time(9, 0), description="Local opening time.")
+    close: time = Field(time(17, 0), description="Local closing time.")
+
+    @model_validator(mode="after")
+    def _open_before_close(self) -> Self:
+        if self.open >= self.close:
+            raise ValueError("open must be before close")
+        return self
+
+
+class SiteConfig(ConfigModel):
+    site: Slug = Field(description="Site slug used in MQTT topics.")
+    name: str = Field(description="Display name of the service centre.")
+    district: str = Field(description="District the centre belongs to.")
+    unit_kind: Literal["district_centre", "branch_centre", "community_centre"] = Field(
+        description="Level of the unit in the rollout hierarchy (A-ROLLOUT)."
+    )
+    timezone: str = Field("Asia/Shanghai", description="IANA time zone of the centre.")
+    hours: OpeningHours = Field(default_factory=OpeningHours, description="Opening hours.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker.")
+
+
+class GpioConfig(ConfigModel):
+    call_button: BcmPin = Field(description="Caller bell / call-next key (opens a session).")
+    finish_button: BcmPin | None = Field(None, description="Optional finish-service key.")
+    eval_buttons: list[BcmPin] = Field(
+        description="Evaluation panel, best rating first: 5 pins, or 3 for a 3-button panel."
+    )
+    sign_sensor: BcmPin = Field(description="Reed/hall switch in the please-wait sign holder.")
+    status_led: BcmPin | None = Field(None, description="Status LED.")
+    buzzer: BcmPin | None = Field(None, description="Acknowledgement buzzer.")
+    bounce_ms: int = Field(50, ge=0, le=1000, description="Debounce for every button.")
+
+    @model_validator(mode="after")
+    def _pins_distinct(self) -> Self:
+        if len(self.eval_buttons) not in (3, 5):
+            raise ValueError("eval_buttons must list 5 pins (or 3 for a 3-button panel)")
+        used = [
+            ("call_button", self.call_button),
+            ("finish_button", self.finish_button),
+            *((f"eval_buttons[{i}]", p) for i, p in enumerate(self.eval_buttons)),
+            ("sign_sensor", self.sign_sensor),
+            ("status_led", self.status_led),
+            ("buzzer", self.buzzer),
+        ]
+        counts = Counter(pin for _, pin in used if pin is not None)
+        clashes = [
+            f"GPIO{pin} used by " + " and ".join(name for name, p in used if p == pin)
+            for pin, n in counts.items()
+            if n > 1
+        ]
+        if clashes:
+            raise ValueError("; ".join(clashes))
+        return self
+
+
+class CameraConfig(ConfigModel):
+    source: Literal["picamera2", "v4l2", "replay"] = Field(
+        "picamera2", description="Frame source."
+    )
+    device: str | None = Field(
+        None, description="V4L2 device (/dev/video0) or replay file/directory."
+    )
+    lores_width: int = Field(320, ge=64, le=1280, description="Analysis stream width.")
+    lores_height: int = Field(240, ge=48, le=960, description="Analysis stream height.")
+    idle_fps: float = Field(2.0, gt=0, le=30, description="Frame rate when nothing happens.")
+    active_fps: float = Field(10.0, gt=0, le=30, description="Frame rate around calls/farewells.")
+
+
+class RuleConfig(ConfigModel):
+    stand_within_s: float = Field(5.0, gt=0, description="Stand up within this after a call.")
+    greet_within_s: float = Field(8.0, gt=0, description="Smile within this after a call.")
+    farewell_within_s: float = Field(5.0, gt=0, description="Stand within this of session end.")
+    see_off_s: float = Field(3.0, gt=0, description="Stay standing this long to see off.")
+    away_after_s: float = Field(60.0, gt=0, description="No face this long = away.")
+    sign_present_flag_s: float = Field(
+        300.0, gt=0, description="Sign up with the clerk present this long is flagged."
+    )
+    repeat_press_s: float = Field(3.0, ge=0, description="Presses closer than this are suspect.")
+    session_timeout_s: float = Field(1800.0, gt=0, description="Close a forgotten session.")
+    smile_threshold: float = Field(0.5, ge=0, le=1, description="Smile score counted as smile.")
+    too_broad_threshold: float = Field(
+        0.97, ge=0, le=1, description="Smile intensity beyond 'not too broad'."
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Self:
+        if self.too_broad_threshold <= self.smile_threshold:
+            raise ValueError("too_broad_threshold must be above smile_threshold")
+        return self
+
+
+class WindowConfig(ConfigModel):
+    window: Slug = Field(description="Window slug used in MQTT topics.")
+    label: str = Field(description="Label shown to citizens, e.g. '3号窗口'.")
+    role: Literal["front_desk", "comprehensive", "help_desk"] = Field(
+        description="Window role: 总服务台, 综合窗口 or 帮办窗口."
+    )
+    gpio: GpioConfig = Field(description="Wiring of buttons, sensor and outputs.")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="Camera.")
+    rules: RuleConfig = Field(default_factory=RuleConfig, description="Rule thresholds.")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A validated site directory."""
+
+    path: Path
+    site: SiteConfig
+    windows: tuple[WindowConfig, ...]
+
+    def window(self, slug: str) -> WindowConfig:
+        for w in self.windows:
+            if w.window == slug:
+                return w
+        raise KeyError(slug)
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems, each as 'file: field: reason'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def _read(path: Path, model: type[ConfigModel], problems: list[str]) -> ConfigModel | None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path}: (file): missing")
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: (file): not valid TOML: {exc}")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(f"{path}: {_loc(err['loc'])}: {err['msg']}")
+        return None
+
+
+def load_window(path: Path) -> WindowConfig:
+    problems: list[str] = []
+    cfg = _read(path, WindowConfig, problems)
+    if cfg is None:
+        raise ConfigError(problems)
+    assert isinstance(cfg, WindowConfig)
+    return cfg
+
+
+def load_site(path: Path) -> Site:
+    """Validate a site directory (or its site.toml); raise ConfigError listing all problems."""
+    root = path.parent if path.is_file() else path
+    problems: list[str] = []
+    if not root.is_dir():
+        raise ConfigError([f"{root}: (file): missing site directory"])
+    site = _read(root / "site.toml", SiteConfig, problems)
+    files = sorted((root / "windows").glob("*.toml"))
+    if not files:
+        problems.append(f"{root / 'windows'}: (file): no window files (*.toml)")
+    windows: list[WindowConfig] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        w = _read(f, WindowConfig, problems)
+        if w is None:
+            continue
+        assert isinstance(w, WindowConfig)
+        if w.window in seen:
+            problems.append(f"{f}: window: '{w.window}' already used by {seen[w.window]}")
+            continue
+        seen[w.window] = f
+        windows.append(w)
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(site, SiteConfig)
+    return Site(path=root, site=site, windows=tuple(windows))
