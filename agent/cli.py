@@ -1,0 +1,156 @@
+"""The ``warmwindow`` command. Subcommands import what they need only when run,
+so the agent's install on a Pi does not need the server's packages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, load_site, load_window
+
+    status = 0
+    for path in args.paths:
+        try:
+            if path.is_file() and path.name != "site.toml":
+                load_window(path)
+                print(f"{path}: ok (window)")
+            else:
+                site = load_site(path)
+                print(f"{path}: ok ({site.site.name}, {len(site.windows)} windows)")
+        except ConfigError as exc:
+            status = 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+    return status
+
+
+def _docs_protocol(args: argparse.Namespace) -> int:
+    from agent.protocol_doc import render
+
+    text = render()
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is stale: run `warmwindow docs protocol`", file=sys.stderr)
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.api.app import ServerSettings, create_app
+    from server.ingest import IngestSettings
+
+    settings = ServerSettings(
+        db_url=args.db,
+        sites=args.site,
+        mqtt=IngestSettings(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            client_id=args.client_id,
+            share_group=args.share_group,
+        ),
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from server.demo import run_demo
+
+    return run_demo(
+        site_dir=args.site,
+        http_port=args.port,
+        workdir=args.workdir,
+        prefer_mosquitto=not args.embedded_broker,
+        duration_s=args.duration,
+    )
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from agent.app import run_agent_cli
+
+    return run_agent_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warmwindow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cfg = sub.add_parser("config", help="device configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate site directories or window files")
+    check.add_argument("paths", nargs="+", type=Path)
+    check.set_defaults(func=_config_check)
+
+    docs = sub.add_parser("docs", help="generated documentation")
+    docs_sub = docs.add_subparsers(dest="docs_command", required=True)
+    proto = docs_sub.add_parser("protocol", help="write docs/protocol.md from the models")
+    proto.add_argument("--out", type=Path, default=REPO / "docs" / "protocol.md")
+    proto.add_argument("--check", action="store_true", help="fail if the file is stale")
+    proto.set_defaults(func=_docs_protocol)
+
+    srv = sub.add_parser("server", help="run the aggregator (ingest + API + dashboard)")
+    srv.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+    srv.add_argument("--site", type=Path, action="append", default=[], help="site dir to register")
+    srv.add_argument("--mqtt-host", default="127.0.0.1")
+    srv.add_argument("--mqtt-port", type=int, default=1883)
+    srv.add_argument("--client-id", default="ww-server-1", help="stable per replica")
+    srv.add_argument("--share-group", default=None, help="MQTT shared subscription group")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.set_defaults(func=_server)
+
+    demo = sub.add_parser("demo", help="broker + server + the example site's windows, simulated")
+    demo.add_argument("--site", type=Path, default=REPO / "firmware_config" / "sites" / "qingpu")
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port of the page")
+    demo.add_argument("--workdir", type=Path, default=REPO / "var" / "demo")
+    demo.add_argument("--embedded-broker", action="store_true", help="use amqtt, not Mosquitto")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.set_defaults(func=_demo)
+
+    agent = sub.add_parser("agent", help="run one window's agent")
+    agent.add_argument("--site", type=Path, required=True, help="site directory")
+    agent.add_argument("--window", required=True, help="window slug, e.g. w03")
+    agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/warmwindow"))
+    agent.add_argument("--mock-pins", action="store_true", help="gpiozero MockFactory pins")
+    agent.add_argument("--scripted", action="store_true", help="scripted perception (no camera)")
+    agent.set_defaults(func=_agent)
+
+    # Perception and model tools register themselves when their packages are present.
+    for module in ("models.cli", "agent.vision.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

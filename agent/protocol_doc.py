@@ -1,0 +1,175 @@
+"""Render docs/protocol.md from the wire contract (``warmwindow docs protocol``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent import protocol as p
+
+_EV = uuid.UUID("3f2b8a8e-5b7e-4c1a-9a55-2f4f0f1d9c01")
+_BOOT = uuid.UUID("9d0c7f52-0d8e-4d43-8f3e-6f0a3a6b1e22")
+_SESSION = uuid.UUID("c1a5e0f4-7a8b-4e55-b0c2-1d2e3f405162")
+_T = 1_764_393_600_000  # 2025-11-29 05:20 UTC
+
+
+def _header(seq: int, ts: int, *clauses: p.Clause) -> dict[str, Any]:
+    return {
+        "event_id": _EV,
+        "site": "qingpu",
+        "window": "w03",
+        "seq": seq,
+        "boot_id": _BOOT,
+        "ts_ms": ts,
+        "session_id": _SESSION,
+        "clauses": clauses,
+    }
+
+
+def examples() -> list[BaseModel]:
+    c = p.Clause
+    return [
+        p.SessionOpened(**_header(41, _T, c.W_CALL), source="bell", ticket="A017"),
+        p.StoodUp(
+            **_header(42, _T + 1200, c.W_CALL, c.W_TWO_STANDS),
+            phase="greeting",
+            on_time=True,
+            after_ms=1200,
+        ),
+        p.Smiled(
+            **_header(43, _T + 2000, c.G_SMILE, c.W_CALL),
+            phase="greeting",
+            on_time=True,
+            after_ms=2000,
+            score=0.86,
+        ),
+        p.Evaluated(**_header(44, _T + 240_000, c.W_EVALUATE), rating=p.Rating.SATISFIED),
+        p.SessionSummary(
+            **_header(45, _T + 245_000, c.W_TWO_STANDS, c.W_FAREWELL, c.W_EVALUATE),
+            opened_ms=_T,
+            closed_ms=_T + 240_000,
+            closed_by="evaluation",
+            stood_on_call=True,
+            stand_after_ms=1200,
+            smiled_at_greeting=True,
+            smile_after_ms=2000,
+            smile_peak=0.86,
+            stood_at_farewell=True,
+            see_off_ms=4100,
+            rating=p.Rating.SATISFIED,
+        ),
+        p.Away(
+            **(_header(46, _T + 900_000, c.W_AWAY_SIGN) | {"session_id": None}),
+            started_ms=_T + 800_000,
+            ended_ms=_T + 900_000,
+            with_sign=False,
+            violation=True,
+        ),
+        p.SignWhilePresent(
+            **(_header(47, _T + 1_300_000, c.W_AWAY_SIGN) | {"session_id": None}),
+            started_ms=_T + 1_000_000,
+            duration_ms=300_000,
+        ),
+        p.Fault(
+            **(_header(48, _T + 1_400_000) | {"session_id": None}),
+            code="camera_frozen",
+            detail="no new frame for 10 s",
+        ),
+        p.WindowState(
+            site="qingpu",
+            window="w03",
+            ts_ms=_T,
+            present=True,
+            standing=False,
+            in_session=True,
+            sign_up=False,
+            perception="camera",
+        ),
+        p.Health(
+            site="qingpu",
+            window="w03",
+            ts_ms=_T,
+            uptime_s=86_400,
+            fps=9.8,
+            inference_ms=11.5,
+            cpu_temp_c=52.1,
+            load1=0.4,
+            outbox_depth=0,
+            model_version="face-1+smile-1",
+            config_version="2025-11-28.1",
+        ),
+        p.Command(cmd_id=_EV, action="call", ticket="A018"),
+        p.Reply(cmd_id=_EV, ok=False, error="unknown action"),
+    ]
+
+
+def _type(spec: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        return spec["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in spec:
+        return " or ".join(_type(s) for s in spec["anyOf"])
+    if "enum" in spec:
+        return " or ".join(json.dumps(v, ensure_ascii=False) for v in spec["enum"])
+    if "const" in spec:
+        return json.dumps(spec["const"])
+    t = spec.get("type", "any")
+    if t == "array":
+        return f"array of {_type(spec.get('items', {}))}"
+    fmt = spec.get("format")
+    return f"{t} ({fmt})" if fmt else str(t)
+
+
+def _limits(spec: dict[str, Any]) -> str:
+    keys = ("minimum", "maximum", "maxLength", "maxItems", "pattern")
+    parts = [f"{k}={spec[k]}" for k in keys if k in spec]
+    for alt in spec.get("anyOf", []):
+        parts += [f"{k}={alt[k]}" for k in keys if k in alt]
+    return ", ".join(parts)
+
+
+def render() -> str:
+    out = [
+        "# WarmWindow wire protocol (v1)",
+        "",
+        "Generated from `agent/protocol.py` by `warmwindow docs protocol`; "
+        "`tests/test_protocol.py` fails when this file is stale. Do not edit by hand.",
+        "",
+        "## Topics",
+        "",
+        f"Root `{p.TOPIC_ROOT}`; `<site>` and `<window>` are lower-case slugs.",
+        "",
+        "| topic | QoS | retained |",
+        "|---|---|---|",
+    ]
+    for ch, (qos, retain) in p.CHANNEL_QOS.items():
+        out.append(f"| `{p.topic('<site>', '<window>', ch)}` | {qos} | {'yes' if retain else 'no'} |")
+    out += [
+        "",
+        f"Availability payloads are the plain strings `{p.ONLINE}` (birth, retained) and "
+        f"`{p.OFFLINE}` (last will, retained). Every other payload is UTF-8 JSON.",
+        "",
+        "Privacy: every payload model forbids unknown fields, strings are bounded "
+        "(64 characters at most), lists are bounded, and no field is binary: "
+        "no payload can carry an image.",
+        "",
+        "## Payloads",
+    ]
+    ex = {type(m).__name__: m for m in examples()}
+    for name, schema in p.json_schemas().items():
+        out += ["", f"### {name}", ""]
+        doc = (schema.get("description") or "").strip()
+        if doc:
+            out += [doc.splitlines()[0], ""]
+        out += ["| field | type | required | limits | description |", "|---|---|---|---|---|"]
+        required = set(schema.get("required", []))
+        for field, spec in schema["properties"].items():
+            desc = spec.get("description", "").replace("|", "\\|")
+            req = "yes" if field in required else "no"
+            out.append(f"| `{field}` | {_type(spec)} | {req} | {_limits(spec)} | {desc} |")
+        if name in ex:
+            body = json.dumps(ex[name].model_dump(mode="json"), ensure_ascii=False, indent=2)
+            out += ["", "```json", body, "```"]
+    return "\n".join(out) + "\n"

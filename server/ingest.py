@@ -1,0 +1,304 @@
+"""MQTT consumer: validate every message, store each event once, then acknowledge.
+
+Why paho with manual acknowledgement rather than aiomqtt: a QoS 1 event is
+acknowledged to the broker only after the batch holding it has been committed, so a
+server crash between receipt and commit leaves the message with the broker (persistent
+session) instead of losing it. Acks go out in receipt order, as MQTT requires.
+
+Threads: paho's network thread parses and validates (cheap) and queues; one writer
+thread batches for ``flush_s`` (about 20 ms), commits, acks, then notifies listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from agent.protocol import (
+    OFFLINE,
+    ONLINE,
+    Channel,
+    EventHeader,
+    WindowState,
+    parse_event,
+    parse_topic,
+    subscription,
+)
+from server.store.db import Store, StoredEvent
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class IngestSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "ww-server-1"
+    share_group: str | None = None  # e.g. "ww-ingest" for several replicas
+    protocol: int = mqtt.MQTTv5  # falls back to 3.1.1 when refused
+    session_expiry_s: int = 7 * 24 * 3600
+    flush_s: float = 0.02
+    max_batch: int = 1000
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0
+    connected: bool = False
+
+
+@dataclass
+class _Item:
+    mid: int
+    qos: int
+    received_ms: int
+    event: EventHeader | None = None
+    availability: tuple[str, str, bool] | None = None
+    state: WindowState | None = None
+    reject: str | None = None
+
+
+class Ingest:
+    """Consume the fleet's topics into ``store``; ``start()``/``stop()`` own two threads."""
+
+    def __init__(self, store: Store, settings: IngestSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.stats = IngestStats()
+        self._known = store.known_devices()
+        self._listeners: list[Listener] = []
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._protocol = settings.protocol
+        self._client = self._make_client()
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def refresh_devices(self) -> None:
+        self._known = self.store.known_devices()
+
+    # ----------------------------------------------------------------- mqtt
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.settings.client_id,
+            protocol=self._protocol,
+            clean_session=None if self._protocol == mqtt.MQTTv5 else False,
+            manual_ack=True,
+        )
+        # Keep many unacked messages flowing while a batch commits.
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect(self) -> None:
+        s = self.settings
+        if self._protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.session_expiry_s
+            self._client.connect(s.host, s.port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self._client.connect(s.host, s.port, keepalive=30)
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("ingest connect refused: %s", reason)
+            return
+        self.stats.connected = True
+        events_topic = subscription(Channel.EVENT)
+        if self.settings.share_group:
+            events_topic = f"$share/{self.settings.share_group}/{events_topic}"
+        # Availability and state go to every replica: they are idempotent updates.
+        client.subscribe(
+            [
+                (events_topic, 1),
+                (subscription(Channel.AVAILABILITY), 1),
+                (subscription(Channel.STATE), 1),
+            ]
+        )
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.stats.connected = False
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        item = _Item(mid=msg.mid, qos=msg.qos, received_ms=now_ms())
+        self.stats.received += 1
+        try:
+            site, window, channel = parse_topic(msg.topic)
+        except ValueError:
+            item.reject = "bad_topic"
+            self._queue.put(item)
+            return
+        if (site, window) not in self._known:
+            item.reject = "unknown_device"
+        elif channel is Channel.EVENT:
+            try:
+                ev = parse_event(msg.payload)
+            except ValidationError:
+                item.reject = "malformed"
+            else:
+                if (ev.site, ev.window) != (site, window):
+                    item.reject = "forged"  # a device publishing as another one
+                else:
+                    item.event = ev
+        elif channel is Channel.AVAILABILITY:
+            text = msg.payload.decode("utf-8", "replace")
+            if text in (ONLINE, OFFLINE):
+                item.availability = (site, window, text == ONLINE)
+            else:
+                item.reject = "malformed"
+        elif channel is Channel.STATE:
+            try:
+                st = WindowState.model_validate_json(msg.payload)
+            except ValidationError:
+                item.reject = "malformed"
+            else:
+                if (st.site, st.window) != (site, window):
+                    item.reject = "forged"
+                else:
+                    item.state = st
+        else:
+            item.reject = "bad_topic"
+        self._queue.put(item)
+
+    # ----------------------------------------------------------------- writer
+
+    def _drain(self) -> list[_Item]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.flush_s
+        while len(batch) < self.settings.max_batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[_Item]) -> None:
+        evs = [StoredEvent(i.event, i.received_ms) for i in batch if i.event is not None]
+        new_ids = set(self.store.insert_events(evs)) if evs else set()
+        rejects = Counter(i.reject for i in batch if i.reject)
+        for i in batch:
+            if i.availability:
+                site, window, online = i.availability
+                self.store.set_availability(site, window, online, i.received_ms)
+            elif i.state:
+                self.store.set_state(i.state, i.received_ms)
+        self.store.count_rejects(dict(rejects))
+        # Committed: now the broker may forget these messages.
+        for i in batch:
+            if i.qos > 0:
+                self._client.ack(i.mid, i.qos)
+        self.stats.stored += len(new_ids)
+        self.stats.duplicates += len(evs) - len(new_ids)
+        self.stats.rejected.update(rejects)
+        for i in batch:
+            msg: dict[str, Any] | None = None
+            if i.event is not None and str(i.event.event_id) in new_ids:
+                msg = {"type": "event", "event": i.event.model_dump(mode="json")}
+            elif i.availability:
+                site, window, online = i.availability
+                msg = {"type": "availability", "site": site, "window": window, "online": online}
+            elif i.state:
+                msg = {"type": "state", "state": i.state.model_dump(mode="json")}
+            if msg is not None:
+                for fn in self._listeners:
+                    fn(msg)
+
+    def _writer_loop(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._drain()
+            if not batch:
+                continue
+            while True:
+                try:
+                    self._write(batch)
+                    break
+                except Exception:
+                    # Nothing was acked: retry; the broker still holds these messages.
+                    log.exception("store write failed; retrying in 1 s")
+                    if self._stop.wait(1.0):
+                        return
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._writer = threading.Thread(target=self._writer_loop, name="ingest-writer")
+        self._writer.start()
+        try:
+            self._connect()
+        except (ConnectionRefusedError, OSError):
+            log.warning("broker not reachable yet at %s:%s", self.settings.host, self.settings.port)
+        self._client.loop_start()
+        if self._protocol == mqtt.MQTTv5:
+            self._fallback_if_refused()
+
+    def _fallback_if_refused(self) -> None:
+        """The embedded broker speaks only MQTT 3.1.1: notice and reconnect with it."""
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not self.stats.connected:
+            time.sleep(0.05)
+        if self.stats.connected:
+            return
+        self._client.loop_stop()
+        self._client.disconnect()
+        self._protocol = mqtt.MQTTv311
+        self._client = self._make_client()
+        try:
+            self._connect()
+        except OSError:
+            pass
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stats.connected:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+            self._writer = None
