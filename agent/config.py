@@ -110,9 +110,7 @@ class GpioConfig(ConfigModel):
 
 
 class CameraConfig(ConfigModel):
-    source: Literal["picamera2", "v4l2", "replay"] = Field(
-        "picamera2", description="Frame source."
-    )
+    source: Literal["picamera2", "v4l2", "replay"] = Field("picamera2", description="Frame source.")
     device: str | None = Field(
         None, description="V4L2 device (/dev/video0) or replay file/directory."
     )

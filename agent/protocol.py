@@ -174,9 +174,7 @@ class Evaluated(EventHeader):
     kind: Literal["evaluated"] = "evaluated"
     rating: Rating
     suspect: bool = Field(False, description="Kept but doubtful, see reason.")
-    suspect_reason: (
-        Literal["no_session", "sign_up", "repeat", "already_evaluated"] | None
-    ) = None
+    suspect_reason: Literal["no_session", "sign_up", "repeat", "already_evaluated"] | None = None
 
 
 class SessionSummary(EventHeader):
@@ -218,14 +216,7 @@ class Fault(EventHeader):
 
 
 Event = Annotated[
-    SessionOpened
-    | StoodUp
-    | Smiled
-    | Evaluated
-    | SessionSummary
-    | Away
-    | SignWhilePresent
-    | Fault,
+    SessionOpened | StoodUp | Smiled | Evaluated | SessionSummary | Away | SignWhilePresent | Fault,
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)

@@ -145,7 +145,9 @@ def render() -> str:
         "|---|---|---|",
     ]
     for ch, (qos, retain) in p.CHANNEL_QOS.items():
-        out.append(f"| `{p.topic('<site>', '<window>', ch)}` | {qos} | {'yes' if retain else 'no'} |")
+        out.append(
+            f"| `{p.topic('<site>', '<window>', ch)}` | {qos} | {'yes' if retain else 'no'} |"
+        )
     out += [
         "",
         f"Availability payloads are the plain strings `{p.ONLINE}` (birth, retained) and "

@@ -178,9 +178,7 @@ class EmbeddedBroker:
                     "default": {"type": "tcp", "bind": f"{self.host}:{self.port}"},
                 },
                 "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {
-                        "allow_anonymous": True
-                    },
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
                     "amqtt.plugins.sys.broker.BrokerSysPlugin": {"sys_interval": 0},
                 },
             }

@@ -11,6 +11,7 @@ thread batches for ``flush_s`` (about 20 ms), commits, acks, then notifies liste
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -52,7 +53,7 @@ class IngestSettings:
     port: int = 1883
     client_id: str = "ww-server-1"
     share_group: str | None = None  # e.g. "ww-ingest" for several replicas
-    protocol: int = mqtt.MQTTv5  # falls back to 3.1.1 when refused
+    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5  # falls back to 3.1.1 when refused
     session_expiry_s: int = 7 * 24 * 3600
     flush_s: float = 0.02
     max_batch: int = 1000
@@ -128,9 +129,7 @@ class Ingest:
         else:
             self._client.connect(s.host, s.port, keepalive=30)
 
-    def _on_connect(
-        self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
-    ) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             log.warning("ingest connect refused: %s", reason)
             return
@@ -163,7 +162,7 @@ class Ingest:
             item.reject = "unknown_device"
         elif channel is Channel.EVENT:
             try:
-                ev = parse_event(msg.payload)
+                ev = parse_event(bytes(msg.payload))
             except ValidationError:
                 item.reject = "malformed"
             else:
@@ -281,10 +280,8 @@ class Ingest:
         self._client.disconnect()
         self._protocol = mqtt.MQTTv311
         self._client = self._make_client()
-        try:
+        with contextlib.suppress(OSError):
             self._connect()
-        except OSError:
-            pass
         self._client.loop_start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:

@@ -85,7 +85,9 @@ class Store:
 
     def known_devices(self) -> set[tuple[str, str]]:
         with self.engine.connect() as conn:
-            return {(r.site, r.window) for r in conn.execute(select(devices.c.site, devices.c.window))}
+            return {
+                (r.site, r.window) for r in conn.execute(select(devices.c.site, devices.c.window))
+            }
 
     # ----------------------------------------------------------------- writes
 
@@ -194,7 +196,9 @@ class Store:
 
     def reject_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return {r.reason: int(r.count) for r in conn.execute(select(rejects))}
+            return {
+                r[0]: int(r[1]) for r in conn.execute(select(rejects.c.reason, rejects.c.count))
+            }
 
     def event_ids(self) -> Iterable[str]:
         with self.engine.connect() as conn:

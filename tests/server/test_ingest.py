@@ -76,7 +76,9 @@ def test_events_stored_once_and_bad_messages_counted(broker: MosquittoBroker, st
     pub.publish(t, b"{not json", qos=1)
     bad = json.loads(make_event(2).model_dump_json()) | {"image": "iVBORw0KGgo="}
     pub.publish(t, json.dumps(bad), qos=1)
-    pub.publish(topic("qingpu", "w99", Channel.EVENT), make_event(3, "w99").model_dump_json(), qos=1)
+    pub.publish(
+        topic("qingpu", "w99", Channel.EVENT), make_event(3, "w99").model_dump_json(), qos=1
+    )
     pub.publish(topic("qingpu", "w03", Channel.AVAILABILITY), "online", qos=1, retain=True)
     wait_for(lambda: sum(ingest.stats.rejected.values()) >= 4 and ingest.stats.duplicates >= 30)
     wait_for(lambda: any(w["online"] for w in store.windows()))

@@ -1,0 +1,87 @@
+"""``warmwindow demo``: broker + aggregator + the example site's windows on one machine.
+
+Everything runs for real (MQTT broker, agent outboxes and transports, ingest, SQLite,
+the live page) except what a laptop cannot have: GPIO pins are gpiozero MockFactory pins
+driven by a scenario, and perception is scripted. The page and this command say so.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from agent.config import load_site
+from server.api.app import ServerSettings, create_app
+from server.broker import local_broker, wait_port
+from server.ingest import IngestSettings
+
+
+def run_demo(
+    site_dir: Path,
+    http_port: int,
+    workdir: Path,
+    prefer_mosquitto: bool = True,
+    duration_s: float | None = None,
+) -> int:
+    from agent.sim import SimulatedFleet
+
+    site = load_site(site_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def _on_signal(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    broker = local_broker(workdir / "broker", prefer_mosquitto=prefer_mosquitto)
+    broker.start()
+    print(f"broker: {broker.name} on {broker.host}:{broker.port}")
+    db = workdir / "warmwindow.db"
+    settings = ServerSettings(
+        db_url=f"sqlite:///{db}",
+        sites=[site_dir],
+        mqtt=IngestSettings(host=broker.host, port=broker.port, client_id="ww-demo-server"),
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=http_port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    web = threading.Thread(target=server.run, name="uvicorn")
+    web.start()
+    fleet: SimulatedFleet | None = None
+    try:
+        wait_port("127.0.0.1", http_port, timeout=20)
+        print(f"server: SQLite at {db}")
+        print(f"live page: http://127.0.0.1:{http_port}/")
+        fleet = SimulatedFleet(site, broker.host, broker.port, workdir / "agents")
+        fleet.start()
+        print(
+            f"{len(site.windows)} windows running the real agent code with MockFactory pins "
+            "and SCRIPTED perception (no camera in the demo yet). Ctrl-C stops."
+        )
+        started = time.monotonic()
+        while not stop.wait(5.0):
+            print(fleet.progress_line(), flush=True)
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+    finally:
+        print("stopping...", flush=True)
+        if fleet is not None:
+            fleet.stop()
+        server.should_exit = True
+        web.join(timeout=15)
+        broker.stop()
+    print("stopped.")
+    return 0
