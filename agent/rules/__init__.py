@@ -1,0 +1,23 @@
+"""Service-session rules: a pure state machine from observations and presses to events.
+
+``ServiceRules`` (engine.py) holds the rules; ``inputs.py`` the values it accepts
+besides ``agent.observation.Observation``.
+"""
+
+from agent.rules.engine import RuleCounters, RulesState, ServiceRules, Step, run
+from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Shutdown, Sign, Tick
+
+__all__ = [
+    "Call",
+    "Evaluation",
+    "Finish",
+    "RuleCounters",
+    "RuleInput",
+    "RulesState",
+    "ServiceRules",
+    "Shutdown",
+    "Sign",
+    "Step",
+    "Tick",
+    "run",
+]

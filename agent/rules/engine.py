@@ -1,0 +1,680 @@
+"""The service-session state machine: observations, presses and time in; drafts out.
+
+``ServiceRules`` owns every conduct rule a window terminal applies. It is pure: no
+clock, no I/O, no threads. Each input arrives with the device time in ms
+(``feed(t_ms, item)``) and the call returns the ``Draft`` events it caused, so a test
+is a plain list of ``(t_ms, input)`` steps (see ``run``).
+
+Time model
+    Posture, smile and presence are piecewise constant between observations: the last
+    observation holds until the next one. Every deadline (end of a smile window, the
+    farewell stand limit, the see-off time, the session timeout, away confirmation) is
+    resolved *at the deadline's own time*, before any later input is applied, so the
+    events do not depend on the frame rate or on how often the app ticks. Windows are
+    inclusive: standing exactly ``stand_within_s`` after the call is on time. Inputs
+    that arrive with a time earlier than the last one (threads racing into the app's
+    queue) are taken as happening "now" and counted in ``counters.clock_backwards``.
+
+Sessions (W-CALL, W-TWO-STANDS, G-SMILE, W-FAREWELL, W-EVALUATE, H-PRIORITY)
+    * A ``Call`` opens a session (``SessionOpened``). A queue call repeating the open
+      session's ticket is a recall, and a ticketless bell press within
+      ``repeat_press_s`` of the opening is a double press: neither opens a session
+      (a junk zero-length session would fail the clerk's stands); both are counted.
+    * Greeting stand: ``StoodUp(phase="greeting")`` when the clerk first stands after
+      the call (already standing at the call = 0 ms), ``on_time`` if within
+      ``stand_within_s``; a late stand is reported with its real delay. If the clerk
+      never stands, it is emitted at session end with ``after_ms=None``.
+    * Greeting smile: a window of ``greet_within_s`` from the call (cut short if the
+      session ends first). ``Smiled(phase="greeting")`` is emitted when it closes, with
+      the first time the score reached ``smile_threshold`` and the peak score;
+      ``too_broad`` when the peak is above ``too_broad_threshold``.
+    * A session ends on a (non-suspect) evaluation, the finish key, the next call,
+      ``session_timeout_s`` after opening, or ``Shutdown``.
+    * Farewell: from the end, the clerk must stand within ``farewell_within_s`` and not
+      sit down before ``see_off_s`` has passed (already standing at the end counts from
+      the end). A farewell smile window of ``farewell_within_s`` runs alongside.
+      ``StoodUp(phase="farewell")`` carries the verdict in ``on_time``. The next call
+      (or ``Shutdown``) forces the farewell to resolve at once: a clerk who stood and
+      had not sat down when the next number was called passed - they never sat while
+      the citizen was leaving. Hence the ``SessionSummary`` is emitted only once the
+      farewell resolves, usually ``farewell_within_s``..``+see_off_s`` after the end.
+      With no finish key or evaluation the end is the next call itself, so only the
+      posture at that moment can be judged.
+    * Evaluations (``Evaluated``) are never dropped. A press is suspect, with the first
+      reason that applies: ``repeat`` (within ``repeat_press_s`` of the previous
+      evaluation press, whatever it was), ``no_session`` (no session open or awaiting
+      its farewell), ``sign_up`` (the please-wait sign is up), ``already_evaluated``.
+      Only a non-suspect press sets the session's rating and ends an open session.
+      A press after the finish key but before the summary belongs to that session.
+
+Away and the sign (W-AWAY-SIGN)
+    * An absence starts at the first observation without a face and is *away* once it
+      has lasted ``away_after_s``; shorter absences leave no trace.
+    * It is a violation when, during it, the window was exposed - inside opening hours
+      with the sign down - for ``away_after_s`` without a break. Exposure starts at the
+      latest of: the absence, the sign coming down, opening time. So a clerk absent
+      since 08:50 without the sign is in violation from 09:01 with the default 60 s.
+    * Emission (two records sharing ``started_ms``): an open record
+      (``ended_ms=None, violation=True``) the moment a violation is confirmed, so the
+      centre learns of it even if the clerk does not come back before the power goes;
+      and a closing record when the face returns, for every confirmed away, with
+      ``ended_ms``, ``violation`` and ``with_sign`` (the sign was up at some point).
+      The server keeps the closing record when both exist.
+    * ``SignWhilePresent``: the sign up while the clerk is present (not away) inside
+      opening hours. One continuous stretch is reported when it ends (sign down, the
+      clerk confirmed away - the stretch then ends when the absence began - hours
+      closing, or shutdown) if it lasted at least ``sign_present_flag_s``.
+
+Opening hours come in as data (``Tick(in_hours=...)`` or the constructor), never read
+from a clock here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from agent.config import RuleConfig
+from agent.events import Draft
+from agent.observation import Observation
+from agent.protocol import (
+    Away,
+    Clause,
+    Evaluated,
+    EventHeader,
+    Rating,
+    SessionOpened,
+    SessionSummary,
+    SignWhilePresent,
+    Smiled,
+    StoodUp,
+)
+from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Shutdown, Sign, Tick
+
+ClosedBy: TypeAlias = Literal["evaluation", "finish_key", "next_call", "timeout", "shutdown"]
+SuspectReason: TypeAlias = Literal["no_session", "sign_up", "repeat", "already_evaluated"]
+#: One step of a script: an observation (its own time) or ``(t_ms, input)``.
+Step: TypeAlias = Observation | tuple[int, RuleInput]
+
+_GREETING_STAND = (Clause.W_CALL, Clause.W_TWO_STANDS)
+_GREETING_SMILE = (Clause.G_SMILE, Clause.W_CALL)
+_FAREWELL_STAND = (Clause.W_FAREWELL, Clause.W_TWO_STANDS)
+_FAREWELL_SMILE = (Clause.G_SMILE, Clause.W_FAREWELL)
+_AWAY = (Clause.W_AWAY_SIGN,)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesState:
+    """What the window looks like now (feeds the retained ``WindowState``).
+
+    ``present`` is the last observation's face (raw); ``away`` is the confirmed
+    absence, for a caller that wants a steadier signal than single frames.
+    """
+
+    present: bool
+    standing: bool
+    in_session: bool
+    sign_up: bool
+    away: bool
+    in_hours: bool
+
+
+@dataclass(slots=True)
+class RuleCounters:
+    """Inputs that produced no event of their own, counted for the health report."""
+
+    suspect_presses: int = 0
+    recalls: int = 0
+    repeated_calls: int = 0
+    stray_finish: int = 0
+    clock_backwards: int = 0
+
+
+@dataclass(slots=True)
+class _SmileWindow:
+    start_ms: int
+    end_ms: int
+    first_ms: int | None = None
+    peak: float | None = None
+    closed: bool = False
+
+    def see(self, t_ms: int, score: float, threshold: float) -> None:
+        if self.closed:
+            return
+        # Models can overshoot [0, 1] slightly; the wire's Score cannot.
+        score = min(1.0, max(0.0, score))
+        self.peak = score if self.peak is None else max(self.peak, score)
+        if self.first_ms is None and score >= threshold:
+            self.first_ms = t_ms
+
+
+@dataclass(slots=True)
+class _Session:
+    id: uuid.UUID
+    opened_ms: int
+    source: Literal["bell", "queue"]
+    ticket: str | None
+    priority: bool
+    greet_smile: _SmileWindow
+    stand_ms: int | None = None
+    ended_ms: int | None = None
+    closed_by: ClosedBy | None = None
+    rating: Rating | None = None
+    fw_smile: _SmileWindow | None = None
+    fw_stood_ms: int | None = None
+    fw_done: bool = False
+    fw_ok: bool = False
+    see_off_ms: int | None = None
+    too_broad: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.ended_ms is None
+
+
+@dataclass(slots=True)
+class _Deadline:
+    t_ms: int
+    order: int  # ties resolve in this order, so equal-time deadlines stay deterministic
+    fire: Callable[[int], None] = field(compare=False)
+
+
+class ServiceRules:
+    """The window's conduct rules as a pure state machine.
+
+    >>> from agent.config import RuleConfig
+    >>> from agent.rules.inputs import Call
+    >>> rules = ServiceRules(RuleConfig(), new_id=lambda: uuid.UUID(int=1))
+    >>> [d.kind.__name__ for d in rules.feed(1_000, Call(source="bell"))]
+    ['SessionOpened']
+    """
+
+    def __init__(
+        self,
+        config: RuleConfig | None = None,
+        *,
+        in_hours: bool = True,
+        sign_up: bool = False,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        cfg = config if config is not None else RuleConfig()
+        self.config = cfg
+        self._new_id = new_id
+        self._stand_within = _ms(cfg.stand_within_s)
+        self._greet_within = _ms(cfg.greet_within_s)
+        self._farewell_within = _ms(cfg.farewell_within_s)
+        self._see_off = _ms(cfg.see_off_s)
+        self._away_after = _ms(cfg.away_after_s)
+        self._sign_flag = _ms(cfg.sign_present_flag_s)
+        self._repeat = _ms(cfg.repeat_press_s)
+        self._timeout = _ms(cfg.session_timeout_s)
+        self.counters = RuleCounters()
+
+        self._now: int | None = None
+        self._out: list[Draft] = []
+        self._in_hours = in_hours
+        self._sign_up = sign_up
+        self._face = False
+        self._standing = False
+        self._smile: float | None = None
+        self._session: _Session | None = None
+        self._last_eval_ms: int | None = None
+        # absence / away
+        self._absent_since: int | None = None
+        self._away_confirmed = False
+        self._away_sign_seen = False
+        self._away_violation = False
+        self._exposed_since: int | None = None
+        # sign shown while present
+        self._sign_seg_start: int | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def feed(self, t_ms: int, item: RuleInput) -> list[Draft]:
+        """Apply one input at ``t_ms``; return the drafts it (and elapsed deadlines) caused."""
+        if isinstance(item, Observation) and item.t_ms != t_ms:
+            raise ValueError(f"observation time {item.t_ms} differs from step time {t_ms}")
+        if self._now is not None and t_ms < self._now:
+            self.counters.clock_backwards += 1
+            t_ms = self._now
+        self._out = []
+        self._advance(t_ms, inclusive=False)
+        self._now = t_ms
+        self._apply(t_ms, item)
+        self._advance(t_ms, inclusive=True)
+        out, self._out = self._out, []
+        return out
+
+    def observe(self, obs: Observation) -> list[Draft]:
+        """Feed one perception observation at its own time."""
+        return self.feed(obs.t_ms, obs)
+
+    def tick(self, t_ms: int, in_hours: bool | None = None) -> list[Draft]:
+        """Let time pass (and optionally update the opening-hours state)."""
+        return self.feed(t_ms, Tick(in_hours=in_hours))
+
+    def run(self, script: Iterable[Step]) -> list[Draft]:
+        """Feed every step in order and return all drafts, in emission order."""
+        out: list[Draft] = []
+        for step in script:
+            if isinstance(step, Observation):
+                out.extend(self.observe(step))
+            else:
+                t_ms, item = step
+                out.extend(self.feed(t_ms, item))
+        return out
+
+    def state(self) -> RulesState:
+        return RulesState(
+            present=self._face,
+            standing=self._standing,
+            in_session=self._session is not None and self._session.open,
+            sign_up=self._sign_up,
+            away=self._away_confirmed,
+            in_hours=self._in_hours,
+        )
+
+    @property
+    def session_id(self) -> uuid.UUID | None:
+        """The session open or awaiting its farewell, if any."""
+        return self._session.id if self._session is not None else None
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _apply(self, t: int, item: RuleInput) -> None:
+        if isinstance(item, Observation):
+            self._on_observation(t, item)
+        elif isinstance(item, Call):
+            self._on_call(t, item)
+        elif isinstance(item, Finish):
+            if self._session is not None and self._session.open:
+                self._end_session(t, "finish_key")
+            else:
+                self.counters.stray_finish += 1
+        elif isinstance(item, Evaluation):
+            self._on_evaluation(t, item.rating)
+        elif isinstance(item, Sign):
+            self._on_sign(t, item.up)
+        elif isinstance(item, Tick):
+            if item.in_hours is not None and item.in_hours != self._in_hours:
+                self._on_hours(t, item.in_hours)
+        elif isinstance(item, Shutdown):
+            self._on_shutdown(t)
+        else:  # pragma: no cover - guarded by the type checker
+            raise TypeError(f"not a rule input: {item!r}")
+        self._maybe_summarise(t)
+
+    def _emit(
+        self,
+        kind: type[EventHeader],
+        ts_ms: int,
+        clauses: tuple[Clause, ...],
+        session_id: uuid.UUID | None = None,
+        **fields: Any,
+    ) -> None:
+        self._out.append(Draft(kind, ts_ms, clauses, session_id, fields))
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _deadlines(self) -> Iterable[_Deadline]:
+        s = self._session
+        if s is not None:
+            if s.open:
+                if not s.greet_smile.closed:
+                    yield _Deadline(s.greet_smile.end_ms, 0, self._close_greet_smile)
+                yield _Deadline(s.opened_ms + self._timeout, 1, self._timeout_session)
+            else:
+                assert s.ended_ms is not None
+                if not s.fw_done and s.fw_stood_ms is None:
+                    yield _Deadline(s.ended_ms + self._farewell_within, 2, self._farewell_missed)
+                if not s.fw_done and s.fw_stood_ms is not None:
+                    yield _Deadline(s.fw_stood_ms + self._see_off, 3, self._farewell_seen_off)
+                if s.fw_smile is not None and not s.fw_smile.closed:
+                    yield _Deadline(s.fw_smile.end_ms, 4, self._close_farewell_smile)
+        if self._absent_since is not None and not self._away_confirmed:
+            yield _Deadline(self._absent_since + self._away_after, 5, self._confirm_away)
+        if self._exposed_since is not None:
+            yield _Deadline(self._exposed_since + self._away_after, 6, self._confirm_violation)
+
+    def _advance(self, t: int, *, inclusive: bool) -> None:
+        while True:
+            due = min(self._deadlines(), key=lambda d: (d.t_ms, d.order), default=None)
+            if due is None or due.t_ms > t or (due.t_ms == t and not inclusive):
+                return
+            self._now = due.t_ms
+            due.fire(due.t_ms)
+            self._maybe_summarise(due.t_ms)
+
+    # ------------------------------------------------------------------ sessions
+
+    def _on_call(self, t: int, call: Call) -> None:
+        s = self._session
+        if s is not None and s.open:
+            if call.ticket is not None and call.ticket == s.ticket:
+                self.counters.recalls += 1
+                return
+            if call.ticket is None and call.source == s.source and t - s.opened_ms < self._repeat:
+                self.counters.repeated_calls += 1
+                return
+            self._end_session(t, "next_call")
+        if self._session is not None:
+            self._force_farewell(t)
+            self._maybe_summarise(t)
+        s = _Session(
+            id=self._new_id(),
+            opened_ms=t,
+            source=call.source,
+            ticket=call.ticket,
+            priority=call.priority,
+            greet_smile=_SmileWindow(t, t + self._greet_within),
+        )
+        self._session = s
+        clauses: tuple[Clause, ...] = (Clause.W_CALL,)
+        if call.priority:
+            clauses += (Clause.H_PRIORITY,)
+        self._emit(
+            SessionOpened, t, clauses, s.id,
+            source=call.source, ticket=call.ticket, priority=call.priority,
+        )  # fmt: skip
+        # Posture and expression at the call count as seen at the call.
+        if self._standing:
+            self._greeting_stood(t)
+        if self._smile is not None:
+            s.greet_smile.see(t, self._smile, self.config.smile_threshold)
+
+    def _greeting_stood(self, t: int) -> None:
+        s = self._session
+        assert s is not None and s.stand_ms is None
+        s.stand_ms = t
+        after = t - s.opened_ms
+        self._emit(
+            StoodUp, t, _GREETING_STAND, s.id,
+            phase="greeting", on_time=after <= self._stand_within, after_ms=after,
+        )  # fmt: skip
+
+    def _close_smile(self, t: int, window: _SmileWindow, phase: str) -> None:
+        s = self._session
+        assert s is not None
+        window.closed = True
+        too_broad = window.peak is not None and window.peak > self.config.too_broad_threshold
+        s.too_broad = s.too_broad or too_broad
+        self._emit(
+            Smiled, t, _GREETING_SMILE if phase == "greeting" else _FAREWELL_SMILE, s.id,
+            phase=phase,
+            on_time=window.first_ms is not None,
+            after_ms=None if window.first_ms is None else window.first_ms - window.start_ms,
+            score=window.peak,
+            too_broad=too_broad,
+        )  # fmt: skip
+
+    def _close_greet_smile(self, t: int) -> None:
+        assert self._session is not None
+        self._close_smile(t, self._session.greet_smile, "greeting")
+
+    def _close_farewell_smile(self, t: int) -> None:
+        assert self._session is not None and self._session.fw_smile is not None
+        self._close_smile(t, self._session.fw_smile, "farewell")
+
+    def _timeout_session(self, t: int) -> None:
+        self._end_session(t, "timeout")
+
+    def _end_session(self, t: int, closed_by: ClosedBy) -> None:
+        s = self._session
+        assert s is not None and s.open
+        if not s.greet_smile.closed:
+            self._close_greet_smile(t)
+        if s.stand_ms is None:
+            self._emit(
+                StoodUp, t, _GREETING_STAND, s.id,
+                phase="greeting", on_time=False, after_ms=None,
+            )  # fmt: skip
+        s.ended_ms = t
+        s.closed_by = closed_by
+        s.fw_smile = _SmileWindow(t, t + self._farewell_within)
+        if self._smile is not None:
+            s.fw_smile.see(t, self._smile, self.config.smile_threshold)
+        if self._standing:
+            s.fw_stood_ms = t
+
+    def _resolve_farewell_stand(self, t: int, ok: bool, see_off_ms: int | None) -> None:
+        s = self._session
+        assert s is not None and s.ended_ms is not None and not s.fw_done
+        s.fw_done = True
+        s.fw_ok = ok
+        s.see_off_ms = see_off_ms
+        self._emit(
+            StoodUp, t, _FAREWELL_STAND, s.id,
+            phase="farewell",
+            on_time=ok,
+            after_ms=None if s.fw_stood_ms is None else s.fw_stood_ms - s.ended_ms,
+        )  # fmt: skip
+
+    def _farewell_missed(self, t: int) -> None:
+        self._resolve_farewell_stand(t, ok=False, see_off_ms=None)
+
+    def _farewell_seen_off(self, t: int) -> None:
+        assert self._session is not None and self._session.fw_stood_ms is not None
+        self._resolve_farewell_stand(t, ok=True, see_off_ms=t - self._session.fw_stood_ms)
+
+    def _force_farewell(self, t: int) -> None:
+        s = self._session
+        assert s is not None and not s.open
+        if not s.fw_done:
+            if s.fw_stood_ms is not None:
+                # Still standing (sitting down would have resolved it): never sat down
+                # while the citizen was leaving.
+                self._resolve_farewell_stand(t, ok=True, see_off_ms=t - s.fw_stood_ms)
+            else:
+                self._resolve_farewell_stand(t, ok=False, see_off_ms=None)
+        if s.fw_smile is not None and not s.fw_smile.closed:
+            self._close_farewell_smile(t)
+
+    def _maybe_summarise(self, t: int) -> None:
+        s = self._session
+        if s is None or s.open or not s.fw_done:
+            return
+        if s.fw_smile is None or not s.fw_smile.closed:
+            return
+        assert s.ended_ms is not None and s.closed_by is not None
+        clauses: tuple[Clause, ...] = (
+            Clause.W_CALL, Clause.W_TWO_STANDS, Clause.G_SMILE, Clause.W_FAREWELL,
+            Clause.W_EVALUATE,
+        )  # fmt: skip
+        if s.priority:
+            clauses += (Clause.H_PRIORITY,)
+        g = s.greet_smile
+        stand_after = None if s.stand_ms is None else s.stand_ms - s.opened_ms
+        self._emit(
+            SessionSummary, t, clauses, s.id,
+            opened_ms=s.opened_ms,
+            closed_ms=s.ended_ms,
+            closed_by=s.closed_by,
+            stood_on_call=stand_after is not None and stand_after <= self._stand_within,
+            stand_after_ms=stand_after,
+            smiled_at_greeting=g.first_ms is not None,
+            smile_after_ms=None if g.first_ms is None else g.first_ms - g.start_ms,
+            smile_peak=g.peak,
+            smile_too_broad=s.too_broad,
+            stood_at_farewell=s.fw_ok,
+            see_off_ms=s.see_off_ms,
+            rating=s.rating,
+            priority=s.priority,
+        )  # fmt: skip
+        self._session = None
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _on_evaluation(self, t: int, rating: Rating) -> None:
+        s = self._session
+        reason: SuspectReason | None = None
+        if self._last_eval_ms is not None and t - self._last_eval_ms < self._repeat:
+            reason = "repeat"
+        elif s is None:
+            reason = "no_session"
+        elif self._sign_up:
+            reason = "sign_up"
+        elif s.rating is not None:
+            reason = "already_evaluated"
+        self._last_eval_ms = t
+        if reason is not None:
+            self.counters.suspect_presses += 1
+        self._emit(
+            Evaluated, t, (Clause.W_EVALUATE,), None if s is None else s.id,
+            rating=rating, suspect=reason is not None, suspect_reason=reason,
+        )  # fmt: skip
+        if reason is None and s is not None:
+            s.rating = rating
+            if s.open:
+                self._end_session(t, "evaluation")
+
+    # ------------------------------------------------------------------ perception
+
+    def _on_observation(self, t: int, obs: Observation) -> None:
+        if obs.face_present:
+            self._face_returned(t)
+        else:
+            self._face_lost(t)
+        self._face = obs.face_present
+        # Without a face, posture and smile are unknown; unknown never passes a rule.
+        standing = obs.face_present and obs.standing is True
+        smile = obs.smile if obs.face_present else None
+        if standing and not self._standing:
+            self._stood_up(t)
+        elif not standing and self._standing:
+            self._sat_down(t)
+        self._standing = standing
+        self._smile = smile
+        s = self._session
+        if smile is not None and s is not None:
+            threshold = self.config.smile_threshold
+            if s.open:
+                s.greet_smile.see(t, smile, threshold)
+            elif s.fw_smile is not None:
+                s.fw_smile.see(t, smile, threshold)
+
+    def _stood_up(self, t: int) -> None:
+        s = self._session
+        if s is None:
+            return
+        if s.open:
+            if s.stand_ms is None:
+                self._greeting_stood(t)
+        elif not s.fw_done and s.fw_stood_ms is None:
+            s.fw_stood_ms = t
+
+    def _sat_down(self, t: int) -> None:
+        s = self._session
+        if s is not None and not s.open and not s.fw_done and s.fw_stood_ms is not None:
+            self._resolve_farewell_stand(t, ok=False, see_off_ms=t - s.fw_stood_ms)
+
+    # ------------------------------------------------------------------ away and sign
+
+    def _face_lost(self, t: int) -> None:
+        if self._absent_since is not None:
+            return
+        self._absent_since = t
+        self._away_confirmed = False
+        self._away_violation = False
+        self._away_sign_seen = self._sign_up
+        if self._in_hours and not self._sign_up:
+            self._exposed_since = t
+
+    def _face_returned(self, t: int) -> None:
+        started = self._absent_since
+        if started is None:
+            return
+        if self._away_confirmed:
+            self._emit(
+                Away, t, _AWAY,
+                started_ms=started, ended_ms=t,
+                with_sign=self._away_sign_seen, violation=self._away_violation,
+            )  # fmt: skip
+            if self._sign_up and self._in_hours:
+                self._sign_seg_start = t
+        self._absent_since = None
+        self._exposed_since = None
+        self._away_confirmed = False
+        self._away_violation = False
+
+    def _confirm_away(self, t: int) -> None:
+        assert self._absent_since is not None
+        self._away_confirmed = True
+        # The clerk really left when the absence began, not when we became sure.
+        self._end_sign_segment(t, self._absent_since)
+
+    def _confirm_violation(self, t: int) -> None:
+        assert self._absent_since is not None
+        self._away_violation = True
+        self._exposed_since = None
+        self._emit(
+            Away, t, _AWAY,
+            started_ms=self._absent_since, ended_ms=None,
+            with_sign=self._away_sign_seen, violation=True,
+        )  # fmt: skip
+
+    def _on_sign(self, t: int, up: bool) -> None:
+        if up == self._sign_up:
+            return
+        self._sign_up = up
+        if up:
+            if self._absent_since is not None:
+                self._away_sign_seen = True
+            self._exposed_since = None
+            if not self._away_confirmed and self._in_hours:
+                self._sign_seg_start = t
+        else:
+            self._end_sign_segment(t, t)
+            self._maybe_expose(t)
+
+    def _on_hours(self, t: int, in_hours: bool) -> None:
+        self._in_hours = in_hours
+        if in_hours:
+            self._maybe_expose(t)
+            if self._sign_up and not self._away_confirmed:
+                self._sign_seg_start = t
+        else:
+            self._exposed_since = None
+            self._end_sign_segment(t, t)
+
+    def _maybe_expose(self, t: int) -> None:
+        if (
+            self._absent_since is not None
+            and not self._away_violation
+            and self._in_hours
+            and not self._sign_up
+        ):
+            self._exposed_since = t
+
+    def _end_sign_segment(self, now: int, end_ms: int) -> None:
+        start = self._sign_seg_start
+        if start is None:
+            return
+        self._sign_seg_start = None
+        duration = max(0, end_ms - start)
+        if duration >= self._sign_flag:
+            self._emit(SignWhilePresent, now, _AWAY, started_ms=start, duration_ms=duration)
+
+    def _on_shutdown(self, t: int) -> None:
+        if self._session is not None and self._session.open:
+            self._end_session(t, "shutdown")
+        if self._session is not None:
+            self._force_farewell(t)
+        self._end_sign_segment(t, t)
+
+
+def run(
+    script: Iterable[Step],
+    config: RuleConfig | None = None,
+    *,
+    in_hours: bool = True,
+    sign_up: bool = False,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> list[Draft]:
+    """Run a script through fresh rules and return every draft (handy in tests)."""
+    return ServiceRules(config, in_hours=in_hours, sign_up=sign_up, new_id=new_id).run(script)

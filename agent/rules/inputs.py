@@ -1,0 +1,65 @@
+"""The inputs the service-session rules accept, besides perception observations.
+
+These are plain, frozen values with no clock inside: whoever produces one (a gpiozero
+callback, the MQTT ``cmd`` handler, the app's tick loop, a test script) pairs it with
+the device time in ms, e.g. ``(t_ms, Call(source="bell"))``. The hardware layer
+imports this module to speak the rules' vocabulary; it imports nothing else of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from agent.observation import Observation
+from agent.protocol import Rating
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A number was called: the caller bell / call-next key, or the queue system (W-CALL)."""
+
+    source: Literal["bell", "queue"] = "bell"
+    ticket: str | None = None
+    priority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The clerk pressed the optional finish-service key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A citizen pressed a button of the evaluation panel (W-EVALUATE)."""
+
+    rating: Rating
+
+
+@dataclass(frozen=True, slots=True)
+class Sign:
+    """The please-wait sign (请稍候) was put up (``up=True``) or taken down."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes; lets timeouts fire when nothing else happens.
+
+    ``in_hours`` carries the centre's opening-hours state, computed by the caller from
+    its clock and ``SiteConfig.hours``; None leaves the current state unchanged.
+    """
+
+    in_hours: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The agent is stopping: close the open session and flush what can be flushed."""
+
+
+#: Anything ``ServiceRules.feed`` accepts.
+RuleInput: TypeAlias = Observation | Call | Finish | Evaluation | Sign | Tick | Shutdown
+
+__all__ = ["Call", "Evaluation", "Finish", "RuleInput", "Shutdown", "Sign", "Tick"]
