@@ -14,8 +14,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
 from agent.config import Site
-from agent.protocol import EventHeader, WindowState
-from server.store.schema import devices, events, metadata, rejects, units
+from agent.protocol import Away, Evaluated, EventHeader, Health, SessionSummary, WindowState
+from server.store import migrate
+from server.store.schema import (
+    away_periods,
+    cases,
+    clerks,
+    devices,
+    evaluations,
+    events,
+    rejects,
+    roster,
+    sessions,
+    units,
+)
+from server.workdays import add_working_days
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,8 @@ class Store:
         self._dialect = self.engine.dialect.name
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        """Bring the schema to the latest migration (idempotent)."""
+        migrate.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -123,6 +137,8 @@ class Store:
             last[key] = (max(seq, item.event.seq), max(seen, item.received_ms))
         with self.engine.begin() as conn:
             inserted = [r[0] for r in conn.execute(stmt, rows)]
+            new = set(inserted)
+            self._project(conn, [i.event for i in batch if str(i.event.event_id) in new])
             for (site, window), (seq, seen) in last.items():
                 conn.execute(
                     update(devices)
@@ -135,6 +151,135 @@ class Store:
                     )
                 )
         return inserted
+
+    def _project(self, conn: Any, new_events: list[EventHeader]) -> None:
+        """Write the measure tables for newly stored events (same transaction)."""
+        if not new_events:
+            return
+        tz = {r.site: r.timezone for r in conn.execute(select(units.c.site, units.c.timezone))}
+        clerk_at = _ClerkLookup(conn, new_events)
+        sess, evals, aways, new_cases = [], [], [], []
+        for ev in new_events:
+            clerk = clerk_at(ev.site, ev.window, ev.ts_ms)
+            if isinstance(ev, SessionSummary):
+                sess.append(
+                    {
+                        "session_id": str(ev.session_id or ev.event_id),
+                        "event_id": str(ev.event_id),
+                        "site": ev.site,
+                        "window": ev.window,
+                        "clerk_id": clerk_at(ev.site, ev.window, ev.opened_ms),
+                        "opened_ms": ev.opened_ms,
+                        "closed_ms": ev.closed_ms,
+                        "closed_by": ev.closed_by,
+                        "stood_on_call": ev.stood_on_call,
+                        "stand_after_ms": ev.stand_after_ms,
+                        "smiled_at_greeting": ev.smiled_at_greeting,
+                        "smile_after_ms": ev.smile_after_ms,
+                        "smile_peak": ev.smile_peak,
+                        "smile_too_broad": ev.smile_too_broad,
+                        "stood_at_farewell": ev.stood_at_farewell,
+                        "see_off_ms": ev.see_off_ms,
+                        "rating": ev.rating.value if ev.rating else None,
+                        "priority": ev.priority,
+                    }
+                )
+            elif isinstance(ev, Evaluated):
+                evals.append(
+                    {
+                        "event_id": str(ev.event_id),
+                        "site": ev.site,
+                        "window": ev.window,
+                        "clerk_id": clerk,
+                        "session_id": str(ev.session_id) if ev.session_id else None,
+                        "ts_ms": ev.ts_ms,
+                        "rating": ev.rating.value,
+                        "suspect": ev.suspect,
+                        "suspect_reason": ev.suspect_reason,
+                    }
+                )
+                if ev.rating.is_bad and not ev.suspect:
+                    new_cases.append(
+                        {
+                            "case_id": str(ev.event_id),
+                            "site": ev.site,
+                            "window": ev.window,
+                            "clerk_id": clerk,
+                            "session_id": str(ev.session_id) if ev.session_id else None,
+                            "rating": ev.rating.value,
+                            "opened_ms": ev.ts_ms,
+                            "due_ms": add_working_days(
+                                ev.ts_ms, 15, tz.get(ev.site, "Asia/Shanghai")
+                            ),
+                            "status": "open",
+                        }
+                    )
+            elif isinstance(ev, Away) and ev.ended_ms is not None:
+                aways.append(
+                    {
+                        "event_id": str(ev.event_id),
+                        "site": ev.site,
+                        "window": ev.window,
+                        "clerk_id": clerk_at(ev.site, ev.window, ev.started_ms),
+                        "started_ms": ev.started_ms,
+                        "ended_ms": ev.ended_ms,
+                        "with_sign": ev.with_sign,
+                        "violation": ev.violation,
+                    }
+                )
+        for table, rows, key in (
+            (sessions, sess, "session_id"),
+            (evaluations, evals, "event_id"),
+            (away_periods, aways, "event_id"),
+            (cases, new_cases, "case_id"),
+        ):
+            if rows:
+                conn.execute(self._insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+
+    # ----------------------------------------------------------------- people
+
+    def add_clerk(self, clerk_id: str, name: str, site: str) -> None:
+        row = {"clerk_id": clerk_id, "name": name, "site": site}
+        with self.engine.begin() as conn:
+            ins = self._insert(clerks).values(**row)
+            conn.execute(ins.on_conflict_do_update(index_elements=["clerk_id"], set_=row))
+
+    def sign_in(
+        self, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None = None
+    ) -> None:
+        """Record who staffed a window when, and attribute what is already stored."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                roster.insert().values(
+                    clerk_id=clerk_id, site=site, window=window, start_ms=start_ms, end_ms=end_ms
+                )
+            )
+            end = end_ms if end_ms is not None else 2**62
+            for table, col in (
+                (sessions, sessions.c.opened_ms),
+                (evaluations, evaluations.c.ts_ms),
+                (away_periods, away_periods.c.started_ms),
+                (cases, cases.c.opened_ms),
+            ):
+                conn.execute(
+                    update(table)
+                    .where(
+                        table.c.site == site,
+                        table.c.window == window,
+                        col >= start_ms,
+                        col < end,
+                    )
+                    .values(clerk_id=clerk_id)
+                )
+
+    def close_case(self, case_id: str, note: str, at_ms: int) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(cases)
+                .where(cases.c.case_id == case_id, cases.c.status == "open")
+                .values(status="closed", closed_ms=at_ms, note=note)
+            )
+            return bool(res.rowcount)
 
     def set_availability(self, site: str, window: str, online: bool, at_ms: int) -> None:
         with self.engine.begin() as conn:
@@ -150,6 +295,14 @@ class Store:
                 update(devices)
                 .where(devices.c.site == state.site, devices.c.window == state.window)
                 .values(state=state.model_dump(mode="json"), last_seen_ms=at_ms)
+            )
+
+    def set_health(self, health: Health, at_ms: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(devices)
+                .where(devices.c.site == health.site, devices.c.window == health.window)
+                .values(health=health.model_dump(mode="json"), last_seen_ms=at_ms)
             )
 
     def count_rejects(self, counts: dict[str, int]) -> None:
@@ -200,6 +353,51 @@ class Store:
                 r[0]: int(r[1]) for r in conn.execute(select(rejects.c.reason, rejects.c.count))
             }
 
+    def sequence_gaps(self) -> list[dict[str, int | str]]:
+        """Missing device sequence numbers below each device's highest one."""
+        prev = func.lag(events.c.seq).over(
+            partition_by=(events.c.site, events.c.window), order_by=events.c.seq
+        )
+        inner = select(events.c.site, events.c.window, events.c.seq, prev.label("prev")).subquery()
+        q = (
+            select(inner.c.site, inner.c.window, inner.c.prev, inner.c.seq)
+            .where(inner.c.seq - func.coalesce(inner.c.prev, 0) > 1)
+            .order_by(inner.c.site, inner.c.window, inner.c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "site": r[0],
+                    "window": r[1],
+                    "from_seq": int(r[2] or 0) + 1,
+                    "to_seq": int(r[3]) - 1,
+                }
+                for r in conn.execute(q)
+            ]
+
     def event_ids(self) -> Iterable[str]:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(events.c.event_id))]
+
+
+class _ClerkLookup:
+    """Which clerk was signed in at a window at a time, for one batch of events."""
+
+    def __init__(self, conn: Any, evs: list[EventHeader]) -> None:
+        keys = {(e.site, e.window) for e in evs}
+        lo = min(e.ts_ms for e in evs) - 86_400_000 * 2
+        self._spans: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+        q = select(roster).where(
+            roster.c.site.in_({k[0] for k in keys}),
+            (roster.c.end_ms.is_(None)) | (roster.c.end_ms >= lo),
+        )
+        for r in conn.execute(q):
+            if (r.site, r.window) in keys:
+                end = r.end_ms if r.end_ms is not None else 2**62
+                self._spans.setdefault((r.site, r.window), []).append((r.start_ms, end, r.clerk_id))
+
+    def __call__(self, site: str, window: str, t_ms: int) -> str | None:
+        for start, end, clerk in self._spans.get((site, window), ()):
+            if start <= t_ms < end:
+                return clerk
+        return None

@@ -1,4 +1,10 @@
-"""Tables of the aggregator's store (SQLAlchemy Core; SQLite and PostgreSQL)."""
+"""Tables of the aggregator's store (SQLAlchemy Core; SQLite and PostgreSQL).
+
+``events`` is the append-only record of everything the fleet sent, one row per event
+id. ``sessions``, ``evaluations`` and ``away_periods`` are projections of it, written in
+the same transaction, so the measures read narrow indexed tables instead of JSON.
+Schema changes go through Alembic (``server/store/migrations``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -38,6 +45,7 @@ devices = Table(
     Column("availability_ms", BigInteger, nullable=True),
     Column("last_seen_ms", BigInteger, nullable=True),
     Column("state", JSON, nullable=True),
+    Column("health", JSON, nullable=True),
     Column("max_seq", BigInteger, nullable=False, default=0),
     Column("boot_id", String(36), nullable=True),
 )
@@ -58,7 +66,115 @@ events = Table(
     Column("historical", Boolean, nullable=False, default=False),
     Column("payload", JSON, nullable=False),
     Index("ix_events_device_ts", "site", "window", "ts_ms"),
+    Index("ix_events_device_seq", "site", "window", "seq"),
     Index("ix_events_received", "received_ms"),
+    Index("ix_events_session", "session_id"),
+)
+
+clerks = Table(
+    "clerks",
+    metadata,
+    Column("clerk_id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("site", String(32), nullable=False),
+)
+
+# Who staffed which window when: from sign-in or the roster, never from faces.
+roster = Table(
+    "roster",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("clerk_id", String(32), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=True),
+    Index("ix_roster_device", "site", "window", "start_ms"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(36), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=True),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("closed_ms", BigInteger, nullable=False),
+    Column("closed_by", String(16), nullable=False),
+    Column("stood_on_call", Boolean, nullable=False),
+    Column("stand_after_ms", BigInteger, nullable=True),
+    Column("smiled_at_greeting", Boolean, nullable=False),
+    Column("smile_after_ms", BigInteger, nullable=True),
+    Column("smile_peak", Float, nullable=True),
+    Column("smile_too_broad", Boolean, nullable=False),
+    Column("stood_at_farewell", Boolean, nullable=False),
+    Column("see_off_ms", BigInteger, nullable=True),
+    Column("rating", String(24), nullable=True),
+    Column("priority", Boolean, nullable=False),
+    Index("ix_sessions_device_opened", "site", "window", "opened_ms"),
+    Index("ix_sessions_clerk_opened", "clerk_id", "opened_ms"),
+    Index("ix_sessions_opened", "opened_ms"),
+)
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=True),
+    Column("session_id", String(36), nullable=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("rating", String(24), nullable=False),
+    Column("suspect", Boolean, nullable=False),
+    Column("suspect_reason", String(24), nullable=True),
+    Index("ix_evaluations_device_ts", "site", "window", "ts_ms"),
+    Index("ix_evaluations_clerk_ts", "clerk_id", "ts_ms"),
+)
+
+away_periods = Table(
+    "away_periods",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=True),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("ended_ms", BigInteger, nullable=True),
+    Column("with_sign", Boolean, nullable=False),
+    Column("violation", Boolean, nullable=False),
+    Index("ix_away_device_started", "site", "window", "started_ms"),
+)
+
+# A bad review (不满意 / 非常不满意) opens a case the unit must rectify in 15 working days.
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(36), primary_key=True),  # the evaluation's event id
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=True),
+    Column("session_id", String(36), nullable=True),
+    Column("rating", String(24), nullable=False),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("due_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("closed_ms", BigInteger, nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_cases_status_due", "status", "due_ms"),
+)
+
+helpdesk_kpis = Table(
+    "helpdesk_kpis",
+    metadata,
+    Column("site", String(32), primary_key=True),
+    Column("window", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),  # local date, YYYY-MM-DD
+    Column("requests", Integer, nullable=False),
+    Column("first_response_within_1min", Integer, nullable=False),
+    Column("resolved", Integer, nullable=False),
 )
 
 rejects = Table(

@@ -1,0 +1,246 @@
+"""The standard's measures, computed in SQL over the projection tables.
+
+A *scope* narrows to a district, site, window or clerk; a *period* is a half-open
+``[start_ms, end_ms)`` range (``periods.py`` turns "2026-11" or "2026-Q4" into one).
+Rates are None when there is nothing to divide by, never a misleading 0 or 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from agent.protocol import Rating
+from server.store.schema import away_periods, cases, evaluations, sessions, units
+
+GOOD = (Rating.VERY_SATISFIED.value, Rating.SATISFIED.value, Rating.BASIC.value)
+BAD = (Rating.DISSATISFIED.value, Rating.VERY_DISSATISFIED.value)
+GroupBy = Literal["window", "clerk", "site", "district"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    district: str | None = None
+    site: str | None = None
+    window: str | None = None
+    clerk_id: str | None = None
+
+
+@dataclass
+class Measures:
+    sessions: int = 0
+    stand_on_call_rate: float | None = None
+    smile_at_greeting_rate: float | None = None
+    farewell_stand_rate: float | None = None
+    see_off_rate: float | None = None
+    too_broad_smiles: int = 0
+    evaluation_coverage: float | None = None
+    ratings: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in Rating})
+    evaluations: int = 0
+    good_review_rate: float | None = None
+    bad_reviews: int = 0
+    suspect_presses: int = 0
+    away_without_sign_min: float = 0.0
+    away_violations: int = 0
+    open_cases: int = 0
+    overdue_cases: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rate(num: int | None, den: int) -> float | None:
+    return None if den == 0 else round((num or 0) / den, 4)
+
+
+def _where(table: Any, scope: Scope) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if scope.site:
+        conds.append(table.c.site == scope.site)
+    if scope.window:
+        conds.append(table.c.window == scope.window)
+    if scope.clerk_id:
+        conds.append(table.c.clerk_id == scope.clerk_id)
+    if scope.district:
+        conds.append(
+            table.c.site.in_(select(units.c.site).where(units.c.district == scope.district))
+        )
+    return conds
+
+
+def _group_col(table: Any, by: GroupBy) -> Any:
+    if by == "clerk":
+        return table.c.clerk_id
+    if by == "window":
+        return table.c.site + "/" + table.c.window
+    if by == "site":
+        return table.c.site
+    return select(units.c.district).where(units.c.site == table.c.site).scalar_subquery()
+
+
+def compute(
+    engine: Engine,
+    scope: Scope,
+    start_ms: int,
+    end_ms: int,
+    *,
+    see_off_ms: int = 3000,
+    now_ms: int | None = None,
+    group_by: GroupBy | None = None,
+) -> dict[str | None, Measures]:
+    """Measures for ``scope`` in the period, one per group (key None when ungrouped)."""
+    s, e, a, c = sessions, evaluations, away_periods, cases
+    out: dict[str | None, Measures] = {}
+
+    def get(key: str | None) -> Measures:
+        return out.setdefault(key, Measures())
+
+    def key_cols(table: Any) -> list[Any]:
+        return [_group_col(table, group_by).label("k")] if group_by else []
+
+    def key_of(row: Any) -> str | None:
+        return row.k if group_by else None
+
+    def as_int(col: Any) -> Any:
+        return func.sum(case((col, 1), else_=0))
+
+    s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+    q = select(
+        *key_cols(s),
+        func.count().label("n"),
+        as_int(s.c.stood_on_call).label("stood"),
+        as_int(s.c.smiled_at_greeting).label("smiled"),
+        as_int(s.c.stood_at_farewell).label("farewell"),
+        as_int(s.c.see_off_ms >= see_off_ms).label("see_off"),
+        as_int(s.c.smile_too_broad).label("broad"),
+        as_int(s.c.rating.is_not(None)).label("rated"),
+    ).where(s_where)
+    if group_by:
+        q = q.group_by("k")
+    e_where = and_(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, *_where(e, scope))
+    qe = select(*key_cols(e), e.c.rating, e.c.suspect, func.count().label("n")).where(e_where)
+    qe = qe.group_by(*(["k"] if group_by else []), e.c.rating, e.c.suspect)
+    a_where = and_(
+        a.c.started_ms >= start_ms, a.c.started_ms < end_ms, a.c.violation, *_where(a, scope)
+    )
+    qa = select(
+        *key_cols(a),
+        func.count().label("n"),
+        func.sum(a.c.ended_ms - a.c.started_ms).label("ms"),
+    ).where(a_where)
+    if group_by:
+        qa = qa.group_by("k")
+    now = now_ms if now_ms is not None else end_ms
+    c_where = and_(c.c.opened_ms < end_ms, c.c.status == "open", *_where(c, scope))
+    qc = select(
+        *key_cols(c),
+        func.count().label("n"),
+        as_int(c.c.due_ms < now).label("overdue"),
+    ).where(c_where)
+    if group_by:
+        qc = qc.group_by("k")
+
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            if not r.n:
+                continue
+            m = get(key_of(r))
+            m.sessions = int(r.n)
+            m.stand_on_call_rate = _rate(r.stood, r.n)
+            m.smile_at_greeting_rate = _rate(r.smiled, r.n)
+            m.farewell_stand_rate = _rate(r.farewell, r.n)
+            m.see_off_rate = _rate(r.see_off, r.n)
+            m.too_broad_smiles = int(r.broad or 0)
+            m.evaluation_coverage = _rate(r.rated, r.n)
+        for r in conn.execute(qe):
+            m = get(key_of(r))
+            if r.suspect:
+                m.suspect_presses += int(r.n)
+            else:
+                m.ratings[r.rating] = m.ratings.get(r.rating, 0) + int(r.n)
+        for r in conn.execute(qa):
+            if r.n:
+                m = get(key_of(r))
+                m.away_violations = int(r.n)
+                m.away_without_sign_min = round(int(r.ms or 0) / 60_000, 2)
+        for r in conn.execute(qc):
+            if r.n:
+                m = get(key_of(r))
+                m.open_cases = int(r.n)
+                m.overdue_cases = int(r.overdue or 0)
+    for m in out.values():
+        m.evaluations = sum(m.ratings.values())
+        m.bad_reviews = sum(m.ratings.get(b, 0) for b in BAD)
+        m.good_review_rate = _rate(sum(m.ratings.get(g, 0) for g in GOOD), m.evaluations)
+    if group_by is None and None not in out:
+        out[None] = Measures()
+    return out
+
+
+def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson score interval: small samples cannot top a ranking by luck."""
+    if n == 0:
+        return 0.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / denom
+
+
+def exemplary_counts(
+    engine: Engine, scope: Scope, start_ms: int, end_ms: int, see_off_ms: int = 3000
+) -> dict[str, tuple[int, int]]:
+    """Per clerk: (exemplary sessions, sessions). Exemplary = stood, smiled (not too
+    broad), stood to see off long enough, and not rated badly (A-STAR)."""
+    s = sessions
+    good = and_(
+        s.c.stood_on_call,
+        s.c.smiled_at_greeting,
+        ~s.c.smile_too_broad,
+        s.c.stood_at_farewell,
+        s.c.see_off_ms >= see_off_ms,
+        s.c.rating.is_(None) | s.c.rating.not_in(BAD),
+    )
+    q = (
+        select(
+            s.c.clerk_id,
+            func.sum(case((good, 1), else_=0)).label("good"),
+            func.count().label("n"),
+        )
+        .where(
+            s.c.opened_ms >= start_ms,
+            s.c.opened_ms < end_ms,
+            s.c.clerk_id.is_not(None),
+            *_where(s, scope),
+        )
+        .group_by(s.c.clerk_id)
+    )
+    with engine.connect() as conn:
+        return {r.clerk_id: (int(r.good or 0), int(r.n)) for r in conn.execute(q)}
+
+
+def smile_star_ranking(
+    engine: Engine, scope: Scope, start_ms: int, end_ms: int, min_sessions: int = 20
+) -> list[dict[str, Any]]:
+    """Clerks ranked by the Wilson lower bound of their exemplary-session rate."""
+    rows: list[dict[str, Any]] = []
+    for clerk, (good, n) in exemplary_counts(engine, scope, start_ms, end_ms).items():
+        rows.append(
+            {
+                "clerk_id": clerk,
+                "sessions": n,
+                "exemplary": good,
+                "rate": round(good / n, 4),
+                "score": round(wilson_lower_bound(good, n), 4),
+                "eligible": n >= min_sessions,
+            }
+        )
+    rows.sort(key=lambda r: (not r["eligible"], -float(r["score"]), str(r["clerk_id"])))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i if r["eligible"] else None
+    return rows

@@ -1,0 +1,304 @@
+"""Every measure from a known scenario, hand-checked, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent import protocol as p
+from agent.config import load_site
+from server.metrics.assessment import PassThresholds, probation, verdict
+from server.metrics.measures import Scope, compute, smile_star_ranking, wilson_lower_bound
+from server.metrics.periods import period_bounds
+from server.store.db import Store, StoredEvent
+from server.workdays import add_working_days
+from tests.conftest import EXAMPLE_SITE
+
+SH = ZoneInfo("Asia/Shanghai")
+BOOT = uuid.UUID(int=7)
+
+
+def ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=SH).timestamp() * 1000)  # type: ignore[misc]
+
+
+class Fleet:
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = {}
+        self.events: list[p.EventHeader] = []
+
+    def header(self, window: str, ts: int, session: uuid.UUID | None) -> dict[str, Any]:
+        self.seq[window] = self.seq.get(window, 0) + 1
+        return {
+            "event_id": uuid.uuid4(),
+            "site": "qingpu",
+            "window": window,
+            "seq": self.seq[window],
+            "boot_id": BOOT,
+            "ts_ms": ts,
+            "session_id": session,
+        }
+
+    def session(
+        self,
+        window: str,
+        opened: int,
+        *,
+        stood: bool = True,
+        smiled: bool = True,
+        broad: bool = False,
+        farewell: bool = True,
+        see_off: int | None = 4000,
+        rating: p.Rating | None = p.Rating.SATISFIED,
+    ) -> p.SessionSummary:
+        sid = uuid.uuid4()
+        closed = opened + 300_000
+        if rating is not None:
+            self.events.append(p.Evaluated(**self.header(window, closed, sid), rating=rating))
+        ev = p.SessionSummary(
+            **self.header(window, closed + 5000, sid),
+            opened_ms=opened,
+            closed_ms=closed,
+            closed_by="evaluation" if rating else "next_call",
+            stood_on_call=stood,
+            stand_after_ms=1500 if stood else None,
+            smiled_at_greeting=smiled,
+            smile_after_ms=2500 if smiled else None,
+            smile_peak=0.99 if broad else 0.8,
+            smile_too_broad=broad,
+            stood_at_farewell=farewell,
+            see_off_ms=see_off if farewell else None,
+            rating=rating,
+        )
+        self.events.append(ev)
+        return ev
+
+
+R = p.Rating
+DAY = ms(2026, 11, 2, 10, 0)  # Monday
+
+
+def scenario() -> tuple[Fleet, dict[str, Any]]:
+    f = Fleet()
+    w03: list[p.SessionSummary] = []
+    ratings = [R.VERY_SATISFIED] * 4 + [R.SATISFIED] * 2 + [R.BASIC, R.DISSATISFIED, None, None]
+    for i in range(10):
+        n = i + 1
+        w03.append(
+            f.session(
+                "w03",
+                DAY + i * 600_000,
+                stood=n != 10,
+                smiled=n not in (9, 10),
+                broad=n == 1,
+                farewell=n not in (8, 9, 10),
+                see_off=2000 if n == 7 else 4000,
+                rating=ratings[i],
+            )
+        )
+    # two suspect presses, kept but not counted as evaluations
+    for reason in ("no_session", "repeat"):
+        f.events.append(
+            p.Evaluated(
+                **f.header("w03", DAY + 7_200_000, None),
+                rating=R.VERY_SATISFIED,
+                suspect=True,
+                suspect_reason=reason,  # type: ignore[arg-type]
+            )
+        )
+    away_v = p.Away(
+        **f.header("w03", DAY + 9_000_000, None),
+        started_ms=DAY + 8_280_000,
+        ended_ms=DAY + 9_000_000,  # 12 minutes
+        with_sign=False,
+        violation=True,
+    )
+    away_ok = p.Away(
+        **f.header("w03", DAY + 11_000_000, None),
+        started_ms=DAY + 9_800_000,
+        ended_ms=DAY + 11_000_000,
+        with_sign=True,
+        violation=False,
+    )
+    f.events += [away_v, away_ok]
+    for i in range(3):
+        f.session("w04", DAY + i * 600_000)
+    for i in range(30):
+        f.session("w05", DAY + i * 600_000, stood=i >= 3)
+    bad_eval = next(
+        e for e in f.events if isinstance(e, p.Evaluated) and e.rating is R.DISSATISFIED
+    )
+    return f, {"w03": w03, "away": away_v, "bad_eval": bad_eval}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = (
+        f"sqlite:///{tmp_path / 'ww.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    s = Store(url)
+    s.create()
+    s.register_site(load_site(EXAMPLE_SITE))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def loaded(store: Store) -> tuple[Store, dict[str, Any]]:
+    store.add_clerk("c-li", "李敏", "qingpu")
+    store.add_clerk("c-wang", "王芳", "qingpu")
+    store.add_clerk("c-zhao", "赵磊", "qingpu")
+    nov1 = ms(2026, 11, 1, 0, 0)
+    store.sign_in("c-li", "qingpu", "w03", nov1)
+    store.sign_in("c-wang", "qingpu", "w04", nov1)
+    f, refs = scenario()
+    received = [StoredEvent(e, e.ts_ms + 50) for e in f.events]
+    store.insert_events(received[: len(received) // 2])
+    # c-zhao signs in after half the events are stored: attribution must catch up
+    store.sign_in("c-zhao", "qingpu", "w05", nov1)
+    store.insert_events(received[len(received) // 2 :])
+    assert store.insert_events(received) == []  # every duplicate skipped
+    return store, refs
+
+
+def test_window_measures(loaded: tuple[Store, dict[str, Any]]) -> None:
+    store, _ = loaded
+    start, end = period_bounds("2026-11")
+    m = compute(
+        store.engine, Scope(site="qingpu", window="w03"), start, end, now_ms=ms(2026, 11, 30, 12, 0)
+    )[None]
+    assert m.sessions == 10
+    assert m.stand_on_call_rate == 0.9
+    assert m.smile_at_greeting_rate == 0.8
+    assert m.farewell_stand_rate == 0.7
+    assert m.see_off_rate == 0.6
+    assert m.too_broad_smiles == 1
+    assert m.evaluation_coverage == 0.8
+    assert m.evaluations == 8
+    assert m.ratings == {
+        "very_satisfied": 4,
+        "satisfied": 2,
+        "basically_satisfied": 1,
+        "dissatisfied": 1,
+        "very_dissatisfied": 0,
+    }
+    assert m.good_review_rate == 0.875
+    assert m.bad_reviews == 1
+    assert m.suspect_presses == 2
+    assert m.away_without_sign_min == 12.0
+    assert m.away_violations == 1
+    assert m.open_cases == 1
+    assert m.overdue_cases == 1
+    early = compute(store.engine, Scope(window="w03"), start, end, now_ms=ms(2026, 11, 20, 12, 0))
+    assert early[None].overdue_cases == 0
+
+
+def test_bad_review_case_clock_is_15_working_days(loaded: tuple[Store, dict[str, Any]]) -> None:
+    # opened Mon 2 Nov 2026; 15 working days later is Mon 23 Nov, end of day
+    assert (
+        add_working_days(ms(2026, 11, 2, 10, 0), 15, "Asia/Shanghai")
+        == ms(2026, 11, 23, 23, 59) + 59_999
+    )
+    store, refs = loaded
+    assert store.close_case(
+        str(refs["bad_eval"].event_id), "talked to citizen", ms(2026, 11, 5, 9, 0)
+    )
+    start, end = period_bounds("2026-11")
+    m = compute(store.engine, Scope(window="w03"), start, end, now_ms=ms(2026, 11, 30, 12, 0))
+    assert (m[None].open_cases, m[None].overdue_cases) == (0, 0)
+
+
+def test_grouped_by_clerk_and_unit(loaded: tuple[Store, dict[str, Any]]) -> None:
+    store, _ = loaded
+    start, end = period_bounds("2026-Q4")
+    by_clerk = compute(store.engine, Scope(), start, end, group_by="clerk")
+    assert {k: v.sessions for k, v in by_clerk.items()} == {"c-li": 10, "c-wang": 3, "c-zhao": 30}
+    assert by_clerk["c-zhao"].stand_on_call_rate == 0.9
+    by_site = compute(store.engine, Scope(district="青浦区"), start, end, group_by="site")
+    assert by_site["qingpu"].sessions == 43
+    by_window = compute(store.engine, Scope(), start, end, group_by="window")
+    assert by_window["qingpu/w04"].good_review_rate == 1.0
+    # nothing in October
+    oct_start, oct_end = period_bounds("2026-10")
+    assert compute(store.engine, Scope(), oct_start, oct_end)[None].sessions == 0
+    assert compute(store.engine, Scope(), oct_start, oct_end)[None].stand_on_call_rate is None
+
+
+def test_monthly_verdict_with_evidence(loaded: tuple[Store, dict[str, Any]]) -> None:
+    store, refs = loaded
+    t = PassThresholds(min_sessions=5)
+    v = verdict(store.engine, "c-li", "2026-11", t, now_ms=ms(2026, 11, 30, 12, 0))
+    assert v["result"] == "fail"
+    failed = {f["criterion"]: f for f in v["failures"]}
+    assert set(failed) == {
+        "smile_at_greeting_rate",
+        "farewell_stand_rate",
+        "good_review_rate",
+        "overdue_cases",
+    }
+    w03 = refs["w03"]
+    assert set(failed["smile_at_greeting_rate"]["evidence"]) == {
+        str(w03[8].event_id),
+        str(w03[9].event_id),
+    }
+    assert set(failed["farewell_stand_rate"]["evidence"]) == {
+        str(w03[i].event_id) for i in (7, 8, 9)
+    }
+    assert failed["good_review_rate"]["evidence"] == [str(refs["bad_eval"].event_id)]
+    assert verdict(store.engine, "c-wang", "2026-11", t)["result"] == "insufficient_data"
+    assert (
+        verdict(store.engine, "c-wang", "2026-11", PassThresholds(min_sessions=3))["result"]
+        == "pass"
+    )
+    zhao = verdict(store.engine, "c-zhao", "2026-11", t)
+    assert zhao["result"] == "pass"  # 27/30 = 0.9 meets 0.90 exactly
+    pr = probation(store.engine, "c-li", "2026-12", t)
+    assert pr["status"] == "on_probation" and pr["previous"] == "fail"
+
+
+def test_smile_star_is_fair_to_small_samples(loaded: tuple[Store, dict[str, Any]]) -> None:
+    # hand-computed Wilson 95 % lower bounds
+    assert wilson_lower_bound(27, 30) == pytest.approx(0.7438, abs=1e-4)
+    assert wilson_lower_bound(3, 3) == pytest.approx(0.4385, abs=1e-4)
+    assert wilson_lower_bound(5, 10) == pytest.approx(0.2366, abs=1e-4)
+    store, _ = loaded
+    start, end = period_bounds("2026-11")
+    ranking = smile_star_ranking(store.engine, Scope(site="qingpu"), start, end, min_sessions=3)
+    assert [(r["clerk_id"], r["exemplary"], r["sessions"], r["rank"]) for r in ranking] == [
+        ("c-zhao", 27, 30, 1),  # 90 % of 30 beats 100 % of 3
+        ("c-wang", 3, 3, 2),
+        ("c-li", 5, 10, 3),
+    ]
+    strict = smile_star_ranking(store.engine, Scope(site="qingpu"), start, end, min_sessions=5)
+    assert [r["rank"] for r in strict] == [1, 2, None]
+
+
+def test_sequence_gaps_reported(store: Store) -> None:
+    f = Fleet()
+    evs = [f.session("w06", DAY + i * 1000) for i in range(5)]  # seqs 1..10
+    keep = [e for e in f.events if e.seq not in (4, 5, 9)]
+    store.insert_events([StoredEvent(e, 0) for e in keep])
+    assert store.sequence_gaps() == [
+        {"site": "qingpu", "window": "w06", "from_seq": 4, "to_seq": 5},
+        {"site": "qingpu", "window": "w06", "from_seq": 9, "to_seq": 9},
+    ]
+    assert len(evs) == 5
+
+
+def test_migrations_match_models(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from server.store.schema import metadata
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
