@@ -24,8 +24,8 @@ SH = ZoneInfo("Asia/Shanghai")
 BOOT = uuid.UUID(int=7)
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=SH).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=SH).timestamp() * 1000)
 
 
 class Fleet:
@@ -109,7 +109,7 @@ def scenario() -> tuple[Fleet, dict[str, Any]]:
                 **f.header("w03", DAY + 7_200_000, None),
                 rating=R.VERY_SATISFIED,
                 suspect=True,
-                suspect_reason=reason,  # type: ignore[arg-type]
+                suspect_reason=reason,
             )
         )
     away_v = p.Away(
