@@ -31,6 +31,7 @@ from agent.protocol import (
     ONLINE,
     Channel,
     EventHeader,
+    Health,
     WindowState,
     parse_event,
     parse_topic,
@@ -77,6 +78,7 @@ class _Item:
     event: EventHeader | None = None
     availability: tuple[str, str, bool] | None = None
     state: WindowState | None = None
+    health: Health | None = None
     reject: str | None = None
 
 
@@ -143,6 +145,7 @@ class Ingest:
                 (events_topic, 1),
                 (subscription(Channel.AVAILABILITY), 1),
                 (subscription(Channel.STATE), 1),
+                (subscription(Channel.HEALTH), 0),
             ]
         )
 
@@ -176,16 +179,19 @@ class Ingest:
                 item.availability = (site, window, text == ONLINE)
             else:
                 item.reject = "malformed"
-        elif channel is Channel.STATE:
+        elif channel in (Channel.STATE, Channel.HEALTH):
+            model = WindowState if channel is Channel.STATE else Health
             try:
-                st = WindowState.model_validate_json(msg.payload)
+                doc = model.model_validate_json(msg.payload)
             except ValidationError:
                 item.reject = "malformed"
             else:
-                if (st.site, st.window) != (site, window):
+                if (doc.site, doc.window) != (site, window):
                     item.reject = "forged"
+                elif isinstance(doc, WindowState):
+                    item.state = doc
                 else:
-                    item.state = st
+                    item.health = doc
         else:
             item.reject = "bad_topic"
         self._queue.put(item)
@@ -219,6 +225,8 @@ class Ingest:
                 self.store.set_availability(site, window, online, i.received_ms)
             elif i.state:
                 self.store.set_state(i.state, i.received_ms)
+            elif i.health:
+                self.store.set_health(i.health, i.received_ms)
         self.store.count_rejects(dict(rejects))
         # Committed: now the broker may forget these messages.
         for i in batch:

@@ -23,6 +23,7 @@ from server.store.schema import (
     devices,
     evaluations,
     events,
+    helpdesk_kpis,
     rejects,
     roster,
     sessions,
@@ -280,6 +281,58 @@ class Store:
                 .values(status="closed", closed_ms=at_ms, note=note)
             )
             return bool(res.rowcount)
+
+    def put_helpdesk_kpis(
+        self,
+        site: str,
+        window: str,
+        day: str,
+        requests: int,
+        first_response_within_1min: int,
+        resolved: int,
+    ) -> None:
+        """H-ONLINE figures for one day, as reported by the help-desk system (upsert)."""
+        row = {
+            "requests": requests,
+            "first_response_within_1min": first_response_within_1min,
+            "resolved": resolved,
+        }
+        with self.engine.begin() as conn:
+            ins = self._insert(helpdesk_kpis).values(site=site, window=window, day=day, **row)
+            conn.execute(
+                ins.on_conflict_do_update(index_elements=["site", "window", "day"], set_=row)
+            )
+
+    def helpdesk_summary(
+        self, first_day: str, last_day: str, site: str | None = None
+    ) -> dict[str, Any]:
+        h = helpdesk_kpis
+        q = select(
+            func.coalesce(func.sum(h.c.requests), 0),
+            func.coalesce(func.sum(h.c.first_response_within_1min), 0),
+            func.coalesce(func.sum(h.c.resolved), 0),
+        ).where(h.c.day >= first_day, h.c.day <= last_day)
+        if site:
+            q = q.where(h.c.site == site)
+        with self.engine.connect() as conn:
+            n, fast, resolved = (int(x) for x in conn.execute(q).one())
+        return {
+            "requests": n,
+            "first_response_rate": round(fast / n, 4) if n else None,
+            "resolved_rate": round(resolved / n, 4) if n else None,
+            "meets_standard": (fast == n and resolved >= 0.9 * n) if n else None,
+        }
+
+    def list_cases(
+        self, status: str | None = None, site: str | None = None
+    ) -> list[dict[str, Any]]:
+        q = select(cases).order_by(cases.c.due_ms)
+        if status:
+            q = q.where(cases.c.status == status)
+        if site:
+            q = q.where(cases.c.site == site)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def set_availability(self, site: str, window: str, online: bool, at_ms: int) -> None:
         with self.engine.begin() as conn:
