@@ -1,0 +1,1 @@
+"""MockFactory scenario tests of the window's GPIO devices (agent/hardware)."""

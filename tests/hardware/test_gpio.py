@@ -1,0 +1,364 @@
+"""WindowPanel on MockFactory pins: what reaches the sink, and what the rules make of it.
+
+Buttons are wired to GND with pull-ups, so ``drive_low()`` is a press and
+``drive_high()`` the release; the sign's reed switch closes (low) when the sign is shown.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from gpiozero import Button, DigitalInputDevice
+from gpiozero.exc import GPIOPinInUse
+from gpiozero.pins.mock import MockFactory
+
+from agent.config import GpioConfig
+from agent.hardware.gpio import WindowPanel
+from agent.protocol import Rating
+from agent.rules import Call, Evaluation, Finish, RuleInput, ServiceRules, Sign
+from agent.rules.engine import Step
+from tests.rules.script import CFG, brief, ev, gone, ids, seen
+
+CALL, FINISH, SIGN, LED_PIN, BUZZER = 17, 27, 22, 23, 24
+EVAL5 = [5, 6, 13, 19, 26]
+
+Q = queue.SimpleQueue[tuple[int, RuleInput]]
+
+
+class FakeClock:
+    """Device time in ms, moved by the test."""
+
+    def __init__(self, t_ms: int = 0) -> None:
+        self.t_ms = t_ms
+
+    def __call__(self) -> int:
+        return self.t_ms
+
+
+def gpio(**overrides: object) -> GpioConfig:
+    fields: dict[str, object] = dict(
+        call_button=CALL, finish_button=FINISH, eval_buttons=EVAL5, sign_sensor=SIGN,
+        status_led=LED_PIN, buzzer=BUZZER, bounce_ms=50,
+    )  # fmt: skip
+    fields.update(overrides)
+    return GpioConfig.model_validate(fields)
+
+
+def drain(q: Q) -> list[tuple[int, RuleInput]]:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+def states(factory: MockFactory, pin: int) -> list[bool]:
+    return [bool(s.state) for s in factory.pin(pin).states]
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    f = MockFactory()
+    yield f
+    f.reset()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_000)
+
+
+def press(factory: MockFactory, pin: int) -> None:
+    factory.pin(pin).drive_low()
+    factory.pin(pin).drive_high()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_start_reports_the_sign_then_buttons_report_their_inputs(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        assert drain(q) == [(1_000, Sign(up=False))]
+        clock.t_ms = 2_000
+        press(factory, CALL)
+        clock.t_ms = 3_000
+        press(factory, FINISH)
+        assert drain(q) == [(2_000, Call(source="bell")), (3_000, Finish())]
+
+
+def test_five_button_panel_is_best_first(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        drain(q)
+        for pin in EVAL5:
+            clock.t_ms += 1_000
+            press(factory, pin)
+        assert [item for _, item in drain(q)] == [
+            Evaluation(Rating.VERY_SATISFIED),
+            Evaluation(Rating.SATISFIED),
+            Evaluation(Rating.BASIC),
+            Evaluation(Rating.DISSATISFIED),
+            Evaluation(Rating.VERY_DISSATISFIED),
+        ]
+
+
+def test_three_button_panel_maps_to_three_levels(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    cfg = gpio(eval_buttons=[5, 6, 13], finish_button=None)
+    with WindowPanel(cfg, q, pin_factory=factory, clock=clock, ack_s=0.001) as panel:
+        assert panel.finish_button is None
+        drain(q)
+        for pin in (13, 6, 5):
+            press(factory, pin)
+        assert [item for _, item in drain(q)] == [
+            Evaluation(Rating.DISSATISFIED),
+            Evaluation(Rating.BASIC),
+            Evaluation(Rating.SATISFIED),
+        ]
+
+
+def test_bounce_inside_bounce_ms_is_one_press_per_button(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(bounce_ms=50), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        drain(q)
+        press(factory, 5)
+        clock.t_ms += 49
+        press(factory, 5)  # contact bounce: swallowed
+        press(factory, 6)  # another button is not locked out
+        clock.t_ms += 1
+        press(factory, 5)  # 50 ms after the first: a real press
+        assert drain(q) == [
+            (1_000, Evaluation(Rating.VERY_SATISFIED)),
+            (1_049, Evaluation(Rating.SATISFIED)),
+            (1_050, Evaluation(Rating.VERY_SATISFIED)),
+        ]
+
+
+def test_sign_closed_is_shown_and_repeats_are_not_news(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        clock.t_ms = 5_000
+        factory.pin(SIGN).drive_low()
+        assert panel.sign_up is True
+        clock.t_ms = 9_000
+        factory.pin(SIGN).drive_high()
+        assert panel.sign_up is False
+        assert drain(q) == [
+            (1_000, Sign(up=False)),
+            (5_000, Sign(up=True)),
+            (9_000, Sign(up=False)),
+        ]
+
+
+def test_a_late_edge_callback_after_the_level_settled_is_not_news(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    # On a Pi a bouncing reed switch can deliver an edge callback after the level has
+    # already gone back; the panel reports levels, not edges.
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        handler = panel.sign_sensor.when_activated
+        assert handler is not None
+        handler()  # "activated" arrives, but the pin reads open (sign down) again
+        assert drain(q) == [(1_000, Sign(up=False))]
+
+
+def test_sign_in_a_storage_holder_is_shown_when_open(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    # The pull-up reads the empty holder as open: the sign is out, i.e. shown.
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, sign_shown_when="open"):
+        clock.t_ms = 2_000
+        factory.pin(SIGN).drive_low()  # put back into its holder
+        assert drain(q) == [(1_000, Sign(up=True)), (2_000, Sign(up=False))]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_buzzer_beeps_once_per_accepted_press(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.01):
+        press(factory, 5)
+        press(factory, 5)  # same ms: bounce, no second beep
+        wait_for(lambda: states(factory, BUZZER) == [False, True, False])
+        time.sleep(0.05)
+        assert states(factory, BUZZER) == [False, True, False]
+
+
+def test_without_a_buzzer_the_status_led_flashes_and_returns_to_its_mode(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(buzzer=None), q, pin_factory=factory, clock=clock, ack_s=0.01) as p:
+        p.set_status("connected")
+        assert states(factory, LED_PIN) == [False, True]
+        press(factory, CALL)
+        # Flash (off for a moment on a steady LED), then steady again.
+        wait_for(lambda: states(factory, LED_PIN) == [False, True, False, True])
+        assert p.status_led is not None and p.status_led.is_lit
+
+
+def test_status_led_modes(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        led = panel.status_led
+        assert led is not None
+        panel.set_status("connected")
+        assert led.is_lit and panel.status == "connected"
+        factory.pin(LED_PIN).clear_states()
+        panel.set_status("fault")  # 0.1 s on / 0.1 s off
+        wait_for(lambda: len(factory.pin(LED_PIN).states) >= 4)
+        panel.set_status("buffering")
+        assert panel.status == "buffering"
+        assert led.is_lit  # a blink starts lit
+        panel.set_status("off")
+        assert not led.is_lit
+        factory.pin(LED_PIN).clear_states()
+        time.sleep(0.25)  # no blink thread left behind
+        assert states(factory, LED_PIN) == [False]
+
+
+# --------------------------------------------------------------------------- lifetime
+
+
+def test_close_releases_every_pin_and_silences_callbacks(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        pass
+    assert panel.closed
+    drain(q)
+    press(factory, CALL)
+    assert drain(q) == []
+    for pin in (CALL, FINISH, *EVAL5, SIGN):
+        DigitalInputDevice(pin, pin_factory=factory).close()  # raises GPIOPinInUse if held
+    panel.close()  # twice is fine
+
+
+def test_failed_construction_releases_the_pins_it_took(factory: MockFactory) -> None:
+    squatter = Button(13, pin_factory=factory)
+    q: Q = queue.SimpleQueue()
+    with pytest.raises(GPIOPinInUse):
+        WindowPanel(gpio(), q, pin_factory=factory)
+    Button(CALL, pin_factory=factory).close()
+    squatter.close()
+
+
+# --------------------------------------------------------------------------- with the rules
+
+
+def _run(q: Q, rules: ServiceRules, extra: list[Step] | None = None) -> list[Step]:
+    """Everything the pins produced (plus scripted observations), in time order."""
+    steps: list[Step] = [*drain(q), *(extra or [])]
+    return sorted(steps, key=lambda s: s[0] if isinstance(s, tuple) else s.t_ms)
+
+
+def test_pin_presses_become_evaluations_with_every_suspect_reason(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    rules = ServiceRules(CFG, new_id=ids())
+    drafts = []
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        for t_ms, action in [
+            (1_000, lambda: press(factory, 5)),              # no session
+            (10_000, lambda: press(factory, CALL)),
+            (11_000, lambda: factory.pin(SIGN).drive_low()),  # sign shown
+            (12_000, lambda: press(factory, 6)),             # while the sign is up
+            (13_000, lambda: factory.pin(SIGN).drive_high()),
+            (20_000, lambda: press(factory, 5)),             # the real evaluation
+            (21_000, lambda: press(factory, 26)),            # 1 s later: repeat
+            (25_000, lambda: press(factory, 19)),            # 4 s later: second rating
+        ]:  # fmt: skip
+            clock.t_ms = t_ms
+            action()
+            drafts += rules.run(drain(q))
+    drafts += rules.tick(40_000)
+    assert [b for b in brief(drafts) if b[0] == "Evaluated"] == [
+        ev("Evaluated", 1_000, rating=Rating.VERY_SATISFIED, suspect=True,
+           suspect_reason="no_session"),
+        ev("Evaluated", 12_000, rating=Rating.SATISFIED, suspect=True, suspect_reason="sign_up"),
+        ev("Evaluated", 20_000, rating=Rating.VERY_SATISFIED, suspect=False,
+           suspect_reason=None),
+        ev("Evaluated", 21_000, rating=Rating.VERY_DISSATISFIED, suspect=True,
+           suspect_reason="repeat"),
+        ev("Evaluated", 25_000, rating=Rating.DISSATISFIED, suspect=True,
+           suspect_reason="already_evaluated"),
+    ]  # fmt: skip
+    summary = drafts[-1]
+    assert summary.kind.__name__ == "SessionSummary"
+    assert summary.fields["closed_by"] == "evaluation"
+    assert summary.fields["rating"] == Rating.VERY_SATISFIED
+    assert rules.counters.suspect_presses == 4
+
+
+def test_bell_to_finish_key_session_from_pins(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        clock.t_ms = 10_000
+        press(factory, CALL)
+        clock.t_ms = 40_000
+        press(factory, FINISH)
+        clock.t_ms = 40_020
+        press(factory, FINISH)  # bounce: must not count twice
+        rules = ServiceRules(CFG, new_id=ids())
+        drafts = rules.run(
+            _run(
+                q,
+                rules,
+                [
+                    seen(9_000, smile=0.1),
+                    seen(13_000, smile=0.7, standing=True),
+                    seen(14_000, smile=0.3),
+                    seen(41_000, smile=0.6, standing=True),
+                    seen(45_000, smile=0.6, standing=True),
+                    seen(50_000, smile=0.1),
+                ],
+            )
+        )
+    assert brief(drafts)[-1] == ev(
+        "SessionSummary", 45_000, opened_ms=10_000, closed_ms=40_000, closed_by="finish_key",
+        stood_on_call=True, stand_after_ms=3_000, smiled_at_greeting=True, smile_after_ms=3_000,
+        smile_peak=0.7, smile_too_broad=False, stood_at_farewell=True, see_off_ms=3_000,
+        rating=None, priority=False,
+    )  # fmt: skip
+
+
+def test_away_with_and_without_the_sign_from_the_sensor(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock):
+        clock.t_ms = 100_000
+        factory.pin(SIGN).drive_low()  # sign up before the second absence
+        clock.t_ms = 300_000
+        factory.pin(SIGN).drive_high()
+        rules = ServiceRules(CFG, new_id=ids())
+        obs: list[Step] = [seen(0), gone(10_000), seen(90_000), gone(101_000), seen(250_000)]
+        drafts = rules.run(_run(q, rules, obs))
+    assert [b for b in brief(drafts) if b[0] == "Away"] == [
+        ev("Away", 70_000, started_ms=10_000, ended_ms=None, with_sign=False, violation=True),
+        ev("Away", 90_000, started_ms=10_000, ended_ms=90_000, with_sign=False, violation=True),
+        ev("Away", 250_000, started_ms=101_000, ended_ms=250_000, with_sign=True,
+           violation=False),
+    ]  # fmt: skip
