@@ -5,7 +5,16 @@ besides ``agent.observation.Observation``.
 """
 
 from agent.rules.engine import RuleCounters, RulesState, ServiceRules, Step, run
-from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Shutdown, Sign, Tick
+from agent.rules.inputs import (
+    Call,
+    Evaluation,
+    Finish,
+    RuleInput,
+    Shutdown,
+    Sign,
+    Tick,
+    from_command,
+)
 
 __all__ = [
     "Call",
@@ -19,5 +28,6 @@ __all__ = [
     "Sign",
     "Step",
     "Tick",
+    "from_command",
     "run",
 ]

@@ -7,10 +7,14 @@ is a plain list of ``(t_ms, input)`` steps (see ``run``).
 
 Time model
     Posture, smile and presence are piecewise constant between observations: the last
-    observation holds until the next one. Every deadline (end of a smile window, the
-    farewell stand limit, the see-off time, the session timeout, away confirmation) is
-    resolved *at the deadline's own time*, before any later input is applied, so the
-    events do not depend on the frame rate or on how often the app ticks. Windows are
+    observation holds until the next one. A frame without a face leaves the posture as
+    last seen (only an observed sit-down fails a see-off) until the clerk is confirmed
+    away; the smile of such a frame is unknown and never counts.
+
+    Every deadline (end of a smile window, the farewell stand limit, the see-off time,
+    the session timeout, away confirmation) is resolved *at the deadline's own time*,
+    before any later input is applied, so the events do not depend on the frame rate or
+    on how often the app ticks. Windows are
     inclusive: standing exactly ``stand_within_s`` after the call is on time. Inputs
     that arrive with a time earlier than the last one (threads racing into the app's
     queue) are taken as happening "now" and counted in ``counters.clock_backwards``.
@@ -27,7 +31,8 @@ Sessions (W-CALL, W-TWO-STANDS, G-SMILE, W-FAREWELL, W-EVALUATE, H-PRIORITY)
     * Greeting smile: a window of ``greet_within_s`` from the call (cut short if the
       session ends first). ``Smiled(phase="greeting")`` is emitted when it closes, with
       the first time the score reached ``smile_threshold`` and the peak score;
-      ``too_broad`` when the peak is above ``too_broad_threshold``.
+      ``too_broad`` when the peak is above ``too_broad_threshold``. The summary's
+      ``smile_peak`` is the greeting peak; ``smile_too_broad`` covers both windows.
     * A session ends on a (non-suspect) evaluation, the finish key, the next call,
       ``session_timeout_s`` after opening, or ``Shutdown``.
     * Farewell: from the end, the clerk must stand within ``farewell_within_s`` and not
@@ -541,14 +546,19 @@ class ServiceRules:
         else:
             self._face_lost(t)
         self._face = obs.face_present
-        # Without a face, posture and smile are unknown; unknown never passes a rule.
-        standing = obs.face_present and obs.standing is True
+        # Without a face, posture is unknown and the last known posture holds: the
+        # face detector drops frames exactly when the clerk turns to hand documents
+        # over, and a dropped frame must not read as sitting down mid see-off. Only an
+        # observed posture changes it (and a confirmed away clears it).
+        if obs.face_present and obs.standing is not None:
+            standing = obs.standing
+            if standing and not self._standing:
+                self._stood_up(t)
+            elif not standing and self._standing:
+                self._sat_down(t)
+            self._standing = standing
+        # An unknown smile is no smile: it can never pass G-SMILE.
         smile = obs.smile if obs.face_present else None
-        if standing and not self._standing:
-            self._stood_up(t)
-        elif not standing and self._standing:
-            self._sat_down(t)
-        self._standing = standing
         self._smile = smile
         s = self._session
         if smile is not None and s is not None:
@@ -605,6 +615,7 @@ class ServiceRules:
     def _confirm_away(self, t: int) -> None:
         assert self._absent_since is not None
         self._away_confirmed = True
+        self._standing = False  # gone for a minute: the last posture means nothing now
         # The clerk really left when the absence began, not when we became sure.
         self._end_sign_segment(t, self._absent_since)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from agent.observation import Observation
-from agent.protocol import Rating
+from agent.protocol import Command, Rating
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,4 +62,27 @@ class Shutdown:
 #: Anything ``ServiceRules.feed`` accepts.
 RuleInput: TypeAlias = Observation | Call | Finish | Evaluation | Sign | Tick | Shutdown
 
-__all__ = ["Call", "Evaluation", "Finish", "RuleInput", "Shutdown", "Sign", "Tick"]
+
+def from_command(cmd: Command) -> RuleInput | None:
+    """The rule input a queue-system ``cmd`` carries, or None for non-rule actions.
+
+    A centre may wire its queue-calling system instead of (or besides) the bell; its
+    calls arrive over MQTT and open sessions exactly like a press, with the ticket.
+    """
+    if cmd.action == "call":
+        return Call(source="queue", ticket=cmd.ticket, priority=cmd.priority)
+    if cmd.action == "finish":
+        return Finish()
+    return None
+
+
+__all__ = [
+    "Call",
+    "Evaluation",
+    "Finish",
+    "RuleInput",
+    "Shutdown",
+    "Sign",
+    "Tick",
+    "from_command",
+]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from agent.observation import Observation
-from agent.protocol import Rating
-from agent.rules import Call, Evaluation, RulesState, Sign, Step, run
+from agent.protocol import Command, Rating
+from agent.rules import Call, Evaluation, Finish, RulesState, Sign, Step, from_command, run
 from tests.rules.script import CFG, brief, ids, rules, seen
 
 
@@ -51,3 +53,11 @@ def test_state_view_follows_the_inputs() -> None:
     r.feed(8_000, Evaluation(Rating.SATISFIED))
     assert r.state().in_session is False  # ended; only the farewell is pending
     assert r.session_id is not None
+
+
+def test_queue_commands_map_to_rule_inputs() -> None:
+    call = Command(cmd_id=uuid.uuid4(), action="call", ticket="A017", priority=True)
+    assert from_command(call) == Call(source="queue", ticket="A017", priority=True)
+    assert from_command(Command(cmd_id=uuid.uuid4(), action="finish")) == Finish()
+    assert from_command(Command(cmd_id=uuid.uuid4(), action="ping")) is None
+    assert from_command(Command(cmd_id=uuid.uuid4(), action="recalibrate")) is None

@@ -332,8 +332,31 @@ def test_finish_without_a_session_is_counted_not_emitted() -> None:
     assert r.counters.stray_finish == 1
 
 
-def test_gone_face_means_not_standing() -> None:
+def test_a_stand_is_only_credited_when_seen() -> None:
     drafts = rules().run([(0, Call()), gone(1_000), (7_000, Finish()), (20_000, Tick())])
     summary = drafts[-1].fields
     assert summary["stood_on_call"] is False
     assert summary["stood_at_farewell"] is False
+
+
+def test_a_dropped_face_frame_does_not_break_the_see_off() -> None:
+    drafts = rules().run([
+        (0, Call()),
+        seen(1_000, smile=0.6, standing=True),
+        (20_000, Finish()),
+        gone(21_000),                             # turned to hand the receipt over
+        seen(21_200, smile=0.6, standing=True),
+        (30_000, Tick()),
+    ])  # fmt: skip
+    summary = drafts[-1].fields
+    assert summary["stood_at_farewell"] is True
+    assert summary["see_off_ms"] == 3_000
+
+
+def test_confirmed_away_forgets_the_posture() -> None:
+    r = rules()
+    r.run([seen(0, standing=True), gone(1_000), (30_000, Tick())])
+    assert r.state().standing is True  # not away yet: posture as last seen
+    r.tick(61_000)
+    assert r.state().standing is False
+    assert r.state().present is False
