@@ -199,6 +199,9 @@ class Ingest:
     # ----------------------------------------------------------------- writer
 
     def _drain(self) -> list[_Item]:
+        """Group commit: take what is waiting, then linger up to ``flush_s`` only while
+        more keeps arriving. At low rates a lone event commits at once; under load the
+        batch grows by itself while the previous commit runs."""
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
@@ -206,11 +209,16 @@ class Ingest:
         batch = [first]
         deadline = time.monotonic() + self.settings.flush_s
         while len(batch) < self.settings.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                batch.append(self._queue.get(timeout=left))
+                batch.append(self._queue.get(timeout=min(left, 0.002)))
             except queue.Empty:
                 break
         return batch
@@ -249,19 +257,31 @@ class Ingest:
                     fn(msg)
 
     def _writer_loop(self) -> None:
-        while not self._stop.is_set() or not self._queue.empty():
-            batch = self._drain()
-            if not batch:
-                continue
+        while True:
+            stopping = self._stop.is_set()
+            batch = self._drain() if not stopping else self._take_all()
+            if batch:
+                self._write_retrying(batch)
+            if stopping:
+                return
+
+    def _take_all(self) -> list[_Item]:
+        out: list[_Item] = []
+        with contextlib.suppress(queue.Empty):
             while True:
-                try:
-                    self._write(batch)
-                    break
-                except Exception:
-                    # Nothing was acked: retry; the broker still holds these messages.
-                    log.exception("store write failed; retrying in 1 s")
-                    if self._stop.wait(1.0):
-                        return
+                out.append(self._queue.get_nowait())
+        return out
+
+    def _write_retrying(self, batch: list[_Item]) -> None:
+        while True:
+            try:
+                self._write(batch)
+                return
+            except Exception:
+                # Nothing was acked: the broker still holds these messages.
+                log.exception("store write failed; retrying in 1 s")
+                if self._stop.wait(1.0):
+                    return
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -301,9 +321,11 @@ class Ingest:
         return False
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        """Commit and acknowledge what has arrived, then disconnect. Anything arriving
+        after that is left unacknowledged for the broker to redeliver."""
         self._stop.set()
         if self._writer is not None:
-            self._writer.join(timeout=10)
+            self._writer.join(timeout=15)
             self._writer = None
+        self._client.disconnect()
+        self._client.loop_stop()
