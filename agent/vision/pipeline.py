@@ -1,0 +1,148 @@
+"""Frame -> Observation: detect faces, pick the clerk, score the smile, judge posture.
+
+One ``Vision`` per window. ``process(t_ms, gray)`` takes a 2-D uint8 frame (grey,
+or the Y plane of the camera's YUV420 lores stream) and returns an
+``agent.observation.Observation``. Only numpy, OpenCV and onnxruntime run here.
+
+The clerk is the biggest face near the seat: before calibration a face must be at
+least ``min_face_frac`` of the frame width; after it, at least ``min_face_ratio`` of
+the seated face size, and faces far from the seat column are discounted, so a
+citizen passing behind (smaller, elsewhere) is never taken for the clerk.
+Presence is debounced (``present_ms`` to appear, ``absent_ms`` to go), bridging
+single missed detections; while it is bridged the last smile and posture are held.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.observation import Observation
+from agent.vision.detector import Face, FaceDetector
+from agent.vision.posture import Posture, PostureConfig
+from agent.vision.smile import SmileClassifier
+
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    min_face_frac: float = 0.12
+    min_face_ratio: float = 0.65
+    present_ms: int = 250
+    absent_ms: int = 800
+    #: Smile score smoothing time constant (one noisy frame must not make a smile).
+    smile_tau_ms: int = 250
+    posture: PostureConfig = field(default_factory=PostureConfig)
+
+
+class Clerk:
+    """Chooses the clerk's face among the detections of one frame."""
+
+    def __init__(self, cfg: VisionConfig, posture: Posture) -> None:
+        self.cfg = cfg
+        self.posture = posture
+
+    def choose(self, faces: list[Face], frame_w: int) -> Face | None:
+        b = self.posture.baseline
+        best: Face | None = None
+        best_score = 0.0
+        for f in faces:
+            if b is None:
+                if f.w < self.cfg.min_face_frac * frame_w:
+                    continue
+                score = f.w
+            else:
+                if f.w < self.cfg.min_face_ratio * b.size:
+                    continue
+                # Standing moves the face up, not sideways: distance from the seat column.
+                d = abs(f.cx - b.cx) / b.size
+                score = f.w / (1.0 + d * d)
+            if score > best_score:
+                best, best_score = f, score
+        return best
+
+
+class Vision:
+    """The whole perception pipeline of one window.
+
+    >>> vision = Vision()                               # doctest: +SKIP
+    >>> obs = vision.process(t_ms, gray_frame)          # doctest: +SKIP
+    >>> obs.face_present, obs.smile, obs.standing       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        cfg: VisionConfig | None = None,
+        *,
+        detector: FaceDetector | None = None,
+        smile: SmileClassifier | None = None,
+    ) -> None:
+        self.cfg = cfg or VisionConfig()
+        self.detector = detector or FaceDetector()
+        self.smile = smile or SmileClassifier()
+        self.posture = Posture(self.cfg.posture)
+        self.clerk = Clerk(self.cfg, self.posture)
+        self.present = False
+        self._seen_since: int | None = None
+        self._missing_since: int | None = None
+        self._smile: float | None = None
+        self._last_t: int | None = None
+        #: The clerk's face in the last frame (None if not seen), for overlays/debug.
+        self.face: Face | None = None
+
+    def recalibrate(self) -> None:
+        """Learn the seated pose again (the ``recalibrate`` command)."""
+        self.posture.recalibrate()
+
+    @property
+    def calibrated(self) -> bool:
+        return self.posture.baseline is not None
+
+    def away_since(self) -> int | None:
+        """When the clerk was last seen before the current absence (None if present)."""
+        return None if self.present else self._missing_since
+
+    def _presence(self, t_ms: int, seen: bool) -> None:
+        if seen:
+            self._missing_since = None
+            if self._seen_since is None:
+                self._seen_since = t_ms
+            if not self.present and t_ms - self._seen_since >= self.cfg.present_ms:
+                self.present = True
+        else:
+            self._seen_since = None
+            if self._missing_since is None:
+                self._missing_since = t_ms
+            if self.present and t_ms - self._missing_since >= self.cfg.absent_ms:
+                self.present = False
+                self._smile = None
+
+    def _smooth(self, t_ms: int, score: float) -> float:
+        if self._smile is None or self._last_t is None:
+            return score
+        a = 1.0 - math.exp(-max(t_ms - self._last_t, 0) / self.cfg.smile_tau_ms)
+        return self._smile + a * (score - self._smile)
+
+    def observe(self, t_ms: int, gray: U8, faces: list[Face]) -> Observation:
+        """The decision part, given the detector's faces (the benchmark times it alone)."""
+        face = self.clerk.choose(faces, gray.shape[1])
+        self.face = face
+        self._presence(t_ms, face is not None)
+        if face is not None:
+            self._smile = self._smooth(t_ms, self.smile.score(gray, face))
+            self.posture.update(t_ms, face.cx, face.cy, face.size)
+        elif self._missing_since is not None:
+            self.posture.absent(t_ms, self._missing_since)
+        self._last_t = t_ms
+        if not self.present:
+            return Observation(t_ms, False)
+        return Observation(t_ms, True, smile=self._smile, standing=self.posture.standing)
+
+    def process(self, t_ms: int, gray: U8) -> Observation:
+        if gray.ndim != 2:
+            raise ValueError("Vision.process takes a 2-D grey (or Y-plane) frame")
+        return self.observe(t_ms, gray, self.detector.detect(gray))

@@ -1,0 +1,60 @@
+"""onnxruntime sessions and where the shipped model files are.
+
+Every model runs on one intra-op thread: a Pi 4 has four cores shared with the
+agent, MQTT and the OS, and one thread gives steady, predictable frame times.
+Model files are found through ``importlib.resources`` on the ``models`` package, so
+they work from a checkout, an installed wheel or a zip alike. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+_KEEP = ExitStack()  # keeps files extracted by as_file() alive for the process
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, damaged or not the one the manifest names."""
+
+
+def model_path(name: str) -> Path:
+    """Filesystem path of a file shipped in the ``models`` package."""
+    ref = resources.files("models").joinpath(name)
+    if not ref.is_file():
+        raise ModelError(f"model file {name!r} is not in the models package; run "
+                         "'warmwindow models build'")
+    return Path(_KEEP.enter_context(resources.as_file(ref)))
+
+
+def manifest() -> dict[str, Any]:
+    """The models/manifest.json written by the build (file, sha256, version ...)."""
+    data: dict[str, Any] = json.loads(model_path("manifest.json").read_text(encoding="utf-8"))
+    return data
+
+
+def model_version() -> str:
+    """Short version string for health messages, e.g. 'fd1-smile3'."""
+    try:
+        return str(manifest().get("version", "unknown"))
+    except (ModelError, ValueError):
+        return "unknown"
+
+
+def make_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning workers burn a core for nothing between frames on a Pi.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"cannot load {path}: {exc}") from exc

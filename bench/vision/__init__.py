@@ -1,0 +1,1 @@
+"""Perception benchmark: ``python -m bench.vision`` (see ``__main__``)."""

@@ -1,0 +1,122 @@
+"""Rebuild every shipped model file, then measure it and write models/manifest.json.
+
+    .venv-build/bin/python -m models.build            # detector + smile + report
+    .venv-build/bin/python -m models.build --only detector
+
+Needs the build tools of ``models/requirements-build.txt`` (mediapipe for the BlazeFace
+weights, tflite2onnx, tflite-runtime, onnx, torch) and the face data under
+``shared/data`` (or ``$WW_DATA``). Writes ``face_detector.onnx``, ``smile.onnx``,
+``manifest.json`` (file, sha256, size, version, source, licence) and
+``build_report.json`` (verification and accuracy figures quoted in MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parent
+MEDIAPIPE_VERSION = "0.10.21"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verification_frames(seed: int) -> list[np.ndarray]:
+    """Composed 320x240 scenes with real faces from both data sets."""
+    from agent.vision import scenes
+    from models import datasets
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name in datasets.SETS:
+        train, _ = datasets.split(name)
+        for i in rng.choice(len(train), 40, replace=False):
+            face = datasets.read_gray(train[int(i)].path)
+            pose: scenes.Pose = "standing" if rng.random() < 0.3 else "seated"
+            frames.append(next(scenes.compose(scenes.script([(pose, 100)]), [face],
+                                              rng=rng)).gray)
+    return frames
+
+
+def build_detector(out_dir: Path, seed: int) -> dict[str, Any]:
+    from models import facedet
+
+    out = out_dir / "face_detector.onnx"
+    v, sha_src = facedet.build(out, _verification_frames(seed))
+    print(f"face_detector.onnx: {v}")
+    return {"verification": v.__dict__, "source_sha256": sha_src}
+
+
+def build_smile(out_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
+    from models import smile_train
+
+    return smile_train.train(out_dir / "smile.onnx", out_dir / "face_detector.onnx",
+                             seed=seed, epochs=epochs)
+
+
+def write_manifest(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    fd, sm = out_dir / "face_detector.onnx", out_dir / "smile.onnx"
+    fd_sha, sm_sha = _sha256(fd), _sha256(sm)
+    files = [
+        {
+            "file": fd.name, "sha256": fd_sha, "size": fd.stat().st_size,
+            "version": f"blazeface-short-mp{MEDIAPIPE_VERSION}-gray1",
+            "source": f"mediapipe=={MEDIAPIPE_VERSION} wheel, mediapipe/"
+                      "modules/face_detection/face_detection_short_range.tflite "
+                      f"(sha256 {report.get('detector', {}).get('source_sha256', '?')}), "
+                      "converted by tflite2onnx, grey uint8 input added by models/facedet.py",
+            "licence": "Apache-2.0 (MediaPipe)",
+        },
+        {
+            "file": sm.name, "sha256": sm_sha, "size": sm.stat().st_size,
+            "version": f"smilecnn48-{sm_sha[:8]}",
+            "source": "trained by models/smile_train.py on smiles-lfw and genki4k-train "
+                      "(training data not shipped)",
+            "licence": "Apache-2.0 (weights, this project); training images: LFW research "
+                       "use, GENKI-4K acknowledgement, not redistributed",
+        },
+    ]
+    manifest = {"version": f"fd1-smile-{sm_sha[:8]}", "files": files}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="models.build", description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["detector", "smile", "report"], default=None)
+    ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    args = ap.parse_args(argv)
+    out_dir: Path = args.out_dir
+    rep_path = out_dir / "build_report.json"
+    report: dict[str, Any] = json.loads(rep_path.read_text()) if rep_path.exists() else {}
+    t0 = time.time()
+    if args.only in (None, "detector"):
+        report["detector"] = build_detector(out_dir, args.seed)
+    if args.only in (None, "smile"):
+        report["smile"] = build_smile(out_dir, args.seed, args.epochs)
+    manifest = write_manifest(out_dir, report)
+    if args.only in (None, "smile", "report"):
+        from models import evaluate
+
+        report["accuracy"] = evaluate.held_out_report()
+        print(json.dumps(report["accuracy"], indent=1))
+    report["manifest_version"] = manifest["version"]
+    report["build_seconds"] = round(time.time() - t0, 1)
+    rep_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out_dir}/manifest.json and build_report.json ({report['build_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
