@@ -14,8 +14,11 @@ Time model
     Every deadline (end of a smile window, the farewell stand limit, the see-off time,
     the session timeout, away confirmation) is resolved *at the deadline's own time*,
     before any later input is applied, so the events do not depend on the frame rate or
-    on how often the app ticks. Windows are
-    inclusive: standing exactly ``stand_within_s`` after the call is on time. Inputs
+    on how often the app ticks. Every limit is inclusive, as the config words it:
+    standing exactly ``stand_within_s`` after the call is on time, sitting down exactly
+    ``see_off_s`` after standing passes, no face for exactly ``away_after_s`` is away,
+    the sign up for exactly ``sign_present_flag_s`` is flagged; only presses "closer
+    than" ``repeat_press_s`` are repeats. Inputs
     that arrive with a time earlier than the last one (threads racing into the app's
     queue) are taken as happening "now" and counted in ``counters.clock_backwards``.
 
@@ -188,6 +191,10 @@ class _Deadline:
     t_ms: int
     order: int  # ties resolve in this order, so equal-time deadlines stay deterministic
     fire: Callable[[int], None] = field(compare=False)
+    # A limit the clerk must meet *by* the deadline resolves after an input at the same
+    # ms (that input still counts); a duration that must *last* until the deadline
+    # (see-off, away, exposure) resolves before it (it did last).
+    before_input: bool = False
 
 
 class ServiceRules:
@@ -339,18 +346,29 @@ class ServiceRules:
                 if not s.fw_done and s.fw_stood_ms is None:
                     yield _Deadline(s.ended_ms + self._farewell_within, 2, self._farewell_missed)
                 if not s.fw_done and s.fw_stood_ms is not None:
-                    yield _Deadline(s.fw_stood_ms + self._see_off, 3, self._farewell_seen_off)
+                    yield _Deadline(s.fw_stood_ms + self._see_off, 3, self._farewell_seen_off, True)
                 if s.fw_smile is not None and not s.fw_smile.closed:
                     yield _Deadline(s.fw_smile.end_ms, 4, self._close_farewell_smile)
         if self._absent_since is not None and not self._away_confirmed:
-            yield _Deadline(self._absent_since + self._away_after, 5, self._confirm_away)
+            yield _Deadline(self._absent_since + self._away_after, 5, self._confirm_away, True)
         if self._exposed_since is not None:
-            yield _Deadline(self._exposed_since + self._away_after, 6, self._confirm_violation)
+            yield _Deadline(
+                self._exposed_since + self._away_after, 6, self._confirm_violation, True
+            )
 
     def _advance(self, t: int, *, inclusive: bool) -> None:
+        """Fire every deadline up to ``t`` in time order (``inclusive``: after the input)."""
         while True:
-            due = min(self._deadlines(), key=lambda d: (d.t_ms, d.order), default=None)
-            if due is None or due.t_ms > t or (due.t_ms == t and not inclusive):
+            due = min(
+                (
+                    d
+                    for d in self._deadlines()
+                    if d.t_ms < t or (d.t_ms == t and (inclusive or d.before_input))
+                ),
+                key=lambda d: (d.t_ms, d.order),
+                default=None,
+            )
+            if due is None:
                 return
             self._now = due.t_ms
             due.fire(due.t_ms)

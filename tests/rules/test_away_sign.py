@@ -152,3 +152,12 @@ def test_closing_time_and_shutdown_end_the_sign_stretch() -> None:
     assert brief(drafts) == [
         ev("SignWhilePresent", 300_000, started_ms=0, duration_ms=300_000),
     ]
+
+
+def test_no_face_for_exactly_away_after_s_is_away() -> None:
+    drafts = rules().run([seen(0), gone(10_000), seen(70_000)])
+    assert brief(drafts) == [
+        ev("Away", 70_000, started_ms=10_000, ended_ms=None, with_sign=False, violation=True),
+        ev("Away", 70_000, started_ms=10_000, ended_ms=70_000, with_sign=False,
+           violation=True),
+    ]  # fmt: skip

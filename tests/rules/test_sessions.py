@@ -360,3 +360,29 @@ def test_confirmed_away_forgets_the_posture() -> None:
     r.tick(61_000)
     assert r.state().standing is False
     assert r.state().present is False
+
+
+def test_sitting_down_exactly_at_the_see_off_time_passes() -> None:
+    drafts = rules().run([
+        (0, Call()),
+        (10_000, Finish()),
+        seen(11_000, smile=0.0, standing=True),
+        seen(14_000, smile=0.0),                  # stood exactly 3 s
+        (20_000, Tick()),
+    ])  # fmt: skip
+    assert brief(drafts)[-1][2]["stood_at_farewell"] is True
+    assert brief(drafts)[-1][2]["see_off_ms"] == 3_000
+    stood = [b for b in brief(drafts) if b[0] == "StoodUp" and b[2]["phase"] == "farewell"]
+    assert stood == [ev("StoodUp", 14_000, phase="farewell", on_time=True, after_ms=1_000)]
+
+
+def test_sitting_down_one_ms_early_fails() -> None:
+    drafts = rules().run([
+        (0, Call()),
+        (10_000, Finish()),
+        seen(11_000, smile=0.0, standing=True),
+        seen(13_999, smile=0.0),
+        (20_000, Tick()),
+    ])  # fmt: skip
+    assert brief(drafts)[-1][2]["stood_at_farewell"] is False
+    assert brief(drafts)[-1][2]["see_off_ms"] == 2_999
