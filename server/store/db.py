@@ -383,7 +383,7 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def latest_events(self, limit: int = 50, site: str | None = None) -> list[dict[str, Any]]:
-        q = select(events).order_by(events.c.received_ms.desc(), events.c.ts_ms.desc())
+        q = select(events).order_by(events.c.received_ms.desc())
         if site:
             q = q.where(events.c.site == site)
         with self.engine.connect() as conn:

@@ -68,6 +68,7 @@ events = Table(
     Index("ix_events_device_ts", "site", "window", "ts_ms"),
     Index("ix_events_device_seq", "site", "window", "seq"),
     Index("ix_events_received", "received_ms"),
+    Index("ix_events_site_received", "site", "received_ms"),
     Index("ix_events_session", "session_id"),
 )
 

@@ -111,6 +111,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_device_seq", ["site", "window", "seq"], unique=False)
         batch_op.create_index("ix_events_device_ts", ["site", "window", "ts_ms"], unique=False)
         batch_op.create_index("ix_events_received", ["received_ms"], unique=False)
+        batch_op.create_index("ix_events_site_received", ["site", "received_ms"], unique=False)
         batch_op.create_index("ix_events_session", ["session_id"], unique=False)
 
     op.create_table(
@@ -200,6 +201,7 @@ def downgrade() -> None:
     op.drop_table("helpdesk_kpis")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_session")
+        batch_op.drop_index("ix_events_site_received")
         batch_op.drop_index("ix_events_received")
         batch_op.drop_index("ix_events_device_ts")
         batch_op.drop_index("ix_events_device_seq")

@@ -1,0 +1,177 @@
+"""Dashboard queries on a generated 10-million-event PostgreSQL store:
+``python -m bench.store_scale [--events 10000000]``.
+
+Builds a throw-away database through the product's own migrations, fills it with
+generate_series (city shape: 300 centres x 33 windows, 90 days, every event kind in
+realistic proportion), then times the dashboard's main queries through the product's
+code, printing p50/p95 per query and the ratio of p95 to the 200 ms goal. It also
+times ``SELECT 1`` as the round-trip baseline of the same connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from server.metrics.measures import Scope, compute, smile_star_ranking
+from server.metrics.periods import period_bounds
+from server.store.db import Store
+
+SITES = 300
+WINDOWS_PER_SITE = 33
+DAY_MS = 86_400_000
+START_MS = 1_780_243_200_000  # 2026-06-01 00:00 +08:00
+DAYS = 90
+
+FILL = """
+INSERT INTO units (site, name, district, unit_kind, timezone)
+SELECT 's' || lpad(i::text, 3, '0'), 'centre ' || i, 'district ' || (i % 16),
+       CASE WHEN i % 10 = 0 THEN 'district_centre' ELSE 'community_centre' END, 'Asia/Shanghai'
+FROM generate_series(1, :sites) AS i;
+
+INSERT INTO devices (site, "window", label, role, online, max_seq)
+SELECT 's' || lpad(i::text, 3, '0'), 'w' || lpad(j::text, 2, '0'), 'window ' || j,
+       'comprehensive', true, 0
+FROM generate_series(1, :sites) AS i, generate_series(1, :wps) AS j;
+
+-- one session summary per 3 events: opened + evaluated + summary
+INSERT INTO sessions (session_id, event_id, site, "window", clerk_id, opened_ms, closed_ms,
+    closed_by, stood_on_call, stand_after_ms, smiled_at_greeting, smile_after_ms, smile_peak,
+    smile_too_broad, stood_at_farewell, see_off_ms, rating, priority)
+SELECT md5('s' || n)::uuid::text, md5('e' || n)::uuid::text,
+       's' || lpad((1 + n % :sites)::text, 3, '0'),
+       'w' || lpad((1 + (n / :sites) % :wps)::text, 2, '0'),
+       'c' || ((n % (:sites * :wps)) ),
+       :start + (n::bigint * :span / :n_sessions),
+       :start + (n::bigint * :span / :n_sessions) + 300000,
+       'evaluation', (n % 10) <> 0, 1500, (n % 7) <> 0, 2500, 0.8, (n % 97) = 0,
+       (n % 5) <> 0, 4000,
+       (ARRAY['very_satisfied', 'satisfied', 'satisfied', 'basically_satisfied',
+              'very_satisfied', 'satisfied', 'very_satisfied', 'dissatisfied',
+              'very_satisfied', 'satisfied'])[1 + n % 10],
+       false
+FROM generate_series(1, :n_sessions) AS n;
+
+INSERT INTO evaluations (event_id, site, "window", clerk_id, session_id, ts_ms, rating, suspect,
+    suspect_reason)
+SELECT md5('v' || s.session_id)::uuid::text, s.site, s."window", s.clerk_id, s.session_id,
+       s.closed_ms, s.rating, false, NULL
+FROM sessions s;
+
+INSERT INTO events (event_id, site, "window", seq, boot_id, ts_ms, received_ms, kind, session_id,
+    historical, payload)
+SELECT md5('x' || n)::uuid::text,
+       's' || lpad((1 + n % :sites)::text, 3, '0'),
+       'w' || lpad((1 + (n / :sites) % :wps)::text, 2, '0'),
+       n / (:sites * :wps) + 1, '00000000-0000-0000-0000-000000000001',
+       :start + (n::bigint * :span / :n_events), :start + (n::bigint * :span / :n_events) + 40,
+       (ARRAY['session_opened','stood_up','smiled','evaluated','session_summary'])[1 + n % 5],
+       md5('s' || (n / 3))::uuid::text, false,
+       json_build_object('kind', (ARRAY['session_opened','stood_up','smiled','evaluated',
+                         'session_summary'])[1 + n % 5], 'seq', n)
+FROM generate_series(0, :n_events - 1) AS n;
+
+INSERT INTO cases (case_id, site, "window", clerk_id, session_id, rating, opened_ms, due_ms,
+    status)
+SELECT e.event_id, e.site, e."window", e.clerk_id, e.session_id, e.rating, e.ts_ms,
+       e.ts_ms + 21 * 86400000, CASE WHEN e.ts_ms % 3 = 0 THEN 'open' ELSE 'closed' END
+FROM evaluations e WHERE e.rating = 'dissatisfied';
+"""
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
+    fn()  # warm the cache the way a dashboard that is in use has it warm
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = ap.parse_args()
+    name = f"ww_scale_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = args.pg.rsplit("/", 1)[0] + f"/{name}"
+    store = Store(url)
+    try:
+        store.create()
+        t0 = time.perf_counter()
+        params = {
+            "sites": SITES,
+            "wps": WINDOWS_PER_SITE,
+            "start": START_MS,
+            "span": DAYS * DAY_MS,
+            "n_events": args.events,
+            "n_sessions": args.events // 3,
+        }
+        with store.engine.begin() as conn:
+            for stmt in FILL.split(";\n"):
+                if stmt.strip():
+                    conn.execute(text(stmt), params)
+        with store.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+            counts = {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("events", "sessions", "evaluations", "cases")
+            }
+        print(f"generated in {time.perf_counter() - t0:.0f} s: {counts}")
+        month = period_bounds("2026-07")
+        day = period_bounds("2026-07-15")
+        e = store.engine
+
+        def select_one() -> None:
+            with e.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        queries: dict[str, Callable[[], Any]] = {
+            "baseline SELECT 1": select_one,
+            "hall wall: windows of a centre": lambda: store.windows("s042"),
+            "latest 50 events of a centre": lambda: store.latest_events(50, "s042"),
+            "today's measures per window, one centre": lambda: compute(
+                e, Scope(site="s042"), *day, group_by="window"
+            ),
+            "month measures of a centre": lambda: compute(e, Scope(site="s042"), *month),
+            "month measures of a window": lambda: compute(
+                e, Scope(site="s042", window="w07"), *month
+            ),
+            "month smile-star ranking of a centre": lambda: smile_star_ranking(
+                e, Scope(site="s042"), *month
+            ),
+            "open cases of a centre": lambda: store.list_cases("open", "s042"),
+            "month unit comparison, district": lambda: compute(
+                e, Scope(district="district 2"), *month, group_by="site"
+            ),
+        }
+        print(f"{'query':45s} {'p50 ms':>8s} {'p95 ms':>8s} {'p95/200ms':>10s}")
+        for label, fn in queries.items():
+            ms = timed(fn, args.repeat)
+            print(f"{label:45s} {statistics.median(ms):8.1f} {p95(ms):8.1f} {p95(ms) / 200:10.2f}")
+    finally:
+        store.close()
+        if not args.keep:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
