@@ -205,6 +205,10 @@ class ServiceRules:
     >>> rules = ServiceRules(RuleConfig(), new_id=lambda: uuid.UUID(int=1))
     >>> [d.kind.__name__ for d in rules.feed(1_000, Call(source="bell"))]
     ['SessionOpened']
+
+    ``in_hours`` and ``sign_up`` are the state at start-up. Opening hours default to
+    open: a terminal that was never told the hours should report an unattended window
+    rather than excuse it. ``new_id`` makes session ids (inject a counter in tests).
     """
 
     def __init__(
