@@ -229,7 +229,7 @@ def test_status_led_modes(factory: MockFactory, clock: FakeClock) -> None:
         wait_for(lambda: len(factory.pin(LED_PIN).states) >= 4)
         panel.set_status("buffering")
         assert panel.status == "buffering"
-        assert led.is_lit  # a blink starts lit
+        wait_for(lambda: bool(led.is_lit))  # a blink starts lit, from its own thread
         panel.set_status("off")
         assert not led.is_lit
         factory.pin(LED_PIN).clear_states()
