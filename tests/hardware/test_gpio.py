@@ -6,8 +6,11 @@ Buttons are wired to GND with pull-ups, so ``drive_low()`` is a press and
 
 from __future__ import annotations
 
+import itertools
 import queue
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -362,3 +365,25 @@ def test_away_with_and_without_the_sign_from_the_sensor(
         ev("Away", 250_000, started_ms=101_000, ended_ms=250_000, with_sign=True,
            violation=False),
     ]  # fmt: skip
+
+
+def test_presses_from_many_threads_all_reach_the_sink(factory: MockFactory) -> None:
+    # gpiozero calls back on its own threads; with several buttons at once nothing may
+    # be lost or interleaved into a broken item.
+    q: Q = queue.SimpleQueue()
+    ticks = itertools.count(1)
+    cfg = gpio(bounce_ms=0, buzzer=None, status_led=None)
+    with WindowPanel(cfg, q, pin_factory=factory, clock=lambda: next(ticks)):
+        drain(q)
+
+        def hammer(pin: int) -> None:
+            for _ in range(50):
+                press(factory, pin)
+
+        threads = [threading.Thread(target=hammer, args=(pin,)) for pin in EVAL5]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        got = drain(q)
+    assert Counter(item for _, item in got) == {Evaluation(rating): 50 for rating in Rating}
