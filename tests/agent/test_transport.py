@@ -1,0 +1,223 @@
+"""Transport against a real Mosquitto (and amqtt for the 3.1.1 fallback).
+
+Delivery under outage and SIGKILL is in ``test_transport_outage.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent.config import BrokerConfig
+from agent.outbox import Outbox
+from agent.protocol import (
+    OFFLINE,
+    ONLINE,
+    Channel,
+    Command,
+    Health,
+    Reply,
+    WindowState,
+    topic,
+)
+from agent.transport import LinkState, Transport, backoff_delay
+from server.broker import EmbeddedBroker, MosquittoBroker
+from tests.agent import Subscriber, draft, wait_until
+
+SITE = "qingpu"
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.db", SITE, "w01")
+    yield box
+    box.close()
+
+
+def cfg(b: MosquittoBroker | EmbeddedBroker) -> BrokerConfig:
+    return BrokerConfig(host=b.host, port=b.port, keepalive_s=5)
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    lo = [backoff_delay(a, 0.5, 8.0, rand=lambda: 0.0) for a in range(8)]
+    hi = [backoff_delay(a, 0.5, 8.0, rand=lambda: 1.0) for a in range(8)]
+    assert lo == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert hi == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
+    assert backoff_delay(10_000, 0.5, 60.0, rand=lambda: 1.0) == 60.0  # no overflow
+
+
+def test_delivers_in_order_live_and_marks_replays_historical(
+    broker: MosquittoBroker, outbox: Outbox
+) -> None:
+    sub = Subscriber(broker.host, broker.port, (Channel.EVENT, Channel.AVAILABILITY))
+    before = [outbox.add(draft(i)) for i in range(20)]  # stored before any connection
+    with Transport(cfg(broker), SITE, "w01", outbox) as link:
+        wait_until(lambda: link.connected, 10, "connection")
+        assert link.stats().protocol == "5"
+        after = [outbox.add(draft(i)) for i in range(20, 40)]
+        wait_until(lambda: len(sub.unique()) == 40, 10, "40 events")
+        assert link.flush(5)
+        assert link.link is LinkState.ONLINE and not link.buffering
+        got = sub.unique()
+        assert [e["seq"] for e in got] == list(range(1, 41))
+        assert [e["event_id"] for e in got] == [str(e.event_id) for e in before + after]
+        assert all(e["historical"] for e in got[:20])
+        assert not any(e["historical"] for e in got[20:])
+        assert all(e["sent_ms"] for e in got)
+        assert outbox.depth == 0 and link.stats().acked == 40
+        assert (ONLINE.encode(), False) in sub.messages(Channel.AVAILABILITY)
+    # close() says goodbye itself: a late subscriber finds "offline" retained.
+    late = Subscriber(broker.host, broker.port, (Channel.AVAILABILITY,))
+    wait_until(lambda: late.messages(Channel.AVAILABILITY) != [], 5, "retained availability")
+    assert late.messages(Channel.AVAILABILITY) == [(OFFLINE.encode(), True)]
+    sub.close()
+    late.close()
+
+
+def test_state_is_retained_and_health_published(broker: MosquittoBroker, outbox: Outbox) -> None:
+    sub = Subscriber(broker.host, broker.port, (Channel.HEALTH,))
+    state = WindowState(
+        site=SITE,
+        window="w01",
+        ts_ms=1,
+        present=True,
+        standing=False,
+        in_session=False,
+        sign_up=False,
+        perception="scripted",
+    )
+    with Transport(cfg(broker), SITE, "w01", outbox) as link:
+        link.publish_state(state)  # before the connection: kept and sent once up
+        wait_until(lambda: link.connected, 10, "connection")
+        link.publish_health(
+            Health(
+                site=SITE,
+                window="w01",
+                ts_ms=2,
+                uptime_s=1,
+                fps=2.0,
+                inference_ms=30.0,
+                outbox_depth=0,
+                model_version="m1",
+                config_version="c1",
+            )
+        )
+        wait_until(lambda: sub.messages(Channel.HEALTH) != [], 5, "health")
+        with pytest.raises(ValueError):
+            link.publish_state(state.model_copy(update={"window": "w02"}))
+    late = Subscriber(broker.host, broker.port, (Channel.STATE,))
+    wait_until(lambda: late.messages(Channel.STATE) != [], 5, "retained state")
+    payload, retained = late.messages(Channel.STATE)[0]
+    assert retained and WindowState.model_validate_json(payload) == state
+    sub.close()
+    late.close()
+
+
+def test_commands_are_validated_and_always_answered(
+    broker: MosquittoBroker, outbox: Outbox
+) -> None:
+    seen: list[Command] = []
+
+    def handle(cmd: Command) -> Reply | None:
+        if cmd.action == "recalibrate":
+            raise RuntimeError("camera busy")
+        seen.append(cmd)
+        return None
+
+    sub = Subscriber(broker.host, broker.port, (Channel.REPLY,))
+    with Transport(cfg(broker), SITE, "w01", outbox, on_command=handle) as link:
+        wait_until(lambda: link.connected, 10, "connection")
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-queue-system")
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        cmd_topic = topic(SITE, "w01", Channel.CMD)
+        good, bad_action, failing = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        # Subscriptions are made in on_connect; give the SUBACK a moment.
+        wait_until(lambda: link.stats().connects == 1, 5, "connect")
+        payloads: list[bytes] = [
+            b"\xff not json at all",
+            b"[1, 2, 3]",
+            json.dumps({"cmd_id": str(bad_action), "action": "dance"}).encode(),
+            json.dumps({"cmd_id": str(good), "action": "call", "ticket": "A013"}).encode(),
+            json.dumps({"cmd_id": str(failing), "action": "recalibrate"}).encode(),
+            json.dumps({"cmd_id": "x", "action": "ping", "image": "AAAA"}).encode(),
+        ]
+        for p in payloads:
+            pub.publish(cmd_topic, p, qos=1).wait_for_publish(5)
+        wait_until(lambda: len(sub.messages(Channel.REPLY)) == len(payloads), 10, "replies")
+        replies = [Reply.model_validate_json(p) for p, _ in sub.messages(Channel.REPLY)]
+        by_id = {r.cmd_id: r for r in replies if r.cmd_id is not None}
+        assert by_id[good].ok and by_id[good].error is None
+        assert not by_id[bad_action].ok and "action" in (by_id[bad_action].error or "")
+        assert not by_id[failing].ok and "camera busy" in (by_id[failing].error or "")
+        nulls = [r for r in replies if r.cmd_id is None]
+        assert len(nulls) == 3 and not any(r.ok for r in nulls)
+        assert [c.cmd_id for c in seen] == [good] and seen[0].ticket == "A013"
+        assert link.stats().bad_commands == 4
+        # Still alive and delivering after all that.
+        outbox.add(draft(0))
+        assert link.flush(5) and link.connected
+        pub.disconnect()
+        pub.loop_stop()
+    sub.close()
+
+
+def test_backpressure_when_paho_refuses_publishes(broker: MosquittoBroker, outbox: Outbox) -> None:
+    class TightQueue(Transport):
+        def _make_client(self) -> mqtt.Client:
+            client = super()._make_client()
+            client.max_queued_messages_set(3)  # paho answers MQTT_ERR_QUEUE_SIZE beyond it
+            return client
+
+    sub = Subscriber(broker.host, broker.port)
+    for i in range(200):
+        outbox.add(draft(i))
+    with TightQueue(cfg(broker), SITE, "w01", outbox, max_inflight=32) as link:
+        assert link.flush(30), f"not drained: {link.stats()}"
+        assert link.stats().queue_full > 0, "the refusal path was never taken"
+    wait_until(lambda: len(sub.unique()) == 200, 10, "200 events")
+    assert [e["seq"] for e in sub.unique()] == list(range(1, 201))
+    sub.close()
+
+
+def test_reconnects_after_broker_restart_with_backoff(
+    broker: MosquittoBroker, outbox: Outbox
+) -> None:
+    with Transport(cfg(broker), SITE, "w01", outbox, backoff_max_s=1.0) as link:
+        wait_until(lambda: link.connected, 10, "connection")
+        broker.stop()
+        wait_until(lambda: not link.connected, 10, "the drop to be noticed")
+        assert link.link is LinkState.OFFLINE and link.buffering
+        outbox.add(draft(0))
+        broker.start()
+        wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
+        assert link.flush(10)
+
+
+def test_falls_back_to_mqtt_311_on_amqtt(outbox: Outbox) -> None:
+    amqtt = EmbeddedBroker()
+    amqtt.start()
+    try:
+        sub = Subscriber(amqtt.host, amqtt.port)
+        with Transport(cfg(amqtt), SITE, "w01", outbox) as link:
+            for i in range(30):
+                outbox.add(draft(i))
+            assert link.flush(20), f"not drained: {link.stats()}"
+            assert link.stats().protocol == "3.1.1"
+        wait_until(lambda: len(sub.unique()) == 30, 10, "30 events")
+        assert [e["seq"] for e in sub.unique()] == list(range(1, 31))
+        sub.close()
+    finally:
+        amqtt.stop()
+
+
+def test_forced_311_talks_to_mosquitto(broker: MosquittoBroker, outbox: Outbox) -> None:
+    with Transport(cfg(broker), SITE, "w01", outbox, protocol="3.1.1") as link:
+        outbox.add(draft(0))
+        assert link.flush(10)
+        assert link.stats().protocol == "3.1.1"
