@@ -7,6 +7,7 @@ driven by a scenario, and perception is scripted. The page and this command say 
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ def run_demo(
     from agent.sim import SimulatedFleet
 
     site = load_site(site_dir)
+    logging.getLogger("agent.transport").setLevel(logging.WARNING)  # 12 windows' connects
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
 
