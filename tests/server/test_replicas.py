@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import paho.mqtt.client as mqtt
 
 from agent.config import load_site
