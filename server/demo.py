@@ -32,7 +32,9 @@ def run_demo(
     from agent.sim import SimulatedFleet
 
     site = load_site(site_dir)
-    logging.getLogger("agent.transport").setLevel(logging.WARNING)  # 12 windows' connects
+    # 12 windows' connects and the embedded broker's state machine are not news.
+    for noisy in ("agent.transport", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
 

@@ -110,3 +110,33 @@ def test_persistent_session_keeps_events_while_server_down(
     ingest.start()
     wait_for(lambda: store.event_count() == 50)
     ingest.stop()
+
+
+def test_falls_back_to_mqtt_311_on_the_embedded_broker(tmp_path: Path) -> None:
+    """The demo's broker without Mosquitto (amqtt) speaks only MQTT 3.1.1."""
+    from server.broker import EmbeddedBroker
+
+    b = EmbeddedBroker()
+    b.start()
+    store = Store(f"sqlite:///{tmp_path / 'ww.db'}")
+    store.create()
+    store.register_site(load_site(EXAMPLE_SITE))
+    ingest = Ingest(store, IngestSettings(port=b.port, client_id="ww-test-amqtt"))
+    try:
+        ingest.start()
+        assert ingest.wait_connected()
+        assert ingest._protocol == mqtt.MQTTv311
+        pub = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="t-amqtt", protocol=mqtt.MQTTv311
+        )
+        pub.connect(b.host, b.port)
+        pub.loop_start()
+        t = topic("qingpu", "w02", Channel.EVENT)
+        for ev in [make_event(i, "w02") for i in range(1, 11)]:
+            pub.publish(t, ev.model_dump_json(), qos=1).wait_for_publish(5)
+        wait_for(lambda: store.event_count() == 10)
+        pub.loop_stop()
+    finally:
+        ingest.stop()
+        b.stop()
+        store.close()
