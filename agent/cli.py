@@ -68,6 +68,20 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> int:
+    import time
+
+    from server.store.db import Store
+
+    store = Store(args.db)
+    removed = store.apply_retention(
+        time.time_ns() // 1_000_000, args.raw_events_days, args.measures_days
+    )
+    store.close()
+    print(" ".join(f"{k}={v}" for k, v in removed.items()))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from server.demo import run_demo
 
@@ -114,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8080)
     srv.set_defaults(func=_server)
+
+    ret = sub.add_parser("retention", help="apply the store's retention policy (run daily)")
+    ret.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+    ret.add_argument("--raw-events-days", type=int, default=400)
+    ret.add_argument("--measures-days", type=int, default=3 * 366)
+    ret.set_defaults(func=_retention)
 
     demo = sub.add_parser("demo", help="broker + server + the example site's windows, simulated")
     demo.add_argument("--site", type=Path, default=REPO / "firmware_config" / "sites" / "qingpu")

@@ -406,6 +406,33 @@ class Store:
                 r[0]: int(r[1]) for r in conn.execute(select(rejects.c.reason, rejects.c.count))
             }
 
+    def apply_retention(
+        self, now_ms: int, raw_events_days: int = 400, measures_days: int = 3 * 366
+    ) -> dict[str, int]:
+        """Delete raw events after ``raw_events_days`` (they are the evidence behind a
+        month's verdict and its review, so keep them past a year) and the measure
+        tables after ``measures_days``. Open bad-review cases are never deleted."""
+        raw_cut = now_ms - raw_events_days * 86_400_000
+        cut = now_ms - measures_days * 86_400_000
+        with self.engine.begin() as conn:
+            return {
+                "events": conn.execute(
+                    events.delete().where(events.c.received_ms < raw_cut)
+                ).rowcount,
+                "sessions": conn.execute(
+                    sessions.delete().where(sessions.c.opened_ms < cut)
+                ).rowcount,
+                "evaluations": conn.execute(
+                    evaluations.delete().where(evaluations.c.ts_ms < cut)
+                ).rowcount,
+                "away_periods": conn.execute(
+                    away_periods.delete().where(away_periods.c.started_ms < cut)
+                ).rowcount,
+                "cases": conn.execute(
+                    cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open")
+                ).rowcount,
+            }
+
     def sequence_gaps(self) -> list[dict[str, int | str]]:
         """Missing device sequence numbers below each device's highest one."""
         prev = func.lag(events.c.seq).over(

@@ -302,3 +302,15 @@ def test_migrations_match_models(store: Store) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_retention_keeps_open_cases(loaded: tuple[Store, dict[str, Any]]) -> None:
+    store, _ = loaded
+    total = store.event_count()
+    later = ms(2026, 11, 30, 0, 0) + 401 * 86_400_000
+    assert store.apply_retention(later)["events"] == total
+    assert store.event_count() == 0
+    much_later = ms(2026, 11, 30, 0, 0) + 3 * 366 * 86_400_000 + 86_400_000
+    removed = store.apply_retention(much_later)
+    assert removed["sessions"] == 43 and removed["cases"] == 0
+    assert len(store.list_cases("open")) == 1
