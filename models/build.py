@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="models.build", description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=["detector", "smile", "report"], default=None)
     ap.add_argument("--seed", type=int, default=20261129)
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     args = ap.parse_args(argv)
     out_dir: Path = args.out_dir

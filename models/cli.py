@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = sub.add_parser("build", help="rebuild every ONNX file, manifest and report")
     build.add_argument("--only", choices=["detector", "smile", "report"], default=None)
-    build.add_argument("--epochs", type=int, default=12)
+    build.add_argument("--epochs", type=int, default=16)
     build.add_argument("--seed", type=int, default=20261129)
     build.set_defaults(func=_build)
 

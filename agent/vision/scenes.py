@@ -134,7 +134,7 @@ def background(rng: np.random.Generator, w: int = 320, h: int = 240) -> U8:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _soft_mask(n: int) -> npt.NDArray[np.float32]:
+def soft_mask(n: int) -> npt.NDArray[np.float32]:
     """Alpha for a pasted face crop: opaque centre, edges feathered into the scene."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     d = np.maximum(np.abs(xx - (n - 1) / 2), np.abs(yy - (n - 1) / 2)) / (n / 2)
@@ -158,7 +158,7 @@ def paste_person(canvas: npt.NDArray[np.float32], face: U8, cx: float, cy: float
     ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
     if ax1 <= ax0 or ay1 <= ay0:
         return
-    alpha = _soft_mask(n)[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
+    alpha = soft_mask(n)[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
     patch = crop[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
     region = canvas[ay0:ay1, ax0:ax1]
     region[:] = alpha * patch + (1 - alpha) * region
