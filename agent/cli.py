@@ -68,6 +68,31 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from server.accounts import Accounts
+    from server.store.db import Store
+
+    if args.password_file:
+        password = args.password_file.read_text(encoding="utf-8").strip()
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+    store = Store(args.db)
+    store.create()
+    try:
+        Accounts(store.engine).add_user(
+            args.username, password, args.role, args.scope, args.display_name or ""
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"user {args.username}: {args.role}, scope {args.scope}")
+    return 0
+
+
 def _retention(args: argparse.Namespace) -> int:
     import time
 
@@ -128,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8080)
     srv.set_defaults(func=_server)
+
+    user = sub.add_parser("user", help="dashboard accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add or update a dashboard user")
+    add.add_argument("username")
+    add.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+    add.add_argument(
+        "--role",
+        required=True,
+        choices=["district_admin", "centre_manager", "inspector", "readonly"],
+    )
+    add.add_argument("--scope", default="all", help="all | district:<name> | site:<slug>")
+    add.add_argument("--display-name", default=None)
+    add.add_argument("--password-file", type=Path, default=None, help="else asked interactively")
+    add.set_defaults(func=_user_add)
 
     ret = sub.add_parser("retention", help="apply the store's retention policy (run daily)")
     ret.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")

@@ -8,6 +8,7 @@ driven by a scenario, and perception is scripted. The page and this command say 
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 import time
@@ -17,9 +18,25 @@ from types import FrameType
 import uvicorn
 
 from agent.config import load_site
+from server.accounts import Accounts
 from server.api.app import ServerSettings, create_app
 from server.broker import local_broker, wait_port
 from server.ingest import IngestSettings
+
+
+def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
+    """Fresh random passwords each run: a demo must not teach default passwords."""
+    lines = []
+    for username, role, scope in (
+        ("admin", "district_admin", f"district:{district}"),
+        ("manager", "centre_manager", f"site:{site}"),
+        ("inspector", "inspector", f"district:{district}"),
+        ("viewer", "readonly", f"site:{site}"),
+    ):
+        password = secrets.token_urlsafe(9)
+        accounts.add_user(username, password, role, scope)  # type: ignore[arg-type]
+        lines.append(f"  login {username:9s} password {password}   ({role})")
+    return ["demo accounts (new passwords every run):", *lines]
 
 
 def run_demo(
@@ -53,9 +70,10 @@ def run_demo(
         sites=[site_dir],
         mqtt=IngestSettings(host=broker.host, port=broker.port, client_id="ww-demo-server"),
     )
+    app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host="127.0.0.1",
             port=http_port,
             log_level="warning",
@@ -64,11 +82,14 @@ def run_demo(
     )
     web = threading.Thread(target=server.run, name="uvicorn")
     web.start()
+    accounts = Accounts(app.state.store.engine)
     fleet: SimulatedFleet | None = None
     try:
         wait_port("127.0.0.1", http_port, timeout=20)
         print(f"server: SQLite at {db}")
         print(f"live page: http://127.0.0.1:{http_port}/")
+        for line in demo_users(accounts, site.site.site, site.site.district):
+            print(line)
         fleet = SimulatedFleet(site, broker.host, broker.port, workdir / "agents")
         fleet.start()
         print(

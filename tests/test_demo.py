@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -44,14 +45,19 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
             lines.append(line)
             if "windows running" in line:
                 break
+        creds = dict(re.findall(r"login (\w+)\s+password (\S+)", "".join(lines)))
+        assert set(creds) == {"admin", "manager", "inspector", "viewer"}
         started = time.monotonic()
         assert any(f"http://127.0.0.1:{port}/" in ln for ln in lines), lines
         assert any("SCRIPTED perception" in ln for ln in lines)
         base = f"http://127.0.0.1:{port}"
-        page = httpx.get(base + "/").text
-        assert "/static/app.js" in page
+        http = httpx.Client(base_url=base)
+        assert http.get("/").status_code in (302, 307)  # sign in first
+        login = http.post("/api/login", json={"username": "viewer", "password": creds["viewer"]})
+        assert login.status_code == 200
+        assert "/static/app.js" in http.get("/").text
         seen: set[str] = set()
-        with httpx.stream("GET", base + "/api/stream", timeout=15) as stream:
+        with http.stream("GET", "/api/stream", timeout=15) as stream:
             for raw in stream.iter_lines():
                 if raw.startswith("data: "):
                     msg = json.loads(raw[6:])
@@ -60,7 +66,7 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
                 if len(seen) == 12 or time.monotonic() - started > 10:
                     break
         assert len(seen) == 12, f"events from {sorted(seen)} only within 10 s"
-        windows = httpx.get(base + "/api/windows").json()
+        windows = http.get("/api/windows").json()
         assert {w["window"] for w in windows if w["online"]} == {f"w{i:02d}" for i in range(1, 13)}
         assert all(w["state"] and w["state"]["perception"] == "scripted" for w in windows)
         time.sleep(3)

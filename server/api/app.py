@@ -1,4 +1,8 @@
-"""HTTP API and the live page. ``create_app(settings)``: nothing happens at import."""
+"""The aggregator's web app: API, live stream, dashboard pages.
+
+``create_app(settings)`` builds everything; nothing happens at import. The lifespan
+migrates the store, registers the configured sites and runs the MQTT ingest.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,22 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from agent.config import load_site
-from server.api.models import CaseClose, ClerkIn, HelpdeskKpiIn, SignIn
-from server.ingest import Ingest, IngestSettings
-from server.metrics.assessment import PassThresholds, probation, verdict
-from server.metrics.measures import GroupBy, Scope, compute, smile_star_ranking
-from server.metrics.periods import period_bounds
+from server.accounts import Accounts
+from server.api import export, routes
+from server.api.deps import PrincipalDep, ServerSettings
+from server.ingest import Ingest
 from server.store.db import Store
 
-
-@dataclass
-class ServerSettings:
-    db_url: str = "sqlite:///var/warmwindow.db"
-    sites: list[Path] = field(default_factory=list)
-    mqtt: IngestSettings | None = field(default_factory=IngestSettings)
-    thresholds: PassThresholds = field(default_factory=PassThresholds)
-    timezone: str = "Asia/Shanghai"
+__all__ = ["Hub", "ServerSettings", "create_app"]
 
 
 class Hub:
@@ -66,12 +61,16 @@ class Hub:
             self._clients.discard(q)
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items()}
+def _site_of(msg: dict[str, Any]) -> str | None:
+    for key in ("event", "state"):
+        if key in msg:
+            return str(msg[key]["site"])
+    return msg.get("site")
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
     store = Store(settings.db_url)
+    accounts = Accounts(store.engine)
     hub = Hub()
 
     @asynccontextmanager
@@ -99,39 +98,29 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     app = FastAPI(title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan)
     app.state.store = store
+    app.state.accounts = accounts
     app.state.hub = hub
+    app.state.settings = settings
+    app.state.ingest = None
+    app.include_router(routes.router)
+    app.include_router(export.router)
 
-    static = resources.files("server.web") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    static = Path(str(resources.files("server.web") / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return (static / "index.html").read_text(encoding="utf-8")
+    @app.get("/", include_in_schema=False)
+    def index(request: Request) -> Response:
+        token = request.cookies.get("ww_session")
+        if not token or accounts.principal(token) is None:
+            return RedirectResponse("/login")
+        return FileResponse(static / "index.html", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/windows")
-    def windows(site: str | None = None) -> list[dict[str, Any]]:
-        """Every window with availability, last seen and its retained state."""
-        return [_jsonable(r) for r in store.windows(site)]
-
-    @app.get("/api/events")
-    def latest_events(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50, site: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The most recently received events, newest first."""
-        return [_jsonable(r) for r in store.latest_events(limit, site)]
-
-    @app.get("/api/stats")
-    def stats() -> dict[str, Any]:
-        """Stored events and rejected messages by reason."""
-        ingest: Ingest | None = app.state.ingest
-        return {
-            "events": store.event_count(),
-            "rejected": store.reject_counts(),
-            "ingest_connected": bool(ingest and ingest.stats.connected),
-        }
+    @app.get("/login", include_in_schema=False)
+    def login_page() -> FileResponse:
+        return FileResponse(static / "login.html")
 
     @app.get("/api/stream", include_in_schema=False)
-    async def stream(request: Request) -> StreamingResponse:
+    async def stream(request: Request, p: PrincipalDep) -> StreamingResponse:
         """Server-sent events: one JSON message per stored event or device change."""
 
         async def gen() -> AsyncIterator[str]:
@@ -141,102 +130,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     break
                 if msg is None:
                     yield ": keep-alive\n\n"
-                else:
+                    continue
+                site = _site_of(msg)
+                if site is None or p.sees(site):
                     yield f"data: {json.dumps(msg, ensure_ascii=False)}\n\n"
 
-        return StreamingResponse(gen(), media_type="text/event-stream")
-
-    def bounds(period: str) -> tuple[int, int]:
-        try:
-            return period_bounds(period, settings.timezone)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-
-    @app.get("/api/measures")
-    def measures(
-        period: str,
-        district: str | None = None,
-        site: str | None = None,
-        window: str | None = None,
-        clerk_id: str | None = None,
-        group_by: GroupBy | None = None,
-    ) -> dict[str, Any]:
-        """Compliance and satisfaction for a scope and period (day, month or quarter)."""
-        start, end = bounds(period)
-        scope = Scope(district, site, window, clerk_id)
-        result = compute(store.engine, scope, start, end, group_by=group_by)
-        return {
-            "period": period,
-            "groups": {str(k) if k is not None else "all": m.as_dict() for k, m in result.items()},
-        }
-
-    @app.get("/api/assessment/{clerk_id}")
-    def assessment(clerk_id: str, month: str) -> dict[str, Any]:
-        """Monthly pass/fail with the evidence (event ids) behind each failed criterion."""
-        bounds(month)
-        return verdict(store.engine, clerk_id, month, settings.thresholds, settings.timezone)
-
-    @app.get("/api/probation/{clerk_id}")
-    def probation_status(clerk_id: str, month: str) -> dict[str, Any]:
-        bounds(month)
-        return probation(store.engine, clerk_id, month, settings.thresholds, settings.timezone)
-
-    @app.get("/api/ranking")
-    def ranking(
-        period: str, site: str | None = None, district: str | None = None, min_sessions: int = 20
-    ) -> list[dict[str, Any]]:
-        """Smile-star ranking by the Wilson lower bound of exemplary sessions."""
-        start, end = bounds(period)
-        return smile_star_ranking(
-            store.engine, Scope(district, site), start, end, min_sessions=min_sessions
+        return StreamingResponse(
+            gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
-
-    @app.get("/api/cases")
-    def list_cases(status: str | None = None, site: str | None = None) -> list[dict[str, Any]]:
-        """Bad-review cases with their 15-working-day due time."""
-        return store.list_cases(status, site)
-
-    @app.post("/api/cases/{case_id}/close")
-    def close_case(case_id: str, body: CaseClose) -> dict[str, bool]:
-        if not store.close_case(case_id, body.note, body.at_ms):
-            raise HTTPException(404, "no open case with that id")
-        return {"closed": True}
-
-    @app.post("/api/clerks", status_code=201)
-    def add_clerk(body: ClerkIn) -> dict[str, str]:
-        store.add_clerk(body.clerk_id, body.name, body.site)
-        return {"clerk_id": body.clerk_id}
-
-    @app.post("/api/roster", status_code=201)
-    def sign_in(body: SignIn) -> dict[str, str]:
-        """Which clerk staffs a window from when (sign-in or roster; never faces)."""
-        store.sign_in(body.clerk_id, body.site, body.window, body.start_ms, body.end_ms)
-        return {"clerk_id": body.clerk_id}
-
-    @app.post("/api/helpdesk/kpis", status_code=201)
-    def put_kpis(body: HelpdeskKpiIn) -> dict[str, str]:
-        """H-ONLINE: daily figures from the help-desk system."""
-        store.put_helpdesk_kpis(
-            body.site,
-            body.window,
-            body.day.isoformat(),
-            body.requests,
-            body.first_response_within_1min,
-            body.resolved,
-        )
-        return {"day": body.day.isoformat()}
-
-    @app.get("/api/helpdesk")
-    def helpdesk(first_day: str, last_day: str, site: str | None = None) -> dict[str, Any]:
-        return store.helpdesk_summary(first_day, last_day, site)
-
-    @app.get("/api/gaps")
-    def gaps() -> list[dict[str, Any]]:
-        """Device sequence numbers never received (outbox cap drops or lost data)."""
-        return store.sequence_gaps()
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> dict[str, Any]:
+        ingest: Ingest | None = app.state.ingest
+        return {"status": "ok", "ingest_connected": bool(ingest and ingest.stats.connected)}
 
     return app

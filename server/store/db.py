@@ -14,9 +14,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
 from agent.config import Site
-from agent.protocol import Away, Evaluated, EventHeader, Health, SessionSummary, WindowState
+from agent.protocol import (
+    Away,
+    Evaluated,
+    EventHeader,
+    Fault,
+    Health,
+    SessionSummary,
+    SignWhilePresent,
+    WindowState,
+)
 from server.store import migrate
 from server.store.schema import (
+    alerts,
     away_periods,
     cases,
     clerks,
@@ -160,8 +170,48 @@ class Store:
         tz = {r.site: r.timezone for r in conn.execute(select(units.c.site, units.c.timezone))}
         clerk_at = _ClerkLookup(conn, new_events)
         sess, evals, aways, new_cases = [], [], [], []
+        new_alerts: list[dict[str, Any]] = []
+
+        def alert(ev: EventHeader, kind: str, detail: dict[str, Any], key: str = "") -> None:
+            new_alerts.append(
+                {
+                    "alert_id": key or str(ev.event_id),
+                    "site": ev.site,
+                    "window": ev.window,
+                    "kind": kind,
+                    "ts_ms": ev.ts_ms,
+                    "detail": detail,
+                }
+            )
+
         for ev in new_events:
             clerk = clerk_at(ev.site, ev.window, ev.ts_ms)
+            if isinstance(ev, SessionSummary):
+                misses = [
+                    name
+                    for name, ok in (
+                        ("stand_on_call", ev.stood_on_call),
+                        ("smile_at_greeting", ev.smiled_at_greeting),
+                        ("stand_at_farewell", ev.stood_at_farewell),
+                    )
+                    if not ok
+                ]
+                if misses:
+                    alert(ev, "conduct", {"misses": misses, "session_id": str(ev.session_id)})
+            elif isinstance(ev, Evaluated) and ev.rating.is_bad and not ev.suspect:
+                alert(ev, "bad_review", {"rating": ev.rating.value})
+            elif isinstance(ev, Away) and ev.violation:
+                # open and closing records of one absence share started_ms: one alert
+                alert(
+                    ev,
+                    "away_without_sign",
+                    {"started_ms": ev.started_ms, "ended_ms": ev.ended_ms},
+                    key=f"away-{ev.site}-{ev.window}-{ev.started_ms}",
+                )
+            elif isinstance(ev, Fault) and not ev.cleared:
+                alert(ev, "fault", {"code": ev.code, "detail": ev.detail})
+            elif isinstance(ev, SignWhilePresent):
+                alert(ev, "sign_while_present", {"duration_ms": ev.duration_ms})
             if isinstance(ev, SessionSummary):
                 sess.append(
                     {
@@ -233,6 +283,7 @@ class Store:
             (evaluations, evals, "event_id"),
             (away_periods, aways, "event_id"),
             (cases, new_cases, "case_id"),
+            (alerts, new_alerts, "alert_id"),
         ):
             if rows:
                 conn.execute(self._insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
@@ -244,6 +295,20 @@ class Store:
         with self.engine.begin() as conn:
             ins = self._insert(clerks).values(**row)
             conn.execute(ins.on_conflict_do_update(index_elements=["clerk_id"], set_=row))
+
+    def clerk_site(self, clerk_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(clerks.c.site).where(clerks.c.clerk_id == clerk_id)).first()
+        return row[0] if row else None
+
+    def clerks(self, site: str | None, district: str | None) -> list[dict[str, Any]]:
+        q = select(clerks).order_by(clerks.c.site, clerks.c.clerk_id)
+        if site:
+            q = q.where(clerks.c.site == site)
+        if district:
+            q = q.where(clerks.c.site.in_(select(units.c.site).where(units.c.district == district)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     def sign_in(
         self, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None = None
@@ -341,6 +406,49 @@ class Store:
                 .where(devices.c.site == site, devices.c.window == window)
                 .values(online=online, availability_ms=at_ms)
             )
+            if not online:
+                conn.execute(
+                    self._insert(alerts)
+                    .values(
+                        alert_id=f"offline-{site}-{window}-{at_ms}",
+                        site=site,
+                        window=window,
+                        kind="offline",
+                        ts_ms=at_ms,
+                        detail={},
+                    )
+                    .on_conflict_do_nothing(index_elements=["alert_id"])
+                )
+
+    def list_alerts(
+        self,
+        sites: frozenset[str] | None = None,
+        open_only: bool = False,
+        since_ms: int = 0,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        q = select(alerts).where(alerts.c.ts_ms >= since_ms)
+        if sites is not None:
+            q = q.where(alerts.c.site.in_(sites))
+        if open_only:
+            q = q.where(alerts.c.acked_ms.is_(None))
+        q = q.order_by(alerts.c.ts_ms.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def alert_site(self, alert_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alerts.c.site).where(alerts.c.alert_id == alert_id)).first()
+        return row[0] if row else None
+
+    def ack_alert(self, alert_id: str, username: str, note: str, at_ms: int) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(alerts)
+                .where(alerts.c.alert_id == alert_id, alerts.c.acked_ms.is_(None))
+                .values(acked_by=username, acked_ms=at_ms, note=note)
+            )
+            return bool(res.rowcount)
 
     def set_state(self, state: WindowState, at_ms: int) -> None:
         with self.engine.begin() as conn:

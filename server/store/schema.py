@@ -184,3 +184,58 @@ rejects = Table(
     Column("reason", String(32), primary_key=True),
     Column("count", Integer, nullable=False, default=0),
 )
+
+# ------------------------------------------------------------------ dashboard (0002)
+
+# What needs a person's attention; acknowledged with a note, and the ack is audited.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column(
+        "alert_id", String(64), primary_key=True
+    ),  # the event id, or offline-<site>-<window>-<ms>
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("acked_by", String(64), nullable=True),
+    Column("acked_ms", BigInteger, nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_alerts_site_ts", "site", "ts_ms"),
+    Index("ix_alerts_open", "acked_ms", "ts_ms"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(24), nullable=False),
+    # "all", "district:<name>" or "site:<slug>": which units the user may see.
+    Column("scope", String(96), nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("username", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("target", String(96), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_ts", "ts_ms"),
+)

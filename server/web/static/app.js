@@ -1,120 +1,358 @@
-// Live hall page: windows and latest events, updated over server-sent events.
+// WarmWindow dashboard: hash-routed pages over the JSON API, live over server-sent events.
 "use strict";
-const I18N = {
-  zh: { title: "暖心窗口 · 大厅实时", connecting: "连接中…", live: "实时", lost: "已断开",
-        windows: "窗口", latest: "最新事件", time: "时间", window: "窗口", kind: "事件",
-        detail: "详情", clauses: "条款", online: "在线", offline: "离线", lastSeen: "最近",
-        events: "已存事件", standing: "站立", seated: "坐姿", away: "离岗", inSession: "服务中",
-        idle: "空闲", sign: "请稍候牌", scripted: "模拟感知", camera: "摄像头",
-        privacy: "本系统不采集、不传输任何图像，不做人脸识别。", switchTo: "English",
-        k: { session_opened: "叫号", stood_up: "起立", smiled: "微笑", evaluated: "评价",
-             session_summary: "服务小结", away: "离岗", sign_while_present: "在岗挂牌", fault: "故障" } },
-  en: { title: "WarmWindow · live hall", connecting: "connecting…", live: "live", lost: "disconnected",
-        windows: "Windows", latest: "Latest events", time: "Time", window: "Window", kind: "Event",
-        detail: "Detail", clauses: "Clauses", online: "online", offline: "offline", lastSeen: "last seen",
-        events: "stored events", standing: "standing", seated: "seated", away: "away", inSession: "in session",
-        idle: "idle", sign: "sign up", scripted: "scripted perception", camera: "camera",
-        privacy: "No image is captured off the terminal or transmitted; no face recognition.", switchTo: "中文",
-        k: { session_opened: "call", stood_up: "stood up", smiled: "smiled", evaluated: "evaluated",
-             session_summary: "session summary", away: "away", sign_while_present: "sign while present", fault: "fault" } },
+
+const S = {
+  lang: localStorage.getItem("ww-lang") || "zh",
+  me: null,
+  units: [],
+  site: null,
+  period: null, // YYYY-MM
+  hall: new Map(),
+  charts: [],
+  refreshTimer: null,
 };
-let lang = localStorage.getItem("ww-lang") || "zh";
-const T = () => I18N[lang];
-const windows = new Map();
-const events = [];
+const T = () => window.I18N[S.lang];
+const $ = (sel, root = document) => root.querySelector(sel);
+const h = (tag, attrs = {}, ...kids) => {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid instanceof Node ? kid : String(kid));
+  return el;
+};
 
-function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB") : "—"; }
+async function api(path, opts = {}) {
+  const headers = { ...(opts.headers || {}) };
+  if (opts.method && opts.method !== "GET") {
+    headers["X-CSRF-Token"] = S.me?.csrf || "";
+    headers["Content-Type"] = "application/json";
+  }
+  const r = await fetch(path, { ...opts, headers });
+  if (r.status === 401) { location.href = "/login"; throw new Error("signed out"); }
+  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  return r.json();
+}
 
-function detail(e) {
+const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(0)}%`);
+const tz = "Asia/Shanghai";
+const fmtTime = (ms) => (ms ? new Date(ms).toLocaleTimeString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz }) : "—");
+const fmtDateTime = (ms) => (ms ? new Date(ms).toLocaleString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz }) : "—");
+const secs = (ms) => (ms === null || ms === undefined ? "" : `+${(ms / 1000).toFixed(1)}s`);
+const localMonth = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz }).slice(0, 7);
+const localDay = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz });
+
+function exportLinks(name, extra = "") {
+  const q = `period=${S.period}&site=${S.site}${extra}`;
+  return h("span", { class: "exports" },
+    h("a", { class: "export", href: `/api/export/${name}.csv?${q}`, dataset: { name, fmt: "csv" } }, "CSV"),
+    h("a", { class: "export", href: `/api/export/${name}.xlsx?${q}`, dataset: { name, fmt: "xlsx" } }, "XLSX"));
+}
+
+function destroyCharts() { for (const c of S.charts) c.destroy(); S.charts = []; }
+
+// ------------------------------------------------------------------ live hall
+
+function tile(w) {
+  const st = w.state || {};
+  const posture = !w.state ? "" : !st.present ? T().away : st.standing ? T().standing : T().seated;
+  const chips = [];
+  if (w.state) {
+    chips.push(h("span", { class: st.present ? "" : "warn" }, posture));
+    chips.push(h("span", {}, st.in_session ? T().inSession : T().idle));
+    if (st.sign_up) chips.push(h("span", { class: "warn" }, T().sign));
+    chips.push(h("span", {}, T()[st.perception] || st.perception));
+  }
+  return h("div", {
+      class: `tile ${w.online ? "online" : "offline"}`,
+      id: `tile-${w.site}-${w.window}`,
+      dataset: {
+        online: w.online ? "1" : "0", standing: st.standing ? "1" : "0",
+        present: st.present ? "1" : "0", inSession: st.in_session ? "1" : "0", sign: st.sign_up ? "1" : "0",
+      },
+      onclick: () => { location.hash = `#/window/${w.site}/${w.window}`; },
+    },
+    h("div", { class: "row" }, h("span", { class: "label" }, w.label), h("span", {}, w.online ? T().online : T().offline)),
+    h("div", { class: "row" }, h("span", {}, `${T().clerk}: ${w.clerk_id || T().noClerk}`)),
+    h("div", { class: "chips" }, chips),
+    h("div", { class: "row" },
+      h("span", {}, `${T().today} ${w.sessions_today} ${T().sessions}`),
+      h("span", {}, `${T().stand} ${pct(w.stand_rate_today)}`)),
+    h("div", { class: "row" },
+      h("span", {}, `${T().smile} ${pct(w.smile_rate_today)}`),
+      h("span", {}, `${T().good} ${pct(w.good_rate_today)}`)),
+    h("div", { class: "row" }, h("span", { class: "seen" }, `${T().lastSeen} ${fmtTime(w.last_seen_ms || w.availability_ms)}`)));
+}
+
+function renderTile(key, flash = false) {
+  const w = S.hall.get(key);
+  const old = document.getElementById(`tile-${w.site}-${w.window}`);
+  if (!old) return;
+  const fresh = tile(w);
+  old.replaceWith(fresh);
+  if (flash) fresh.classList.add("flash");
+}
+
+async function viewHall(root) {
+  const tiles = await api(`/api/hall/${S.site}`);
+  S.hall = new Map(tiles.map((w) => [`${w.site}/${w.window}`, w]));
+  const events = await api(`/api/events?limit=30&site=${S.site}`);
+  root.append(
+    h("section", { class: "card" }, h("h2", {}, T().navHall), h("div", { class: "tiles", id: "tiles" }, tiles.map(tile))),
+    h("section", { class: "card" }, h("h2", {}, T().alerts), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
+}
+
+function eventRow(e) {
   const p = e.payload || e;
-  if (p.kind === "stood_up" || p.kind === "smiled")
-    return `${p.phase} ${p.on_time ? "✓" : "✗"} ${p.after_ms != null ? "+" + (p.after_ms / 1000).toFixed(1) + "s" : ""}`;
-  if (p.kind === "evaluated") return `${p.rating}${p.suspect ? " (suspect: " + p.suspect_reason + ")" : ""}`;
-  if (p.kind === "session_opened") return `${p.source}${p.ticket ? " #" + p.ticket : ""}`;
-  if (p.kind === "session_summary") return `stood ${p.stood_on_call ? "✓" : "✗"} smile ${p.smiled_at_greeting ? "✓" : "✗"} farewell ${p.stood_at_farewell ? "✓" : "✗"} ${p.rating || ""}`;
-  if (p.kind === "away") return `${p.with_sign ? "sign" : "no sign"}${p.violation ? " ✗" : ""}`;
-  if (p.kind === "fault") return `${p.code} ${p.detail || ""}`;
-  return "";
+  const bad = (p.kind === "evaluated" && /dissatisfied/.test(p.rating)) || (p.kind === "away" && p.violation);
+  const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
+    : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
+    : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`
+    : p.kind === "away" ? (p.with_sign ? T().sign : "✗") : "";
+  return h("tr", { class: bad ? "bad" : "" }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window), h("td", {}, p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
 }
 
-function renderTiles() {
-  const root = document.getElementById("tiles");
-  root.replaceChildren();
-  for (const w of windows.values()) {
-    const d = document.createElement("div");
-    d.className = "tile " + (w.online ? "online" : "offline");
-    d.id = `tile-${w.site}-${w.window}`;
-    d.dataset.online = w.online ? "1" : "0";
-    const st = w.state;
-    const posture = !st ? "" : !st.present ? T().away : st.standing ? T().standing : T().seated;
-    d.innerHTML = `<div class="label"></div><div class="meta status"></div><div class="meta state"></div><div class="meta seen"></div>`;
-    d.querySelector(".label").textContent = w.label;
-    d.querySelector(".status").textContent = w.online ? T().online : T().offline;
-    d.querySelector(".state").textContent = st
-      ? [posture, st.in_session ? T().inSession : T().idle, st.sign_up ? T().sign : "", T()[st.perception]].filter(Boolean).join(" · ")
-      : "";
-    d.querySelector(".seen").textContent = `${T().lastSeen} ${fmtTime(w.last_seen_ms || w.availability_ms)}`;
-    root.appendChild(d);
+// Called for every live message while any page is open.
+function onLive(msg) {
+  const route = location.hash || "#/hall";
+  if (msg.type === "state") {
+    const s = msg.state; const key = `${s.site}/${s.window}`; const w = S.hall.get(key);
+    if (w) { w.state = s; w.last_seen_ms = Date.now(); renderTile(key, true); }
+  } else if (msg.type === "availability") {
+    const key = `${msg.site}/${msg.window}`; const w = S.hall.get(key);
+    if (w) { w.online = msg.online; w.availability_ms = Date.now(); renderTile(key, true); }
+  } else if (msg.type === "event") {
+    const e = msg.event; const key = `${e.site}/${e.window}`; const w = S.hall.get(key);
+    if (w) { w.last_seen_ms = Date.now(); renderTile(key, true); }
+    const tbody = $("#latest tbody");
+    if (tbody && e.site === S.site) { tbody.prepend(eventRow(e)); while (tbody.children.length > 30) tbody.lastChild.remove(); }
+    // today's figures and alert lists change with summaries, evaluations and absences
+    if (["session_summary", "evaluated", "away", "fault", "sign_while_present"].includes(e.kind)) scheduleRefresh(route);
   }
 }
 
-function renderEvents() {
-  const tbody = document.querySelector("#events tbody");
-  tbody.replaceChildren();
-  for (const e of events.slice(0, 50)) {
-    const p = e.payload || e;
-    const tr = document.createElement("tr");
-    if ((p.kind === "evaluated" && /dissatisfied/.test(p.rating)) || (p.kind === "away" && p.violation)) tr.className = "bad";
-    const label = (windows.get(`${p.site}/${p.window}`) || {}).label || p.window;
-    for (const text of [fmtTime(p.ts_ms), label, T().k[p.kind] || p.kind, detail(p), (p.clauses || []).join(" ")]) {
-      const td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
+function scheduleRefresh(route) {
+  clearTimeout(S.refreshTimer);
+  S.refreshTimer = setTimeout(async () => {
+    if (route.startsWith("#/hall") && (location.hash || "#/hall").startsWith("#/hall")) {
+      for (const w of await api(`/api/hall/${S.site}`)) {
+        const key = `${w.site}/${w.window}`; const old = S.hall.get(key);
+        if (old) { Object.assign(old, { sessions_today: w.sessions_today, stand_rate_today: w.stand_rate_today, smile_rate_today: w.smile_rate_today, good_rate_today: w.good_rate_today, clerk_id: w.clerk_id }); renderTile(key); }
+      }
+    } else if (route.startsWith("#/alerts")) { render(); }
+  }, 400);
+}
+
+// ------------------------------------------------------------------ alerts
+
+async function viewAlerts(root) {
+  const rows = await api(`/api/alerts?site=${S.site}&limit=300`);
+  const canAck = S.me.can.acknowledge;
+  const table = h("table", { id: "alerts" },
+    h("thead", {}, h("tr", {}, [T().time, T().window, T().kind, T().detail, T().status].map((x) => h("th", {}, x)))),
+    h("tbody", {}, rows.map((a) => {
+      const detail = a.kind === "away_without_sign" ? `${fmtTime(a.detail.started_ms)} – ${fmtTime(a.detail.ended_ms)}`
+        : a.kind === "bad_review" ? T().rating[a.detail.rating] : a.kind === "conduct" ? (a.detail.misses || []).join(", ")
+        : a.kind === "fault" ? `${a.detail.code} ${a.detail.detail || ""}` : "";
+      let status;
+      if (a.acked_ms) status = h("span", { class: "ok" }, `${T().acked}: ${a.acked_by} · ${a.note}`);
+      else if (!canAck) status = h("span", { title: T().readonly }, T().open);
+      else {
+        const note = h("input", { class: "note", placeholder: T().note, "aria-label": T().note });
+        status = h("span", { class: "ack" }, note, h("button", {
+          class: "ack-btn", onclick: async () => {
+            if (!note.value.trim()) { note.focus(); return; }
+            await api(`/api/alerts/${encodeURIComponent(a.alert_id)}/ack`, { method: "POST", body: JSON.stringify({ note: note.value }) });
+            render();
+          } }, T().ack));
+      }
+      return h("tr", { class: a.acked_ms ? "" : "bad", dataset: { alert: a.alert_id, kind: a.kind } },
+        h("td", {}, fmtDateTime(a.ts_ms)), h("td", {}, a.window), h("td", {}, T().k[a.kind] || a.kind), h("td", {}, detail), h("td", {}, status));
+    })));
+  root.append(h("section", { class: "card" }, h("h2", {}, T().alerts, exportLinks("alerts")), table));
+}
+
+// ------------------------------------------------------------------ window and clerk pages
+
+async function viewDetail(root, scopeQuery, title) {
+  const [m, trend, heat, tl] = await Promise.all([
+    api(`/api/measures?period=${S.period}&${scopeQuery}`),
+    api(`/api/trend?period=${S.period}&${scopeQuery}`),
+    api(`/api/heatmap?period=${S.period}&${scopeQuery}`),
+    api(`/api/timeline?period=${S.period}&${scopeQuery}`),
+  ]);
+  const g = m.groups.all;
+  const kpi = (label, value) => h("div", { class: "kpi" }, label, h("b", {}, value));
+  root.append(h("section", { class: "card" }, h("h2", {}, title),
+    h("div", { class: "kpis", id: "kpis" },
+      kpi(T().sessions, g.sessions), kpi(T().stand, pct(g.stand_on_call_rate)), kpi(T().smile, pct(g.smile_at_greeting_rate)),
+      kpi(T().farewell, pct(g.farewell_stand_rate)), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
+      kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`))));
+
+  const trendCanvas = h("canvas", { id: "trend-chart", height: 220 });
+  const distCanvas = h("canvas", { id: "dist-chart", height: 220 });
+  root.append(h("div", { class: "grid2" },
+    h("section", { class: "card" }, h("h2", {}, T().trend), trendCanvas),
+    h("section", { class: "card" }, h("h2", {}, T().distribution), distCanvas)));
+  S.charts.push(new Chart(trendCanvas, {
+    type: "line",
+    data: { labels: trend.map((d) => d.day.slice(5)), datasets: [
+      { label: T().stand, data: trend.map((d) => d.stand_rate), borderColor: "#2e7d4f", spanGaps: true },
+      { label: T().smile, data: trend.map((d) => d.smile_rate), borderColor: "#b8322a", spanGaps: true },
+      { label: T().farewell, data: trend.map((d) => d.farewell_rate), borderColor: "#1f5fa8", spanGaps: true },
+      { label: T().good, data: trend.map((d) => d.good_rate), borderColor: "#c98a00", spanGaps: true },
+    ] },
+    options: { animation: false, scales: { y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100}%` } } } },
+  }));
+  const levels = Object.keys(T().rating);
+  S.charts.push(new Chart(distCanvas, {
+    type: "bar",
+    data: { labels: levels.map((l) => T().rating[l]), datasets: [{ label: T().sessions, data: levels.map((l) => g.ratings[l] || 0),
+      backgroundColor: ["#2e7d4f", "#6aa84f", "#c9b400", "#e06c00", "#b00020"] }] },
+    options: { animation: false, plugins: { legend: { display: false } } },
+  }));
+
+  // heat map: weekday rows x 24 hours, colour = compliance, text = sessions
+  const cells = new Map(heat.map((c) => [`${c.weekday}-${c.hour}`, c]));
+  const grid = h("div", { class: "heat", id: "heatmap" }, h("div", {}, ""), [...Array(24).keys()].map((hr) => h("div", {}, hr)));
+  for (let wd = 1; wd <= 7; wd++) {
+    grid.append(h("div", {}, T().weekday[wd - 1]));
+    for (let hr = 0; hr < 24; hr++) {
+      const c = cells.get(`${wd}-${hr}`);
+      const hue = c && c.compliance !== null ? Math.round(c.compliance * 120) : null;
+      grid.append(h("div", { style: hue === null ? "background:#f1f1f1" : `background:hsl(${hue} 60% 75%)`, title: c ? `${c.sessions} · ${pct(c.compliance)}` : "" }, c ? c.sessions : ""));
     }
-    tbody.appendChild(tr);
   }
+  root.append(h("section", { class: "card" }, h("h2", {}, T().heatmap), grid));
+
+  const items = tl.slice(-200).reverse().map((s) => {
+    const parts = s.steps.map((st) => {
+      const label = st.step === "call" ? `${T().call} ${fmtTime(st.at_ms)}`
+        : st.step === "stood" ? `${T().stood} ${st.ok ? secs(st.after_ms) : "✗"}`
+        : st.step === "smiled" ? `${T().smiled} ${st.ok ? secs(st.after_ms) : "✗"}${st.too_broad ? " (" + T().tooBroad + ")" : ""}`
+        : st.step === "evaluated" ? `${T().evaluated} ${st.rating ? T().rating[st.rating] : "✗"}`
+        : `${T().farewellStep} ${st.ok ? "✓ " + secs(st.see_off_ms) : "✗"}`;
+      return h("span", { class: `step ${st.ok === false ? "bad" : ""}` }, label);
+    });
+    const steps = parts.flatMap((p, i) => (i ? [" → ", p] : [p]));
+    return h("li", { dataset: { session: s.session_id } }, steps,
+      h("span", { class: "video" }, ` · ${T().video} ${fmtDateTime(s.opened_ms)}`));
+  });
+  root.append(h("section", { class: "card" }, h("h2", {}, T().timeline, exportLinks("sessions")), h("ul", { class: "timeline", id: "timeline" }, items)));
 }
 
-function flash(site, window) {
-  const el = document.getElementById(`tile-${site}-${window}`);
-  if (el) { el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash"); }
+// ------------------------------------------------------------------ assessment, units, fleet
+
+async function viewAssessment(root) {
+  const [verdicts, ranking, cases] = await Promise.all([
+    api(`/api/assessments?month=${S.period}&site=${S.site}`),
+    api(`/api/ranking?period=${S.period}&site=${S.site}`),
+    api(`/api/cases?site=${S.site}`),
+  ]);
+  root.append(h("section", { class: "card" },
+    h("h2", {}, T().verdicts, exportLinks("assessment"), h("a", { href: `/report/${S.site}/${S.period}`, target: "_blank", id: "report-link" }, T().report)),
+    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().probation, T().sessions].map((x) => h("th", {}, x)))),
+      h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "" },
+        h("td", {}, h("a", { href: `#/clerk/${v.clerk_id}` }, `${v.name} (${v.clerk_id})`)),
+        h("td", {}, T()[v.result] || v.result),
+        h("td", {}, v.failures.map((f) => `${f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
+        h("td", {}, v.probation), h("td", {}, v.measures.sessions)))))));
+  root.append(h("section", { class: "card" }, h("h2", {}, T().ranking, exportLinks("ranking")),
+    h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score].map((x) => h("th", {}, x)))),
+      h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3))))))));
+  const now = Date.now();
+  root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
+    h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status].map((x) => h("th", {}, x)))),
+      h("tbody", {}, cases.map((c) => h("tr", { class: c.status === "open" && c.due_ms < now ? "bad" : "" },
+        h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating]), h("td", {}, fmtDateTime(c.due_ms)),
+        h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status)))))));
 }
 
-async function load() {
-  const [ws, es, stats] = await Promise.all(["/api/windows", "/api/events?limit=50", "/api/stats"].map(u => fetch(u).then(r => r.json())));
-  windows.clear();
-  for (const w of ws) windows.set(`${w.site}/${w.window}`, w);
-  events.splice(0, events.length, ...es);
-  document.getElementById("counts").textContent = `${T().events}: ${stats.events}`;
-  renderTiles(); renderEvents();
+async function viewUnits(root) {
+  const data = await api(`/api/units/compare?period=${S.period}&by=site`);
+  const names = new Map(S.units.map((u) => [u.site, u.name]));
+  const keys = Object.keys(data.groups).sort();
+  const canvas = h("canvas", { id: "units-chart", height: 120 });
+  root.append(h("section", { class: "card" }, h("h2", {}, T().units), canvas,
+    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good].map((x) => h("th", {}, x)))),
+      h("tbody", {}, keys.map((k) => { const g = data.groups[k]; return h("tr", {}, h("td", {}, names.get(k) || k), h("td", {}, g.sessions),
+        h("td", {}, pct(g.stand_on_call_rate)), h("td", {}, pct(g.smile_at_greeting_rate)), h("td", {}, pct(g.farewell_stand_rate)),
+        h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate))); })))));
+  S.charts.push(new Chart(canvas, { type: "bar", options: { animation: false, scales: { y: { min: 0, max: 1 } } },
+    data: { labels: keys.map((k) => names.get(k) || k), datasets: [
+      { label: T().stand, data: keys.map((k) => data.groups[k].stand_on_call_rate), backgroundColor: "#2e7d4f" },
+      { label: T().smile, data: keys.map((k) => data.groups[k].smile_at_greeting_rate), backgroundColor: "#b8322a" },
+      { label: T().good, data: keys.map((k) => data.groups[k].good_review_rate), backgroundColor: "#c98a00" } ] } }));
+}
+
+async function viewFleet(root) {
+  const rows = await api("/api/fleet");
+  root.append(h("section", { class: "card" }, h("h2", {}, T().fleet, exportLinks("fleet")),
+    h("table", { id: "fleet" }, h("thead", {}, h("tr", {}, [T().window, T().status, T().lastSeen, T().fps, T().infer, T().temp, T().outbox, T().model, T().config, T().uptime].map((x) => h("th", {}, x)))),
+      h("tbody", {}, rows.map((d) => h("tr", { class: d.online ? "" : "bad" },
+        h("td", {}, `${d.site_name} ${d.label}`), h("td", {}, d.online ? T().online : T().offline), h("td", {}, fmtDateTime(d.last_seen_ms)),
+        h("td", {}, d.fps ?? "—"), h("td", {}, d.inference_ms ?? "—"), h("td", {}, d.cpu_temp_c ?? "—"),
+        h("td", {}, d.outbox_depth ?? "—"), h("td", {}, d.model_version ?? "—"), h("td", {}, d.config_version ?? "—"),
+        h("td", {}, d.uptime_s != null ? `${Math.round(d.uptime_s / 60)} min` : "—")))))));
+}
+
+// ------------------------------------------------------------------ shell
+
+async function render() {
+  destroyCharts();
+  const root = $("#view");
+  root.replaceChildren();
+  const route = (location.hash || "#/hall").slice(2).split("/");
+  for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${route[0]}`);
+  try {
+    if (route[0] === "alerts") await viewAlerts(root);
+    else if (route[0] === "window") await viewDetail(root, `site=${route[1]}&window=${route[2]}`, `${route[1]} / ${route[2]}`);
+    else if (route[0] === "clerk") await viewDetail(root, `clerk_id=${route[1]}`, route[1]);
+    else if (route[0] === "assessment") await viewAssessment(root);
+    else if (route[0] === "units") await viewUnits(root);
+    else if (route[0] === "fleet") await viewFleet(root);
+    else await viewHall(root);
+  } catch (err) { root.append(h("p", { class: "bad" }, String(err))); }
+  document.body.dataset.ready = location.hash || "#/hall";
 }
 
 function applyLang() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = T()[el.dataset.i18n];
-  document.getElementById("lang").textContent = T().switchTo;
-  renderTiles(); renderEvents();
+  $("#lang").textContent = T().switchTo;
 }
 
 function connect() {
   const es = new EventSource("/api/stream");
-  const badge = document.getElementById("conn");
-  es.onopen = () => { badge.textContent = T().live; badge.className = "badge on"; load(); };
+  const badge = $("#conn");
+  es.onopen = () => { badge.textContent = T().live; badge.className = "badge on"; };
   es.onerror = () => { badge.textContent = T().lost; badge.className = "badge off"; };
-  es.onmessage = (m) => {
-    const msg = JSON.parse(m.data);
-    if (msg.type === "event") {
-      const e = msg.event; events.unshift(e); events.length = Math.min(events.length, 200);
-      const w = windows.get(`${e.site}/${e.window}`); if (w) w.last_seen_ms = Date.now();
-      renderEvents(); renderTiles(); flash(e.site, e.window);
-      const c = document.getElementById("counts"); const n = parseInt(c.dataset.n || "0") + 1; c.dataset.n = n;
-    } else if (msg.type === "availability") {
-      const w = windows.get(`${msg.site}/${msg.window}`); if (w) { w.online = msg.online; w.availability_ms = Date.now(); renderTiles(); }
-    } else if (msg.type === "state") {
-      const s = msg.state; const w = windows.get(`${s.site}/${s.window}`); if (w) { w.state = s; w.last_seen_ms = Date.now(); renderTiles(); }
-    }
-  };
+  es.onmessage = (m) => onLive(JSON.parse(m.data));
 }
 
-document.getElementById("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("ww-lang", lang); applyLang(); });
-applyLang();
-load().then(connect);
-setInterval(load, 10000);
+async function main() {
+  S.me = await api("/api/me");
+  S.units = await api("/api/units");
+  S.site = localStorage.getItem("ww-site") || S.units[0]?.site;
+  if (!S.units.some((u) => u.site === S.site)) S.site = S.units[0]?.site;
+  S.period = localMonth();
+  $("#who").textContent = `${S.me.display_name} · ${S.me.role}`;
+  const sel = $("#site");
+  for (const u of S.units) sel.append(h("option", { value: u.site }, u.name));
+  sel.value = S.site;
+  sel.addEventListener("change", () => { S.site = sel.value; localStorage.setItem("ww-site", S.site); render(); });
+  const per = $("#period"); per.value = S.period;
+  per.addEventListener("change", () => { if (per.value) { S.period = per.value; render(); } });
+  $("#lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("ww-lang", S.lang); applyLang(); render(); });
+  $("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
+  window.addEventListener("hashchange", render);
+  applyLang();
+  await render();
+  connect();
+}
+
+main();

@@ -1,0 +1,230 @@
+"""CSV / XLSX exports of every dashboard table, and the printable monthly report."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse, Response
+
+from server.accounts import Principal
+from server.api.deps import PrincipalDep, ServerSettings, SettingsDep, StoreDep, bounds, check_site
+from server.api.routes import scoped
+from server.metrics.assessment import probation, verdict
+from server.metrics.measures import Measures, Scope, compute, smile_star_ranking
+from server.store import views
+from server.store.db import Store
+
+router = APIRouter()
+Table = list[dict[str, Any]]
+
+
+def _flatten(rows: Table) -> Table:
+    out = []
+    for r in rows:
+        flat: dict[str, Any] = {}
+        for k, v in r.items():
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    flat[f"{k}.{k2}"] = v2
+            elif isinstance(v, list):
+                flat[k] = "; ".join(str(x) for x in v)
+            else:
+                flat[k] = v
+        out.append(flat)
+    return out
+
+
+def _measure_rows(result: dict[str | None, Measures]) -> Table:
+    return [
+        {"group": k or "all"} | m.as_dict()
+        for k, m in sorted(result.items(), key=lambda i: str(i[0]))
+    ]
+
+
+def _tables(
+    name: str, p: Principal, store: Store, settings: ServerSettings, period: str, site: str | None
+) -> Table:
+    start, end = bounds(settings, period)
+    scope: Scope = scoped(p, store, None, site)
+    e = store.engine
+    producers: dict[str, Callable[[], Table]] = {
+        "sessions": lambda: [
+            {k: v for k, v in r.items() if k != "steps"}
+            for r in views.timeline(e, scope, start, end)
+        ],
+        "measures_by_window": lambda: _measure_rows(
+            compute(e, scope, start, end, group_by="window")
+        ),
+        "measures_by_clerk": lambda: _measure_rows(compute(e, scope, start, end, group_by="clerk")),
+        "ranking": lambda: smile_star_ranking(e, scope, start, end),
+        "alerts": lambda: [
+            a
+            for a in store.list_alerts(
+                frozenset({scope.site}) if scope.site else p.sites, since_ms=start, limit=100_000
+            )
+            if a["ts_ms"] < end
+        ],
+        "cases": lambda: [
+            c
+            for c in store.list_cases(None, scope.site)
+            if p.sees(c["site"]) and start <= c["opened_ms"] < end
+        ],
+        "fleet": lambda: views.fleet(e, frozenset({scope.site}) if scope.site else p.sites),
+        "assessment": lambda: [
+            c
+            | {
+                "result": (
+                    v := verdict(e, c["clerk_id"], period, settings.thresholds, settings.timezone)
+                )["result"],
+                "failed": [f["criterion"] for f in v["failures"]],
+                "probation": probation(
+                    e, c["clerk_id"], period, settings.thresholds, settings.timezone
+                )["status"],
+            }
+            for c in store.clerks(scope.site, scope.district)
+        ],
+    }
+    if name not in producers:
+        raise HTTPException(404, f"no table {name!r}; one of {sorted(producers)}")
+    return _flatten(producers[name]())
+
+
+def to_csv(rows: Table) -> bytes:
+    buf = io.StringIO()
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")  # BOM: Excel opens UTF-8 Chinese right
+
+
+def to_xlsx(rows: Table, title: str) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = title[:31]
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    ws.append(cols)
+    for r in rows:
+        ws.append([r.get(c) for c in cols])
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+@router.get("/api/export/{name}.{fmt}")
+def export_table(
+    name: str,
+    fmt: Literal["csv", "xlsx"],
+    period: str,
+    p: PrincipalDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    site: str | None = None,
+) -> Response:
+    """Download a dashboard table (sessions, measures_by_window, measures_by_clerk,
+    ranking, alerts, cases, fleet, assessment) for a period as CSV or XLSX."""
+    rows = _tables(name, p, store, settings, period, site)
+    filename = f"warmwindow-{name}-{site or 'all'}-{period}.{fmt}"
+    if fmt == "csv":
+        body, media = to_csv(rows), "text/csv; charset=utf-8"
+    else:
+        body = to_xlsx(rows, name)
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.1f}%"
+
+
+@router.get("/report/{site}/{month}", response_class=HTMLResponse)
+def monthly_report(
+    site: str, month: str, p: PrincipalDep, store: StoreDep, settings: SettingsDep
+) -> str:
+    """Print-ready monthly report of one unit (use the browser's Print to PDF)."""
+    check_site(p, site)
+    start, end = bounds(settings, month)
+    e = store.engine
+    unit = next((u for u in views.site_units(e, None) if u["site"] == site), None)
+    if unit is None:
+        raise HTTPException(404, "no such unit")
+    total = compute(e, Scope(site=site), start, end)[None]
+    by_window = compute(e, Scope(site=site), start, end, group_by="window")
+    ranking = smile_star_ranking(e, Scope(site=site), start, end)
+    verdicts = [
+        verdict(e, c["clerk_id"], month, settings.thresholds, settings.timezone)
+        | {"name": c["name"]}
+        for c in store.clerks(site, None)
+    ]
+    cases = [c for c in store.list_cases(None, site) if start <= c["opened_ms"] < end]
+    tz = ZoneInfo(settings.timezone)
+
+    def day(ms: int | None) -> str:
+        return "—" if ms is None else datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")
+
+    esc = html.escape
+    rows_w = "".join(
+        f"<tr><td>{esc(k or '')}</td><td>{m.sessions}</td><td>{_pct(m.stand_on_call_rate)}</td>"
+        f"<td>{_pct(m.smile_at_greeting_rate)}</td><td>{_pct(m.farewell_stand_rate)}</td>"
+        f"<td>{_pct(m.evaluation_coverage)}</td><td>{_pct(m.good_review_rate)}</td>"
+        f"<td>{m.away_without_sign_min:.0f}</td></tr>"
+        for k, m in sorted(by_window.items(), key=lambda i: str(i[0]))
+    )
+    rows_v = "".join(
+        f"<tr><td>{esc(v['name'])}</td><td class='{v['result']}'>{v['result']}</td>"
+        f"<td>{esc(', '.join(f['criterion'] for f in v['failures']))}</td></tr>"
+        for v in verdicts
+    )
+    rows_r = "".join(
+        f"<tr><td>{r['rank'] or '—'}</td><td>{esc(r['clerk_id'])}</td><td>{r['exemplary']}/{r['sessions']}</td>"
+        f"<td>{r['score']:.3f}</td></tr>"
+        for r in ranking
+    )
+    rows_c = "".join(
+        f"<tr><td>{day(c['opened_ms'])}</td><td>{esc(c['window'])}</td><td>{esc(c['rating'])}</td>"
+        f"<td>{day(c['due_ms'])}</td><td>{esc(c['status'])}</td><td>{esc(c['note'] or '')}</td></tr>"
+        for c in cases
+    )
+    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<title>{esc(unit["name"])} {esc(month)} 月度报告</title>
+<style>
+body {{ font-family: "Noto Sans CJK SC", sans-serif; margin: 2em; color: #111; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; margin-top: 1.5em; border-bottom: 2px solid #b8322a; }}
+table {{ border-collapse: collapse; width: 100%; font-size: .9em; }}
+th, td {{ border: 1px solid #999; padding: .25em .5em; text-align: left; }}
+.fail {{ color: #b00; font-weight: 600; }} .pass {{ color: #060; }}
+.kpis {{ display: grid; grid-template-columns: repeat(4, 1fr); gap: .5em; }}
+.kpis div {{ border: 1px solid #999; padding: .5em; }}
+@media print {{ body {{ margin: 0; }} h2 {{ break-after: avoid; }} table {{ break-inside: auto; }} }}
+</style></head><body>
+<h1>{esc(unit["name"])} · 微笑服务月度报告 · {esc(month)}</h1>
+<p>{esc(unit["district"])} · 生成于 {datetime.now(tz).strftime("%Y-%m-%d %H:%M")} · 数据来自窗口终端行为事件（无图像）</p>
+<div class="kpis">
+<div>服务人次<br><b>{total.sessions}</b></div>
+<div>叫号起立率<br><b>{_pct(total.stand_on_call_rate)}</b></div>
+<div>微笑迎客率<br><b>{_pct(total.smile_at_greeting_rate)}</b></div>
+<div>起立送别率<br><b>{_pct(total.farewell_stand_rate)}</b></div>
+<div>评价覆盖率<br><b>{_pct(total.evaluation_coverage)}</b></div>
+<div>好评率<br><b>{_pct(total.good_review_rate)}</b></div>
+<div>差评数<br><b>{total.bad_reviews}</b></div>
+<div>无牌离岗(分钟)<br><b>{total.away_without_sign_min:.0f}</b></div>
+</div>
+<h2>按窗口</h2><table><tr><th>窗口</th><th>人次</th><th>起立</th><th>微笑</th><th>送别</th><th>评价覆盖</th><th>好评率</th><th>无牌离岗(分)</th></tr>{rows_w}</table>
+<h2>月度考核 (A-PASS)</h2><table><tr><th>工作人员</th><th>结果</th><th>未达标项</th></tr>{rows_v}</table>
+<h2>微笑之星排名 (A-STAR)</h2><table><tr><th>名次</th><th>工作人员</th><th>规范服务/人次</th><th>得分(Wilson下限)</th></tr>{rows_r}</table>
+<h2>差评整改 (15个工作日)</h2><table><tr><th>日期</th><th>窗口</th><th>评价</th><th>整改期限</th><th>状态</th><th>说明</th></tr>{rows_c}</table>
+</body></html>"""

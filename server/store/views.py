@@ -1,0 +1,247 @@
+"""Read models behind the dashboard pages: hall wall, timelines, trends, heat map, fleet.
+
+Local days and hours are computed in SQL with the centre's UTC offset at the start of
+the period; Shanghai has no daylight saving, so one offset is exact there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, case, func, select
+
+from server.metrics.measures import BAD, GOOD, Scope, _where, compute
+from server.store.schema import devices, evaluations, roster, sessions, units
+
+DAY = 86_400_000
+HOUR = 3_600_000
+
+
+def utc_offset_ms(tz: str, at_ms: int) -> int:
+    off = datetime.fromtimestamp(at_ms / 1000, ZoneInfo(tz)).utcoffset()
+    return int(off.total_seconds() * 1000) if off else 0
+
+
+def clerks_on_duty(engine: Engine, site: str, at_ms: int) -> dict[str, str]:
+    q = select(roster.c.window, roster.c.clerk_id).where(
+        roster.c.site == site,
+        roster.c.start_ms <= at_ms,
+        (roster.c.end_ms.is_(None)) | (roster.c.end_ms > at_ms),
+    )
+    with engine.connect() as conn:
+        return {r.window: r.clerk_id for r in conn.execute(q.order_by(roster.c.start_ms))}
+
+
+def hall(engine: Engine, site: str, day: tuple[int, int], now_ms: int) -> list[dict[str, Any]]:
+    """One tile per window: availability, state, clerk on duty and today's figures."""
+    today = compute(engine, Scope(site=site), *day, group_by="window")
+    duty = clerks_on_duty(engine, site, now_ms)
+    q = select(devices).where(devices.c.site == site).order_by(devices.c.window)
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            m = today.get(f"{site}/{r.window}")
+            out.append(
+                {
+                    "site": site,
+                    "window": r.window,
+                    "label": r.label,
+                    "role": r.role,
+                    "online": r.online,
+                    "last_seen_ms": r.last_seen_ms,
+                    "availability_ms": r.availability_ms,
+                    "state": r.state,
+                    "clerk_id": duty.get(r.window),
+                    "sessions_today": m.sessions if m else 0,
+                    "stand_rate_today": m.stand_on_call_rate if m else None,
+                    "smile_rate_today": m.smile_at_greeting_rate if m else None,
+                    "good_rate_today": m.good_review_rate if m else None,
+                }
+            )
+    return out
+
+
+def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """Sessions with their steps (call -> stood -> smiled -> evaluated -> farewell)."""
+    s = sessions
+    q = (
+        select(s)
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .order_by(s.c.opened_ms)
+        .limit(2000)
+    )
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            steps: list[dict[str, Any]] = [{"step": "call", "at_ms": r.opened_ms}]
+            steps.append({"step": "stood", "ok": r.stood_on_call, "after_ms": r.stand_after_ms})
+            steps.append(
+                {
+                    "step": "smiled",
+                    "ok": r.smiled_at_greeting,
+                    "after_ms": r.smile_after_ms,
+                    "too_broad": r.smile_too_broad,
+                }
+            )
+            steps.append({"step": "evaluated", "ok": r.rating is not None, "rating": r.rating})
+            steps.append(
+                {"step": "farewell", "ok": r.stood_at_farewell, "see_off_ms": r.see_off_ms}
+            )
+            out.append(
+                {
+                    "session_id": r.session_id,
+                    "event_id": r.event_id,
+                    "site": r.site,
+                    "window": r.window,
+                    "clerk_id": r.clerk_id,
+                    "opened_ms": r.opened_ms,
+                    "closed_ms": r.closed_ms,
+                    "closed_by": r.closed_by,
+                    "rating": r.rating,
+                    "steps": steps,
+                }
+            )
+    return out
+
+
+def _rate(num: Any, den: Any) -> float | None:
+    return None if not den else round(int(num or 0) / int(den), 4)
+
+
+def trend(
+    engine: Engine, scope: Scope, start_ms: int, end_ms: int, tz: str
+) -> list[dict[str, Any]]:
+    """Per local day: sessions, stand/smile/farewell rates, good-review rate."""
+    off = utc_offset_ms(tz, start_ms)
+    s, e = sessions, evaluations
+    day_s = ((s.c.opened_ms + off) // DAY).label("d")
+    q = (
+        select(
+            day_s,
+            func.count().label("n"),
+            func.sum(case((s.c.stood_on_call, 1), else_=0)).label("stood"),
+            func.sum(case((s.c.smiled_at_greeting, 1), else_=0)).label("smiled"),
+            func.sum(case((s.c.stood_at_farewell, 1), else_=0)).label("farewell"),
+        )
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .group_by("d")
+    )
+    day_e = ((e.c.ts_ms + off) // DAY).label("d")
+    qe = (
+        select(
+            day_e,
+            func.count().label("n"),
+            func.sum(case((e.c.rating.in_(GOOD), 1), else_=0)).label("good"),
+            func.sum(case((e.c.rating.in_(BAD), 1), else_=0)).label("bad"),
+        )
+        .where(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, ~e.c.suspect, *_where(e, scope))
+        .group_by("d")
+    )
+    days: dict[int, dict[str, Any]] = {}
+    first = (start_ms + off) // DAY
+    last = (end_ms - 1 + off) // DAY
+    for d in range(first, last + 1):
+        date = datetime.fromtimestamp(d * DAY / 1000, ZoneInfo("UTC")).date().isoformat()
+        days[d] = {
+            "day": date,
+            "sessions": 0,
+            "stand_rate": None,
+            "smile_rate": None,
+            "farewell_rate": None,
+            "evaluations": 0,
+            "good_rate": None,
+            "bad_reviews": 0,
+        }
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            row = days.get(int(r.d))
+            if row:
+                row.update(
+                    sessions=int(r.n),
+                    stand_rate=_rate(r.stood, r.n),
+                    smile_rate=_rate(r.smiled, r.n),
+                    farewell_rate=_rate(r.farewell, r.n),
+                )
+        for r in conn.execute(qe):
+            row = days.get(int(r.d))
+            if row:
+                row.update(
+                    evaluations=int(r.n), good_rate=_rate(r.good, r.n), bad_reviews=int(r.bad or 0)
+                )
+    return list(days.values())
+
+
+def heatmap(
+    engine: Engine, scope: Scope, start_ms: int, end_ms: int, tz: str
+) -> list[dict[str, Any]]:
+    """Sessions and compliance by ISO weekday (1-7) and local hour (0-23)."""
+    off = utc_offset_ms(tz, start_ms)
+    s = sessions
+    local = s.c.opened_ms + off
+    hour = ((local // HOUR) % 24).label("h")
+    # 1970-01-01 was a Thursday (ISO 4)
+    weekday = (((local // DAY) + 3) % 7 + 1).label("wd")
+    good = and_(s.c.stood_on_call, s.c.smiled_at_greeting)
+    q = (
+        select(
+            weekday,
+            hour,
+            func.count().label("n"),
+            func.sum(case((good, 1), else_=0)).label("good"),
+        )
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .group_by("wd", "h")
+    )
+    with engine.connect() as conn:
+        return [
+            {
+                "weekday": int(r.wd),
+                "hour": int(r.h),
+                "sessions": int(r.n),
+                "compliance": _rate(r.good, r.n),
+            }
+            for r in conn.execute(q)
+        ]
+
+
+def fleet(engine: Engine, sites: frozenset[str] | None) -> list[dict[str, Any]]:
+    q = select(devices, units.c.name.label("site_name")).join(units, units.c.site == devices.c.site)
+    if sites is not None:
+        q = q.where(devices.c.site.in_(sites))
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q.order_by(devices.c.site, devices.c.window)):
+            h = r.health or {}
+            out.append(
+                {
+                    "site": r.site,
+                    "site_name": r.site_name,
+                    "window": r.window,
+                    "label": r.label,
+                    "online": r.online,
+                    "last_seen_ms": r.last_seen_ms,
+                    "max_seq": r.max_seq,
+                    "fps": h.get("fps"),
+                    "inference_ms": h.get("inference_ms"),
+                    "cpu_temp_c": h.get("cpu_temp_c"),
+                    "load1": h.get("load1"),
+                    "outbox_depth": h.get("outbox_depth"),
+                    "outbox_oldest_age_s": h.get("outbox_oldest_age_s"),
+                    "dropped": h.get("dropped"),
+                    "model_version": h.get("model_version"),
+                    "config_version": h.get("config_version"),
+                    "uptime_s": h.get("uptime_s"),
+                    "health_ms": h.get("ts_ms"),
+                }
+            )
+    return out
+
+
+def site_units(engine: Engine, sites: frozenset[str] | None) -> list[dict[str, Any]]:
+    q = select(units).order_by(units.c.district, units.c.site)
+    if sites is not None:
+        q = q.where(units.c.site.in_(sites))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
