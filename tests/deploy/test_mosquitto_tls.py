@@ -213,3 +213,53 @@ def test_ca_hostname_checked(tls_broker: ProductionMosquitto, pki: Pki) -> None:
         ctx.wrap_socket(raw, server_hostname="mqtt.elsewhere.invalid"),
     ):
         pass
+
+
+def test_server_pushes_a_signed_bundle_to_one_terminal(
+    tls_broker: ProductionMosquitto, pki: Pki, tmp_path: Path
+) -> None:
+    """bundle build -> retained config over mutual TLS -> the agent's Transport -> Updater."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.update import Updater, is_bundle
+    from server.bundles import build_bundle, model_files, push_bundle
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    key = Ed25519PrivateKey.generate()
+    data = build_bundle(model_files(models), version="v2", serial=2, key=key, targets=["s1/w01"])
+    server_tls = TlsConfig(
+        ca_file=pki.ca,
+        cert_file=pki.client("ww-server") / "window.crt",
+        key_file=pki.client("ww-server") / "window.key",
+    )
+    push_bundle(data, SITE, "w01", host="127.0.0.1", port=tls_broker.port, tls=server_tls)
+    # A window's identity may not push one (the broker answers "not authorised").
+    w02_dir = pki.client(f"{SITE}/w02")
+    w02_tls = TlsConfig(
+        ca_file=pki.ca, cert_file=w02_dir / "window.crt", key_file=w02_dir / "window.key"
+    )
+    with pytest.raises(PermissionError):
+        push_bundle(data, SITE, "w01", host="127.0.0.1", port=tls_broker.port, tls=w02_tls)
+
+    received: list[bytes] = []
+    certs = pki.client(f"{SITE}/w01")
+    cfg = BrokerConfig(
+        host="127.0.0.1",
+        port=tls_broker.port,
+        tls=TlsConfig(
+            ca_file=certs / "ca.crt",
+            cert_file=certs / "window.crt",
+            key_file=certs / "window.key",
+        ),
+    )
+    with (
+        Outbox(tmp_path / "outbox.db", SITE, "w01") as box,
+        Transport(cfg, SITE, "w01", box, on_config=received.append),
+    ):
+        assert wait_for(lambda: bool(received), 10), "retained bundle not delivered"
+    assert received[0] == data and is_bundle(received[0])
+    updater = Updater(tmp_path / "bundles", [key.public_key()], identity=f"{SITE}/w01")
+    updater.seed(models)
+    report = updater.apply(received[0])
+    assert report.ok, report.steps
+    assert updater.current_serial() == 2

@@ -1,0 +1,560 @@
+"""Signed update bundles on the terminal: verify, stage, swap atomically, check, roll back.
+
+A bundle is a zip file (``server/bundles.py`` builds it) holding::
+
+    manifest.json   what is in it: format, version, serial, targets, files (path, sha256, size)
+    manifest.sig    the Ed25519 signature of manifest.json's exact bytes (64 bytes)
+    files/<path>    the payload: model files (face_detector.onnx, smile.onnx, manifest.json
+                    of the models package), optionally window configuration
+
+The signature covers the manifest and the manifest covers every file by SHA-256, so one
+signature check plus one hash per file authenticates the whole bundle; a file that is
+not listed, or listed and missing, is refused. Zip rather than tar because zipfile never
+creates links or devices, which closes the usual "tar slip" tricks before they start.
+
+On disk (``root``, e.g. ``/var/lib/warmwindow/bundles``)::
+
+    releases/<serial>-<version>/   one unpacked bundle each (the newest few are kept)
+    current  -> releases/...       what the agent loads models from (the model dir)
+    previous -> releases/...       what a rollback returns to
+    state.json                     last failed serial, so a retained bad bundle is not
+                                   retried at every reconnect
+
+The swap is a symlink flip: a new link is made beside ``current`` and renamed over it,
+which POSIX makes atomic; a power cut leaves either the old or the new release, never a
+mix. After the flip the release is checked the way the agent will use it (every ONNX
+model is loaded with onnxruntime and run on a dummy input, in a child process so that a
+model that crashes onnxruntime cannot take the agent with it) and, on failure, the link
+is flipped back and the old release checked again.
+
+``Updater.apply`` returns an ``UpdateReport``: one ``StepResult`` per step, for the
+caller to publish (``UpdateReport.replies()`` fits today's ``reply`` topic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Final, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.protocol import Reply
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT: Final = 1
+MANIFEST: Final = "manifest.json"
+SIGNATURE: Final = "manifest.sig"
+FILES: Final = "files/"
+ZIP_MAGIC: Final = b"PK\x03\x04"
+#: Model bundles are a few MB; anything much larger is refused before it is unpacked.
+MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
+CHECK_TIMEOUT_S: Final = 120.0
+
+Step = Literal[
+    "receive",
+    "verify_signature",
+    "verify_checksums",
+    "verify_manifest",
+    "unpack",
+    "swap",
+    "check",
+    "rollback",
+]
+_SAFE_PATH = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}$"
+)
+
+
+class BundleError(ValueError):
+    """The bundle is refused: not signed by a trusted key, tampered, or not for us."""
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileEntry(_Closed):
+    path: Annotated[str, Field(pattern=_SAFE_PATH.pattern)] = Field(
+        description="Relative POSIX path inside the release (no '..', no leading '/')."
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: int = Field(ge=0, le=MAX_BUNDLE_BYTES)
+
+
+class Manifest(_Closed):
+    format: Literal[1] = Field(1, description="Bundle format version.")
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")] = Field(
+        description="Human version, e.g. 'fd1-smile-cf87e06a'; reported in health."
+    )
+    serial: int = Field(ge=1, description="Monotonic; a terminal never installs a lower one.")
+    created_ms: int = Field(ge=0)
+    targets: tuple[str, ...] = Field(
+        (), max_length=4096, description="'site/window' identities; empty = every terminal."
+    )
+    files: tuple[FileEntry, ...] = Field(min_length=1, max_length=64)
+
+
+class StepResult(_Closed):
+    """One step of an update, as reported to the server."""
+
+    step: Step
+    ok: bool
+    detail: Annotated[str, Field(max_length=64)] = ""
+
+
+@dataclass
+class UpdateReport:
+    version: str | None
+    serial: int | None
+    steps: list[StepResult] = field(default_factory=list)
+    ok: bool = False
+    #: True when the bundle was already installed (or already failed): nothing was done.
+    skipped: bool = False
+
+    def add(self, step: Step, ok: bool, detail: str = "") -> StepResult:
+        result = StepResult(step=step, ok=ok, detail=_short(detail))
+        self.steps.append(result)
+        log.log(logging.INFO if ok else logging.WARNING, "update %s: %s", step, detail or "ok")
+        return result
+
+    def replies(self) -> list[Reply]:
+        """Each step as a ``protocol.Reply`` (cmd_id None), publishable on ``reply`` today."""
+        tag = f"{self.serial}-{self.version}" if self.version else "bundle"
+        return [
+            Reply(cmd_id=None, ok=s.ok, error=_short(f"update {tag} {s.step}: {s.detail or 'ok'}"))
+            for s in self.steps
+        ]
+
+
+def _short(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """A trusted bundle-signing key: PEM (SubjectPublicKeyInfo) or 32 raw bytes."""
+    data = path.read_bytes()
+    if len(data) == 32:
+        return Ed25519PublicKey.from_public_bytes(data)
+    key = serialization.load_pem_public_key(data)
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify_bundle(
+    data: bytes,
+    trusted: Sequence[Ed25519PublicKey],
+    report: UpdateReport | None = None,
+    *,
+    max_bytes: int = MAX_BUNDLE_BYTES,
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Check signature, manifest and every file; return them, or raise ``BundleError``.
+
+    Pure (no disk, no clock): usable on the server to check what it is about to push.
+    """
+    rep = report or UpdateReport(None, None)
+    if len(data) > max_bytes:
+        rep.add("receive", False, f"{len(data)} bytes > {max_bytes}")
+        raise BundleError("bundle too large")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        names = zf.namelist()
+    except zipfile.BadZipFile as exc:
+        rep.add("receive", False, f"not a zip: {exc}")
+        raise BundleError("not a bundle") from exc
+    if len(names) != len(set(names)):
+        rep.add("receive", False, "duplicate member names")
+        raise BundleError("duplicate member names")
+    if sum(i.file_size for i in zf.infolist()) > max_bytes:
+        rep.add("receive", False, "unpacked size too large")
+        raise BundleError("unpacked size too large")
+    rep.add("receive", True, f"{len(data)} bytes, {len(names)} members")
+
+    if MANIFEST not in names or SIGNATURE not in names:
+        rep.add("verify_signature", False, "unsigned: no manifest.sig")
+        raise BundleError("unsigned bundle")
+    manifest_bytes = zf.read(MANIFEST)
+    signature = zf.read(SIGNATURE)
+    if not _signed_by_any(manifest_bytes, signature, trusted):
+        rep.add("verify_signature", False, "signature not from a trusted key")
+        raise BundleError("bad signature")
+    rep.add("verify_signature", True)
+
+    try:
+        manifest = Manifest.model_validate_json(manifest_bytes)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        rep.add("verify_manifest", False, f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+        raise BundleError("invalid manifest") from exc
+    rep.version, rep.serial = manifest.version, manifest.serial
+
+    listed = {FILES + f.path for f in manifest.files}
+    if len(listed) != len(manifest.files):
+        rep.add("verify_checksums", False, "a path is listed twice")
+        raise BundleError("duplicate paths in manifest")
+    extra = set(names) - listed - {MANIFEST, SIGNATURE}
+    if extra:
+        rep.add("verify_checksums", False, f"unlisted member {sorted(extra)[0]}")
+        raise BundleError(f"unlisted members: {sorted(extra)}")
+    files: dict[str, bytes] = {}
+    for entry in manifest.files:
+        name = FILES + entry.path
+        if name not in names:
+            rep.add("verify_checksums", False, f"missing {entry.path}")
+            raise BundleError(f"missing {entry.path}")
+        try:
+            content = zf.read(name)
+        except (zipfile.BadZipFile, OSError) as exc:  # CRC error: damaged in transit
+            rep.add("verify_checksums", False, f"{entry.path}: {exc}")
+            raise BundleError(f"damaged {entry.path}") from exc
+        if len(content) != entry.size or sha256_hex(content) != entry.sha256:
+            rep.add("verify_checksums", False, f"{entry.path}: sha256 mismatch")
+            raise BundleError(f"checksum mismatch: {entry.path}")
+        files[entry.path] = content
+    rep.add("verify_checksums", True, f"{len(files)} files")
+    return manifest, files
+
+
+def _signed_by_any(message: bytes, signature: bytes, trusted: Iterable[Ed25519PublicKey]) -> bool:
+    for key in trusted:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------- model check
+
+
+def check_release(release: Path) -> None:
+    """Load every ONNX model of ``release`` and run it once on a dummy input.
+
+    Also checks the models package's ``manifest.json``, when present, against the files
+    (the agent reports its version from it). Raises on the first problem.
+    """
+    import numpy as np
+
+    from agent.vision.runtime import make_session
+
+    models = sorted(release.glob("*.onnx"))
+    if not models:
+        raise RuntimeError(f"no .onnx model in {release}")
+    listed = release / "manifest.json"
+    if listed.exists():
+        doc = json.loads(listed.read_text(encoding="utf-8"))
+        for item in doc.get("files", []):
+            got = sha256_hex((release / item["file"]).read_bytes())
+            if got != item["sha256"]:
+                raise RuntimeError(f"{item['file']} does not match models manifest.json")
+    dtypes = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(uint8)": np.uint8,
+        "tensor(int8)": np.int8,
+        "tensor(int32)": np.int32,
+        "tensor(int64)": np.int64,
+        "tensor(bool)": np.bool_,
+    }
+    for path in models:
+        try:
+            session = make_session(path)
+        except Exception as exc:  # name the file first: reports keep 64 characters
+            raise RuntimeError(f"{path.name} does not load: {exc}".replace(str(path), "")) from exc
+        feeds: dict[str, Any] = {}
+        for inp in session.get_inputs():
+            # Symbolic or unknown dimensions (batch) become 1.
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            dtype = dtypes.get(inp.type)
+            if dtype is None:
+                raise RuntimeError(f"{path.name}: unsupported input type {inp.type}")
+            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+        outputs = session.run(None, feeds)
+        if not outputs:
+            raise RuntimeError(f"{path.name} produced no output")
+
+
+def check_release_in_child(release: Path, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """``check_release`` in a child Python, so a crash or hang in onnxruntime stays there."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.update", "check", str(release)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"model check hung for {timeout_s:.0f} s") from exc
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"model check exit {proc.returncode}")
+
+
+# --------------------------------------------------------------------------- updater
+
+
+class Updater:
+    """Installs verified bundles under ``root``; ``model_dir`` is what the agent loads.
+
+    Example::
+
+        up = Updater(Path("/var/lib/warmwindow/bundles"), [load_public_key(pub)],
+                     identity="qingpu/w03")
+        up.seed(Path(models.__file__).parent)   # first boot: the packaged models
+        report = up.apply(payload)              # from the retained config topic
+        for reply in report.replies(): ...
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        trusted: Sequence[Ed25519PublicKey],
+        *,
+        identity: str | None = None,
+        check: Callable[[Path], None] = check_release_in_child,
+        keep: int = 3,
+    ) -> None:
+        if not trusted:
+            raise ValueError("at least one trusted signing key is required")
+        self.root = Path(root)
+        self.trusted = list(trusted)
+        self.identity = identity
+        self.check = check
+        self.keep = max(2, keep)
+        self.releases = self.root / "releases"
+        self.current_link = self.root / "current"
+        self.previous_link = self.root / "previous"
+        self.state_path = self.root / "state.json"
+        self.releases.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def model_dir(self) -> Path:
+        """The directory the agent loads its models from (follows ``current``)."""
+        return self.current_link
+
+    def current(self) -> Path | None:
+        return self.current_link.resolve() if self.current_link.is_symlink() else None
+
+    def current_serial(self) -> int:
+        cur = self.current()
+        if cur is None:
+            return 0
+        try:
+            return int(cur.name.split("-", 1)[0])
+        except ValueError:
+            return 0
+
+    def _state(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {k: int(v) for k, v in data.items() if isinstance(v, int)}
+
+    def _save_state(self, **values: int) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self._state(), **values}), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------------ actions
+
+    def seed(self, source: Path, version: str = "packaged") -> Path:
+        """Install ``source`` (the models package dir) as serial 0 if nothing is installed,
+        so the very first bundle has something to roll back to."""
+        if self.current() is not None:
+            return self.current_link
+        release = self.releases / f"0-{version}"
+        if not release.exists():
+            staging = self.releases / f".staging-0-{version}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for f in source.iterdir():
+                if f.is_file() and f.suffix in (".onnx", ".json"):
+                    shutil.copy2(f, staging / f.name)
+            _fsync_tree(staging)
+            os.rename(staging, release)
+        self._point(self.current_link, release)
+        return self.current_link
+
+    def apply(self, data: bytes) -> UpdateReport:
+        """Verify, unpack, swap, check; roll back if the check fails. Never raises for a
+        bad bundle: the outcome is in the report (``ok``, ``skipped``, ``steps``)."""
+        report = UpdateReport(None, None)
+        try:
+            manifest, files = verify_bundle(data, self.trusted, report)
+        except BundleError:
+            return report
+        if not self._acceptable(manifest, report):
+            return report
+        release = self.releases / f"{manifest.serial}-{manifest.version}"
+        try:
+            self._unpack(release, manifest, files)
+        except OSError as exc:
+            report.add("unpack", False, f"{type(exc).__name__}: {exc}")
+            return report
+        report.add("unpack", True, release.name)
+
+        old = self.current()
+        try:
+            self._point(self.current_link, release)
+        except OSError as exc:
+            report.add("swap", False, str(exc))
+            return report
+        report.add("swap", True, f"{old.name if old else 'none'} -> {release.name}")
+
+        try:
+            self.check(self.current_link)
+        except Exception as exc:  # any failure of the new release means: go back
+            report.add("check", False, str(exc))
+            self._save_state(failed_serial=manifest.serial)
+            self._roll_back(old, report)
+            return report
+        report.add("check", True, "models load and run")
+        if old is not None:
+            self._point(self.previous_link, old)
+        self._prune()
+        report.ok = True
+        return report
+
+    def _acceptable(self, manifest: Manifest, report: UpdateReport) -> bool:
+        if manifest.targets and self.identity not in manifest.targets:
+            report.add("verify_manifest", False, f"not for {self.identity}")
+            return False
+        current = self.current_serial()
+        if manifest.serial == current or manifest.serial == self._state().get("failed_serial"):
+            # The retained config message comes back at every reconnect.
+            report.skipped = True
+            report.add("verify_manifest", True, f"serial {manifest.serial} already handled")
+            return False
+        if manifest.serial < current:
+            report.add("verify_manifest", False, f"downgrade {manifest.serial} < {current}")
+            return False
+        report.add("verify_manifest", True, f"serial {manifest.serial} for {self.identity}")
+        return True
+
+    def _unpack(self, release: Path, manifest: Manifest, files: dict[str, bytes]) -> None:
+        staging = self.releases / f".staging-{release.name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(release, ignore_errors=True)  # a half-installed earlier attempt
+        staging.mkdir(parents=True)
+        base = staging.resolve()
+        for entry in manifest.files:
+            target = (staging / PurePosixPath(entry.path)).resolve()
+            if not target.is_relative_to(base):  # belt and braces: the pattern forbids '..'
+                raise OSError(f"path escapes release: {entry.path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[entry.path])
+        (staging / ".bundle-manifest.json").write_text(manifest.model_dump_json())
+        _fsync_tree(staging)
+        os.rename(staging, release)
+
+    def _roll_back(self, old: Path | None, report: UpdateReport) -> None:
+        if old is None:
+            self.current_link.unlink(missing_ok=True)
+            report.add("rollback", False, "no previous release to return to")
+            return
+        self._point(self.current_link, old)
+        try:
+            self.check(self.current_link)
+        except Exception as exc:
+            report.add("rollback", False, f"old release fails too: {exc}")
+            return
+        report.add("rollback", True, f"back on {old.name}")
+
+    def _point(self, link: Path, target: Path) -> None:
+        """Atomically make ``link`` a symlink to ``target`` (relative, so the tree moves)."""
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.{time.monotonic_ns()}")
+        tmp.symlink_to(os.path.relpath(target, link.parent))
+        os.replace(tmp, link)
+        _fsync_dir(link.parent)
+
+    def _prune(self) -> None:
+        keep = {p for p in (self.current(), self._resolve(self.previous_link)) if p}
+        done = sorted(
+            (p for p in self.releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda p: int(p.name.split("-", 1)[0]) if p.name[0].isdigit() else -1,
+        )
+        for p in done[: max(0, len(done) - self.keep)]:
+            if p.resolve() not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    @staticmethod
+    def _resolve(link: Path) -> Path | None:
+        return link.resolve() if link.is_symlink() else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush files before the rename that publishes them: an SD card loses unsynced data."""
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def is_bundle(payload: bytes) -> bool:
+    """Whether a ``config`` payload is a bundle (zip) rather than something else."""
+    return payload.startswith(ZIP_MAGIC)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m agent.update check DIR``: the child process of ``check_release_in_child``."""
+    p = argparse.ArgumentParser(prog="python -m agent.update")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="load and run every model of a release directory")
+    c.add_argument("release", type=Path)
+    args = p.parse_args(argv)
+    try:
+        check_release(args.release)
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.release}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
