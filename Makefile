@@ -5,7 +5,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean deps
+
+# System packages the tests drive for real: a broker and a browser (Debian names).
+deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing system packages:$$missing (sudo apt install$$missing)"; exit 1; fi; \
+	fi
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +31,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check agent server tests bench models
 	$(BIN)/mypy
 
-test: lint
+test: deps lint
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

@@ -103,7 +103,7 @@ async function viewHall(root) {
   const events = await api(`/api/events?limit=30&site=${S.site}`);
   root.append(
     h("section", { class: "card" }, h("h2", {}, T().navHall), h("div", { class: "tiles", id: "tiles" }, tiles.map(tile))),
-    h("section", { class: "card" }, h("h2", {}, T().alerts), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
+    h("section", { class: "card" }, h("h2", {}, T().latest), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
 }
 
 function eventRow(e) {
