@@ -1,0 +1,123 @@
+"""The aggregator's configuration from the environment (12-factor; systemd and compose).
+
+``ServerEnv`` reads ``WW_*`` variables (and an optional env file) and builds the
+dataclasses the code already uses: ``ServerSettings`` for ``create_app`` and
+``IngestSettings`` for the MQTT consumer. Nothing is read at import.
+
+Secrets never sit in the environment itself: a variable ending in ``_FILE`` names a file
+holding the secret (a systemd credential under ``$CREDENTIALS_DIRECTORY``, or a compose
+secret under ``/run/secrets``), so ``ps``, ``/proc/<pid>/environ`` dumps and the env file
+in version control stay clean.
+
+=========================  ==================================================  ====================
+Variable                   Meaning                                             Default
+=========================  ==================================================  ====================
+WW_DB_URL                  SQLAlchemy URL, without the password                sqlite:///var/warmwindow.db
+WW_DB_PASSWORD_FILE        file holding the database password (inserted)       (none)
+WW_SITES                   site directories, separated by ':'                  (none)
+WW_TIMEZONE                IANA zone of the centres                            Asia/Shanghai
+WW_HTTP_HOST / _PORT       where the API and page listen                       127.0.0.1 / 8080
+WW_SECURE_COOKIES          true behind HTTPS                                   false
+WW_MQTT_HOST / _PORT       broker                                              127.0.0.1 / 8883
+WW_MQTT_CLIENT_ID          stable per replica                                  ww-server-1
+WW_MQTT_SHARE_GROUP        shared subscription group for several replicas      (none)
+WW_MQTT_CA_FILE            CA of the broker certificate; enables TLS           (none)
+WW_MQTT_CERT_FILE / _KEY_FILE  the server identity's client certificate/key   (none)
+WW_METRICS_TOKEN_FILE      bearer token /metrics requires, if set              (none)
+WW_RAW_EVENTS_DAYS         retention of raw events                             400
+WW_MEASURES_DAYS           retention of measures                               1098
+=========================  ==================================================  ====================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from agent.config import TlsConfig
+from server.api.deps import ServerSettings
+from server.ingest import IngestSettings
+
+
+def _secret(path: Path | None) -> str | None:
+    # Files written by editors end with a newline that is not part of the secret.
+    return path.read_text(encoding="utf-8").strip() if path is not None else None
+
+
+class ServerEnv(BaseSettings):
+    """Aggregator settings from ``WW_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="WW_", extra="ignore", frozen=True)
+
+    db_url: str = Field("sqlite:///var/warmwindow.db", description="SQLAlchemy URL, no password.")
+    db_password_file: Path | None = Field(None, description="File with the DB password.")
+    sites: str = Field("", description="Site directories to register, ':'-separated.")
+    timezone: str = Field("Asia/Shanghai", description="IANA time zone of the centres.")
+    http_host: str = Field("127.0.0.1", description="HTTP bind address.")
+    http_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
+    secure_cookies: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
+    mqtt_port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
+    mqtt_client_id: str = Field("ww-server-1", description="Stable client id per replica.")
+    mqtt_share_group: str | None = Field(None, description="Shared subscription group.")
+    mqtt_ca_file: Path | None = Field(None, description="Broker CA; setting it enables TLS.")
+    mqtt_cert_file: Path | None = Field(None, description="Server identity certificate.")
+    mqtt_key_file: Path | None = Field(None, description="Server identity private key.")
+    metrics_token_file: Path | None = Field(None, description="Bearer token for /metrics.")
+    raw_events_days: int = Field(400, ge=1, description="Retention of raw events, days.")
+    measures_days: int = Field(3 * 366, ge=1, description="Retention of measures, days.")
+
+    @model_validator(mode="after")
+    def _no_password_in_url(self) -> Self:
+        if make_url(self.db_url).password:
+            raise ValueError(
+                "WW_DB_URL must not contain a password; put it in the file WW_DB_PASSWORD_FILE"
+            )
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError("WW_MQTT_CERT_FILE and WW_MQTT_KEY_FILE go together")
+        if self.mqtt_cert_file is not None and self.mqtt_ca_file is None:
+            raise ValueError("WW_MQTT_CERT_FILE needs WW_MQTT_CA_FILE (TLS)")
+        return self
+
+    def database_url(self) -> str:
+        """``db_url`` with the password from ``db_password_file`` (never logged)."""
+        url = make_url(self.db_url)
+        password = _secret(self.db_password_file)
+        if password:
+            url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
+
+    def site_dirs(self) -> list[Path]:
+        return [Path(p) for p in self.sites.split(":") if p.strip()]
+
+    def mqtt_tls(self) -> TlsConfig | None:
+        if self.mqtt_ca_file is None:
+            return None
+        return TlsConfig(
+            ca_file=self.mqtt_ca_file, cert_file=self.mqtt_cert_file, key_file=self.mqtt_key_file
+        )
+
+    def metrics_token(self) -> str | None:
+        return _secret(self.metrics_token_file)
+
+    def ingest_settings(self) -> IngestSettings:
+        # TLS: IngestSettings has no TLS field yet; see mqtt_tls() and deploy/README.md.
+        return IngestSettings(
+            host=self.mqtt_host,
+            port=self.mqtt_port,
+            client_id=self.mqtt_client_id,
+            share_group=self.mqtt_share_group,
+        )
+
+    def server_settings(self) -> ServerSettings:
+        return ServerSettings(
+            db_url=self.database_url(),
+            sites=self.site_dirs(),
+            mqtt=self.ingest_settings(),
+            timezone=self.timezone,
+            secure_cookies=self.secure_cookies,
+        )

@@ -1,0 +1,60 @@
+"""ServerEnv: WW_* variables -> ServerSettings/IngestSettings; secrets only from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from server.settings import ServerEnv
+
+
+def test_environment_builds_server_and_ingest_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pw = tmp_path / "db-password"
+    pw.write_text("p@ss/word\n")
+    for k, v in {
+        "WW_DB_URL": "postgresql+psycopg://warmwindow@db:5432/warmwindow",
+        "WW_DB_PASSWORD_FILE": str(pw),
+        "WW_SITES": "/etc/warmwindow/sites/qingpu:/etc/warmwindow/sites/zhujiajiao",
+        "WW_MQTT_HOST": "mqtt",
+        "WW_MQTT_PORT": "8883",
+        "WW_MQTT_SHARE_GROUP": "ww-ingest",
+        "WW_MQTT_CLIENT_ID": "ww-server-2",
+        "WW_MQTT_CA_FILE": "/run/secrets/ca.crt",
+        "WW_MQTT_CERT_FILE": "/run/secrets/server.crt",
+        "WW_MQTT_KEY_FILE": "/run/secrets/server.key",
+        "WW_SECURE_COOKIES": "true",
+    }.items():
+        monkeypatch.setenv(k, v)
+    env = ServerEnv()
+    s = env.server_settings()
+    assert s.db_url == "postgresql+psycopg://warmwindow:p%40ss%2Fword@db:5432/warmwindow"
+    assert [p.name for p in s.sites] == ["qingpu", "zhujiajiao"]
+    assert s.secure_cookies is True
+    assert s.mqtt is not None
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.share_group, s.mqtt.client_id) == (
+        "mqtt",
+        8883,
+        "ww-ingest",
+        "ww-server-2",
+    )
+    tls = env.mqtt_tls()
+    assert tls is not None and tls.key_file == Path("/run/secrets/server.key")
+    assert "p@ss" not in repr(env)  # the password is read only when the URL is built
+
+
+def test_password_in_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WW_DB_URL", "postgresql+psycopg://ww:secret@db/ww")
+    with pytest.raises(ValidationError, match="must not contain a password"):
+        ServerEnv()
+
+
+def test_defaults_are_local_and_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("WW_DB_URL", "WW_MQTT_CA_FILE", "WW_SITES"):
+        monkeypatch.delenv(k, raising=False)
+    env = ServerEnv()
+    assert env.mqtt_tls() is None and env.site_dirs() == []
+    assert env.server_settings().db_url.startswith("sqlite:///")
