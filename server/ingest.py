@@ -66,7 +66,6 @@ class IngestStats:
     stored: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    gaps: int = 0
     connected: bool = False
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
@@ -125,9 +127,6 @@ def hall(
 
 
 def views_day(at_ms: int, tz: str) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     return datetime.fromtimestamp(at_ms / 1000, ZoneInfo(tz)).date().isoformat()
 
 
