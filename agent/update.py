@@ -43,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -383,9 +384,10 @@ class Updater:
             return {}
         return {k: int(v) for k, v in data.items() if isinstance(v, int)}
 
-    def _save_state(self, **values: int) -> None:
+    def _save_state(self, drop: Iterable[str] = (), **values: int) -> None:
+        state = {k: v for k, v in self._state().items() if k not in set(drop)}
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**self._state(), **values}), encoding="utf-8")
+        tmp.write_text(json.dumps({**state, **values}), encoding="utf-8")
         os.replace(tmp, self.state_path)
 
     # ------------------------------------------------------------------ actions
@@ -444,9 +446,41 @@ class Updater:
         report.add("check", True, "models load and run")
         if old is not None:
             self._point(self.previous_link, old)
+        # Confirmed only once the restarted agent has run for a while (confirm()).
+        self._save_state(pending_serial=manifest.serial, pending_boots=0)
         self._prune()
         report.ok = True
         return report
+
+    # ------------------------------------------------------------------ boot guard
+
+    def boot_check(self, max_boots: int = 3) -> UpdateReport | None:
+        """Call once at agent start, before loading models.
+
+        The check proves a model loads and runs in isolation; this catches the rest (the
+        agent crash-looping with the new release). A release not yet confirmed gets
+        ``max_boots`` starts; at the next one it is rolled back and marked failed.
+        Returns a report when it rolled back, else None.
+        """
+        state = self._state()
+        pending = state.get("pending_serial")
+        if pending is None or pending != self.current_serial():
+            return None
+        boots = state.get("pending_boots", 0) + 1
+        if boots <= max_boots:
+            self._save_state(pending_boots=boots)
+            return None
+        report = UpdateReport(None, pending)
+        report.add("check", False, f"agent did not confirm serial {pending} in {max_boots} starts")
+        previous = self._resolve(self.previous_link)
+        self._save_state(drop=("pending_serial", "pending_boots"), failed_serial=pending)
+        self._roll_back(previous, report)
+        return report
+
+    def confirm(self) -> None:
+        """The agent has run healthily on the current release: keep it."""
+        if "pending_serial" in self._state():
+            self._save_state(drop=("pending_serial", "pending_boots"))
 
     def _acceptable(self, manifest: Manifest, report: UpdateReport) -> bool:
         if manifest.targets and self.identity not in manifest.targets:
@@ -513,6 +547,74 @@ class Updater:
     @staticmethod
     def _resolve(link: Path) -> Path | None:
         return link.resolve() if link.is_symlink() else None
+
+
+class UpdateWorker:
+    """Applies bundles on a thread of its own: the transport's config handler must not block
+    (verifying and checking a model bundle takes seconds on a Pi).
+
+    ``submit`` is that handler: non-bundle payloads are ignored, and only the latest
+    pending bundle is kept. ``on_report`` receives every report that did something (to
+    publish its ``replies()``); ``on_installed`` is called after a successful swap, e.g.
+    to let systemd restart the agent on the new models.
+    """
+
+    def __init__(
+        self,
+        updater: Updater,
+        *,
+        on_report: Callable[[UpdateReport], None] = lambda r: None,
+        on_installed: Callable[[UpdateReport], None] = lambda r: None,
+    ) -> None:
+        self.updater = updater
+        self.on_report = on_report
+        self.on_installed = on_installed
+        self._pending: bytes | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, payload: bytes) -> None:
+        if is_bundle(payload):
+            self._pending = payload  # latest wins: an older bundle is superseded anyway
+            self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="bundle-update", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = CHECK_TIMEOUT_S) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> UpdateWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            payload, self._pending = self._pending, None
+            if payload is None or self._stop.is_set():
+                continue
+            try:
+                report = self.updater.apply(payload)
+            except Exception:  # a bug here must not end updates for good
+                log.exception("bundle update failed")
+                continue
+            if report.skipped:
+                continue
+            self.on_report(report)
+            if report.ok:
+                self.on_installed(report)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from agent.update import (
     SIGNATURE,
     BundleError,
     Updater,
+    UpdateReport,
+    UpdateWorker,
     check_release,
     check_release_in_child,
     is_bundle,
@@ -175,7 +178,7 @@ def test_model_that_fails_to_load_is_rolled_back_and_old_keeps_running(
     check_release_in_child(updater.model_dir)  # the old model loads and runs
     # The failed serial is remembered: its retained message does not trigger a retry.
     assert updater.apply(broken).skipped
-    assert json.loads(updater.state_path.read_text()) == {"failed_serial": 3}
+    assert json.loads(updater.state_path.read_text())["failed_serial"] == 3
 
 
 def test_old_releases_are_pruned_but_current_and_previous_kept(
@@ -188,3 +191,41 @@ def test_old_releases_are_pruned_but_current_and_previous_kept(
     names = sorted(p.name for p in up.releases.iterdir())
     assert names == ["4-v4", "5-v5"]
     assert up.current_serial() == 5 and up.previous_link.resolve().name == "4-v4"
+
+
+def test_release_the_agent_never_confirms_is_rolled_back_at_boot(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """The model check passed, but the agent keeps crashing with the release."""
+    up = Updater(tmp_path / "b", [key.public_key()], identity=ME, check=lambda p: None)
+    up.seed(MODELS)
+    assert up.apply(bundle(key, 2)).ok
+    up.confirm()
+    assert up.apply(bundle(key, 3)).ok
+    assert [up.boot_check(max_boots=2) for _ in range(2)] == [None, None]
+    report = up.boot_check(max_boots=2)
+    assert report is not None and report.steps[-1].step == "rollback" and report.steps[-1].ok
+    assert up.current_serial() == 2
+    assert up.apply(bundle(key, 3)).skipped  # not retried from the retained message
+    # A confirmed release is never rolled back by the guard.
+    assert all(up.boot_check(max_boots=2) is None for _ in range(5))
+    assert up.current_serial() == 2
+
+
+def test_worker_applies_off_thread_and_reports(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    up = Updater(tmp_path / "b", [key.public_key()], identity=ME, check=lambda p: None)
+    up.seed(MODELS)
+    reports: list[UpdateReport] = []
+    installed: list[UpdateReport] = []
+    with UpdateWorker(up, on_report=reports.append, on_installed=installed.append) as worker:
+        worker.submit(b'{"not": "a bundle"}')  # other config payloads are not ours
+        worker.submit(bundle(key, 2))
+        deadline = time.monotonic() + 10
+        while not installed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        worker.submit(bundle(key, 2))  # the retained copy again: skipped, not reported
+        worker.submit(rezip(bundle(key, 4), lambda n, b: None if n == SIGNATURE else b))
+        while len(reports) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert [r.ok for r in reports] == [True, False]
+    assert installed == reports[:1] and up.current_serial() == 2
