@@ -31,8 +31,9 @@ WW_MEASURES_DAYS           retention of measures                               1
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,13 +106,22 @@ class ServerEnv(BaseSettings):
         return _secret(self.metrics_token_file)
 
     def ingest_settings(self) -> IngestSettings:
-        # TLS: IngestSettings has no TLS field yet; see mqtt_tls() and deploy/README.md.
-        return IngestSettings(
-            host=self.mqtt_host,
-            port=self.mqtt_port,
-            client_id=self.mqtt_client_id,
-            share_group=self.mqtt_share_group,
-        )
+        kwargs: dict[str, Any] = {
+            "host": self.mqtt_host,
+            "port": self.mqtt_port,
+            "client_id": self.mqtt_client_id,
+            "share_group": self.mqtt_share_group,
+        }
+        # IngestSettings gains a ``tls`` field with the TLS change to server/ingest.py
+        # (issue 7); until then a TLS setting here must fail loudly, not be dropped.
+        tls = self.mqtt_tls()
+        if tls is not None:
+            if "tls" not in {f.name for f in dataclasses.fields(IngestSettings)}:
+                raise NotImplementedError(
+                    "this server's ingest cannot use TLS yet (WW_MQTT_CA_FILE)"
+                )
+            kwargs["tls"] = tls
+        return IngestSettings(**kwargs)
 
     def server_settings(self) -> ServerSettings:
         return ServerSettings(

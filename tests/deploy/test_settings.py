@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from server.ingest import IngestSettings
 from server.settings import ServerEnv
 
 
@@ -30,7 +32,19 @@ def test_environment_builds_server_and_ingest_settings(
     }.items():
         monkeypatch.setenv(k, v)
     env = ServerEnv()
-    s = env.server_settings()
+    if "tls" not in {f.name for f in dataclasses.fields(IngestSettings)}:
+        # Before the ingest's TLS change: a TLS setting must not be silently dropped.
+        with pytest.raises(NotImplementedError):
+            env.server_settings()
+        monkeypatch.delenv("WW_MQTT_CA_FILE")
+        monkeypatch.delenv("WW_MQTT_CERT_FILE")
+        monkeypatch.delenv("WW_MQTT_KEY_FILE")
+        plain = ServerEnv()
+        assert plain.mqtt_tls() is None
+        s = plain.server_settings()
+    else:
+        s = env.server_settings()
+        assert getattr(s.mqtt, "tls", None) == env.mqtt_tls()
     assert s.db_url == "postgresql+psycopg://warmwindow:p%40ss%2Fword@db:5432/warmwindow"
     assert [p.name for p in s.sites] == ["qingpu", "zhujiajiao"]
     assert s.secure_cookies is True
