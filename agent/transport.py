@@ -8,9 +8,10 @@ events, the app owns the state and health it asks us to publish. What it guarant
   (``on_publish`` with that ``mid`` and a success reason code). Every ``publish`` return
   code is checked: ``MQTT_ERR_QUEUE_SIZE`` (paho 2.2 refuses a QoS 1 publish when its
   queue is full or a mid would collide) leaves the row in the outbox and pauses the
-  drain; ``MQTT_ERR_NO_CONN`` means paho has kept the message for the next connection.
-  A PUBACK with an MQTT 5 error code keeps the row, and once the window is empty the
-  drain restarts from the oldest row, so order is kept.
+  drain until a PUBACK frees room; ``MQTT_ERR_NO_CONN`` means paho has kept the message
+  for the next connection. A PUBACK with an MQTT 5 error code (ACL, quota) keeps the
+  row, and after a pause the drain starts again from the oldest row on a fresh client,
+  so order is kept.
 * **Replays say so.** Rows older than the current connection (queued while offline, or
   by an earlier run of the agent) go out with ``historical=true``, same ``event_id``.
   "Older" is decided by sequence number, not by clock: a Pi has no RTC and its clock
@@ -90,8 +91,6 @@ _CONNACK_TIMEOUT_S: Final = 5.0
 _QUEUE_FULL_PAUSE_S: Final = 0.2
 #: Longest a PUBACKed row waits for its batched delete.
 _ACK_BATCH_S: Final = 0.1
-#: Pause before retrying rows the broker refused with an error PUBACK.
-_REJECTED_PAUSE_S: Final = 5.0
 #: In-flight slots left for birth, state and replies when the broker caps Receive Maximum.
 _RESERVED_SLOTS: Final = 4
 _SHORT: Final = 64  # protocol.ShortText
@@ -167,6 +166,7 @@ class Transport:
         backoff_max_s: float = 60.0,
         session_expiry_s: int = 7 * 24 * 3600,
         poll_s: float = 0.05,
+        retry_rejected_s: float = 5.0,
     ) -> None:
         if outbox.site != site or outbox.window != window:
             raise ValueError("outbox belongs to another window")
@@ -185,6 +185,7 @@ class Transport:
         self._backoff_max_s = backoff_max_s
         self._session_expiry_s = session_expiry_s
         self._poll_s = poll_s
+        self._retry_rejected_s = retry_rejected_s
         self._password = (
             broker.password_file.read_text(encoding="utf-8").strip()
             if broker.password_file is not None
@@ -210,7 +211,7 @@ class Transport:
         self._acked_since = 0.0
         self._cursor = 0  # highest seq handed to paho on this client
         self._live_from_seq = 1 << 62  # rows below it are replays (set at each CONNACK)
-        self._rewind_after: float | None = None
+        self._reset_at: float | None = None  # set by an error PUBACK, see _reset_session
         self._drain_paused_until = 0.0
         self._state_dirty = False
 
@@ -328,6 +329,9 @@ class Transport:
 
     def _step(self) -> None:
         self._flush_acks(force=not self._up)
+        if self._reset_at is not None:
+            self._reset_session()
+            return
         client = self._client
         if client is None or (not self._up and self._connecting_since is None):
             self._connect()
@@ -409,6 +413,27 @@ class Transport:
         self._inflight.clear()
         self._cursor = 0
         return client
+
+    def _reset_session(self) -> None:
+        """After an error PUBACK: drop the client and its in-memory queue, resend from the outbox.
+
+        Paho would resend the rows published after the refused one as soon as it
+        reconnects, and the refused row would follow them: out of order. A fresh client
+        has no queue, so after the pause everything goes again from the oldest stored
+        row (rows the broker had already taken come twice, same event_id). Refusals are
+        usually sticky (ACL, quota), so the pause keeps this from spinning.
+        """
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()  # on_disconnect marks the link down
+            if self._up or self._connecting_since is not None:
+                self._mark_down(None)
+        assert self._reset_at is not None
+        wait = self._reset_at - time.monotonic()
+        if wait > 0 and self._stop.wait(wait):
+            return
+        self._reset_at = None
+        self._retry_now = True
 
     def _mark_down(self, why: str | None) -> None:
         """The connection (or the attempt) is over; the next one waits for the backoff."""
@@ -512,10 +537,10 @@ class Transport:
         if seq is None:
             return  # birth, state, health or a reply
         if reason_code.is_failure:
-            # Kept in the outbox; re-sent from the oldest row once the window is empty.
             self._rejected += 1
             self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
-            self._rewind_after = time.monotonic() + _REJECTED_PAUSE_S
+            if self._reset_at is None:
+                self._reset_at = time.monotonic() + self._retry_rejected_s
         else:
             if not self._acked_batch:
                 self._acked_since = time.monotonic()
@@ -600,10 +625,7 @@ class Transport:
 
     def _drain(self, client: mqtt.Client) -> None:
         now = time.monotonic()
-        if self._rewind_after is not None and not self._inflight and now >= self._rewind_after:
-            self._rewind_after = None
-            self._cursor = 0  # every row still stored was refused: send from the oldest
-        if self._rewind_after is not None or now < self._drain_paused_until:
+        if now < self._drain_paused_until:
             return
         room = self._window - len(self._inflight)
         if room <= 0 or self._outbox.last_seq <= self._cursor:

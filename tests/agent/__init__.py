@@ -2,12 +2,19 @@
 
 ``Subscriber`` plays the aggregator: a persistent-session QoS 1 paho subscriber that keeps
 every copy it receives and de-duplicates by ``event_id`` the way the server does.
+``CuttableLink`` sits between an agent and the broker and can cut the network the way a
+pulled cable or a dead 4G modem does: bytes vanish, nobody gets a reset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import pwd
+import select
+import socket
 import threading
 import time
 import uuid
@@ -18,6 +25,7 @@ import paho.mqtt.client as mqtt
 
 from agent.events import Draft
 from agent.protocol import Channel, SessionOpened, StoodUp, subscription
+from server.broker import MosquittoBroker
 
 _counter = itertools.count()
 
@@ -36,6 +44,21 @@ def draft(i: int | None = None) -> Draft:
             },
         )
     return Draft(kind=SessionOpened, ts_ms=1_700_000_000_000 + n, fields={"source": "bell"})
+
+
+def persist_sessions(broker: MosquittoBroker) -> None:
+    """Make the fixture's Mosquitto really keep sessions across its restarts.
+
+    Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write the
+    fixture's 0700 temporary directory: persistence then silently does nothing, and a
+    restarted broker has forgotten every subscriber's session (and the QoS 1 messages
+    queued for it). ``user`` is only acted on when started as root, so naming the current
+    user is harmless elsewhere. A no-op once server/broker.py writes a ``user`` line.
+    """
+    if "\nuser " in "\n" + broker.extra_conf or os.geteuid() != 0:
+        return
+    broker.extra_conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+    broker.restart()
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
@@ -106,3 +129,77 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class CuttableLink:
+    """A TCP forwarder to the broker whose ``cut()`` silently swallows all traffic.
+
+    While cut, both directions are read and discarded, so the agent's writes succeed
+    and no PUBACK ever comes back (no RST, no FIN). ``restore()`` drops the connections
+    that lived through the cut, as the broker would after the keepalive, and forwards
+    new ones again.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", int(self._server.getsockname()[1])
+        self._cut = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                near, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                far = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                near.close()
+                continue
+            with self._lock:
+                self._pairs.append((near, far))
+            t = threading.Thread(target=self._pump, args=(near, far), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _pump(self, near: socket.socket, far: socket.socket) -> None:
+        try:
+            while not self._closed.is_set():
+                ready, _, _ = select.select([near, far], [], [], 0.2)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if not self._cut.is_set():
+                        (far if s is near else near).sendall(data)
+        except OSError:
+            return
+        finally:
+            near.close()
+            far.close()
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def restore(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for near, far in pairs:
+            for s in (near, far):
+                with contextlib.suppress(OSError):  # already gone
+                    s.shutdown(socket.SHUT_RDWR)
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.restore()
+        self._server.close()

@@ -6,6 +6,7 @@ Delivery under outage and SIGKILL is in ``test_transport_outage.py``.
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from agent.protocol import (
 )
 from agent.transport import LinkState, Transport, backoff_delay
 from server.broker import EmbeddedBroker, MosquittoBroker
-from tests.agent import Subscriber, draft, wait_until
+from tests.agent import Subscriber, draft, persist_sessions, wait_until
 
 SITE = "qingpu"
 
@@ -221,3 +222,38 @@ def test_forced_311_talks_to_mosquitto(broker: MosquittoBroker, outbox: Outbox) 
         outbox.add(draft(0))
         assert link.flush(10)
         assert link.stats().protocol == "3.1.1"
+
+
+def test_events_refused_by_the_broker_are_kept_until_it_accepts_them(
+    broker: MosquittoBroker, outbox: Outbox, tmp_path: Path
+) -> None:
+    persist_sessions(broker)
+    acl = tmp_path / "acl"
+    # Everything but events may be written (a will it may not write gets a CONNACK refusal).
+    # Mosquitto 2.0.11 answers a refused MQTT 5 publish with PUBACK 0x87 and then drops
+    # the connection; either way the row must stay until a broker takes it.
+    acl.write_text("topic read ww/#\ntopic write ww/v1/qingpu/w01/availability\n")
+    broker.extra_conf += f"acl_file {acl}\n"
+    broker.restart()
+    sub = Subscriber(broker.host, broker.port)
+    link = Transport(cfg(broker), SITE, "w01", outbox, backoff_max_s=0.5, retry_rejected_s=0.2)
+    with link:
+        for i in range(20):
+            outbox.add(draft(i))
+        wait_until(
+            lambda: link.stats().rejected >= 1 and link.stats().connects >= 3,
+            15,
+            "refusals",
+        )
+        assert outbox.depth == 20, "a refused event must stay in the outbox"
+        assert sub.copies == []
+        acl.write_text("topic readwrite ww/#\n")
+        # Reload, not restart: with an acl_file, Mosquitto 2.0.11 restores a subscriber's
+        # session after a restart but no longer queues messages for it while it is away.
+        # MosquittoBroker has no reload(), hence the private _proc.
+        assert broker._proc is not None
+        broker._proc.send_signal(signal.SIGHUP)
+        assert link.flush(20), f"not drained: {link.stats()}"
+    wait_until(lambda: len(sub.unique()) == 20, 10, "20 events")
+    assert [e["seq"] for e in sub.unique()] == list(range(1, 21))
+    sub.close()

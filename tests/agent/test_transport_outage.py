@@ -26,7 +26,7 @@ from agent.outbox import Outbox
 from agent.protocol import OFFLINE, ONLINE, Channel
 from agent.transport import LinkState, Transport
 from server.broker import MosquittoBroker
-from tests.agent import Subscriber, draft, wait_until
+from tests.agent import CuttableLink, Subscriber, draft, persist_sessions, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = "qingpu"
@@ -43,7 +43,10 @@ def assert_complete_and_ordered(
     assert not reused, f"seqs reused by different events: {sorted(reused)[:10]}"
     seqs = [ev["seq"] for ev in unique]
     missing = sorted(set(range(1, total + 1)) - set(seqs))
-    assert not missing, f"{len(missing)} events never arrived, first {missing[:10]}"
+    assert not missing, (
+        f"{len(missing)} events never arrived: {missing[:5]}..{missing[-5:]}; "
+        f"{len(copies)} copies, {len(unique)} unique"
+    )
     extra = sorted(set(seqs) - set(range(1, total + 1)))
     assert not extra, f"unexpected extra events: {extra[:10]}"
     assert seqs == sorted(seqs), "events arrived out of seq order after de-duplication"
@@ -52,6 +55,7 @@ def assert_complete_and_ordered(
 @pytest.mark.slow
 def test_broker_outage_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -> None:
     total, stop_at, restart_at = 5000, 1500, 3500
+    persist_sessions(broker)
     sub = Subscriber(broker.host, broker.port)
     box = Outbox(tmp_path / "outbox.db", SITE, "w01")
     cfg = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5)
@@ -80,8 +84,12 @@ def test_broker_outage_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_pat
         for i in range(restart_at, total):
             box.add(draft(i))
         assert link.flush(60), f"outbox not drained: {link.stats()}"
-        wait_until(lambda: len(sub.unique()) >= total, 30, f"{total} events at the subscriber")
         stats = link.stats()
+        try:
+            wait_until(lambda: len(sub.unique()) >= total, 30, "every event at the subscriber")
+        except AssertionError:
+            assert_complete_and_ordered(sub.copies, sub.unique(), total)  # says what is missing
+            raise
     finally:
         link.close()
         box.close()
@@ -113,15 +121,15 @@ def _read_until(stream: IO[str], prefix: str, timeout: float) -> list[str]:
     raise AssertionError(f"child did not say {prefix!r} in {timeout:.0f} s")
 
 
-def _spawn(outbox: Path, broker: MosquittoBroker, total: int) -> subprocess.Popen[str]:
+def _spawn(outbox: Path, host: str, port: int, total: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "tests.agent.test_transport_outage",
             str(outbox),
-            broker.host,
-            str(broker.port),
+            host,
+            str(port),
             str(total),
         ],
         cwd=REPO,
@@ -134,7 +142,7 @@ def test_agent_sigkilled_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_p
     total, kill_after = 3000, 1200
     outbox = tmp_path / "outbox.db"
     sub = Subscriber(broker.host, broker.port, (Channel.EVENT, Channel.AVAILABILITY))
-    first = _spawn(outbox, broker, total)
+    first = _spawn(outbox, broker.host, broker.port, total)
     try:
         assert first.stdout is not None
         _read_until(first.stdout, f"added {kill_after}", 30)
@@ -147,7 +155,7 @@ def test_agent_sigkilled_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_p
             10,
             "the last will",
         )
-        second = _spawn(outbox, broker, total)
+        second = _spawn(outbox, broker.host, broker.port, total)
         assert second.stdout is not None
         said = _read_until(second.stdout, "done", 60)
         assert second.wait(15) == 0
@@ -156,8 +164,13 @@ def test_agent_sigkilled_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_p
             if isinstance(p, subprocess.Popen) and p.poll() is None:
                 p.kill()
                 p.wait()
-    wait_until(lambda: len(sub.unique()) >= total, 20, f"{total} events at the subscriber")
-    sub.close()
+    try:
+        wait_until(lambda: len(sub.unique()) >= total, 20, "every event at the subscriber")
+    except AssertionError:
+        assert_complete_and_ordered(sub.copies, sub.unique(), total)  # says what is missing
+        raise
+    finally:
+        sub.close()
 
     assert 0 < delivered_at_kill < total, "the kill was not mid-stream"
     unique = sub.unique()
@@ -171,6 +184,46 @@ def test_agent_sigkilled_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_p
     resumed_from = int(next(s for s in said if s.startswith("start")).split()[-1])
     assert resumed_from == max(run1) >= kill_after
     assert (ONLINE.encode(), False) in sub.messages(Channel.AVAILABILITY)
+
+
+def test_agent_sigkilled_during_a_network_cut_loses_nothing(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Rows published into a dead link get no PUBACK: they must outlive the agent."""
+    total = 1500
+    outbox = tmp_path / "outbox.db"
+    sub = Subscriber(broker.host, broker.port)
+    net = CuttableLink(broker.host, broker.port)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(_spawn(outbox, net.host, net.port, total))
+        out = procs[0].stdout
+        assert out is not None
+        _read_until(out, "added 300", 30)
+        wait_until(lambda: len(sub.copies) >= 100, 10, "live delivery before the cut")
+        net.cut()
+        _read_until(out, "added 600", 30)  # published into the void meanwhile
+        os.kill(procs[0].pid, signal.SIGKILL)
+        procs[0].wait(10)
+        net.restore()
+        procs.append(_spawn(outbox, net.host, net.port, total))
+        out = procs[1].stdout
+        assert out is not None
+        _read_until(out, "done", 60)
+        assert procs[1].wait(15) == 0
+        try:
+            wait_until(lambda: len(sub.unique()) >= total, 20, "every event at the subscriber")
+        except AssertionError:
+            assert_complete_and_ordered(sub.copies, sub.unique(), total)
+            raise
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        net.close()
+        sub.close()
+    assert_complete_and_ordered(sub.copies, sub.unique(), total)
 
 
 def _agent(argv: list[str]) -> int:
