@@ -112,22 +112,30 @@ class ServerEnv(BaseSettings):
             "client_id": self.mqtt_client_id,
             "share_group": self.mqtt_share_group,
         }
-        # IngestSettings gains a ``tls`` field with the TLS change to server/ingest.py
-        # (issue 7); until then a TLS setting here must fail loudly, not be dropped.
-        tls = self.mqtt_tls()
-        if tls is not None:
-            if "tls" not in {f.name for f in dataclasses.fields(IngestSettings)}:
-                raise NotImplementedError(
-                    "this server's ingest cannot use TLS yet (WW_MQTT_CA_FILE)"
-                )
-            kwargs["tls"] = tls
+        _security_option(IngestSettings, kwargs, "tls", self.mqtt_tls(), "WW_MQTT_CA_FILE")
         return IngestSettings(**kwargs)
 
     def server_settings(self) -> ServerSettings:
-        return ServerSettings(
-            db_url=self.database_url(),
-            sites=self.site_dirs(),
-            mqtt=self.ingest_settings(),
-            timezone=self.timezone,
-            secure_cookies=self.secure_cookies,
-        )
+        kwargs: dict[str, Any] = {
+            "db_url": self.database_url(),
+            "sites": self.site_dirs(),
+            "mqtt": self.ingest_settings(),
+            "timezone": self.timezone,
+            "secure_cookies": self.secure_cookies,
+        }
+        token = self.metrics_token()
+        _security_option(ServerSettings, kwargs, "metrics_token", token, "WW_METRICS_TOKEN_FILE")
+        return ServerSettings(**kwargs)
+
+
+def _security_option(
+    cls: type[Any], kwargs: dict[str, Any], name: str, value: object, variable: str
+) -> None:
+    """Add ``name=value`` to ``kwargs`` when set. ``IngestSettings.tls`` and
+    ``ServerSettings.metrics_token`` arrive with the issue 7 changes to server/ingest.py and
+    server/api/deps.py; until then a security setting must fail loudly, never be dropped."""
+    if value is None:
+        return
+    if name not in {f.name for f in dataclasses.fields(cls)}:
+        raise NotImplementedError(f"{variable} is set but {cls.__name__} has no {name!r} yet")
+    kwargs[name] = value

@@ -72,3 +72,19 @@ def test_defaults_are_local_and_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     env = ServerEnv()
     assert env.mqtt_tls() is None and env.site_dirs() == []
     assert env.server_settings().db_url.startswith("sqlite:///")
+
+
+def test_metrics_token_comes_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.api.deps import ServerSettings
+
+    token = tmp_path / "metrics-token"
+    token.write_text("t0ken\n")
+    monkeypatch.setenv("WW_METRICS_TOKEN_FILE", str(token))
+    monkeypatch.delenv("WW_MQTT_CA_FILE", raising=False)
+    env = ServerEnv()
+    assert env.metrics_token() == "t0ken"
+    if "metrics_token" in {f.name for f in dataclasses.fields(ServerSettings)}:
+        assert getattr(env.server_settings(), "metrics_token", None) == "t0ken"
+    else:  # before the deps.py change: refuse rather than serve /metrics unprotected
+        with pytest.raises(NotImplementedError, match="WW_METRICS_TOKEN_FILE"):
+            env.server_settings()
