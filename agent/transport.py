@@ -213,10 +213,11 @@ class Transport:
         self._live_from_seq = 1 << 62  # rows below it are replays (set at each CONNACK)
         self._reset_at: float | None = None  # set by an error PUBACK, see _reset_session
         self._drain_paused_until = 0.0
-        self._state_dirty = False
 
-        # Written by other threads, read by the owner: single reference assignments.
+        # Handed over by other threads; the latest value wins.
+        self._pending_lock = threading.Lock()
         self._state_payload: bytes | None = None
+        self._state_dirty = False
         self._health_payload: bytes | None = None
 
         # Counters (read by any thread for stats()).
@@ -261,13 +262,17 @@ class Transport:
     def publish_state(self, state: WindowState) -> None:
         """Publish the window's retained state now, and again after every reconnect."""
         self._check_ours(state.site, state.window)
-        self._state_payload = state.model_dump_json().encode()
-        self._state_dirty = True
+        payload = state.model_dump_json().encode()
+        with self._pending_lock:
+            self._state_payload = payload
+            self._state_dirty = True
 
     def publish_health(self, health: Health) -> None:
         """Publish health (QoS 0) when connected; while offline only the latest is kept."""
         self._check_ours(health.site, health.window)
-        self._health_payload = health.model_dump_json().encode()
+        payload = health.model_dump_json().encode()
+        with self._pending_lock:
+            self._health_payload = payload
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty and nothing is in flight; False on timeout."""
@@ -510,7 +515,8 @@ class Transport:
             ]
         )
         # The broker may have restarted without our last state: send it again.
-        self._state_dirty = self._state_payload is not None
+        with self._pending_lock:
+            self._state_dirty = self._state_payload is not None
 
     def _on_disconnect(
         self,
@@ -605,20 +611,25 @@ class Transport:
             or len(self._acked_batch) >= max(1, self._window // 2)
             or time.monotonic() - self._acked_since >= _ACK_BATCH_S
         ):
-            batch, self._acked_batch = self._acked_batch, []
-            self._outbox.ack(batch)
-            self._acked += len(batch)
+            # Cleared only once deleted: if the disk fails, the next step tries again
+            # rather than leaving the rows behind the cursor until the next restart.
+            self._outbox.ack(self._acked_batch)
+            self._acked += len(self._acked_batch)
+            self._acked_batch = []
 
     def _publish_pending(self) -> None:
         client = self._client
         assert client is not None
-        if self._state_dirty and self._state_payload is not None:
+        with self._pending_lock:
+            state = self._state_payload if self._state_dirty else None
+            self._state_dirty = False
+            health, self._health_payload = self._health_payload, None
+        if state is not None:
             qos, retain = CHANNEL_QOS[Channel.STATE]
-            info = client.publish(
-                self._topics[Channel.STATE], self._state_payload, qos=qos, retain=retain
-            )
-            self._state_dirty = info.rc == mqtt.MQTT_ERR_QUEUE_SIZE
-        health, self._health_payload = self._health_payload, None
+            info = client.publish(self._topics[Channel.STATE], state, qos=qos, retain=retain)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                with self._pending_lock:
+                    self._state_dirty = True  # try again next step (unless a newer one came)
         if health is not None:
             qos, retain = CHANNEL_QOS[Channel.HEALTH]
             client.publish(self._topics[Channel.HEALTH], health, qos=qos, retain=retain)

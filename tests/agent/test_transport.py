@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.config import BrokerConfig
+from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox
 from agent.protocol import (
     OFFLINE,
@@ -27,7 +29,7 @@ from agent.protocol import (
     topic,
 )
 from agent.transport import LinkState, Transport, backoff_delay
-from server.broker import EmbeddedBroker, MosquittoBroker
+from server.broker import EmbeddedBroker, MosquittoBroker, free_port
 from tests.agent import Subscriber, draft, persist_sessions, wait_until
 
 SITE = "qingpu"
@@ -257,3 +259,101 @@ def test_events_refused_by_the_broker_are_kept_until_it_accepts_them(
     wait_until(lambda: len(sub.unique()) == 20, 10, "20 events")
     assert [e["seq"] for e in sub.unique()] == list(range(1, 21))
     sub.close()
+
+
+def _make_pki(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, via openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ww-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn, ext in (("server", "127.0.0.1", True), ("client", "ww-qingpu-w01", False)):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            *(("-extfile", "san.ext") if ext else ()),
+        )
+
+
+def test_tls_with_client_certificate(
+    broker: MosquittoBroker, outbox: Outbox, tmp_path: Path
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _make_pki(pki)
+    tls_port = free_port()
+    persist_sessions(broker)  # as root, Mosquitto could not read the keys either
+    broker.extra_conf += (
+        f"listener {tls_port} 127.0.0.1\n"
+        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
+        "require_certificate true\n"
+    )
+    broker.restart()
+    sub = Subscriber(broker.host, broker.port)  # the plain listener
+    good = BrokerConfig(
+        host="127.0.0.1",
+        port=tls_port,
+        keepalive_s=5,
+        tls=TlsConfig(
+            ca_file=pki / "ca.crt", cert_file=pki / "client.crt", key_file=pki / "client.key"
+        ),
+    )
+    no_cert = good.model_copy(update={"tls": TlsConfig(ca_file=pki / "ca.crt")})
+    with Transport(no_cert, SITE, "w01", outbox, backoff_max_s=0.5) as link:
+        outbox.add(draft(0))
+        wait_until(lambda: link.stats().last_error is not None, 10, "a refused handshake")
+        time.sleep(1.0)
+        assert link.stats().connects == 0 and outbox.depth == 1
+    with Transport(good, SITE, "w01", outbox) as link:
+        assert link.flush(10), f"not drained: {link.stats()}"
+    wait_until(lambda: len(sub.unique()) == 1, 5, "the event")
+    sub.close()
+
+
+def test_retained_config_reaches_the_handler_on_every_connect(
+    broker: MosquittoBroker, outbox: Outbox
+) -> None:
+    persist_sessions(broker)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-config-server")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    body = b'{"rules": {"stand_within_s": 4.0}}'
+    pub.publish(topic(SITE, "w01", Channel.CONFIG), body, qos=1, retain=True).wait_for_publish(5)
+    got: list[bytes] = []
+    link = Transport(cfg(broker), SITE, "w01", outbox, on_config=got.append, backoff_max_s=0.5)
+    with link:
+        wait_until(lambda: got == [body], 10, "the retained config")
+        broker.restart()
+        wait_until(lambda: link.stats().connects == 2, 10, "reconnection")
+        wait_until(lambda: got == [body, body], 10, "the config again after reconnecting")
+    pub.disconnect()
+    pub.loop_stop()
