@@ -54,7 +54,7 @@ class MqttPeer:
         host: str,
         port: int,
         *,
-        ca: Path,
+        ca: Path | None,
         cert_dir: Path | None,
         client_id: str | None = None,
     ) -> None:
@@ -63,12 +63,13 @@ class MqttPeer:
             client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )
-        self.client.tls_set(
-            ca_certs=str(ca),
-            certfile=str(cert_dir / "window.crt") if cert_dir else None,
-            keyfile=str(cert_dir / "window.key") if cert_dir else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+        if ca is not None:  # None: plain MQTT, for the demo-style broker
+            self.client.tls_set(
+                ca_certs=str(ca),
+                certfile=str(cert_dir / "window.crt") if cert_dir else None,
+                keyfile=str(cert_dir / "window.key") if cert_dir else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         self._lock = threading.Lock()
         self.connected: bool | None = None
         self.connack: ReasonCode | None = None
