@@ -333,10 +333,13 @@ class Outbox:
                 max_rows=self.max_rows,
             )
 
-    def journal_mode(self) -> str:
+    def durability(self) -> tuple[str, str]:
+        """(journal mode, synchronous level) in effect, e.g. ("wal", "FULL")."""
         with self._lock:
             self._check_open()
-            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+            mode = str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+            level = int(self._db.execute("PRAGMA synchronous").fetchone()[0])
+        return mode, ("OFF", "NORMAL", "FULL", "EXTRA")[level]
 
     # ------------------------------------------------------------------ closing
 

@@ -26,6 +26,7 @@ from agent.protocol import (
     Health,
     Reply,
     WindowState,
+    parse_event,
     topic,
 )
 from agent.transport import LinkState, Transport, backoff_delay
@@ -72,6 +73,8 @@ def test_delivers_in_order_live_and_marks_replays_historical(
         assert all(e["historical"] for e in got[:20])
         assert not any(e["historical"] for e in got[20:])
         assert all(e["sent_ms"] for e in got)
+        for e in got:  # what the server will parse
+            assert parse_event(json.dumps(e)).event_id == uuid.UUID(e["event_id"])
         assert outbox.depth == 0 and link.stats().acked == 40
         assert (ONLINE.encode(), False) in sub.messages(Channel.AVAILABILITY)
     # close() says goodbye itself: a late subscriber finds "offline" retained.
