@@ -362,10 +362,10 @@ class Transport:
             if self._stop.wait(delay):
                 return
         self._retry_now = False
-        if self._client is None:
-            self._client = self._make_client()
-        client = self._client
         try:
+            if self._client is None:
+                self._client = self._make_client()  # reads the TLS files: may fail too
+            client = self._client
             if self._use_v5:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self._session_expiry_s
@@ -378,7 +378,7 @@ class Transport:
                 )
             else:
                 client.connect(self.broker.host, self.broker.port, self.broker.keepalive_s)
-        except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake, DNS
+        except (OSError, ValueError) as exc:  # refused, unreachable, TLS files/handshake, DNS
             self._failures += 1
             self._last_error = _short(f"connect: {exc}")
             log.info("connect to %s:%s failed: %s", self.broker.host, self.broker.port, exc)
