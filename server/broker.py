@@ -6,6 +6,7 @@ otherwise the embedded pure-Python amqtt broker (MQTT 3.1.1 only).
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -84,6 +85,9 @@ class MosquittoBroker:
     def write_conf(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(
+            # Started as root, Mosquitto drops to user "mosquitto", which cannot write our
+            # private workdir: persistence would be silently off. Stay who we are.
+            f"user {getpass.getuser()}\n"
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence true\n"
