@@ -130,3 +130,26 @@ def tls_broker(
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped ONNX models with a manifest.json that matches them.
+
+    A copy, so that a model rebuild going on in the checkout (new .onnx written, manifest
+    not yet) cannot make these tests flaky; the copy is checked the same way.
+    """
+    import hashlib
+    import json
+
+    from tests.deploy import REPO
+
+    out = tmp_path_factory.mktemp("models")
+    files = []
+    for name in ("face_detector.onnx", "smile.onnx"):
+        data = (REPO / "models" / name).read_bytes()
+        (out / name).write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        files.append({"file": name, "sha256": sha, "size": len(data)})
+    (out / "manifest.json").write_text(json.dumps({"version": "test", "files": files}))
+    return out

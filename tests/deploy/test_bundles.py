@@ -32,8 +32,6 @@ from agent.update import (
 )
 from server.bundles import build_bundle, generate_key, load_private_key, model_files
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS = REPO / "models"
 ME = "s1/w01"
 
 
@@ -47,14 +45,14 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def updater(tmp_path: Path, key: Ed25519PrivateKey) -> Updater:
+def updater(tmp_path: Path, key: Ed25519PrivateKey, models_dir: Path) -> Updater:
     up = Updater(tmp_path / "bundles", [key.public_key()], identity=ME)
-    up.seed(MODELS)
+    up.seed(models_dir)
     return up
 
 
-def bundle(key: Ed25519PrivateKey, serial: int = 2) -> bytes:
-    files = model_files(MODELS)
+def bundle(key: Ed25519PrivateKey, models: Path, serial: int = 2) -> bytes:
+    files = model_files(models)
     return build_bundle(files, version=f"v{serial}", serial=serial, key=key, targets=[ME])
 
 
@@ -69,9 +67,11 @@ def rezip(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
     return out.getvalue()
 
 
-def test_good_bundle_swaps_and_reports_every_step(updater: Updater, key: Ed25519PrivateKey) -> None:
+def test_good_bundle_swaps_and_reports_every_step(
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
+) -> None:
     before = updater.current()
-    data = bundle(key, 2)
+    data = bundle(key, models_dir, 2)
     assert is_bundle(data)
     report = updater.apply(data)
     assert report.ok, report.steps
@@ -95,20 +95,22 @@ def test_good_bundle_swaps_and_reports_every_step(updater: Updater, key: Ed25519
     assert len(report.replies()) == len(report.steps)
 
 
-def test_unsigned_bundle_is_refused(updater: Updater, key: Ed25519PrivateKey) -> None:
+def test_unsigned_bundle_is_refused(
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
+) -> None:
     before = updater.current()
-    unsigned = rezip(bundle(key), lambda n, b: None if n == SIGNATURE else b)
+    unsigned = rezip(bundle(key, models_dir), lambda n, b: None if n == SIGNATURE else b)
     report = updater.apply(unsigned)
     assert not report.ok
     assert report.steps[-1].step == "verify_signature" and not report.steps[-1].ok
     assert updater.current() == before
 
 
-def test_bundle_signed_by_another_key_is_refused(updater: Updater) -> None:
+def test_bundle_signed_by_another_key_is_refused(updater: Updater, models_dir: Path) -> None:
     stranger = Ed25519PrivateKey.generate()
     with pytest.raises(BundleError, match="signature"):
-        verify_bundle(bundle(stranger), updater.trusted)
-    assert not updater.apply(bundle(stranger)).ok
+        verify_bundle(bundle(stranger, models_dir), updater.trusted)
+    assert not updater.apply(bundle(stranger, models_dir)).ok
 
 
 @pytest.mark.parametrize(
@@ -126,10 +128,13 @@ def test_bundle_signed_by_another_key_is_refused(updater: Updater) -> None:
     ],
 )
 def test_tampered_bundle_is_refused(
-    updater: Updater, key: Ed25519PrivateKey, tamper: Callable[[str, bytes], bytes | None]
+    updater: Updater,
+    key: Ed25519PrivateKey,
+    tamper: Callable[[str, bytes], bytes | None],
+    models_dir: Path,
 ) -> None:
     before = updater.current()
-    report = updater.apply(rezip(bundle(key), tamper))
+    report = updater.apply(rezip(bundle(key, models_dir), tamper))
     assert not report.ok
     assert not report.steps[-1].ok
     assert report.steps[-1].step in ("verify_signature", "verify_checksums")
@@ -137,8 +142,10 @@ def test_tampered_bundle_is_refused(
     assert not any(p.name.startswith("2-") for p in updater.releases.iterdir())
 
 
-def test_extra_unlisted_file_is_refused(updater: Updater, key: Ed25519PrivateKey) -> None:
-    data = bundle(key)
+def test_extra_unlisted_file_is_refused(
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
+) -> None:
+    data = bundle(key, models_dir)
     out = io.BytesIO(data)
     with zipfile.ZipFile(out, "a") as zf:
         zf.writestr("files/../../etc/cron.d/evil", b"* * * * * root sh")
@@ -147,24 +154,26 @@ def test_extra_unlisted_file_is_refused(updater: Updater, key: Ed25519PrivateKey
 
 
 def test_bundle_for_another_window_or_older_serial_is_refused(
-    updater: Updater, key: Ed25519PrivateKey
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
 ) -> None:
-    other = build_bundle(model_files(MODELS), version="v5", serial=5, key=key, targets=["s1/w02"])
+    other = build_bundle(
+        model_files(models_dir), version="v5", serial=5, key=key, targets=["s1/w02"]
+    )
     report = updater.apply(other)
     assert not report.ok and "not for" in report.steps[-1].detail
-    assert updater.apply(bundle(key, 4)).ok
-    downgrade = updater.apply(bundle(key, 3))
+    assert updater.apply(bundle(key, models_dir, 4)).ok
+    downgrade = updater.apply(bundle(key, models_dir, 3))
     assert not downgrade.ok and "downgrade" in downgrade.steps[-1].detail
     assert updater.current_serial() == 4
 
 
 def test_model_that_fails_to_load_is_rolled_back_and_old_keeps_running(
-    updater: Updater, key: Ed25519PrivateKey
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
 ) -> None:
-    assert updater.apply(bundle(key, 2)).ok
+    assert updater.apply(bundle(key, models_dir, 2)).ok
     good = updater.current()
     # The models manifest would catch the mismatch too; drop it so onnxruntime must.
-    files = model_files(MODELS)
+    files = model_files(models_dir)
     files["smile.onnx"] = b"\x08\x07 not an onnx model"
     del files["manifest.json"]
     broken = build_bundle(files, version="v3", serial=3, key=key, targets=[ME])
@@ -182,50 +191,68 @@ def test_model_that_fails_to_load_is_rolled_back_and_old_keeps_running(
 
 
 def test_old_releases_are_pruned_but_current_and_previous_kept(
-    tmp_path: Path, key: Ed25519PrivateKey
+    tmp_path: Path, key: Ed25519PrivateKey, models_dir: Path
 ) -> None:
     up = Updater(tmp_path / "b", [key.public_key()], identity=ME, check=lambda p: None, keep=2)
-    up.seed(MODELS)
+    up.seed(models_dir)
     for serial in range(2, 6):
-        assert up.apply(bundle(key, serial)).ok
+        assert up.apply(bundle(key, models_dir, serial)).ok
     names = sorted(p.name for p in up.releases.iterdir())
     assert names == ["4-v4", "5-v5"]
     assert up.current_serial() == 5 and up.previous_link.resolve().name == "4-v4"
 
 
 def test_release_the_agent_never_confirms_is_rolled_back_at_boot(
-    tmp_path: Path, key: Ed25519PrivateKey
+    tmp_path: Path, key: Ed25519PrivateKey, models_dir: Path
 ) -> None:
     """The model check passed, but the agent keeps crashing with the release."""
     up = Updater(tmp_path / "b", [key.public_key()], identity=ME, check=lambda p: None)
-    up.seed(MODELS)
-    assert up.apply(bundle(key, 2)).ok
+    up.seed(models_dir)
+    assert up.apply(bundle(key, models_dir, 2)).ok
     up.confirm()
-    assert up.apply(bundle(key, 3)).ok
+    assert up.apply(bundle(key, models_dir, 3)).ok
     assert [up.boot_check(max_boots=2) for _ in range(2)] == [None, None]
     report = up.boot_check(max_boots=2)
     assert report is not None and report.steps[-1].step == "rollback" and report.steps[-1].ok
     assert up.current_serial() == 2
-    assert up.apply(bundle(key, 3)).skipped  # not retried from the retained message
+    assert up.apply(bundle(key, models_dir, 3)).skipped  # not retried from the retained message
     # A confirmed release is never rolled back by the guard.
     assert all(up.boot_check(max_boots=2) is None for _ in range(5))
     assert up.current_serial() == 2
 
 
-def test_worker_applies_off_thread_and_reports(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+def test_worker_applies_off_thread_and_reports(
+    tmp_path: Path, key: Ed25519PrivateKey, models_dir: Path
+) -> None:
     up = Updater(tmp_path / "b", [key.public_key()], identity=ME, check=lambda p: None)
-    up.seed(MODELS)
+    up.seed(models_dir)
     reports: list[UpdateReport] = []
     installed: list[UpdateReport] = []
     with UpdateWorker(up, on_report=reports.append, on_installed=installed.append) as worker:
         worker.submit(b'{"not": "a bundle"}')  # other config payloads are not ours
-        worker.submit(bundle(key, 2))
+        worker.submit(bundle(key, models_dir, 2))
         deadline = time.monotonic() + 10
         while not installed and time.monotonic() < deadline:
             time.sleep(0.02)
-        worker.submit(bundle(key, 2))  # the retained copy again: skipped, not reported
-        worker.submit(rezip(bundle(key, 4), lambda n, b: None if n == SIGNATURE else b))
+        worker.submit(bundle(key, models_dir, 2))  # the retained copy again: skipped, not reported
+        worker.submit(rezip(bundle(key, models_dir, 4), lambda n, b: None if n == SIGNATURE else b))
         while len(reports) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     assert [r.ok for r in reports] == [True, False]
     assert installed == reports[:1] and up.current_serial() == 2
+
+
+def test_models_manifest_must_match_the_models(
+    updater: Updater, key: Ed25519PrivateKey, models_dir: Path
+) -> None:
+    """A signed bundle whose model files and models manifest.json disagree (a botched
+    build) is rolled back too: the agent reports its model version from that manifest."""
+    files = model_files(models_dir)
+    files["smile.onnx"], files["face_detector.onnx"] = (
+        files["face_detector.onnx"],
+        files["smile.onnx"],
+    )
+    report = updater.apply(build_bundle(files, version="v2", serial=2, key=key, targets=[ME]))
+    steps = {s.step: s for s in report.steps}
+    assert not report.ok and "does not match models manifest.json" in steps["check"].detail
+    assert steps["rollback"].ok and updater.current_serial() == 0

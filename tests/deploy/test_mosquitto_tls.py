@@ -216,7 +216,7 @@ def test_ca_hostname_checked(tls_broker: ProductionMosquitto, pki: Pki) -> None:
 
 
 def test_server_pushes_a_signed_bundle_to_one_terminal(
-    tls_broker: ProductionMosquitto, pki: Pki, tmp_path: Path
+    tls_broker: ProductionMosquitto, pki: Pki, tmp_path: Path, models_dir: Path
 ) -> None:
     """bundle build -> retained config over mutual TLS -> the agent's Transport -> Updater."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -224,7 +224,7 @@ def test_server_pushes_a_signed_bundle_to_one_terminal(
     from agent.update import Updater, is_bundle
     from server.bundles import build_bundle, model_files, push_bundle
 
-    models = Path(__file__).resolve().parents[2] / "models"
+    models = models_dir
     key = Ed25519PrivateKey.generate()
     data = build_bundle(model_files(models), version="v2", serial=2, key=key, targets=["s1/w01"])
     server_tls = TlsConfig(

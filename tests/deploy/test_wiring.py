@@ -127,6 +127,7 @@ def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     agent_proc: tuple[subprocess.Popen[str], Notify, Ed25519PrivateKey],
     broker: MosquittoBroker,
     tmp_path: Path,
+    models_dir: Path,
 ) -> None:
     proc, notify, key = agent_proc
     assert wait_for(lambda: any(m.startswith("READY=1") for m in notify.poll()), 30)
@@ -134,7 +135,7 @@ def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     assert watcher.wait_connack()
     watcher.subscribe(topic("qingpu", "w03", Channel.REPLY))
     data = build_bundle(
-        model_files(REPO / "models"), version="v9", serial=9, key=key, targets=["qingpu/w03"]
+        model_files(models_dir), version="v9", serial=9, key=key, targets=["qingpu/w03"]
     )
     push_bundle(data, "qingpu", "w03", host=broker.host, port=broker.port)
     assert proc.wait(60) == 0, "agent did not exit to restart on the new models"
