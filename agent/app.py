@@ -30,7 +30,7 @@ from agent.config import BrokerConfig, Site, WindowConfig, load_site
 from agent.events import Draft
 from agent.hardware.gpio import WindowPanel
 from agent.observation import Observation
-from agent.outbox import Outbox
+from agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from agent.perception import Perception
 from agent.protocol import Command, Fault, Health, Reply, WindowState
 from agent.rules.engine import ServiceRules
@@ -148,6 +148,7 @@ class WindowAgent:
         clock: Callable[[], int] = wall_ms,
         health_s: float = 60.0,
         tick_s: float = 0.5,
+        outbox_max_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
         self.site = site
         self.window = window
@@ -161,7 +162,11 @@ class WindowAgent:
         self._threads: list[threading.Thread] = []
         slug = f"{site.site.site}-{window.window}"
         self.outbox = Outbox(
-            state_dir / f"{slug}.outbox.db", site.site.site, window.window, uuid.uuid4()
+            state_dir / f"{slug}.outbox.db",
+            site.site.site,
+            window.window,
+            uuid.uuid4(),
+            max_rows=outbox_max_rows,
         )
         self.rules = ServiceRules(window.rules, in_hours=in_opening_hours(site, clock()))
         self.transport = Transport(
@@ -176,6 +181,7 @@ class WindowAgent:
             pump.on_fault = self._fault
         self._faults: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._last_state: WindowState | None = None
+        self._reported_full = False
         self.model_version = "scripted" if pump.kind == "scripted" else _model_version()
         self.config_version = f"{window.window}-{os.environ.get('WW_CONFIG_VERSION', 'local')}"
 
@@ -232,8 +238,21 @@ class WindowAgent:
                 next_health = time.monotonic() + self.health_s
 
     def _store(self, drafts: list[Draft]) -> None:
+        before = self.outbox.dropped
         for d in drafts:
             self.outbox.add(d)
+        if self.outbox.dropped > before and not self._reported_full:
+            # Once per episode: the centre must learn the terminal is shedding events.
+            self._reported_full = True
+            self.outbox.add(
+                Draft(
+                    Fault,
+                    self.clock(),
+                    fields={"code": "outbox_full", "detail": f"dropped {self.outbox.dropped}"},
+                )
+            )
+        elif self.outbox.depth < self.outbox.max_rows // 2:
+            self._reported_full = False
 
     def _fault(self, code: str, detail: str) -> None:
         self._faults.put((code, detail))
@@ -326,6 +345,10 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         pump = ScriptedPump(ScriptedClerk(TYPICAL, random.Random()))
     else:
         pump = CameraPump(window)
+    broker = site.site.broker
+    if args.broker:
+        host, _, port = args.broker.rpartition(":")
+        broker = broker.model_copy(update={"host": host or broker.host, "port": int(port)})
     stop = threading.Event()
 
     def _on_signal(_sig: int, _frame: FrameType | None) -> None:
@@ -333,7 +356,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    with WindowAgent(site, window, args.state_dir, pin_factory=factory, pump=pump):
+    with WindowAgent(site, window, args.state_dir, pin_factory=factory, pump=pump, broker=broker):
         log.info("agent %s/%s running (%s perception)", site.site.site, window.window, pump.kind)
         stop.wait()
     return 0

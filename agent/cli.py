@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/warmwindow"))
     agent.add_argument("--mock-pins", action="store_true", help="gpiozero MockFactory pins")
     agent.add_argument("--scripted", action="store_true", help="scripted perception (no camera)")
+    agent.add_argument("--broker", default=None, help="HOST:PORT, overriding the site file")
     agent.set_defaults(func=_agent)
 
     # Perception and model tools register themselves when their packages are present.

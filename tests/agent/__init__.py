@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import pwd
 import select
 import socket
 import threading
@@ -47,17 +45,10 @@ def draft(i: int | None = None) -> Draft:
 
 
 def persist_sessions(broker: MosquittoBroker) -> None:
-    """Make the fixture's Mosquitto really keep sessions across its restarts.
-
-    Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write the
-    fixture's 0700 temporary directory: persistence then silently does nothing, and a
-    restarted broker has forgotten every subscriber's session (and the QoS 1 messages
-    queued for it). ``user`` is only acted on when started as root, so naming the current
-    user is harmless elsewhere. A no-op once server/broker.py writes a ``user`` line.
-    """
-    if "\nuser " in "\n" + broker.extra_conf or os.geteuid() != 0:
-        return
-    broker.extra_conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+    """Kept for the tests that call it: ``server/broker.py`` now writes a ``user`` line
+    (Mosquitto started as root would otherwise drop to a user that cannot write the
+    fixture's private directory, silently disabling persistence)."""
+    assert "user " in broker.conf_path.read_text() or not broker.conf_path.exists()
     broker.restart()
 
 

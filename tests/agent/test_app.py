@@ -1,0 +1,137 @@
+"""The whole agent: MockFactory presses -> rules -> outbox -> real Mosquitto; CLI and SIGTERM."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from agent.app import ScriptedPump, WindowAgent
+from agent.config import BrokerConfig, load_site
+from agent.perception import EXEMPLARY, ScriptedClerk
+from agent.protocol import OFFLINE, ONLINE, Channel, Health, WindowState
+from server.broker import MosquittoBroker, free_port
+from tests.agent import Subscriber, wait_until
+from tests.conftest import EXAMPLE_SITE, REPO
+
+
+def press(factory: MockFactory, pin: int) -> None:
+    factory.pin(pin).drive_low()
+    time.sleep(0.08)
+    factory.pin(pin).drive_high()
+
+
+def test_presses_become_events_state_and_health(broker: MosquittoBroker, tmp_path: Path) -> None:
+    site = load_site(EXAMPLE_SITE)
+    window = site.window("w03")
+    all_channels = (Channel.EVENT, Channel.STATE, Channel.HEALTH, Channel.AVAILABILITY)
+    sub = Subscriber(broker.host, broker.port, all_channels)
+    kinds = lambda: [e["kind"] for e in sub.unique()]  # noqa: E731
+    factory = MockFactory()
+    clerk = ScriptedClerk(EXEMPLARY, random.Random(7))
+    agent = WindowAgent(
+        site,
+        window,
+        tmp_path,
+        pin_factory=factory,
+        pump=ScriptedPump(clerk, step_s=0.05),
+        broker=BrokerConfig(host=broker.host, port=broker.port),
+        health_s=1.0,
+    )
+    with agent:
+        wait_until(lambda: agent.transport.connected, 10, "connected")
+        press(factory, window.gpio.call_button)
+        wait_until(lambda: "session_opened" in kinds(), 5, "session opened")
+        clerk.on_call(int(time.time() * 1000) - 3000)  # stands and smiles right away
+        time.sleep(1.0)
+        press(factory, window.gpio.eval_buttons[1])  # 满意
+        clerk.on_end(int(time.time() * 1000))
+        time.sleep(0.3)
+        press(factory, window.gpio.eval_buttons[1])  # a spam press: kept, marked suspect
+        wait_until(lambda: agent.health().outbox_depth == 0, 10, "outbox drained")
+    # stop() closes the session, flushes, and says goodbye
+    wait_until(lambda: "session_summary" in kinds(), 5, "summary")
+    for kind in ("session_opened", "stood_up", "smiled", "evaluated", "session_summary"):
+        assert kind in kinds(), kinds()
+    evaluated = [e for e in sub.unique() if e["kind"] == "evaluated"]
+    assert [e["rating"] for e in evaluated] == ["satisfied", "satisfied"]
+    assert [e["suspect"] for e in evaluated] == [False, True]
+    summary = next(e for e in sub.unique() if e["kind"] == "session_summary")
+    assert summary["stood_on_call"] and summary["smiled_at_greeting"]
+    assert summary["rating"] == "satisfied" and summary["closed_by"] == "evaluation"
+    seqs = [e["seq"] for e in sub.unique()]
+    assert seqs == list(range(1, len(seqs) + 1))
+    states = [WindowState.model_validate_json(p) for p, _ in sub.messages(Channel.STATE)]
+    assert states and all(s.perception == "scripted" for s in states)
+    assert any(s.in_session for s in states)
+    health = [Health.model_validate_json(p) for p, _ in sub.messages(Channel.HEALTH)]
+    assert health and health[-1].model_version == "scripted"
+    assert [p for p, _ in sub.messages(Channel.AVAILABILITY)][-1].decode() == OFFLINE
+    sub.close()
+
+
+def test_full_outbox_raises_one_fault(tmp_path: Path) -> None:
+    site = load_site(EXAMPLE_SITE)
+    window = site.window("w05")
+    factory = MockFactory()
+    dead = BrokerConfig(host="127.0.0.1", port=free_port())  # nobody listens: stays offline
+    agent = WindowAgent(
+        site,
+        window,
+        tmp_path,
+        pin_factory=factory,
+        pump=ScriptedPump(ScriptedClerk(EXEMPLARY, random.Random(1)), step_s=0.05),
+        broker=dead,
+        outbox_max_rows=6,
+    )
+    with agent:
+        for _ in range(8):  # every evaluation press is kept (suspect here): 8 events
+            press(factory, window.gpio.eval_buttons[0])
+            time.sleep(0.15)
+        wait_until(lambda: agent.outbox.dropped > 0, 5, "cap reached")
+        time.sleep(0.3)
+        rows = agent.outbox.peek(100)
+        faults = [r for r in rows if r.kind == "fault"]
+        assert len(faults) == 1 and "outbox_full" in faults[0].payload
+        assert agent.outbox.depth <= 6
+
+
+def test_cli_agent_runs_and_stops_cleanly_on_sigterm(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    sub = Subscriber(broker.host, broker.port, (Channel.AVAILABILITY,))
+    last = lambda: [p.decode() for p, _ in sub.messages(Channel.AVAILABILITY)][-1:]  # noqa: E731
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "agent",
+            "--site",
+            str(EXAMPLE_SITE),
+            "--window",
+            "w07",
+            "--mock-pins",
+            "--scripted",
+            "--state-dir",
+            str(tmp_path),
+            "--broker",
+            f"{broker.host}:{broker.port}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_until(lambda: last() == [ONLINE], 20, "agent online")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    wait_until(lambda: last() == [OFFLINE], 5, "agent offline")
+    assert (tmp_path / "qingpu-w07.outbox.db").exists()
+    sub.close()
