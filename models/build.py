@@ -63,6 +63,24 @@ def build_smile(out_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
                              seed=seed, epochs=epochs)
 
 
+def _posture(out_dir: Path) -> dict[str, Any]:
+    """Standing F1 of the whole pipeline on generated sequences of held-out faces."""
+    from agent.vision.detector import FaceDetector
+    from agent.vision.smile import SmileClassifier
+    from models import datasets, evaluate
+
+    held = datasets.split("smiles-lfw")[1]
+    rng = np.random.default_rng(3)
+    faces = [datasets.read_gray(held[int(i)].path) for i in rng.choice(len(held), 24, False)]
+    res = evaluate.posture_report(
+        faces, sequences=12, det=FaceDetector(out_dir / "face_detector.onnx"),
+        clf=SmileClassifier(out_dir / "smile.onnx"))
+    return {"sequences": len(res.f1), "frames_scored": res.frames,
+            "standing_f1_mean": round(res.mean_f1, 4), "standing_f1_min": round(min(res.f1), 4),
+            "min_ms_between_changes": res.min_gap_ms, "max_wrong_posture_run_ms": res.max_lag_ms,
+            "presence_missed_frames": res.presence_missed}
+
+
 def write_manifest(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     fd, sm = out_dir / "face_detector.onnx", out_dir / "smile.onnx"
     fd_sha, sm_sha = _sha256(fd), _sha256(sm)
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    ap.add_argument("--skip-landmarks", action="store_true",
+                    help="skip the landmark-features comparison (about a minute)")
     args = ap.parse_args(argv)
     out_dir: Path = args.out_dir
     rep_path = out_dir / "build_report.json"
@@ -109,8 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "smile", "report"):
         from models import evaluate
 
-        report["accuracy"] = evaluate.held_out_report()
+        report["accuracy"] = evaluate.held_out_report(out_dir)
         print(json.dumps(report["accuracy"], indent=1))
+        report["posture"] = _posture(out_dir)
+        print(json.dumps(report["posture"], indent=1))
+    if args.only in (None, "report") and not args.skip_landmarks:
+        from models import compare_landmarks
+
+        lm_out = out_dir / ".landmarks.json"
+        compare_landmarks.main(["--out", str(lm_out)])
+        report["landmark_comparison"] = json.loads(lm_out.read_text())
+        lm_out.unlink()
     report["manifest_version"] = manifest["version"]
     report["build_seconds"] = round(time.time() - t0, 1)
     rep_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -42,11 +42,17 @@ def _build(args: argparse.Namespace) -> int:
 
 def _eval_smile(args: argparse.Namespace) -> int:
     from agent.vision.smile import SmileClassifier
-    from models.evaluate import eval_dir
+    from models import datasets
+    from models.evaluate import eval_dir, eval_images
 
     clf = SmileClassifier(args.model) if args.model else SmileClassifier()
     try:
-        acc = eval_dir(args.data, clf)
+        if args.held_out:
+            # Only the images the training never saw (split by set name, as in training).
+            _, held = datasets.split(args.data.name, args.data.parent)
+            acc = eval_images(clf, held)
+        else:
+            acc = eval_dir(args.data, clf)
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -71,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--data", type=Path, required=True, help="folder with smile/ and no_smile/")
     ev.add_argument("--model", type=Path, default=None, help="another smile ONNX file")
+    ev.add_argument("--held-out", action="store_true",
+                    help="only the held-out split (DIR named like a training set)")
     ev.set_defaults(func=_eval_smile)
 
 

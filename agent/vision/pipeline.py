@@ -15,6 +15,7 @@ single missed detections; while it is bridged the last smile and posture are hel
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +31,12 @@ U8 = npt.NDArray[np.uint8]
 
 @dataclass(frozen=True)
 class VisionConfig:
+    #: Before calibration: the clerk's face is at least this fraction of frame width.
     min_face_frac: float = 0.12
-    min_face_ratio: float = 0.65
+    #: After calibration: at least this fraction of the seated face size ...
+    min_face_ratio: float = 0.7
+    #: ... and within this many seated face sizes of the seat, sideways.
+    max_seat_offset: float = 2.0
     present_ms: int = 250
     absent_ms: int = 800
     #: Smile score smoothing time constant (one noisy frame must not make a smile).
@@ -56,10 +61,10 @@ class Clerk:
                     continue
                 score = f.w
             else:
-                if f.w < self.cfg.min_face_ratio * b.size:
-                    continue
                 # Standing moves the face up, not sideways: distance from the seat column.
                 d = abs(f.cx - b.cx) / b.size
+                if f.w < self.cfg.min_face_ratio * b.size or d > self.cfg.max_seat_offset:
+                    continue
                 score = f.w / (1.0 + d * d)
             if score > best_score:
                 best, best_score = f, score
@@ -93,6 +98,7 @@ class Vision:
         self._last_t: int | None = None
         #: The clerk's face in the last frame (None if not seen), for overlays/debug.
         self.face: Face | None = None
+        self.inference_ms = 0.0
 
     def recalibrate(self) -> None:
         """Learn the seated pose again (the ``recalibrate`` command)."""
@@ -145,4 +151,9 @@ class Vision:
     def process(self, t_ms: int, gray: U8) -> Observation:
         if gray.ndim != 2:
             raise ValueError("Vision.process takes a 2-D grey (or Y-plane) frame")
-        return self.observe(t_ms, gray, self.detector.detect(gray))
+        t0 = time.perf_counter()
+        obs = self.observe(t_ms, gray, self.detector.detect(gray))
+        ms = 1000 * (time.perf_counter() - t0)
+        # Smoothed per-frame cost, for the health message (Health.inference_ms).
+        self.inference_ms = ms if self.inference_ms == 0.0 else 0.9 * self.inference_ms + 0.1 * ms
+        return obs

@@ -101,7 +101,10 @@ class Posture:
         want = r > (self.cfg.sit_rise if self.standing else self.cfg.stand_rise)
         if want == self.standing:
             self._pending_since = None
-            if not self.standing and abs(r) < self.cfg.sit_rise / 2:
+            # Follow slow drift only on calm seated samples of about the seated size, so
+            # a smaller face (a citizen behind) can never drag the baseline toward it.
+            if (not self.standing and abs(r) < self.cfg.sit_rise / 2
+                    and abs(size - b.size) < 0.15 * b.size):
                 k = self.cfg.drift_rate
                 b.cx += k * (cx - b.cx)
                 b.cy += k * (cy - b.cy)

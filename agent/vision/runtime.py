@@ -9,6 +9,7 @@ they work from a checkout, an installed wheel or a zip alike. Nothing is downloa
 from __future__ import annotations
 
 import json
+import os
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,14 @@ class ModelError(RuntimeError):
 
 
 def model_path(name: str) -> Path:
-    """Filesystem path of a file shipped in the ``models`` package."""
+    """Filesystem path of a model file: from ``$WW_MODEL_DIR`` when set (the installed
+    bundle release, ``/var/lib/warmwindow/bundles/current``), else the ``models`` package."""
+    override = os.environ.get("WW_MODEL_DIR")
+    if override:
+        path = Path(override) / name
+        if not path.is_file():
+            raise ModelError(f"model file {name!r} is not in WW_MODEL_DIR={override}")
+        return path
     ref = resources.files("models").joinpath(name)
     if not ref.is_file():
         raise ModelError(f"model file {name!r} is not in the models package; run "

@@ -45,8 +45,7 @@ def compose_frames(n: int, seed: int = 1) -> list[U8]:
     rng = np.random.default_rng(seed)
     faces = [datasets.read_gray(held[int(i)].path) for i in rng.choice(len(held), 4, False)]
     sc = scenes.script(
-        [("seated", 8000), ("standing", 6000), ("seated", 8000), ("away", 3000),
-         ("seated", 5000)],
+        [("seated", 8000), ("standing", 6000), ("seated", 8000), ("away", 3000), ("seated", 5000)],
         passers=[scenes.Passer(2000, 7000, 3, size=30, y=60)],
         lighting=[scenes.Lighting(10000, 14000, 0.7)],
     )
@@ -65,8 +64,9 @@ def replay_frames(path: Path, n: int) -> list[U8]:
 def time_stages(vision: Vision, frames: list[U8]) -> dict[str, float]:
     """One pass with a timer between stages; returns ms per frame for each stage."""
     det, clf = vision.detector, vision.smile
-    acc = dict.fromkeys(("letterbox", "detect_infer", "decode_nms", "clerk_crop",
-                         "smile_infer", "posture_etc"), 0.0)
+    acc = dict.fromkeys(
+        ("letterbox", "detect_infer", "decode_nms", "clerk_crop", "smile_infer", "posture_etc"), 0.0
+    )
     clock = time.perf_counter
     buf = np.zeros((1, 1, clf.crop.size, clf.crop.size), np.uint8)
     for i, g in enumerate(frames):
@@ -90,9 +90,14 @@ def time_stages(vision: Vision, frames: list[U8]) -> dict[str, float]:
         if face is not None:
             vision.posture.update(i * 100, face.cx, face.cy, face.size)
         t6 = clock()
-        for k, a, b in (("letterbox", t0, t1), ("detect_infer", t1, t2), ("decode_nms", t2, t3),
-                        ("clerk_crop", t3, t4), ("smile_infer", t4, t5),
-                        ("posture_etc", t5, t6)):
+        for k, a, b in (
+            ("letterbox", t0, t1),
+            ("detect_infer", t1, t2),
+            ("decode_nms", t2, t3),
+            ("clerk_crop", t3, t4),
+            ("smile_infer", t4, t5),
+            ("posture_etc", t5, t6),
+        ):
             acc[k] += b - a
     return {k: 1000 * v / len(frames) for k, v in acc.items()}
 
@@ -105,8 +110,9 @@ def time_pipeline(make: Callable[[], Vision], frames: list[U8]) -> float:
     return 1000 * (time.perf_counter() - t0) / len(frames)
 
 
-def time_bare(det: FaceDetector, clf: SmileClassifier, tensors: list[U8],
-              crops: list[U8 | None]) -> float:
+def time_bare(
+    det: FaceDetector, clf: SmileClassifier, tensors: list[U8], crops: list[U8 | None]
+) -> float:
     """Only the two models' session.run, on inputs prepared beforehand."""
     t0 = time.perf_counter()
     for x, c in zip(tensors, crops, strict=True):
@@ -134,8 +140,14 @@ def peak_rss_mb(frames: list[U8]) -> float:
         seq = [scenes.SceneFrame(i * 100, g, False, None, None) for i, g in enumerate(frames)]
         scenes.save(seq[:100], Path(tmp))
         root = Path(__file__).resolve().parents[2]
-        out = subprocess.run([sys.executable, "-c", RSS_PROBE, tmp], cwd=root, check=True,
-                             capture_output=True, text=True, env=dict(os.environ))
+        out = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, tmp],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+        )
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -175,25 +187,34 @@ def main(argv: list[str] | None = None) -> int:
 
     rss = peak_rss_mb(frames)
     fig = {
-        "frames": len(frames), "frames_with_clerk": faces_found, "rounds": args.rounds,
-        "size": "320x240", "intra_op_threads": 1, "cpu": platform.processor() or platform.machine(),
+        "frames": len(frames),
+        "frames_with_clerk": faces_found,
+        "rounds": args.rounds,
+        "size": "320x240",
+        "intra_op_threads": 1,
+        "cpu": platform.processor() or platform.machine(),
         "stages_ms": {k: round(v, 4) for k, v in best_stages.items()},
-        "pipeline_ms": round(best_pipe, 4), "bare_inference_ms": round(best_bare, 4),
+        "pipeline_ms": round(best_pipe, 4),
+        "bare_inference_ms": round(best_bare, 4),
         "ratio_pipeline_to_bare": round(best_pipe / best_bare, 3),
         "fps_one_core": round(1000 / best_pipe, 1),
         "pi4_fps_estimate": round(1000 / best_pipe / PI4_FACTOR, 1),
         "peak_rss_mb": round(rss, 1),
     }
-    print(f"perception pipeline, {fig['size']} grey, onnxruntime intra_op_num_threads=1, "
-          f"{len(frames)} frames ({faces_found} with the clerk), best of {args.rounds} rounds")
+    print(
+        f"perception pipeline, {fig['size']} grey, onnxruntime intra_op_num_threads=1, "
+        f"{len(frames)} frames ({faces_found} with the clerk), best of {args.rounds} rounds"
+    )
     for k, v in best_stages.items():
         print(f"  {k:<13} {v:8.3f} ms/frame")
     print(f"  {'sum':<13} {sum(best_stages.values()):8.3f} ms/frame (with stage timers)")
     print(f"pipeline       {best_pipe:8.3f} ms/frame = {fig['fps_one_core']} frames/s on one core")
     print(f"bare inference {best_bare:8.3f} ms/frame (detector + smile session.run only)")
     print(f"ratio pipeline / bare inference = {fig['ratio_pipeline_to_bare']} (goal <= 1.3)")
-    print(f"Pi 4 estimate  ~{fig['pi4_fps_estimate']} frames/s (this core / {PI4_FACTOR:g}, "
-          "assumed, not measured)")
+    print(
+        f"Pi 4 estimate  ~{fig['pi4_fps_estimate']} frames/s (this core / {PI4_FACTOR:g}, "
+        "assumed, not measured)"
+    )
     print(f"peak resident memory of a replaying agent process: {rss:.1f} MB (goal <= 150)")
     if args.json:
         args.json.write_text(json.dumps(fig, indent=2) + "\n")

@@ -37,8 +37,7 @@ def test_every_source_meets_the_protocol() -> None:
 
 
 def test_replay_folder_with_timestamps_csv(tmp_path: Path) -> None:
-    frames = [scenes.SceneFrame(1000 + 137 * i, _gradient(i), False, None, None)
-              for i in range(5)]
+    frames = [scenes.SceneFrame(1000 + 137 * i, _gradient(i), False, None, None) for i in range(5)]
     assert scenes.save(frames, tmp_path) == 5
     with ReplaySource(tmp_path, t0_ms=50) as src:
         got = list(src)
@@ -91,7 +90,11 @@ def test_vision_replay_command(tmp_path: Path, face_bank: Callable[..., list[U8]
     scenes.save(scenes.compose(sc, faces, rng=np.random.default_rng(2)), tmp_path)
     out = subprocess.run(
         [sys.executable, "-m", "agent.vision.cli", "replay", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 75

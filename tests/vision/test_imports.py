@@ -39,7 +39,11 @@ print(json.dumps({{"tried": tried, "loaded": loaded}}))
 def test_product_imports_no_training_framework() -> None:
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(forbidden=FORBIDDEN)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"tried": [], "loaded": []}
@@ -51,6 +55,12 @@ def test_probe_catches_a_forbidden_import() -> None:
         "import numpy as np",
         "import numpy as np\ntry:\n    import torch\nexcept ImportError:\n    pass",
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "torch" in json.loads(out.stdout.strip().splitlines()[-1])["tried"]

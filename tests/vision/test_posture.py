@@ -11,10 +11,11 @@ import pytest
 
 from agent.observation import Observation
 from agent.vision import scenes
-from agent.vision.detector import FaceDetector
-from agent.vision.pipeline import Vision, VisionConfig
-from agent.vision.posture import Posture, PostureConfig
+from agent.vision.detector import Face, FaceDetector
+from agent.vision.pipeline import Clerk, Vision, VisionConfig
+from agent.vision.posture import Baseline, Posture, PostureConfig
 from agent.vision.smile import SmileClassifier
+from models.evaluate import posture_report
 
 U8 = npt.NDArray[np.uint8]
 CFG = VisionConfig()
@@ -36,30 +37,6 @@ def flips(obs: list[Observation]) -> list[tuple[int, bool | None]]:
     return out
 
 
-def f1(frames: list[scenes.SceneFrame], obs: list[Observation]) -> tuple[float, int]:
-    """F1 of 'standing' over frames with the clerk there, moving frames excluded
-    (half-way through standing up the truth is a matter of definition)."""
-    tp = fp = fn = n = 0
-    for fr, o in zip(frames, obs, strict=True):
-        if not fr.present or fr.transition:
-            continue
-        n += 1
-        truth, said = bool(fr.standing), bool(o.face_present and o.standing)
-        tp += truth and said
-        fp += said and not truth
-        fn += truth and not said
-    return 2 * tp / max(2 * tp + fp + fn, 1), n
-
-
-SCRIPTS: list[list[tuple[scenes.Pose, int]]] = [
-    [("seated", 4000), ("standing", 4000), ("seated", 5000), ("standing", 3000),
-     ("seated", 3000)],
-    [("seated", 3000), ("standing", 2500), ("seated", 3000), ("away", 3000), ("seated", 3000),
-     ("standing", 5000), ("seated", 2000)],
-    [("seated", 5000), ("standing", 6000), ("seated", 6000)],
-]
-
-
 @pytest.fixture
 def vision(detector: FaceDetector, smile_model: SmileClassifier) -> Vision:
     return Vision(CFG, detector=detector, smile=smile_model)
@@ -69,23 +46,26 @@ def test_standing_f1_on_generated_sequences(
     detector: FaceDetector, smile_model: SmileClassifier, face_bank: Callable[..., list[U8]]
 ) -> None:
     faces = face_bank(0, 6, 1) + face_bank(1, 6, 1)
-    rng = np.random.default_rng(21)
-    scores = []
-    for k in range(6):
-        segs = SCRIPTS[k % len(SCRIPTS)]
-        passers = [scenes.Passer(1500, 4500, 6 + k, size=30, y=60)]
-        light = [scenes.Lighting(6000, 8000, float(rng.uniform(0.6, 1.3)))]
-        sc = scenes.script(segs, passers=passers, lighting=light)
-        frames = list(scenes.compose(sc, [faces[k], faces[6 + k]], rng=rng))
-        vision = Vision(CFG, detector=detector, smile=smile_model)
-        obs = run(vision, frames)
-        score, n = f1(frames, obs)
-        assert n > 100
-        scores.append(score)
-        times = [t for t, _ in flips(obs)]
-        assert all(b - a >= MIN_MS for a, b in itertools.pairwise(times)), times
-    assert min(scores) >= 0.9, scores
-    assert float(np.mean(scores)) >= 0.97, scores
+    res = posture_report(faces, sequences=6, det=detector, clf=smile_model)
+    assert res.frames > 600
+    assert min(res.f1) >= 0.9, res.f1
+    assert res.mean_f1 >= 0.97, res.f1
+    assert res.min_gap_ms is not None and res.min_gap_ms >= MIN_MS
+    # The output follows a finished movement within confirm_ms and a few frames.
+    assert res.max_lag_ms <= CFG.posture.confirm_ms + 300, res.max_lag_ms
+
+
+def test_no_flip_shorter_than_the_minimum(vision: Vision,
+                                          face_bank: Callable[..., list[U8]]) -> None:
+    """Bobbing up and down faster than the minimum state: changes stay >= min apart."""
+    faces = face_bank(0, 1, 5)
+    segs: list[tuple[scenes.Pose, int]] = [("seated", 3000)]
+    segs += [("standing", 700), ("seated", 700)] * 6
+    frames = list(scenes.compose(scenes.script(segs, transition_ms=200), faces,
+                                 rng=np.random.default_rng(6)))
+    times = [t for t, _ in flips(run(vision, frames))]
+    assert len(times) >= 3  # it did react
+    assert all(b - a >= MIN_MS for a, b in itertools.pairwise(times)), times
 
 
 def test_never_flickers_on_a_jittery_face() -> None:
@@ -135,8 +115,10 @@ def test_away_within_its_delay_and_a_passer_does_not_count(
     away_ms = 62_000  # longer than RuleConfig.away_after_s (60 s)
     sc = scenes.script(
         [("seated", leave), ("away", away_ms), ("seated", 4000)],
-        passers=[scenes.Passer(leave + 8000, leave + 14000, 1, size=30, y=60),
-                 scenes.Passer(leave + 30000, leave + 36000, 2, size=34, y=80)],
+        passers=[
+            scenes.Passer(leave + 8000, leave + 14000, 1, size=30, y=60),
+            scenes.Passer(leave + 30000, leave + 36000, 2, size=34, y=80),
+        ],
         frame_ms=500,  # idle rate
     )
     frames = list(scenes.compose(sc, faces, rng=np.random.default_rng(8)))
@@ -151,18 +133,17 @@ def test_away_within_its_delay_and_a_passer_does_not_count(
     assert back and back[0] - (leave + away_ms) <= CFG.present_ms + sc.frame_ms
 
 
-def test_citizen_behind_is_never_the_clerk(vision: Vision,
-                                          face_bank: Callable[..., list[U8]]) -> None:
+def test_citizen_behind_is_never_the_clerk(
+    vision: Vision, face_bank: Callable[..., list[U8]]
+) -> None:
     """Only a citizen in the background: the window counts as empty."""
     faces = face_bank(1, 2, 3)
-    sc = scenes.script([("away", 6000)],
-                       passers=[scenes.Passer(0, 6000, 1, size=34, y=70)])
+    sc = scenes.script([("away", 6000)], passers=[scenes.Passer(0, 6000, 1, size=34, y=70)])
     frames = list(scenes.compose(sc, faces, rng=np.random.default_rng(9)))
     assert not any(o.face_present for o in run(vision, frames))
 
 
-def test_observations_are_well_formed(vision: Vision,
-                                      face_bank: Callable[..., list[U8]]) -> None:
+def test_observations_are_well_formed(vision: Vision, face_bank: Callable[..., list[U8]]) -> None:
     faces = face_bank(1, 1, 4)
     sc = scenes.script([("seated", 3000), ("away", 2000)])
     for o in run(vision, list(scenes.compose(sc, faces, rng=np.random.default_rng(1)))):
@@ -171,3 +152,35 @@ def test_observations_are_well_formed(vision: Vision,
             assert o.smile is not None and 0.0 <= o.smile <= 1.0 and o.standing is not None
         else:
             assert o.smile is None and o.standing is None
+
+
+def test_after_calibration_a_nearer_citizen_at_the_seat_is_not_the_clerk(
+    vision: Vision, face_bank: Callable[..., list[U8]]
+) -> None:
+    """The clerk has gone; a citizen's face 0.6x the clerk's crosses at seat height
+    (BlazeFace short range may not even see it; either way it is not the clerk)."""
+    faces = face_bank(0, 2, 9)
+    geo = scenes.Geometry(seat_x=160, seat_y=150, size=60)
+    sc = scenes.script([("seated", 4000), ("away", 8000)],
+                       passers=[scenes.Passer(5500, 11500, 1, size=36, y=150)])
+    frames = list(scenes.compose(sc, faces, rng=np.random.default_rng(10), geometry=geo))
+    obs = run(vision, frames)
+    assert vision.calibrated
+    assert obs[35].face_present
+    assert not any(o.face_present for o in obs if o.t_ms >= 5000)
+    assert vision.inference_ms > 0
+
+
+def test_clerk_choice_gates_by_size_and_seat_column() -> None:
+    p = Posture(PostureConfig())
+    p.baseline = Baseline(cx=160, cy=150, size=60)
+    clerk = Clerk(CFG, p)
+    seated = Face(130, 120, 60, 60, 0.9)
+    small = Face(140, 40, 38, 38, 0.95)  # 0.63x: a citizen behind
+    aside = Face(279, 120, 62, 62, 0.9)  # big but 2.5 sizes off the seat column
+    assert clerk.choose([small, seated, aside], 320) is seated
+    assert clerk.choose([small], 320) is None
+    assert clerk.choose([aside], 320) is None
+    p.baseline = None  # before calibration: the biggest face over 12 % of the width
+    assert clerk.choose([small, aside], 320) is aside
+    assert clerk.choose([Face(0, 0, 30, 30, 0.9)], 320) is None
