@@ -42,8 +42,7 @@ def _verification_frames(seed: int) -> list[np.ndarray]:
         for i in rng.choice(len(train), 40, replace=False):
             face = datasets.read_gray(train[int(i)].path)
             pose: scenes.Pose = "standing" if rng.random() < 0.3 else "seated"
-            frames.append(next(scenes.compose(scenes.script([(pose, 100)]), [face],
-                                              rng=rng)).gray)
+            frames.append(next(scenes.compose(scenes.script([(pose, 100)]), [face], rng=rng)).gray)
     return frames
 
 
@@ -59,8 +58,9 @@ def build_detector(out_dir: Path, seed: int) -> dict[str, Any]:
 def build_smile(out_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
     from models import smile_train
 
-    return smile_train.train(out_dir / "smile.onnx", out_dir / "face_detector.onnx",
-                             seed=seed, epochs=epochs)
+    return smile_train.train(
+        out_dir / "smile.onnx", out_dir / "face_detector.onnx", seed=seed, epochs=epochs
+    )
 
 
 def _posture(out_dir: Path) -> dict[str, Any]:
@@ -73,12 +73,20 @@ def _posture(out_dir: Path) -> dict[str, Any]:
     rng = np.random.default_rng(3)
     faces = [datasets.read_gray(held[int(i)].path) for i in rng.choice(len(held), 24, False)]
     res = evaluate.posture_report(
-        faces, sequences=12, det=FaceDetector(out_dir / "face_detector.onnx"),
-        clf=SmileClassifier(out_dir / "smile.onnx"))
-    return {"sequences": len(res.f1), "frames_scored": res.frames,
-            "standing_f1_mean": round(res.mean_f1, 4), "standing_f1_min": round(min(res.f1), 4),
-            "min_ms_between_changes": res.min_gap_ms, "max_wrong_posture_run_ms": res.max_lag_ms,
-            "presence_missed_frames": res.presence_missed}
+        faces,
+        sequences=12,
+        det=FaceDetector(out_dir / "face_detector.onnx"),
+        clf=SmileClassifier(out_dir / "smile.onnx"),
+    )
+    return {
+        "sequences": len(res.f1),
+        "frames_scored": res.frames,
+        "standing_f1_mean": round(res.mean_f1, 4),
+        "standing_f1_min": round(min(res.f1), 4),
+        "min_ms_between_changes": res.min_gap_ms,
+        "max_wrong_posture_run_ms": res.max_lag_ms,
+        "presence_missed_frames": res.presence_missed,
+    }
 
 
 def write_manifest(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
@@ -86,21 +94,25 @@ def write_manifest(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     fd_sha, sm_sha = _sha256(fd), _sha256(sm)
     files = [
         {
-            "file": fd.name, "sha256": fd_sha, "size": fd.stat().st_size,
+            "file": fd.name,
+            "sha256": fd_sha,
+            "size": fd.stat().st_size,
             "version": f"blazeface-short-mp{MEDIAPIPE_VERSION}-gray1",
             "source": f"mediapipe=={MEDIAPIPE_VERSION} wheel, mediapipe/"
-                      "modules/face_detection/face_detection_short_range.tflite "
-                      f"(sha256 {report.get('detector', {}).get('source_sha256', '?')}), "
-                      "converted by tflite2onnx, grey uint8 input added by models/facedet.py",
+            "modules/face_detection/face_detection_short_range.tflite "
+            f"(sha256 {report.get('detector', {}).get('source_sha256', '?')}), "
+            "converted by tflite2onnx, grey uint8 input added by models/facedet.py",
             "licence": "Apache-2.0 (MediaPipe)",
         },
         {
-            "file": sm.name, "sha256": sm_sha, "size": sm.stat().st_size,
+            "file": sm.name,
+            "sha256": sm_sha,
+            "size": sm.stat().st_size,
             "version": f"smilecnn48-{sm_sha[:8]}",
             "source": "trained by models/smile_train.py on smiles-lfw and genki4k-train "
-                      "(training data not shipped)",
+            "(training data not shipped)",
             "licence": "Apache-2.0 (weights, this project); training images: LFW research "
-                       "use, GENKI-4K acknowledgement, not redistributed",
+            "use, GENKI-4K acknowledgement, not redistributed",
         },
     ]
     manifest = {"version": f"fd1-smile-{sm_sha[:8]}", "files": files}
@@ -114,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
-    ap.add_argument("--skip-landmarks", action="store_true",
-                    help="skip the landmark-features comparison (about a minute)")
+    ap.add_argument(
+        "--skip-landmarks",
+        action="store_true",
+        help="skip the landmark-features comparison (about a minute)",
+    )
     args = ap.parse_args(argv)
     out_dir: Path = args.out_dir
     rep_path = out_dir / "build_report.json"

@@ -77,8 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--data", type=Path, required=True, help="folder with smile/ and no_smile/")
     ev.add_argument("--model", type=Path, default=None, help="another smile ONNX file")
-    ev.add_argument("--held-out", action="store_true",
-                    help="only the held-out split (DIR named like a training set)")
+    ev.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only the held-out split (DIR named like a training set)",
+    )
     ev.set_defaults(func=_eval_smile)
 
 

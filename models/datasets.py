@@ -46,8 +46,9 @@ def list_samples(root: Path) -> list[Sample]:
         folder = root / name
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is missing (need smile/ and no_smile/)")
-        out.extend(Sample(p, label) for p in sorted(folder.iterdir())
-                   if p.suffix.lower() in IMAGE_EXT)
+        out.extend(
+            Sample(p, label) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXT
+        )
     return out
 
 
@@ -66,8 +67,9 @@ def read_gray(path: Path) -> npt.NDArray[np.uint8]:
     return np.asarray(img, dtype=np.uint8)
 
 
-def load(samples: list[Sample], size: int = 64) -> tuple[npt.NDArray[np.uint8],
-                                                          npt.NDArray[np.int64]]:
+def load(
+    samples: list[Sample], size: int = 64
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """Images as ``[N, size, size]`` uint8 grey and labels ``[N]``."""
     imgs = np.empty((len(samples), size, size), np.uint8)
     for i, s in enumerate(samples):

@@ -75,16 +75,24 @@ def eval_scenes(
         face = datasets.read_gray(s.path)
         other = datasets.read_gray(samples[(i * 7919 + 13) % len(samples)].path)
         pose: scenes.Pose = "standing" if rng.random() < 0.3 else "seated"
-        passers = [scenes.Passer(0, 100, 1, size=float(rng.uniform(24, 34)),
-                                 y=float(rng.uniform(40, 90)))] if rng.random() < 0.3 else []
+        passers = (
+            [
+                scenes.Passer(
+                    0, 100, 1, size=float(rng.uniform(24, 34)), y=float(rng.uniform(40, 90))
+                )
+            ]
+            if rng.random() < 0.3
+            else []
+        )
         light = [scenes.Lighting(0, 1, float(rng.uniform(0.6, 1.3)))]
         sc = scenes.script([(pose, 100)], passers=passers, lighting=light)
         frame = next(scenes.compose(sc, [face, other], rng=rng))
         assert frame.box is not None
         bx, by, bs = frame.box
         # The clerk is the face whose centre lies in the pasted square.
-        hits = [f for f in det.detect(frame.gray)
-                if bx <= f.cx <= bx + bs and by <= f.cy <= by + bs]
+        hits = [
+            f for f in det.detect(frame.gray) if bx <= f.cx <= bx + bs and by <= f.cy <= by + bs
+        ]
         if not hits:
             continue
         detected += 1
@@ -136,17 +144,27 @@ class PostureResult:
 
 
 POSTURE_SCRIPTS: tuple[tuple[tuple[scenes.Pose, int], ...], ...] = (
-    (("seated", 4000), ("standing", 4000), ("seated", 5000), ("standing", 3000),
-     ("seated", 3000)),
-    (("seated", 3000), ("standing", 2500), ("seated", 3000), ("away", 3000), ("seated", 3000),
-     ("standing", 5000), ("seated", 2000)),
+    (("seated", 4000), ("standing", 4000), ("seated", 5000), ("standing", 3000), ("seated", 3000)),
+    (
+        ("seated", 3000),
+        ("standing", 2500),
+        ("seated", 3000),
+        ("away", 3000),
+        ("seated", 3000),
+        ("standing", 5000),
+        ("seated", 2000),
+    ),
     (("seated", 5000), ("standing", 6000), ("seated", 6000)),
 )
 
 
 def posture_report(
-    faces: list[np.ndarray], *, sequences: int = 6, seed: int = 21,
-    det: FaceDetector | None = None, clf: SmileClassifier | None = None,
+    faces: list[np.ndarray],
+    *,
+    sequences: int = 6,
+    seed: int = 21,
+    det: FaceDetector | None = None,
+    clf: SmileClassifier | None = None,
 ) -> PostureResult:
     """Run the whole pipeline on generated sequences (a citizen passing behind, the
     light changing) and score 'standing' per frame. Frames while the clerk moves

@@ -50,11 +50,13 @@ def _graph_to_gray_uint8(src: Path, dst: Path) -> None:
     kernel = numpy_helper.to_array(inits[first.input[1]])  # [out, 3, kh, kw]
     folded = kernel.sum(axis=1, keepdims=True).astype(np.float32)
     g.initializer.remove(inits[first.input[1]])
-    g.initializer.extend([
-        numpy_helper.from_array(folded, first.input[1]),
-        numpy_helper.from_array(np.array(1 / 127.5, np.float32), "ww_scale"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "ww_one"),
-    ])
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(folded, first.input[1]),
+            numpy_helper.from_array(np.array(1 / 127.5, np.float32), "ww_scale"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "ww_one"),
+        ]
+    )
     pre = [
         helper.make_node("Cast", ["gray"], ["ww_gray_f"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["ww_gray_f", "ww_scale"], ["ww_scaled"]),
@@ -65,10 +67,17 @@ def _graph_to_gray_uint8(src: Path, dst: Path) -> None:
     del g.node[:]
     g.node.extend(nodes)
     g.input.remove(old_input)
-    g.input.insert(0, helper.make_tensor_value_info("gray", TensorProto.UINT8,
-                                                    [1, 1, 128, 128]))
-    model.doc_string = ("BlazeFace short range (MediaPipe 0.10.21, Apache-2.0), uint8 grey "
-                        "input, converted by WarmWindow models/facedet.py")
+    g.input.insert(0, helper.make_tensor_value_info("gray", TensorProto.UINT8, [1, 1, 128, 128]))
+    model.doc_string = (
+        "BlazeFace short range (MediaPipe 0.10.21, Apache-2.0), uint8 grey "
+        "input, converted by WarmWindow models/facedet.py"
+    )
+    # tflite2onnx emits initializers and value_info in set order, which changes with
+    # Python's string hashing: sort them so that every build writes the same bytes.
+    for field in (g.initializer, g.value_info):
+        items = sorted(field, key=lambda t: t.name)
+        del field[:]
+        field.extend(items)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 
@@ -129,8 +138,12 @@ def build(out: Path, frames: list[npt.NDArray[np.uint8]]) -> tuple[Verification,
         v = verify(staged, src, frames)
         # float16 weights are widened to float32 by the converter; the summed first
         # kernel changes rounding, so allow a small tolerance on raw outputs.
-        ok = (v.max_abs_regressors < 0.05 and v.max_abs_logits < 0.05
-              and v.detections_tflite == v.detections_onnx and v.max_box_px < 0.5)
+        ok = (
+            v.max_abs_regressors < 0.05
+            and v.max_abs_logits < 0.05
+            and v.detections_tflite == v.detections_onnx
+            and v.max_box_px < 0.5
+        )
         if not ok:
             raise SystemExit(f"ONNX face detector does not match the tflite original: {v}")
         out.write_bytes(staged.read_bytes())

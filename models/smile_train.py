@@ -70,10 +70,14 @@ def calibrate_crop(images: U8, rng: np.random.Generator, detector_path: Path) ->
         return float(1.4826 * np.median(np.abs(np.asarray(v) - np.median(v))))
 
     return CropCalibration(
-        scale=k, dx=dx, dy=dy,
+        scale=k,
+        dx=dx,
+        dy=dy,
         scale_sd=mad([math.log(x) for x in ks]),
         shift_sd=max(mad(dxs), mad(dys)) / k,  # in crop sides
-        roll_sd_deg=mad(rolls), detected=len(ks), tried=len(images),
+        roll_sd_deg=mad(rolls),
+        detected=len(ks),
+        tried=len(images),
     )
 
 
@@ -95,8 +99,11 @@ class Augment:
         pad = n // 2
         size = n + 2 * pad
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        canvas = (rng.uniform(20, 220) + rng.uniform(-40, 40) * xx / size
-                  + rng.uniform(-40, 40) * yy / size).astype(np.float32)
+        canvas = (
+            rng.uniform(20, 220)
+            + rng.uniform(-40, 40) * xx / size
+            + rng.uniform(-40, 40) * yy / size
+        ).astype(np.float32)
         alpha = soft_mask(n)
         region = canvas[pad : pad + n, pad : pad + n]
         region[:] = alpha * face + (1 - alpha) * region
@@ -115,19 +122,22 @@ class Augment:
         m = cv2.getRotationMatrix2D(c, ang, INPUT / (side * s))
         m[0, 2] += INPUT / 2 - c[0]
         m[1, 2] += INPUT / 2 - c[1]
-        out = cv2.warpAffine(src, m, (INPUT, INPUT), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        out = cv2.warpAffine(
+            src, m, (INPUT, INPUT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ).astype(np.float32)
         if self.flip and rng.random() < 0.5:
             out = out[:, ::-1]
         r = rng.random()
         if r < 0.2:  # camera focus / motion
-            out = np.asarray(cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 1.2))),
-                             np.float32)
+            out = np.asarray(
+                cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 1.2))), np.float32
+            )
         elif r < 0.35:  # a small, far face upscaled from few pixels
             n = int(rng.integers(20, 40))
             small = cv2.resize(out, (n, n), interpolation=cv2.INTER_AREA)
-            out = np.asarray(cv2.resize(small, (INPUT, INPUT), interpolation=cv2.INTER_LINEAR),
-                             np.float32)
+            out = np.asarray(
+                cv2.resize(small, (INPUT, INPUT), interpolation=cv2.INTER_LINEAR), np.float32
+            )
         gamma = math.exp(float(rng.normal(0, 0.25)))
         out = 255.0 * (np.clip(out, 0, 255) / 255.0) ** gamma
         out = out * float(rng.uniform(0.6, 1.3)) + float(rng.uniform(-35, 35))
@@ -140,8 +150,11 @@ def _net() -> Any:
     from torch import nn
 
     def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True)]
+        return [
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
 
     class SmileNet(nn.Module):
         """uint8 grey [N,1,48,48] -> smile probability [N,1]; normalisation inside."""
@@ -149,11 +162,18 @@ def _net() -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                *block(1, 16), nn.MaxPool2d(2),
-                *block(16, 32), nn.MaxPool2d(2),
-                *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+                *block(1, 16),
+                nn.MaxPool2d(2),
+                *block(16, 32),
+                nn.MaxPool2d(2),
+                *block(32, 64),
+                *block(64, 64),
+                nn.MaxPool2d(2),
                 *block(64, 96),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(96, 1),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Dropout(0.2),
+                nn.Linear(96, 1),
             )
 
         def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,12 +191,20 @@ def _net() -> Any:
 
 
 def _center(imgs: U8) -> U8:
-    return np.stack([cv2.resize(i, (INPUT, INPUT), interpolation=cv2.INTER_AREA)
-                     for i in imgs])[:, None]
+    return np.stack([cv2.resize(i, (INPUT, INPUT), interpolation=cv2.INTER_AREA) for i in imgs])[
+        :, None
+    ]
 
 
-def train(out: Path, detector_path: Path, *, seed: int = 20261129, epochs: int = 16,
-          threads: int = 2, log: Any = print) -> dict[str, Any]:
+def train(
+    out: Path,
+    detector_path: Path,
+    *,
+    seed: int = 20261129,
+    epochs: int = 16,
+    threads: int = 2,
+    log: Any = print,
+) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(seed)
@@ -190,12 +218,12 @@ def train(out: Path, detector_path: Path, *, seed: int = 20261129, epochs: int =
         sets[name] = {"xtr": xtr, "ytr": ytr, "xho": xho, "yho": yho}
         log(f"{name}: train {len(tr)}, held out {len(ho)}")
 
-    calib_pool = np.concatenate([
-        s["xtr"][rng.choice(len(s["xtr"]), 300, replace=False)] for s in sets.values()])
+    calib_pool = np.concatenate(
+        [s["xtr"][rng.choice(len(s["xtr"]), 300, replace=False)] for s in sets.values()]
+    )
     cal = calibrate_crop(calib_pool, rng, detector_path)
     log(f"crop calibration: {cal}")
-    aug = Augment(scale_sd=max(0.06, cal.scale_sd), shift_sd=max(0.04, cal.shift_sd),
-                  roll_deg=10.0)
+    aug = Augment(scale_sd=max(0.06, cal.scale_sd), shift_sd=max(0.04, cal.shift_sd), roll_deg=10.0)
 
     # GENKI is smaller: show it twice per epoch so neither domain dominates.
     xtr = np.concatenate([sets["smiles-lfw"]["xtr"], *[sets["genki4k-train"]["xtr"]] * 2])
@@ -249,9 +277,14 @@ def train(out: Path, detector_path: Path, *, seed: int = 20261129, epochs: int =
         "training_sets": ",".join(datasets.SETS),
     }
     export(net, out, meta)
-    return {"calibration": asdict(cal), "augment": asdict(aug), "seed": seed,
-            "epochs": epochs, "train_images": len(xtr),
-            "train_seconds": round(time.time() - t0, 1)}
+    return {
+        "calibration": asdict(cal),
+        "augment": asdict(aug),
+        "seed": seed,
+        "epochs": epochs,
+        "train_images": len(xtr),
+        "train_seconds": round(time.time() - t0, 1),
+    }
 
 
 def export(net: Any, out: Path, meta: dict[str, str]) -> None:
@@ -260,9 +293,16 @@ def export(net: Any, out: Path, meta: dict[str, str]) -> None:
 
     dummy = torch.zeros((1, 1, INPUT, INPUT), dtype=torch.uint8)
     tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(net, (dummy,), str(tmp), input_names=["crop"], output_names=["smile"],
-                      dynamic_axes={"crop": {0: "n"}, "smile": {0: "n"}}, opset_version=17,
-                      dynamo=False)
+    torch.onnx.export(
+        net,
+        (dummy,),
+        str(tmp),
+        input_names=["crop"],
+        output_names=["smile"],
+        dynamic_axes={"crop": {0: "n"}, "smile": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
     model = onnx.load(str(tmp))
     tmp.unlink()
     for k, v in meta.items():
@@ -275,8 +315,9 @@ def export(net: Any, out: Path, meta: dict[str, str]) -> None:
     import onnxruntime as ort
 
     x = np.random.default_rng(0).integers(0, 256, (8, 1, INPUT, INPUT), dtype=np.uint8)
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
-        None, {"crop": x})[0]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"crop": x})[
+        0
+    ]
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     if not np.allclose(got, want, atol=1e-4):
@@ -286,6 +327,8 @@ def export(net: Any, out: Path, meta: dict[str, str]) -> None:
 if __name__ == "__main__":
     import sys
 
-    res = train(Path(sys.argv[1] if len(sys.argv) > 1 else "models/smile.onnx"),
-                Path("models/face_detector.onnx"))
+    res = train(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "models/smile.onnx"),
+        Path("models/face_detector.onnx"),
+    )
     print(json.dumps(res, indent=1))

@@ -28,19 +28,32 @@ def _replay(args: argparse.Namespace) -> int:
                 obs = vision.process(t_ms, gray)
                 n += 1
                 if args.json:
-                    print(json.dumps({"t_ms": obs.t_ms, "face_present": obs.face_present,
-                                      "smile": obs.smile, "standing": obs.standing}))
+                    print(
+                        json.dumps(
+                            {
+                                "t_ms": obs.t_ms,
+                                "face_present": obs.face_present,
+                                "smile": obs.smile,
+                                "standing": obs.standing,
+                            }
+                        )
+                    )
                 else:
                     smile = "-" if obs.smile is None else f"{obs.smile:.3f}"
                     standing = "-" if obs.standing is None else str(int(obs.standing))
-                    print(f"t_ms={obs.t_ms} present={int(obs.face_present)} smile={smile} "
-                          f"standing={standing}")
+                    print(
+                        f"t_ms={obs.t_ms} present={int(obs.face_present)} smile={smile} "
+                        f"standing={standing}"
+                    )
     except CameraError as exc:
         print(exc, file=sys.stderr)
         return 2
     dt = time.perf_counter() - t0
-    print(f"# frames={n} seconds={dt:.2f} fps={n / dt if dt else 0:.1f} "
-          f"calibrated={int(vision.calibrated)}", file=sys.stderr)
+    print(
+        f"# frames={n} seconds={dt:.2f} fps={n / dt if dt else 0:.1f} "
+        f"calibrated={int(vision.calibrated)}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -124,14 +124,16 @@ class Letterbox:
         self.pad_y = (size - self.inner_h) // 2
         # Mid-grey padding: zero after the model's x/127.5-1 scaling, as MediaPipe pads.
         self.buffer: U8 = np.full((1, 1, size, size), 128, dtype=np.uint8)
-        self._inner = self.buffer[0, 0, self.pad_y : self.pad_y + self.inner_h,
-                                  self.pad_x : self.pad_x + self.inner_w]
+        self._inner = self.buffer[
+            0, 0, self.pad_y : self.pad_y + self.inner_h, self.pad_x : self.pad_x + self.inner_w
+        ]
 
     def __call__(self, gray: U8) -> U8:
         if gray.shape != (self.height, self.width):
             raise ValueError(f"frame is {gray.shape}, expected {(self.height, self.width)}")
-        cv2.resize(gray, (self.inner_w, self.inner_h), dst=self._inner,
-                   interpolation=cv2.INTER_AREA)
+        cv2.resize(
+            gray, (self.inner_w, self.inner_h), dst=self._inner, interpolation=cv2.INTER_AREA
+        )
         return self.buffer
 
     def to_frame(self, xy: F32) -> F32:

@@ -85,8 +85,11 @@ class Posture:
             return
         arr = np.asarray(self._samples, dtype=np.float64)
         lower = arr[arr[:, 2] >= np.median(arr[:, 2])]
-        self.baseline = Baseline(float(np.median(lower[:, 1])), float(np.median(lower[:, 2])),
-                                 float(np.median(lower[:, 3])))
+        self.baseline = Baseline(
+            float(np.median(lower[:, 1])),
+            float(np.median(lower[:, 2])),
+            float(np.median(lower[:, 3])),
+        )
         self._samples.clear()
 
     def update(self, t_ms: int, cx: float, cy: float, size: float) -> bool:
@@ -103,8 +106,11 @@ class Posture:
             self._pending_since = None
             # Follow slow drift only on calm seated samples of about the seated size, so
             # a smaller face (a citizen behind) can never drag the baseline toward it.
-            if (not self.standing and abs(r) < self.cfg.sit_rise / 2
-                    and abs(size - b.size) < 0.15 * b.size):
+            if (
+                not self.standing
+                and abs(r) < self.cfg.sit_rise / 2
+                and abs(size - b.size) < 0.15 * b.size
+            ):
                 k = self.cfg.drift_rate
                 b.cx += k * (cx - b.cx)
                 b.cy += k * (cy - b.cy)
@@ -112,8 +118,10 @@ class Posture:
             return self.standing
         if self._pending_since is None:
             self._pending_since = t_ms
-        if (t_ms - self._pending_since >= self.cfg.confirm_ms
-                and t_ms - self.since_ms >= self.cfg.min_state_ms):
+        if (
+            t_ms - self._pending_since >= self.cfg.confirm_ms
+            and t_ms - self.since_ms >= self.cfg.min_state_ms
+        ):
             self.standing = want
             self.since_ms = t_ms
             self._pending_since = None

@@ -35,8 +35,9 @@ def model_path(name: str) -> Path:
         return path
     ref = resources.files("models").joinpath(name)
     if not ref.is_file():
-        raise ModelError(f"model file {name!r} is not in the models package; run "
-                         "'warmwindow models build'")
+        raise ModelError(
+            f"model file {name!r} is not in the models package; run 'warmwindow models build'"
+        )
     return Path(_KEEP.enter_context(resources.as_file(ref)))
 
 

@@ -130,7 +130,7 @@ def background(rng: np.random.Generator, w: int = 320, h: int = 240) -> U8:
         x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h // 2))
         x1, y1 = x0 + int(rng.integers(20, 80)), y0 + int(rng.integers(20, 60))
         cv2.rectangle(img, (x0, y0), (x1, y1), float(rng.uniform(40, 220)), -1)
-    img[int(h * 0.88):] = rng.uniform(50, 110)  # desk
+    img[int(h * 0.88) :] = rng.uniform(50, 110)  # desk
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -141,17 +141,35 @@ def soft_mask(n: int) -> npt.NDArray[np.float32]:
     return np.clip((1.0 - d) / 0.12, 0, 1).astype(np.float32)
 
 
-def paste_person(canvas: npt.NDArray[np.float32], face: U8, cx: float, cy: float, size: float,
-                 tone: float) -> None:
+def paste_person(
+    canvas: npt.NDArray[np.float32], face: U8, cx: float, cy: float, size: float, tone: float
+) -> None:
     """Draw shoulders and hair, then the face crop centred at (cx, cy), ``size`` wide."""
     h, w = canvas.shape
     s = size
-    cv2.ellipse(canvas, (round(cx), round(cy + 1.6 * s)), (round(1.2 * s), round(1.0 * s)), 0, 180,
-                360, tone, -1)
-    cv2.rectangle(canvas, (round(cx - 1.2 * s), round(cy + 1.6 * s)), (round(cx + 1.2 * s), h),
-                  tone, -1)
-    cv2.ellipse(canvas, (round(cx), round(cy - 0.1 * s)), (round(0.62 * s), round(0.7 * s)), 0, 0,
-                360, tone * 0.5, -1)
+    cv2.ellipse(
+        canvas,
+        (round(cx), round(cy + 1.6 * s)),
+        (round(1.2 * s), round(1.0 * s)),
+        0,
+        180,
+        360,
+        tone,
+        -1,
+    )
+    cv2.rectangle(
+        canvas, (round(cx - 1.2 * s), round(cy + 1.6 * s)), (round(cx + 1.2 * s), h), tone, -1
+    )
+    cv2.ellipse(
+        canvas,
+        (round(cx), round(cy - 0.1 * s)),
+        (round(0.62 * s), round(0.7 * s)),
+        0,
+        0,
+        360,
+        tone * 0.5,
+        -1,
+    )
     n = max(8, round(s))
     crop = cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32)
     x0, y0 = round(cx - n / 2), round(cy - n / 2)
@@ -212,8 +230,14 @@ def compose(
         for p in sc.passers:
             if p.start_ms <= t < p.end_ms:
                 u = (t - p.start_ms) / (p.end_ms - p.start_ms)
-                paste_person(canvas, faces[p.face % len(faces)], -p.size + u * (320 + 2 * p.size),
-                             p.y, p.size, tone=float(rng.uniform(60, 160)))
+                paste_person(
+                    canvas,
+                    faces[p.face % len(faces)],
+                    -p.size + u * (320 + 2 * p.size),
+                    p.y,
+                    p.size,
+                    tone=float(rng.uniform(60, 160)),
+                )
         box = None
         if level is not None:
             sway = rng.normal(0, 1.0, 2)
@@ -242,8 +266,10 @@ def save(frames: Iterable[SceneFrame], folder: Path) -> int:
     ground truth in ``labels.csv``; returns the number of frames written."""
     folder.mkdir(parents=True, exist_ok=True)
     n = 0
-    with (folder / "timestamps.csv").open("w", newline="") as ts, \
-            (folder / "labels.csv").open("w", newline="") as lab:
+    with (
+        (folder / "timestamps.csv").open("w", newline="") as ts,
+        (folder / "labels.csv").open("w", newline="") as lab,
+    ):
         tw, lw = csv.writer(ts), csv.writer(lab)
         tw.writerow(["file", "t_ms"])
         lw.writerow(["t_ms", "present", "standing", "transition", "face"])
@@ -251,7 +277,14 @@ def save(frames: Iterable[SceneFrame], folder: Path) -> int:
             name = f"{n:06d}.png"
             cv2.imwrite(str(folder / name), fr.gray)
             tw.writerow([name, fr.t_ms])
-            lw.writerow([fr.t_ms, int(fr.present), "" if fr.standing is None else int(fr.standing),
-                         int(fr.transition), "" if fr.face is None else fr.face])
+            lw.writerow(
+                [
+                    fr.t_ms,
+                    int(fr.present),
+                    "" if fr.standing is None else int(fr.standing),
+                    int(fr.transition),
+                    "" if fr.face is None else fr.face,
+                ]
+            )
             n += 1
     return n

@@ -98,8 +98,9 @@ class SmileClassifier:
         m[0, 2] += n / 2 - cx
         m[1, 2] += n / 2 - cy
         dst = out if out is not None else np.empty((1, 1, n, n), np.uint8)
-        cv2.warpAffine(gray, m, (n, n), dst=dst[0, 0], flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(
+            gray, m, (n, n), dst=dst[0, 0], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         return dst
 
     def score(self, gray: U8, face: Face) -> float:

@@ -55,14 +55,16 @@ def test_standing_f1_on_generated_sequences(
     assert res.max_lag_ms <= CFG.posture.confirm_ms + 300, res.max_lag_ms
 
 
-def test_no_flip_shorter_than_the_minimum(vision: Vision,
-                                          face_bank: Callable[..., list[U8]]) -> None:
+def test_no_flip_shorter_than_the_minimum(
+    vision: Vision, face_bank: Callable[..., list[U8]]
+) -> None:
     """Bobbing up and down faster than the minimum state: changes stay >= min apart."""
     faces = face_bank(0, 1, 5)
     segs: list[tuple[scenes.Pose, int]] = [("seated", 3000)]
     segs += [("standing", 700), ("seated", 700)] * 6
-    frames = list(scenes.compose(scenes.script(segs, transition_ms=200), faces,
-                                 rng=np.random.default_rng(6)))
+    frames = list(
+        scenes.compose(scenes.script(segs, transition_ms=200), faces, rng=np.random.default_rng(6))
+    )
     times = [t for t, _ in flips(run(vision, frames))]
     assert len(times) >= 3  # it did react
     assert all(b - a >= MIN_MS for a, b in itertools.pairwise(times)), times
@@ -161,8 +163,9 @@ def test_after_calibration_a_nearer_citizen_at_the_seat_is_not_the_clerk(
     (BlazeFace short range may not even see it; either way it is not the clerk)."""
     faces = face_bank(0, 2, 9)
     geo = scenes.Geometry(seat_x=160, seat_y=150, size=60)
-    sc = scenes.script([("seated", 4000), ("away", 8000)],
-                       passers=[scenes.Passer(5500, 11500, 1, size=36, y=150)])
+    sc = scenes.script(
+        [("seated", 4000), ("away", 8000)], passers=[scenes.Passer(5500, 11500, 1, size=36, y=150)]
+    )
     frames = list(scenes.compose(sc, faces, rng=np.random.default_rng(10), geometry=geo))
     obs = run(vision, frames)
     assert vision.calibrated
