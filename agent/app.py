@@ -36,6 +36,8 @@ from agent.protocol import Command, Fault, Health, Reply, WindowState
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import RuleInput, Shutdown, from_command
 from agent.transport import LinkState, Transport
+from agent.update import Updater, UpdateReport, UpdateWorker, load_public_key
+from agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,12 @@ class WindowAgent:
         clock: Callable[[], int] = wall_ms,
         health_s: float = 60.0,
         tick_s: float = 0.5,
+        watchdog: Watchdog | None = None,
+        on_config: Callable[[bytes], None] | None = None,
         outbox_max_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
         self.site = site
+        self.watchdog = watchdog or Watchdog(None)
         self.window = window
         self.clock = clock
         self.pump = pump
@@ -175,6 +180,7 @@ class WindowAgent:
             window.window,
             self.outbox,
             on_command=self._on_command,
+            on_config=on_config,
         )
         self.panel = WindowPanel(window.gpio, self.queue, pin_factory=pin_factory, clock=clock)
         if isinstance(pump, CameraPump):
@@ -193,8 +199,10 @@ class WindowAgent:
             t = threading.Thread(target=target, name=f"{self.window.window}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        self.watchdog.ready(f"{self.site.site.site}/{self.window.window} ({self.pump.kind})")
 
     def stop(self, flush_s: float = 3.0) -> None:
+        self.watchdog.stopping()
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
@@ -236,6 +244,13 @@ class WindowAgent:
             if time.monotonic() >= next_health:
                 self.transport.publish_health(self.health())
                 next_health = time.monotonic() + self.health_s
+            # Pinged from this loop, and only while it and its helper threads are alive:
+            # a wedged loop or a dead camera thread ends in a systemd restart.
+            self.watchdog.kick(healthy=self.healthy())
+
+    def healthy(self) -> bool:
+        """Every thread the agent owns is running (the caller is one of them)."""
+        return all(t.is_alive() for t in self._threads)
 
     def _store(self, drafts: list[Draft]) -> None:
         before = self.outbox.dropped
@@ -327,6 +342,23 @@ def run_agent_cli(args: argparse.Namespace) -> int:
     """``warmwindow agent``: run until SIGTERM/SIGINT, then shut down cleanly."""
     site = load_site(args.site)
     window = site.window(args.window)
+    # Bundles first: the boot guard may roll the models back before anything loads them.
+    updates: UpdateWorker | None = None
+    updater: Updater | None = None
+    key = os.environ.get("WW_BUNDLE_KEY")
+    if key:
+        import models
+
+        updater = Updater(
+            args.state_dir / "bundles",
+            [load_public_key(Path(key))],
+            identity=f"{site.site.site}/{window.window}",
+        )
+        updater.seed(Path(models.__file__).parent)
+        os.environ.setdefault("WW_MODEL_DIR", str(updater.model_dir))
+        rolled_back = updater.boot_check()
+        if rolled_back is not None:
+            log.warning("update rolled back at start: %s", rolled_back.steps)
     factory: Factory
     if args.mock_pins:
         from gpiozero.pins.mock import MockFactory
@@ -356,9 +388,38 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    with WindowAgent(site, window, args.state_dir, pin_factory=factory, pump=pump, broker=broker):
+    agent_ref: list[WindowAgent] = []
+
+    def _report(report: UpdateReport) -> None:
+        for reply in report.replies():
+            agent_ref[0].transport.publish_reply(reply)
+
+    def _installed(report: UpdateReport) -> None:
+        log.info("bundle %s installed: restarting on it", report.version)
+        stop.set()  # systemd (Restart=always) starts the agent again on the new models
+
+    if updater is not None:
+        updates = UpdateWorker(updater, on_report=_report, on_installed=_installed)
+    with WindowAgent(
+        site,
+        window,
+        args.state_dir,
+        pin_factory=factory,
+        pump=pump,
+        broker=broker,
+        watchdog=Watchdog.from_env(),
+        on_config=updates.submit if updates is not None else None,
+    ) as agent:
+        agent_ref.append(agent)
+        if updates is not None:
+            updates.start()
         log.info("agent %s/%s running (%s perception)", site.site.site, window.window, pump.kind)
+        # Five healthy minutes on a new release confirm it (the boot guard stands down).
+        if not stop.wait(300) and updater is not None and agent.healthy():
+            updater.confirm()
         stop.wait()
+        if updates is not None:
+            updates.stop()
     return 0
 
 

@@ -54,6 +54,17 @@ def _server(args: argparse.Namespace) -> int:
     from server.api.app import ServerSettings, create_app
     from server.ingest import IngestSettings
 
+    if args.from_env:
+        from server.settings import ServerEnv
+
+        env = ServerEnv()
+        uvicorn.run(
+            create_app(env.server_settings()),
+            host=env.http_host,
+            port=env.http_port,
+            log_level="info",
+        )
+        return 0
     settings = ServerSettings(
         db_url=args.db,
         sites=args.site,
@@ -98,6 +109,12 @@ def _retention(args: argparse.Namespace) -> int:
 
     from server.store.db import Store
 
+    if args.from_env:
+        from server.settings import ServerEnv
+
+        env = ServerEnv()
+        args.db = env.database_url()
+        args.raw_events_days, args.measures_days = env.raw_events_days, env.measures_days
     store = Store(args.db)
     removed = store.apply_retention(
         time.time_ns() // 1_000_000, args.raw_events_days, args.measures_days
@@ -152,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--share-group", default=None, help="MQTT shared subscription group")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument(
+        "--from-env",
+        action="store_true",
+        help="all settings from WW_* variables (server/settings.py)",
+    )
     srv.set_defaults(func=_server)
 
     user = sub.add_parser("user", help="dashboard accounts")
@@ -173,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
     ret.add_argument("--raw-events-days", type=int, default=400)
     ret.add_argument("--measures-days", type=int, default=3 * 366)
+    ret.add_argument("--from-env", action="store_true", help="database and periods from WW_*")
     ret.set_defaults(func=_retention)
 
     demo = sub.add_parser("demo", help="broker + server + the example site's windows, simulated")
@@ -193,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.set_defaults(func=_agent)
 
     # Perception and model tools register themselves when their packages are present.
-    for module in ("models.cli", "agent.vision.cli"):
+    for module in ("models.cli", "agent.vision.cli", "server.bundles"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -48,6 +48,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -219,6 +220,8 @@ class Transport:
         self._state_payload: bytes | None = None
         self._state_dirty = False
         self._health_payload: bytes | None = None
+        # Replies not tied to a command (update reports), oldest first, bounded.
+        self._replies: deque[bytes] = deque(maxlen=64)
 
         # Counters (read by any thread for stats()).
         self._protocol_used: str | None = None
@@ -273,6 +276,13 @@ class Transport:
         payload = health.model_dump_json().encode()
         with self._pending_lock:
             self._health_payload = payload
+
+    def publish_reply(self, reply: Reply) -> None:
+        """Publish a reply not tied to a command (an update step) when connected; while
+        offline the latest 64 are kept."""
+        payload = reply.model_dump_json().encode()
+        with self._pending_lock:
+            self._replies.append(payload)
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty and nothing is in flight; False on timeout."""
@@ -624,6 +634,8 @@ class Transport:
             state = self._state_payload if self._state_dirty else None
             self._state_dirty = False
             health, self._health_payload = self._health_payload, None
+            replies = list(self._replies)
+            self._replies.clear()
         if state is not None:
             qos, retain = CHANNEL_QOS[Channel.STATE]
             info = client.publish(self._topics[Channel.STATE], state, qos=qos, retain=retain)
@@ -633,6 +645,9 @@ class Transport:
         if health is not None:
             qos, retain = CHANNEL_QOS[Channel.HEALTH]
             client.publish(self._topics[Channel.HEALTH], health, qos=qos, retain=retain)
+        qos, retain = CHANNEL_QOS[Channel.REPLY]
+        for payload in replies:
+            client.publish(self._topics[Channel.REPLY], payload, qos=qos, retain=retain)
 
     def _drain(self, client: mqtt.Client) -> None:
         now = time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+from agent.config import TlsConfig
 from agent.protocol import (
     OFFLINE,
     ONLINE,
@@ -58,6 +60,7 @@ class IngestSettings:
     session_expiry_s: int = 7 * 24 * 3600
     flush_s: float = 0.02
     max_batch: int = 1000
+    tls: TlsConfig | None = None  # broker CA + the server identity's client certificate
 
 
 @dataclass
@@ -116,6 +119,14 @@ class Ingest:
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        tls = self.settings.tls
+        if tls is not None:
+            client.tls_set(
+                ca_certs=str(tls.ca_file),
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -23,6 +23,7 @@ from server.accounts import Accounts
 from server.api import export, routes
 from server.api.deps import PrincipalDep, ServerSettings
 from server.ingest import Ingest
+from server.prometheus import metrics_router
 from server.store.db import Store
 
 __all__ = ["Hub", "ServerSettings", "create_app"]
@@ -104,6 +105,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.ingest = None
     app.include_router(routes.router)
     app.include_router(export.router)
+    app.include_router(
+        metrics_router(lambda: app.state.ingest, store, token=settings.metrics_token)
+    )
 
     static = Path(str(resources.files("server.web") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")

@@ -25,6 +25,7 @@ class ServerSettings:
     thresholds: PassThresholds = field(default_factory=PassThresholds)
     timezone: str = "Asia/Shanghai"
     secure_cookies: bool = False  # True behind HTTPS
+    metrics_token: str | None = None  # Bearer token /metrics requires; None = open
 
 
 def get_store(request: Request) -> Store:

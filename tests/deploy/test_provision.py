@@ -117,6 +117,6 @@ def test_shell_scripts_pass_shellcheck() -> None:
         syntax = subprocess.run(["bash", "-n", str(s)], capture_output=True, text=True)
         assert syntax.returncode == 0, syntax.stderr
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (apt install shellcheck); bash -n passed")
+        pytest.fail("shellcheck is required (apt install shellcheck; `make deps` does)")
     proc = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout

@@ -3,16 +3,11 @@ supervisor (sd_notify READY/WATCHDOG/STOPPING), a signed bundle pushed to a runn
 (installed, reported on ``reply``, agent exits for systemd to restart it on the new
 models), and the server's ingest over mutual TLS into the store.
 
-These need the issue 7 changes to agent/app.py, agent/transport.py, agent/cli.py and
-server/ingest.py. Until those land they are marked xfail and not run (each would wait
-out its timeouts); the markers are conditioned on the changed signatures, so the tests
-run, and must pass, as soon as the changes are in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import shutil
 import signal
@@ -27,7 +22,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.app import WindowAgent
 from agent.config import BrokerConfig, Site, TlsConfig, load_site
 from agent.outbox import Outbox
 from agent.protocol import Channel, Reply, topic
@@ -40,9 +34,6 @@ from tests.agent import draft
 from tests.conftest import EXAMPLE_SITE
 from tests.deploy import REPO, MqttPeer, wait_for
 from tests.deploy.conftest import SITE, Pki, ProductionMosquitto
-
-AGENT_WIRED = "watchdog" in inspect.signature(WindowAgent.__init__).parameters
-INGEST_TLS = "tls" in {f.name for f in dataclasses.fields(IngestSettings)}
 
 
 class Notify:
@@ -106,9 +97,6 @@ def agent_proc(
         notify.sock.close()
 
 
-@pytest.mark.xfail(
-    not AGENT_WIRED, reason="agent/app.py watchdog wiring (issue 7)", strict=True, run=False
-)
 def test_agent_notifies_systemd_ready_watchdog_stopping(
     agent_proc: tuple[subprocess.Popen[str], Notify, Ed25519PrivateKey],
 ) -> None:
@@ -120,9 +108,6 @@ def test_agent_notifies_systemd_ready_watchdog_stopping(
     assert "STOPPING=1" in notify.poll()
 
 
-@pytest.mark.xfail(
-    not AGENT_WIRED, reason="agent/app.py update wiring (issue 7)", strict=True, run=False
-)
 def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     agent_proc: tuple[subprocess.Popen[str], Notify, Ed25519PrivateKey],
     broker: MosquittoBroker,
@@ -147,9 +132,6 @@ def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     watcher.close()
 
 
-@pytest.mark.xfail(
-    not INGEST_TLS, reason="TLS in server/ingest.py (issue 7)", strict=True, run=False
-)
 def test_server_ingest_stores_events_over_mutual_tls(
     tls_broker: ProductionMosquitto, pki: Pki, tmp_path: Path
 ) -> None:
