@@ -60,6 +60,10 @@ class IngestSettings:
     session_expiry_s: int = 7 * 24 * 3600
     flush_s: float = 0.02
     max_batch: int = 1000
+    #: With a share group each replica stores only its share; the live dashboard needs
+    #: every event, so a second, non-persistent client feeds listeners (None: auto,
+    #: on when share_group is set).
+    live_feed: bool | None = None
     tls: TlsConfig | None = None  # broker CA + the server identity's client certificate
 
 
@@ -98,6 +102,8 @@ class Ingest:
         self._writer: threading.Thread | None = None
         self._protocol = settings.protocol
         self._client = self._make_client()
+        self._live: mqtt.Client | None = None
+        self._live_ready = threading.Event()
 
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
@@ -106,6 +112,21 @@ class Ingest:
         self._known = self.store.known_devices()
 
     # ----------------------------------------------------------------- mqtt
+
+    @property
+    def live_feed(self) -> bool:
+        s = self.settings
+        return bool(s.share_group) if s.live_feed is None else s.live_feed
+
+    def _tls(self, client: mqtt.Client) -> None:
+        tls = self.settings.tls
+        if tls is not None:
+            client.tls_set(
+                ca_certs=str(tls.ca_file),
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -119,14 +140,7 @@ class Ingest:
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        tls = self.settings.tls
-        if tls is not None:
-            client.tls_set(
-                ca_certs=str(tls.ca_file),
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        self._tls(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -255,7 +269,7 @@ class Ingest:
         self.stats.rejected.update(rejects)
         for i in batch:
             msg: dict[str, Any] | None = None
-            if i.event is not None and str(i.event.event_id) in new_ids:
+            if i.event is not None and str(i.event.event_id) in new_ids and not self.live_feed:
                 msg = {"type": "event", "event": i.event.model_dump(mode="json")}
             elif i.availability:
                 site, window, online = i.availability
@@ -293,6 +307,32 @@ class Ingest:
                 if self._stop.wait(1.0):
                     return
 
+    # ----------------------------------------------------------------- live feed
+
+    def _make_live_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{self.settings.client_id}-live",
+            protocol=self._protocol,
+        )
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._tls(client)
+        client.on_connect = lambda c, *_: c.subscribe(subscription(Channel.EVENT), qos=1)
+        client.on_subscribe = lambda *_: self._live_ready.set()
+        client.on_message = self._on_live_message
+        return client
+
+    def _on_live_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """Every event, to the listeners only: storing is the shared subscription's job."""
+        try:
+            site, window, _ = parse_topic(msg.topic)
+            ev = parse_event(bytes(msg.payload))
+        except (ValueError, ValidationError):
+            return  # counted by the storing subscription
+        if (site, window) in self._known and (ev.site, ev.window) == (site, window):
+            for fn in self._listeners:
+                fn({"type": "event", "event": ev.model_dump(mode="json")})
+
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
@@ -306,6 +346,11 @@ class Ingest:
         self._client.loop_start()
         if self._protocol == mqtt.MQTTv5:
             self._fallback_if_refused()
+        if self.live_feed:
+            self._live = self._make_live_client()
+            with contextlib.suppress(OSError):
+                self._live.connect(self.settings.host, self.settings.port, keepalive=30)
+            self._live.loop_start()
 
     def _fallback_if_refused(self) -> None:
         """The embedded broker speaks only MQTT 3.1.1: notice and reconnect with it."""
@@ -325,7 +370,7 @@ class Ingest:
     def wait_connected(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.stats.connected:
+            if self.stats.connected and (self._live is None or self._live_ready.is_set()):
                 return True
             time.sleep(0.02)
         return False
@@ -339,3 +384,6 @@ class Ingest:
             self._writer = None
         self._client.disconnect()
         self._client.loop_stop()
+        if self._live is not None:
+            self._live.disconnect()
+            self._live.loop_stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import paho.mqtt.client as mqtt
 
 from agent.config import load_site
@@ -26,7 +29,17 @@ def test_two_replicas_store_each_event_exactly_once(broker: MosquittoBroker, pg_
         )
         for i in (1, 2)
     ]
-    for r in replicas:
+    live: list[set[str]] = [set(), set()]
+
+    def watcher(seen: set[str]) -> Callable[[dict[str, Any]], None]:
+        def on_msg(msg: dict[str, Any]) -> None:
+            if msg["type"] == "event":
+                seen.add(msg["event"]["event_id"])
+
+        return on_msg
+
+    for r, seen in zip(replicas, live, strict=True):
+        r.add_listener(watcher(seen))
         r.start()
         assert r.wait_connected()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleet-sim")
@@ -44,6 +57,8 @@ def test_two_replicas_store_each_event_exactly_once(broker: MosquittoBroker, pg_
     for info in infos:
         info.wait_for_publish(30)
     wait_for(lambda: store.event_count() >= TOTAL, timeout=120)
+    # each replica's dashboards see every event live, not just the replica's share
+    wait_for(lambda: all(len(seen) == TOTAL for seen in live), timeout=60)
     for r in replicas:
         r.stop()
         r.store.close()
