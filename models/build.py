@@ -115,7 +115,7 @@ def write_manifest(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
             "use, GENKI-4K acknowledgement, not redistributed",
         },
     ]
-    manifest = {"version": f"fd1-smile-{sm_sha[:8]}", "files": files}
+    manifest = {"version": f"fd-{fd_sha[:8]}-smile-{sm_sha[:8]}", "files": files}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
