@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import subprocess
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -102,3 +106,87 @@ def test_vision_replay_command(tmp_path: Path, face_bank: Callable[..., list[U8]
     assert "present=1" in lines[20] and "standing=0" in lines[20]
     assert "standing=1" in lines[55]
     assert lines[-1] == "t_ms=7400 present=0 smile=- standing=-"
+
+
+class _FakeRequest:
+    """Stands in for a picamera2 CompletedRequest: its buffer is recycled on release."""
+
+    def __init__(self, cam: _FakePicamera2) -> None:
+        self.cam = cam
+        h, w = cam.lores
+        self.buf = np.zeros((h * 3 // 2, w), np.uint8)
+        self.buf[:h] = cam.frames
+        self.released = False
+
+    def make_array(self, stream: str) -> U8:
+        assert stream == "lores" and not self.released
+        return self.buf
+
+    def release(self) -> None:
+        self.released = True
+        self.buf[:] = 255  # the camera writes the next frame into it
+
+
+class _FakePicamera2:
+    instances: ClassVar[list[_FakePicamera2]] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.frames = 0
+        self.lores = (240, 320)
+        self.controls: list[dict[str, float]] = []
+        self.started = self.closed = False
+        self.requests: list[_FakeRequest] = []
+        _FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, **kw: object) -> dict[str, object]:
+        lores = kw["lores"]
+        assert isinstance(lores, dict) and lores["format"] == "YUV420"
+        w, h = lores["size"]
+        self.lores = (h, w)
+        return kw
+
+    def configure(self, config: object) -> None:
+        pass
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def set_controls(self, controls: dict[str, float]) -> None:
+        self.controls.append(controls)
+
+    def captured_request(self) -> contextlib.AbstractContextManager[_FakeRequest]:
+        @contextlib.contextmanager
+        def cm() -> Iterator[_FakeRequest]:
+            self.frames += 1
+            req = _FakeRequest(self)
+            self.requests.append(req)
+            try:
+                yield req
+            finally:
+                req.release()
+
+        return cm()
+
+
+def test_picamera2_source_copies_the_y_plane_inside_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = types.ModuleType("picamera2")
+    fake.Picamera2 = _FakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", fake)
+    with Picamera2Source(320, 240, fps=10) as src:
+        got = list(itertools.islice(src, 3))
+        src.set_rate(2)
+    cam = _FakePicamera2.instances[-1]
+    assert cam.closed and not cam.started
+    assert all(r.released for r in cam.requests)
+    # Values survive the buffer being recycled: the source copied them in time.
+    assert [int(g[0, 0]) for _, g in got] == [1, 2, 3]
+    assert got[0][1].shape == (240, 320)
+    assert cam.controls == [{"FrameRate": 2}]
