@@ -123,7 +123,8 @@ class Vision:
             self._seen_since = None
             if self._missing_since is None:
                 self._missing_since = t_ms
-            if self.present and t_ms - self._missing_since >= self.cfg.absent_ms:
+            # A glimpse that never became a presence leaves no smile to smooth from.
+            if not self.present or t_ms - self._missing_since >= self.cfg.absent_ms:
                 self.present = False
                 self._smile = None
 
