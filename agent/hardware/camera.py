@@ -135,8 +135,15 @@ class OpenCVSource:
     """A USB (UVC) camera through OpenCV's V4L2 backend, or any OpenCV device string."""
 
     def __init__(
-        self, device: str | int = 0, width: int = 320, height: int = 240, *, fps: float = 10.0
+        self,
+        device: str | int = 0,
+        width: int = 320,
+        height: int = 240,
+        *,
+        fps: float = 10.0,
+        backend: int = cv2.CAP_V4L2,
     ) -> None:
+        self.backend = backend
         self.device = device
         self.size = (width, height)
         self.fps = fps
@@ -144,7 +151,7 @@ class OpenCVSource:
 
     def __enter__(self) -> Self:
         dev = int(self.device) if str(self.device).isdigit() else self.device
-        cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
+        cap = cv2.VideoCapture(dev, self.backend)
         if not cap.isOpened():
             raise CameraError(f"cannot open camera {self.device!r}")
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
@@ -169,11 +176,20 @@ class OpenCVSource:
     def __iter__(self) -> Iterator[Frame]:
         if self._cap is None:
             raise CameraError("use OpenCVSource inside 'with'")
+        last = -(10**12)
         while self._cap is not None:
-            ok, img = self._cap.read()
-            if not ok:
+            # Many UVC cameras ignore CAP_PROP_FPS: grab (no decode) the frames that
+            # come faster than asked, decode only those the pipeline will see.
+            if not self._cap.grab():
                 raise CameraError(f"camera {self.device!r} stopped delivering frames")
-            yield now_ms(), to_gray(img, self.size)
+            t = now_ms()
+            if t - last < 1000 / self.fps - 5:
+                continue
+            ok, img = self._cap.retrieve()
+            if not ok:
+                raise CameraError(f"camera {self.device!r} gave an undecodable frame")
+            last = t
+            yield t, to_gray(img, self.size)
 
 
 def _image_times(folder: Path, files: list[Path], fps: float) -> list[int]:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from agent.config import CameraConfig
+from agent.hardware import camera
 from agent.hardware.camera import (
     CameraError,
     FrameSource,
@@ -190,3 +191,22 @@ def test_picamera2_source_copies_the_y_plane_inside_the_request(
     assert [int(g[0, 0]) for _, g in got] == [1, 2, 3]
     assert got[0][1].shape == (240, 320)
     assert cam.controls == [{"FrameRate": 2}]
+
+
+def test_opencv_source_drops_frames_beyond_the_asked_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device delivering every 10 ms (a file and a fake clock) asked for 25 frames/s."""
+    path = tmp_path / "fast.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 100.0, (64, 48))
+    for i in range(40):
+        vw.write(np.full((48, 64, 3), 5 * i, np.uint8))
+    vw.release()
+    clock = itertools.count(1_000_000, 10)
+    monkeypatch.setattr(camera, "now_ms", lambda: next(clock))
+    with OpenCVSource(str(path), fps=25, backend=cv2.CAP_ANY) as src:
+        got = list(itertools.islice(src, 4))
+    assert [t - got[0][0] for t, _ in got] == [0, 40, 80, 120]
+    # Every 4th frame decoded and passed on; the others only grabbed.
+    assert [round(int(g[0, 0]) / 5) for _, g in got] == [0, 4, 8, 12]
+    assert all(g.shape == (240, 320) for _, g in got)
