@@ -117,6 +117,8 @@ sessions = Table(
     Index("ix_sessions_device_opened", "site", "window", "opened_ms"),
     Index("ix_sessions_clerk_opened", "clerk_id", "opened_ms"),
     Index("ix_sessions_opened", "opened_ms"),
+    # unit comparisons: a few sites over a month, without reading every site's month
+    Index("ix_sessions_site_opened", "site", "opened_ms"),
 )
 
 evaluations = Table(
@@ -133,6 +135,7 @@ evaluations = Table(
     Column("suspect_reason", String(24), nullable=True),
     Index("ix_evaluations_device_ts", "site", "window", "ts_ms"),
     Index("ix_evaluations_clerk_ts", "clerk_id", "ts_ms"),
+    Index("ix_evaluations_site_ts", "site", "ts_ms"),
 )
 
 away_periods = Table(
@@ -165,6 +168,7 @@ cases = Table(
     Column("closed_ms", BigInteger, nullable=True),
     Column("note", Text, nullable=True),
     Index("ix_cases_status_due", "status", "due_ms"),
+    Index("ix_cases_site_status", "site", "status", "opened_ms"),
 )
 
 helpdesk_kpis = Table(
