@@ -1,0 +1,708 @@
+"""City-scale run: ``python -m bench.city [--windows 10000 --centres 300 ...]``.
+
+10,000 simulated windows in ~300 centres (the real Outbox and Transport, scripted
+sessions; see ``bench.city.model``) spread over worker processes publish a compressed
+working day into one private Mosquitto; two or more ingest replicas (separate
+processes, one shared subscription) store it in a fresh PostgreSQL database, dropped at
+the end. Midway one replica is SIGKILLed, the broker is restarted, and the replica is
+restarted later under its client id (its persistent session holds what it had not
+acknowledged). Everything listens and connects on 127.0.0.1 only.
+
+Prints, and writes to ``--report`` (docs/city-run.md): events generated vs stored (per
+window: outbox last_seq against the store's rows, distinct seqs, max seq, and
+``Store.sequence_gaps()``), generated and stored events/s, device-add -> commit and
+MQTT-hand-off -> commit latency p50/p99, CPU and memory of the replicas, the broker and
+the workers, and the connections Mosquitto reports in ``$SYS/broker/clients/connected``.
+It asserts nothing about time; figures are for comparing runs.
+
+Smoke run: ``python -m bench.city --windows 200 --centres 10 --events-per-window 30
+--minutes 2 --workers 2 --report /tmp/city.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+import psutil
+from sqlalchemy import text
+
+from bench.city.broker import persistent_mosquitto
+from bench.city.model import DAY_MINUTES, EVENTS_PER_SESSION, city_layout, city_sites
+from bench.city.verify import Verdict, fresh_pg, verify
+from bench.city.worker import MAX_WINDOWS_PER_WORKER, raise_nofile
+from server.store.db import Store
+
+REPO = Path(__file__).resolve().parents[2]
+SHARE_GROUP = "ww-city"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return doc
+    except (OSError, ValueError):
+        return None
+
+
+def percentile(hist: Counter[int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    rank = q * (total - 1)
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen > rank:
+            return float(value)
+    return float(max(hist))
+
+
+class SysMonitor:
+    """Subscribes to Mosquitto's $SYS connected-clients count; survives broker restarts."""
+
+    def __init__(self, port: int) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="city-sys-monitor")
+        self.client.on_connect = lambda c, *_: c.subscribe("$SYS/broker/clients/connected")
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with contextlib.suppress(ValueError):
+            self.samples.append((time.time(), int(msg.payload)))
+
+    @property
+    def latest(self) -> int | None:
+        return self.samples[-1][1] if self.samples else None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class Usage:
+    """CPU seconds and peak RSS of a role's processes, sampled (psutil)."""
+
+    cpu_s: dict[int, float] = field(default_factory=dict)
+    peak_rss: int = 0
+    rss_now: dict[int, int] = field(default_factory=dict)
+
+    def sample(self, procs: list[psutil.Process]) -> None:
+        rss = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    self.cpu_s[p.pid] = t.user + t.system
+                    self.rss_now[p.pid] = p.memory_info().rss
+                    rss += self.rss_now[p.pid]
+            except psutil.Error:
+                continue
+        self.peak_rss = max(self.peak_rss, rss)
+
+    @property
+    def total_cpu_s(self) -> float:
+        return sum(self.cpu_s.values())
+
+
+class Replica:
+    def __init__(self, index: int, url: str, port: int, workdir: Path) -> None:
+        self.index = index
+        self.url = url
+        self.port = port
+        self.workdir = workdir
+        self.client_id = f"ww-city-ingest-{index}"
+        self.incarnation = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stats_files: list[Path] = []
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.incarnation += 1
+        stats = self.workdir / f"replica{self.index}-{self.incarnation}.json"
+        self.stats_files.append(stats)
+        self._log = (self.workdir / f"replica{self.index}.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.city.replica",
+                "--url",
+                self.url,
+                "--port",
+                str(self.port),
+                "--client-id",
+                self.client_id,
+                "--share-group",
+                SHARE_GROUP,
+                "--stats",
+                str(stats),
+            ],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        return read_json(self.stats_files[-1]) if self.stats_files else None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Args:
+    windows: int
+    centres: int
+    events_per_window: int
+    minutes: float
+    workers: int
+    replicas: int
+    poll_s: float
+    ramp_s: float
+    keepalive_s: int
+    pg: str
+    report: Path | None
+    faults: str
+    seed: int
+    keep_db: bool
+    stock_transport: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--windows", type=int, default=10_000)
+    ap.add_argument("--centres", type=int, default=300)
+    ap.add_argument(
+        "--events-per-window",
+        type=int,
+        default=120,
+        help=f"a day's events per window (rounded to sessions of {EVENTS_PER_SESSION})",
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=24.0, help=f"wall minutes for the {DAY_MINUTES}-min day"
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"agent worker processes (default: windows / {MAX_WINDOWS_PER_WORKER}, rounded up)",
+    )
+    ap.add_argument("--replicas", type=int, default=2, help="ingest replicas (>= 2)")
+    ap.add_argument("--poll-s", type=float, default=2.0, help="Transport poll_s per window")
+    ap.add_argument("--ramp-s", type=float, default=None, help="connect ramp (default 6 ms/window)")
+    ap.add_argument("--keepalive-s", type=int, default=60)
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--report", type=Path, default=REPO / "docs" / "city-run.md")
+    ap.add_argument("--no-report", action="store_true", help="print only")
+    ap.add_argument(
+        "--faults",
+        choices=("all", "broker", "replica", "none"),
+        default="all",
+        help="midway faults: replica SIGKILL + broker restart (all), one of them, or none",
+    )
+    ap.add_argument(
+        "--stock-transport",
+        action="store_true",
+        help="agent.transport.Transport as shipped (loses events across a broker restart)",
+    )
+    ap.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    ap.add_argument("--seed", type=int, default=8)
+    a = ap.parse_args(argv)
+    if a.replicas < 2 and a.faults in ("all", "replica"):
+        ap.error("the midway replica kill needs --replicas >= 2")
+    return Args(
+        windows=a.windows,
+        centres=a.centres,
+        events_per_window=a.events_per_window,
+        minutes=a.minutes,
+        workers=max(1, min(a.workers or -(-a.windows // MAX_WINDOWS_PER_WORKER), a.windows)),
+        replicas=a.replicas,
+        poll_s=a.poll_s,
+        ramp_s=a.ramp_s if a.ramp_s is not None else max(5.0, 0.006 * a.windows),
+        keepalive_s=a.keepalive_s,
+        pg=a.pg,
+        report=None if a.no_report else a.report,
+        faults=a.faults,
+        keep_db=a.keep_db,
+        stock_transport=a.stock_transport,
+        seed=a.seed,
+    )
+
+
+class CityRun:
+    def __init__(self, args: Args, shm: Path, work: Path) -> None:
+        self.args = args
+        self.shm = shm
+        self.work = work
+        self.sessions = max(1, round(args.events_per_window / EVENTS_PER_SESSION))
+        self.duration_s = args.minutes * 60
+        self.layout = city_layout(args.windows, args.centres)
+        self.broker = persistent_mosquitto(
+            work / "mosquitto",
+            # $SYS every second for the connection count; no cap on connections.
+            extra_conf="sys_interval 1\nmax_connections -1\n",
+        )
+        self.replicas: list[Replica] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_stats: list[Path] = []
+        self.usage = {"replicas": Usage(), "broker": Usage(), "workers": Usage()}
+        self.events_log: list[str] = []
+        self.progress: list[str] = []
+        self.monitor: SysMonitor | None = None
+        self.t_start = 0.0
+        self.t_day_end = 0.0
+        self.t_all_stored = 0.0
+
+    def note(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[{stamp}] {line}", flush=True)
+        self.events_log.append(f"{stamp} {line}")
+
+    # ------------------------------------------------------------------ processes
+
+    def start_workers(self, start_at: float) -> None:
+        n = self.args.workers
+        slices = [self.layout[i::n] for i in range(n)]
+        for i, devices in enumerate(slices):
+            stats = self.work / f"worker{i}.json"
+            spec = {
+                "index": i,
+                "devices": devices,
+                "port": self.broker.port,
+                "keepalive_s": self.args.keepalive_s,
+                "outbox_dir": str(self.shm / f"w{i}"),
+                "poll_s": self.args.poll_s,
+                "backoff_max_s": 30.0,
+                "max_inflight": 16,
+                "stock_transport": self.args.stock_transport,
+                "ramp_s": self.args.ramp_s,
+                "start_at": start_at,
+                "duration_s": self.duration_s,
+                "sessions": self.sessions,
+                "step_s": min(2.0, self.duration_s / (self.sessions * 12)),
+                "seed": self.args.seed * 1000 + i,
+                "stats": str(stats),
+                "drain_limit_s": self.duration_s * 2 + 900,
+            }
+            spec_path = self.work / f"worker{i}.spec.json"
+            spec_path.write_text(json.dumps(spec), encoding="utf-8")
+            log = (self.work / f"worker{i}.log").open("ab")
+            self.workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.city.worker", "--spec", str(spec_path)],
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            self.worker_stats.append(stats)
+
+    def worker_totals(self) -> dict[str, int]:
+        tot: Counter[str] = Counter()
+        phases: Counter[str] = Counter()
+        for p in self.worker_stats:
+            doc = read_json(p) or {}
+            for k, v in doc.items():
+                if isinstance(v, int):
+                    tot[k] += v
+            phases[str(doc.get("phase", "starting"))] += 1
+        out = dict(tot)
+        out["in_day"] = phases["day"] + phases["connecting"] + phases["starting"]
+        return out
+
+    def sample_usage(self) -> None:
+        me = psutil.Process()
+        kids = me.children(recursive=True)
+        replicas = {r.proc.pid for r in self.replicas if r.proc and r.proc.poll() is None}
+        workers = {w.pid for w in self.workers if w.poll() is None}
+        self.usage["replicas"].sample([k for k in kids if k.pid in replicas])
+        self.usage["workers"].sample([k for k in kids if k.pid in workers])
+        self.usage["broker"].sample([k for k in kids if k.name() == "mosquitto"])
+
+    # ------------------------------------------------------------------ phases
+
+    def run(self, url: str) -> tuple[Verdict, dict[str, Any]]:
+        a = self.args
+        store = Store(url)
+        store.create()
+        t = time.monotonic()
+        sites = city_sites(self.layout)
+        for s in sites:
+            store.register_site(s)
+        self.note(
+            f"registered {len(self.layout)} windows in {len(sites)} centres "
+            f"({time.monotonic() - t:.1f} s)"
+        )
+        self.broker.start()
+        self.monitor = SysMonitor(self.broker.port)
+        for i in range(a.replicas):
+            r = Replica(i + 1, url, self.broker.port, self.work)
+            r.start()
+            self.replicas.append(r)
+        self._wait(lambda: all((r.stats or {}).get("connected") for r in self.replicas), 60)
+        self.note(f"broker on 127.0.0.1:{self.broker.port}; {a.replicas} replicas connected")
+
+        start_at = time.time() + a.ramp_s + 15
+        self.start_workers(start_at)
+        self._wait(lambda: self.worker_totals().get("connected", 0) >= a.windows, a.ramp_s + 60)
+        self.note(
+            f"{self.worker_totals().get('connected', 0)}/{a.windows} windows connected, "
+            f"broker reports {self.monitor.latest} clients"
+        )
+        while time.time() < start_at:
+            time.sleep(0.2)
+        self.t_start = time.time()
+        self.note(
+            f"day starts: {DAY_MINUTES} min in {a.minutes:g} min "
+            f"(x{DAY_MINUTES / a.minutes:.0f}), {self.sessions} sessions/window"
+        )
+        self._play()
+        verdict = self._finish(store)
+        figures = self._figures(store)
+        store.close()
+        return verdict, figures
+
+    def _wait(self, cond: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def _play(self) -> None:
+        d = self.duration_s
+        faults: list[tuple[float, str]] = []
+        if self.args.faults in ("all", "replica"):
+            faults += [(0.50 * d, "kill"), (0.70 * d, "revive")]
+        if self.args.faults in ("all", "broker"):
+            faults.append((0.55 * d, "broker"))
+        faults.sort()
+        last_print = 0.0
+        # Bounded: the day plus three times its length for a slow machine.
+        hard_end = self.t_start + 4 * d + 300
+        while time.time() < hard_end:
+            now = time.time() - self.t_start
+            while faults and now >= faults[0][0]:
+                self._fault(faults.pop(0)[1])
+            self.sample_usage()
+            tot = self.worker_totals()
+            if time.time() - last_print >= 10:
+                last_print = time.time()
+                sim_min = min(now / d, 1.0) * DAY_MINUTES
+                clock = f"{9 + int(sim_min // 60):02d}:{int(sim_min % 60):02d}"
+                line = (
+                    f"sim {clock}  generated {tot.get('generated', 0)}  "
+                    f"waiting in outboxes {tot.get('depth', 0)}  "
+                    f"windows connected {tot.get('connected', 0)}  "
+                    f"broker clients {self.monitor.latest if self.monitor else None}"
+                )
+                print(line, flush=True)
+                self.progress.append(f"{time.strftime('%H:%M:%S')} {line}")
+            if not faults and tot.get("in_day", 1) == 0:
+                break
+            time.sleep(1.0)
+        self.t_day_end = time.time()
+        self.note(f"day over after {self.t_day_end - self.t_start:.0f} s")
+
+    def _fault(self, what: str) -> None:
+        victim = self.replicas[-1]
+        if what == "kill":
+            pid = victim.proc.pid if victim.proc else None
+            victim.kill()
+            self.note(f"FAULT replica {victim.index} (pid {pid}) SIGKILLed")
+        elif what == "broker":
+            t = time.monotonic()
+            self.broker.restart()
+            self.note(f"FAULT broker restarted (stop+start {time.monotonic() - t:.1f} s)")
+        elif what == "revive":
+            victim.start()
+            self.note(f"replica {victim.index} restarted under client id {victim.client_id}")
+
+    def _finish(self, store: Store) -> Verdict:
+        # Everything made must leave the outboxes, then be in PostgreSQL (both bounded).
+        drained = self._wait(lambda: self.worker_totals().get("depth", 1) == 0, 900)
+        target = self.worker_totals().get("last_seq", 0)
+        self.note(f"outboxes {'empty' if drained else 'NOT empty'}; waiting for {target} stored")
+        stored = self._wait(lambda: store.event_count() >= target, max(120, self.duration_s))
+        self.t_all_stored = time.time()
+        self.note(f"store {'complete' if stored else 'INCOMPLETE'}: {store.event_count()} events")
+        self.sample_usage()
+        for w in self.workers:
+            w.terminate()
+        generated: dict[tuple[str, str], int] = {}
+        for w, p in zip(self.workers, self.worker_stats, strict=True):
+            try:
+                w.wait(120)
+            except subprocess.TimeoutExpired:
+                w.kill()
+            final = read_json(p.with_suffix(".final.json")) or {}
+            for site, window, last, _depth, _dropped in final.get("per_window", []):
+                generated[(site, window)] = int(last)
+        missing = len(self.layout) - len(generated)
+        if missing:
+            self.note(f"{missing} windows did not report their final last_seq")
+        for r in self.replicas:
+            r.stop()
+        return verify(store, generated)
+
+    def _figures(self, store: Store) -> dict[str, Any]:
+        from_ts: Counter[int] = Counter()
+        from_sent: Counter[int] = Counter()
+        rep_rows = []
+        for r in self.replicas:
+            for f in r.stats_files:
+                doc = read_json(f) or {}
+                from_ts.update({int(k): v for k, v in doc.get("from_ts", {}).items()})
+                from_sent.update({int(k): v for k, v in doc.get("from_sent", {}).items()})
+                rep_rows.append(
+                    f"{f.stem}: received {doc.get('received')}, stored {doc.get('stored')}, "
+                    f"duplicates ignored {doc.get('duplicates')}, rejected {doc.get('rejected')}"
+                )
+        with store.engine.connect() as conn:
+            pct = conn.execute(
+                text(
+                    "SELECT percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
+                    "(ORDER BY received_ms - ts_ms),"
+                    " percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
+                    "(ORDER BY received_ms - (payload->>'sent_ms')::bigint),"
+                    " min(received_ms), max(received_ms), count(*) FROM events"
+                )
+            ).one()
+            per_10s = [
+                int(n)
+                for (n,) in conn.execute(
+                    text(
+                        "SELECT count(*) FROM events GROUP BY received_ms / 10000"
+                        " ORDER BY received_ms / 10000"
+                    )
+                )
+            ]
+        wt = self.worker_totals()
+        conn_samples = [
+            v
+            for t, v in (self.monitor.samples if self.monitor else [])
+            if self.t_start <= t <= self.t_day_end
+        ]
+        return {
+            "hist_ts": from_ts,
+            "hist_sent": from_sent,
+            "pg_ts": pct[0],
+            "pg_sent": pct[1],
+            "received_span_s": (pct[3] - pct[2]) / 1000 if pct[2] else 0.0,
+            "rows": pct[4],
+            "per_10s": per_10s,
+            "replica_rows": rep_rows,
+            "workers": wt,
+            "connections": conn_samples,
+            "all_connections": self.monitor.samples if self.monitor else [],
+        }
+
+
+def fault_text(args: Args) -> str:
+    parts = []
+    if args.faults in ("all", "replica"):
+        parts.append(
+            f"at 50% of the day replica {args.replicas} is SIGKILLed and at 70% restarted "
+            "under the same client id (its persistent session holds what it had received "
+            "but not acknowledged); the other replicas carry on throughout"
+        )
+    if args.faults in ("all", "broker"):
+        parts.append("at 55% the broker is restarted (`MosquittoBroker.restart`, persistence on)")
+    return "; ".join(parts) + "." if parts else "none."
+
+
+def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
+    day_s = run.t_day_end - run.t_start
+    to_stored_s = run.t_all_stored - run.t_start
+    wt = f["workers"]
+    per10 = sorted(f["per_10s"])
+    conns = f["connections"]
+    u = run.usage
+    mb = 1024 * 1024
+    # The fault window skews the tail on purpose; the steady-state p99 is over 10-s buckets.
+    lines = [
+        "# City run: 10,000 windows, one working day, nothing lost",
+        "",
+        "Measured by `bench/city` (issue 8, part 2). Command:",
+        "",
+        "```sh",
+        f"python -m bench.city --windows {args.windows} --centres {args.centres} "
+        f"--events-per-window {args.events_per_window} --minutes {args.minutes:g} "
+        f"--workers {args.workers} --replicas {args.replicas} --poll-s {args.poll_s:g}",
+        "```",
+        "",
+        f"Run on {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPU cores shared with "
+        "other work, Mosquitto "
+        f"{subprocess.run([run.broker.binary or 'mosquitto', '-h'], capture_output=True, text=True).stdout.splitlines()[0].split()[-1]}"  # noqa: E501
+        ", PostgreSQL on 127.0.0.1 (fresh database, dropped afterwards), all traffic on loopback.",
+        "",
+        "## Setup",
+        "",
+        f"- {args.windows} windows in {len({s for s, _ in run.layout})} centres, "
+        f"{args.workers} worker processes; each window is its own `Outbox` (SQLite WAL on "
+        f"/dev/shm) and `Transport` (own paho client and TCP connection, QoS 1, "
+        f"`poll_s={args.poll_s:g}`, keepalive {args.keepalive_s} s).",
+        f"- Scripted perception: {run.sessions} served citizens per window per day, 6 events "
+        f"each ({run.sessions * EVENTS_PER_SESSION} events/window/day).",
+        f"- Compression: the {DAY_MINUTES}-minute day in {args.minutes:g} minutes "
+        f"(x{DAY_MINUTES / args.minutes:.0f}).",
+        f"- {args.replicas} ingest replicas (`server.ingest.Ingest`, separate processes, "
+        f"`$share/{SHARE_GROUP}/...`, manual acks after commit) into one PostgreSQL database.",
+        "- Faults: " + fault_text(args),
+        "- Agent transport: "
+        + (
+            "stock `agent.transport.Transport`."
+            if args.stock_transport
+            else "`bench.city.transport.HoldUnroutedTransport`, the stock `Transport` plus "
+            "one change: a PUBACK with reason 0x10 (no matching subscribers) keeps the row "
+            "for a resend instead of deleting it; see *Product findings*."
+        ),
+        "",
+        "## Result",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| events generated (sum of outbox last_seq) | {v.generated} |",
+        f"| events stored (rows in PostgreSQL) | {v.stored_rows} |",
+        f"| lost (seqs missing per window) | **{v.lost}** |",
+        f"| duplicated (rows beyond one per window+seq) | **{v.duplicates}** |",
+        f"| unexpected seqs / `sequence_gaps()` | {v.unexpected} / {v.gaps} |",
+        f"| windows checked | {v.devices} |",
+        f"| outbox add errors / dropped by cap | {wt.get('add_errors', 0)} / "
+        f"{wt.get('dropped', 0)} |",
+        f"| day played in | {day_s:.0f} s; all stored {to_stored_s:.0f} s after the start |",
+        f"| generated events/s (day average) | {v.generated / max(day_s, 1):.0f} |",
+        f"| stored events/s (total / first-to-last commit) | "
+        f"{f['rows'] / max(f['received_span_s'], 1):.0f} |",
+        f"| stored events/s per 10 s: median / max | "
+        f"{(per10[len(per10) // 2] / 10 if per10 else 0):.0f} / "
+        f"{(per10[-1] / 10 if per10 else 0):.0f} |",
+        f"| device add -> committed, p50 / p99 / max (ms) | "
+        f"{percentile(f['hist_ts'], 0.5):.0f} / {percentile(f['hist_ts'], 0.99):.0f} / "
+        f"{max(f['hist_ts'] or [0])} |",
+        f"| MQTT hand-off -> committed, p50 / p99 (ms) | "
+        f"{percentile(f['hist_sent'], 0.5):.0f} / {percentile(f['hist_sent'], 0.99):.0f} |",
+        f"| device add -> received by ingest (PostgreSQL received_ms), p50 / p99 (ms) | "
+        f"{f['pg_ts'][0]} / {f['pg_ts'][1]} |",
+        f"| replicas: CPU seconds (all incarnations) / peak RSS | "
+        f"{u['replicas'].total_cpu_s:.0f} s ({u['replicas'].total_cpu_s / max(day_s, 1) * 100:.0f}%"
+        f" of one core over the day) / {u['replicas'].peak_rss / mb:.0f} MiB |",
+        f"| broker: CPU seconds / peak RSS | {u['broker'].total_cpu_s:.0f} s / "
+        f"{u['broker'].peak_rss / mb:.0f} MiB |",
+        f"| agent workers: CPU seconds / peak RSS | {u['workers'].total_cpu_s:.0f} s / "
+        f"{u['workers'].peak_rss / mb:.0f} MiB |",
+        f"| broker connections held ($SYS clients/connected) during the day: max / median | "
+        f"{max(conns) if conns else 'n/a'} / "
+        f"{sorted(conns)[len(conns) // 2] if conns else 'n/a'} |",
+        f"| window (re)connects in total | {wt.get('connects', 0)} |",
+        f"| PUBACKs 'no matching subscribers' (held and resent) | {wt.get('unrouted', 0)} |",
+        f"| PUBACKs refused, rows resent (incl. the above) | {wt.get('rejected', 0)} |",
+        "",
+        "Latency notes: *device add* is the event's `ts_ms` (stamped when `Outbox.add` "
+        "stored it); *committed* is when the replica's listener ran, which ingest calls only "
+        "after the batch's commit; *MQTT hand-off* is `sent_ms`, when the transport gave it to "
+        f"paho. A new event waits up to `poll_s` ({args.poll_s:g} s) for the transport thread "
+        "to wake, which is most of the add -> committed time (see the product notes below). "
+        "The percentiles include the events caught in the fault window. The histogram is "
+        "per replica process; a SIGKILLed replica loses up to one second of it (never events).",
+        "",
+        "## Timeline",
+        "",
+        "```",
+        *run.events_log,
+        "```",
+        "",
+        "## Replicas",
+        "",
+        *[f"- {row}" for row in f["replica_rows"]],
+        "",
+    ]
+    if v.worst:
+        lines += ["## Off devices", "", *[f"- {w}" for w in v.worst], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM (a CI timeout, the shell) still runs the cleanup below: drop the database,
+    # stop the broker and every child.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    raise_nofile()  # Mosquitto inherits it: one descriptor per window
+    shm_root = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    shm = Path(tempfile.mkdtemp(prefix="ww-city-", dir=shm_root))
+    work = Path(tempfile.mkdtemp(prefix="ww-city-work-"))
+    url, drop = fresh_pg(args.pg)
+    run = CityRun(args, shm, work)
+    print(f"database {url.rsplit('/', 1)[1]}; outboxes in {shm}; logs in {work}", flush=True)
+    status = 1
+    try:
+        verdict, figures = run.run(url)
+        report = render(args, run, verdict, figures)
+        print(report)
+        if args.report is not None:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(report + "\n", encoding="utf-8")
+            print(f"wrote {args.report}")
+        status = 0 if verdict.ok else 2
+    finally:
+        for w in run.workers:
+            if w.poll() is None:
+                w.kill()
+        for r in run.replicas:
+            if r.proc is not None and r.proc.poll() is None:
+                r.proc.kill()
+        if run.monitor is not None:
+            run.monitor.close()
+        run.broker.stop()
+        if args.keep_db:
+            print(f"kept database {url}")
+        else:
+            drop()
+        shutil.rmtree(shm, ignore_errors=True)
+        if status == 0:
+            shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
