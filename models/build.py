@@ -55,11 +55,15 @@ def build_detector(out_dir: Path, seed: int) -> dict[str, Any]:
     return {"verification": v.__dict__, "source_sha256": sha_src}
 
 
-def build_smile(out_dir: Path, seed: int, epochs: int) -> dict[str, Any]:
+def build_smile(out_dir: Path, seed: int, epochs: int, genki_repeat: int) -> dict[str, Any]:
     from models import smile_train
 
     return smile_train.train(
-        out_dir / "smile.onnx", out_dir / "face_detector.onnx", seed=seed, epochs=epochs
+        out_dir / "smile.onnx",
+        out_dir / "face_detector.onnx",
+        seed=seed,
+        epochs=epochs,
+        genki_repeat=genki_repeat,
     )
 
 
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["detector", "smile", "report"], default=None)
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--genki-repeat", type=int, default=2, help="GENKI copies per epoch")
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     ap.add_argument(
         "--skip-landmarks",
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "detector"):
         report["detector"] = build_detector(out_dir, args.seed)
     if args.only in (None, "smile"):
-        report["smile"] = build_smile(out_dir, args.seed, args.epochs)
+        report["smile"] = build_smile(out_dir, args.seed, args.epochs, args.genki_repeat)
     manifest = write_manifest(out_dir, report)
     if args.only in (None, "smile", "report"):
         from models import evaluate

@@ -203,6 +203,7 @@ def train(
     seed: int = 20261129,
     epochs: int = 16,
     threads: int = 2,
+    genki_repeat: int = 2,
     log: Any = print,
 ) -> dict[str, Any]:
     import torch
@@ -225,9 +226,13 @@ def train(
     log(f"crop calibration: {cal}")
     aug = Augment(scale_sd=max(0.06, cal.scale_sd), shift_sd=max(0.04, cal.shift_sd), roll_deg=10.0)
 
-    # GENKI is smaller: show it twice per epoch so neither domain dominates.
-    xtr = np.concatenate([sets["smiles-lfw"]["xtr"], *[sets["genki4k-train"]["xtr"]] * 2])
-    ytr = np.concatenate([sets["smiles-lfw"]["ytr"], *[sets["genki4k-train"]["ytr"]] * 2])
+    # GENKI is a quarter the size: repeat it per epoch so neither domain dominates.
+    xtr = np.concatenate(
+        [sets["smiles-lfw"]["xtr"], *[sets["genki4k-train"]["xtr"]] * genki_repeat]
+    )
+    ytr = np.concatenate(
+        [sets["smiles-lfw"]["ytr"], *[sets["genki4k-train"]["ytr"]] * genki_repeat]
+    )
     net = _net()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     batch = 128
@@ -282,6 +287,7 @@ def train(
         "augment": asdict(aug),
         "seed": seed,
         "epochs": epochs,
+        "genki_repeat": genki_repeat,
         "train_images": len(xtr),
         "train_seconds": round(time.time() - t0, 1),
     }
