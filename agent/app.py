@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from gpiozero.pins import Factory
@@ -52,6 +52,20 @@ def in_opening_hours(site: Site, t_ms: int) -> bool:
     h = site.site.hours
     local = datetime.fromtimestamp(t_ms / 1000, ZoneInfo(site.site.timezone))
     return local.isoweekday() in h.days and h.open <= local.time() < h.close
+
+
+class Pump(Protocol):
+    """Where observations come from: runs on its own thread, puts (t_ms, Observation)."""
+
+    kind: Literal["camera", "scripted"]
+    fps: float
+    inference_ms: float
+
+    def run(
+        self, sink: queue.SimpleQueue[Item], stop: threading.Event, clock: Callable[[], int]
+    ) -> None: ...
+
+    def recalibrate(self) -> None: ...
 
 
 class ScriptedPump:
@@ -145,7 +159,7 @@ class WindowAgent:
         state_dir: Path,
         *,
         pin_factory: Factory,
-        pump: ScriptedPump | CameraPump,
+        pump: Pump,
         broker: BrokerConfig | None = None,
         clock: Callable[[], int] = wall_ms,
         health_s: float = 60.0,
@@ -368,7 +382,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         from gpiozero import Device
 
         factory = Device._default_pin_factory()
-    pump: ScriptedPump | CameraPump
+    pump: Pump
     if args.scripted:
         import random
 

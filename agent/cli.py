@@ -133,6 +133,7 @@ def _demo(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         prefer_mosquitto=not args.embedded_broker,
         duration_s=args.duration,
+        camera=not args.scripted_perception,
     )
 
 
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=REPO / "var" / "demo")
     demo.add_argument("--embedded-broker", action="store_true", help="use amqtt, not Mosquitto")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument(
+        "--scripted-perception", action="store_true", help="skip the frames and the models"
+    )
     demo.set_defaults(func=_demo)
 
     agent = sub.add_parser("agent", help="run one window's agent")

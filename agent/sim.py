@@ -8,15 +8,88 @@ and a clerk who follows the standard more or less reliably.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
+import time
+from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import ScriptedPump, WindowAgent, wall_ms
+from agent.app import Item, ScriptedPump, WindowAgent, wall_ms
 from agent.config import BrokerConfig, Site, WindowConfig
 from agent.perception import CARELESS, EXEMPLARY, TYPICAL, ClerkProfile, ScriptedClerk
+
+
+class ScenePump:
+    """The demo's camera: renders what the scripted clerk does into 320x240 frames (two
+    public-domain faces, see agent/demo_faces/README.md) and runs them through the real
+    ONNX pipeline. The rules see only what the pipeline saw, misses included."""
+
+    kind: Literal["camera", "scripted"] = "camera"
+
+    def __init__(self, clerk: ScriptedClerk, seed: int, fps: float = 6.0) -> None:
+        import cv2
+
+        from agent.vision.pipeline import Vision
+        from agent.vision.scenes import Geometry, background
+
+        folder = resources.files("agent") / "demo_faces"
+        self.faces: dict[str, U8] = {}
+        for name in ("smile", "neutral"):
+            img = cv2.imread(str(folder / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise FileNotFoundError(f"demo face {name}.png missing from {folder}")
+            self.faces[name] = np.asarray(img, dtype=np.uint8)
+        self.clerk = clerk
+        self.rng = np.random.default_rng(seed)
+        self.geo = Geometry.random(self.rng)
+        self.bg = background(self.rng).astype(np.float32)
+        self.tone = float(self.rng.uniform(40, 180))
+        self.vision = Vision()
+        self.step_s = 1 / fps
+        self.fps = 0.0
+        self.inference_ms = 0.0
+
+    def frame(self, t_ms: int) -> U8:
+        from agent.vision.scenes import paste_person
+
+        truth = self.clerk.observe(t_ms)
+        canvas = self.bg.copy()
+        if truth.face_present:
+            level = 1.0 if truth.standing else 0.0
+            size = self.geo.size * (1 + (self.geo.stand_scale - 1) * level)
+            sway = self.rng.normal(0, 1.0, 2)
+            face = self.faces["smile" if (truth.smile or 0) >= 0.5 else "neutral"]
+            cy = self.geo.seat_y - self.geo.rise * self.geo.size * level
+            paste_person(canvas, face, self.geo.seat_x + sway[0], cy + sway[1], size, self.tone)
+        canvas += self.rng.normal(0, 3.0, canvas.shape).astype(np.float32)
+        return np.clip(canvas, 0, 255).astype(np.uint8)
+
+    def run(
+        self, sink: queue.SimpleQueue[Item], stop: threading.Event, clock: Callable[[], int]
+    ) -> None:
+        frames, since = 0, time.monotonic()
+        while not stop.wait(self.step_s):
+            t = clock()
+            gray = self.frame(t)  # frames live only here, in memory
+            t0 = time.perf_counter()
+            sink.put((t, self.vision.process(t, gray)))
+            self.inference_ms = (time.perf_counter() - t0) * 1000
+            frames += 1
+            if time.monotonic() - since >= 5:
+                self.fps, frames, since = frames / (time.monotonic() - since), 0, time.monotonic()
+
+    def recalibrate(self) -> None:
+        self.vision.recalibrate()
+
+
+U8 = npt.NDArray[np.uint8]
 
 #: Rating weights, best first (5-button panel); a 3-button panel uses the middle three.
 RATING_WEIGHTS = (0.55, 0.28, 0.10, 0.05, 0.02)
@@ -34,6 +107,7 @@ class SimulatedWindow:
         profile: ClerkProfile,
         seed: int,
         pace: float = 1.0,
+        camera: bool = False,
     ) -> None:
         self.window = window
         self.rng = random.Random(seed)
@@ -45,7 +119,7 @@ class SimulatedWindow:
             window,
             state_dir,
             pin_factory=self.factory,
-            pump=ScriptedPump(self.clerk),
+            pump=ScenePump(self.clerk, seed) if camera else ScriptedPump(self.clerk),
             broker=broker,
         )
         self._stop = threading.Event()
@@ -119,13 +193,19 @@ class SimulatedFleet:
     """Every window of a site, simulated; one owner starts and stops them all."""
 
     def __init__(
-        self, site: Site, host: str, port: int, state_dir: Path, pace: float = 1.0
+        self,
+        site: Site,
+        host: str,
+        port: int,
+        state_dir: Path,
+        pace: float = 1.0,
+        camera: bool = False,
     ) -> None:
         broker = BrokerConfig(host=host, port=port)
         profiles = [EXEMPLARY, TYPICAL, TYPICAL, CARELESS]
         self.windows = [
             SimulatedWindow(
-                site, w, broker, state_dir, profiles[i % len(profiles)], seed=i, pace=pace
+                site, w, broker, state_dir, profiles[i % len(profiles)], i, pace, camera
             )
             for i, w in enumerate(site.windows)
         ]

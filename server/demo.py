@@ -1,8 +1,10 @@
 """``warmwindow demo``: broker + aggregator + the example site's windows on one machine.
 
-Everything runs for real (MQTT broker, agent outboxes and transports, ingest, SQLite,
-the live page) except what a laptop cannot have: GPIO pins are gpiozero MockFactory pins
-driven by a scenario, and perception is scripted. The page and this command say so.
+Everything runs for real (MQTT broker, agent outboxes and transports, the ONNX vision
+pipeline, ingest, SQLite, the live page) except what a laptop cannot have: GPIO pins are
+gpiozero MockFactory pins driven by a scenario, and the camera is a renderer that draws
+what a scripted clerk does using two public-domain face photographs. The page and this
+command say so.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def run_demo(
     workdir: Path,
     prefer_mosquitto: bool = True,
     duration_s: float | None = None,
+    camera: bool = True,
 ) -> int:
     from agent.sim import SimulatedFleet
 
@@ -90,11 +93,17 @@ def run_demo(
         print(f"live page: http://127.0.0.1:{http_port}/")
         for line in demo_users(accounts, site.site.site, site.site.district):
             print(line)
-        fleet = SimulatedFleet(site, broker.host, broker.port, workdir / "agents")
+        fleet = SimulatedFleet(site, broker.host, broker.port, workdir / "agents", camera=camera)
         fleet.start()
+        seen = (
+            "rendered camera frames (two public-domain faces, scripted clerk behaviour) "
+            "through the real ONNX face/smile/posture pipeline"
+            if camera
+            else "SCRIPTED perception (no frames, no models)"
+        )
         print(
             f"{len(site.windows)} windows running the real agent code with MockFactory pins "
-            "and SCRIPTED perception (no camera in the demo yet). Ctrl-C stops."
+            f"and {seen}. Ctrl-C stops."
         )
         started = time.monotonic()
         while not stop.wait(5.0):

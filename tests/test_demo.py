@@ -49,7 +49,7 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         assert set(creds) == {"admin", "manager", "inspector", "viewer"}
         started = time.monotonic()
         assert any(f"http://127.0.0.1:{port}/" in ln for ln in lines), lines
-        assert any("SCRIPTED perception" in ln for ln in lines)
+        assert any("through the real ONNX" in ln for ln in lines)
         base = f"http://127.0.0.1:{port}"
         http = httpx.Client(base_url=base)
         assert http.get("/").status_code in (302, 307)  # sign in first
@@ -68,7 +68,7 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         assert len(seen) == 12, f"events from {sorted(seen)} only within 10 s"
         windows = http.get("/api/windows").json()
         assert {w["window"] for w in windows if w["online"]} == {f"w{i:02d}" for i in range(1, 13)}
-        assert all(w["state"] and w["state"]["perception"] == "scripted" for w in windows)
+        assert all(w["state"] and w["state"]["perception"] == "camera" for w in windows)
         time.sleep(3)
     finally:
         proc.send_signal(signal.SIGINT)
