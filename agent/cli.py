@@ -134,6 +134,7 @@ def _demo(args: argparse.Namespace) -> int:
         prefer_mosquitto=not args.embedded_broker,
         duration_s=args.duration,
         camera=not args.scripted_perception,
+        speed=args.speed,
     )
 
 
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=REPO / "var" / "demo")
     demo.add_argument("--embedded-broker", action="store_true", help="use amqtt, not Mosquitto")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--speed", type=float, default=4.0, help="simulated seconds per second")
     demo.add_argument(
         "--scripted-perception", action="store_true", help="skip the frames and the models"
     )

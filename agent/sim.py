@@ -33,7 +33,7 @@ class ScenePump:
 
     kind: Literal["camera", "scripted"] = "camera"
 
-    def __init__(self, clerk: ScriptedClerk, seed: int, fps: float = 6.0) -> None:
+    def __init__(self, clerk: ScriptedClerk, seed: int, fps: float = 8.0) -> None:
         import cv2
 
         from agent.vision.pipeline import Vision
@@ -91,6 +91,30 @@ class ScenePump:
 
 U8 = npt.NDArray[np.uint8]
 
+
+class SimClock:
+    """The demo's day: starts at ``start_ms`` and runs ``speed`` times faster than the wall.
+
+    Every part of a simulated window reads this clock (pins, perception, rules, health),
+    so an accelerated day keeps its timings consistent: a 5 s stand limit is 5 simulated
+    seconds, 1.25 real ones at speed 4.
+    """
+
+    def __init__(self, start_ms: int | None = None, speed: float = 1.0) -> None:
+        self.speed = speed
+        self.start_ms = wall_ms() if start_ms is None else start_ms
+        self._origin = time.monotonic()
+
+    def __call__(self) -> int:
+        return self.start_ms + int((time.monotonic() - self._origin) * 1000 * self.speed)
+
+    def label(self, tz: str = "Asia/Shanghai") -> str:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        return datetime.fromtimestamp(self() / 1000, ZoneInfo(tz)).strftime("%H:%M:%S")
+
+
 #: Rating weights, best first (5-button panel); a 3-button panel uses the middle three.
 RATING_WEIGHTS = (0.55, 0.28, 0.10, 0.05, 0.02)
 
@@ -106,12 +130,13 @@ class SimulatedWindow:
         state_dir: Path,
         profile: ClerkProfile,
         seed: int,
-        pace: float = 1.0,
+        clock: SimClock,
         camera: bool = False,
     ) -> None:
         self.window = window
+        self.clock = clock
         self.rng = random.Random(seed)
-        self.pace = pace  # scales the scenario's waits (1.0 = real time)
+        self.pace = 1 / clock.speed  # scenario waits are in simulated seconds
         self.factory = MockFactory()
         self.clerk = ScriptedClerk(profile, random.Random(seed + 1))
         self.agent = WindowAgent(
@@ -121,6 +146,7 @@ class SimulatedWindow:
             pin_factory=self.factory,
             pump=ScenePump(self.clerk, seed) if camera else ScriptedPump(self.clerk),
             broker=broker,
+            clock=clock,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._scenario, name=f"{window.window}-scenario")
@@ -157,7 +183,7 @@ class SimulatedWindow:
         while not self._stop.is_set():
             self._press(g.call_button)
             self.calls += 1
-            self.clerk.on_call(wall_ms())
+            self.clerk.on_call(self.clock())
             if self._wait(r.uniform(8, 20)):
                 return
             end = r.random()
@@ -165,13 +191,13 @@ class SimulatedWindow:
                 pin = self._rating_pin()
                 self._press(pin)
                 self.presses += 1
-                self.clerk.on_end(wall_ms())
+                self.clerk.on_end(self.clock())
                 if r.random() < 0.05 and not self._wait(1.0):  # an impatient double press
                     self._press(pin)
                     self.presses += 1
             elif end < 0.92 and g.finish_button is not None:
                 self._press(g.finish_button)
-                self.clerk.on_end(wall_ms())
+                self.clerk.on_end(self.clock())
             # else: no evaluation; the next call ends the session
             if self._wait(r.uniform(6, 12)):
                 return
@@ -180,7 +206,7 @@ class SimulatedWindow:
                 away_s = r.uniform(70, 120)
                 if with_sign:
                     self.factory.pin(g.sign_sensor).drive_low()
-                self.clerk.leave(wall_ms(), int(away_s * 1000 * self.pace))
+                self.clerk.leave(self.clock(), int(away_s * 1000))
                 if self._wait(away_s):
                     return
                 if with_sign:
@@ -198,14 +224,15 @@ class SimulatedFleet:
         host: str,
         port: int,
         state_dir: Path,
-        pace: float = 1.0,
+        clock: SimClock | None = None,
         camera: bool = False,
     ) -> None:
+        self.clock = clock or SimClock()
         broker = BrokerConfig(host=host, port=port)
         profiles = [EXEMPLARY, TYPICAL, TYPICAL, CARELESS]
         self.windows = [
             SimulatedWindow(
-                site, w, broker, state_dir, profiles[i % len(profiles)], i, pace, camera
+                site, w, broker, state_dir, profiles[i % len(profiles)], i, self.clock, camera
             )
             for i, w in enumerate(site.windows)
         ]
@@ -224,4 +251,7 @@ class SimulatedFleet:
         made = sum(w.agent.outbox.last_seq for w in self.windows)
         queued = sum(w.agent.outbox.depth for w in self.windows)
         calls = sum(w.calls for w in self.windows)
-        return f"calls {calls}  events made {made}  waiting in outboxes {queued}"
+        return (
+            f"simulated {self.clock.label()} (x{self.clock.speed:g})  calls {calls}  "
+            f"events made {made}  waiting in outboxes {queued}"
+        )

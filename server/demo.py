@@ -26,6 +26,17 @@ from server.broker import local_broker, wait_port
 from server.ingest import IngestSettings
 
 
+def opening_time_today(tz: str) -> int:
+    """09:00 today in the centre's time zone: the simulated day starts when the hall opens."""
+    from datetime import datetime
+    from datetime import time as day_time
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    nine = datetime.combine(datetime.now(zone).date(), day_time(9, 0), zone)
+    return int(nine.timestamp() * 1000)
+
+
 def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
     """Fresh random passwords each run: a demo must not teach default passwords."""
     lines = []
@@ -48,8 +59,9 @@ def run_demo(
     prefer_mosquitto: bool = True,
     duration_s: float | None = None,
     camera: bool = True,
+    speed: float = 4.0,
 ) -> int:
-    from agent.sim import SimulatedFleet
+    from agent.sim import SimClock, SimulatedFleet
 
     site = load_site(site_dir)
     # 12 windows' connects and the embedded broker's state machine are not news.
@@ -93,7 +105,10 @@ def run_demo(
         print(f"live page: http://127.0.0.1:{http_port}/")
         for line in demo_users(accounts, site.site.site, site.site.district):
             print(line)
-        fleet = SimulatedFleet(site, broker.host, broker.port, workdir / "agents", camera=camera)
+        clock = SimClock(opening_time_today(site.site.timezone), speed)
+        fleet = SimulatedFleet(
+            site, broker.host, broker.port, workdir / "agents", clock=clock, camera=camera
+        )
         fleet.start()
         seen = (
             "rendered camera frames (two public-domain faces, scripted clerk behaviour) "
