@@ -135,3 +135,37 @@ def test_cli_agent_runs_and_stops_cleanly_on_sigterm(
     wait_until(lambda: last() == [OFFLINE], 5, "agent offline")
     assert (tmp_path / "qingpu-w07.outbox.db").exists()
     sub.close()
+
+
+def test_frozen_and_dead_camera_raise_faults(tmp_path: Path) -> None:
+    import queue
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from agent.app import CameraPump
+
+    site = load_site(EXAMPLE_SITE)
+    frames = tmp_path / "frozen"
+    frames.mkdir()
+    still = np.full((240, 320), 128, np.uint8)
+    for i in range(80):  # the same picture over and over: a stuck sensor
+        cv2.imwrite(str(frames / f"{i:04d}.png"), still)
+    window = site.window("w03")
+    cam = window.camera.model_copy(
+        update={"source": "replay", "device": str(frames), "active_fps": 20.0}
+    )
+    faults: list[tuple[str, str]] = []
+    pump = CameraPump(window.model_copy(update={"camera": cam}), frozen_after_s=0.05)
+    pump.on_fault = lambda code, detail: faults.append((code, detail))
+    sink: queue.SimpleQueue[tuple[int, object]] = queue.SimpleQueue()
+    pump.run(sink, threading.Event(), lambda: 0)  # type: ignore[arg-type]
+    assert [code for code, _ in faults][:1] == ["camera_frozen"]
+    assert sink.qsize() == 80  # every frame still went through the pipeline
+
+    gone = window.camera.model_copy(update={"source": "replay", "device": str(tmp_path / "none")})
+    dead = CameraPump(window.model_copy(update={"camera": gone}))
+    dead.on_fault = lambda code, detail: faults.append((code, detail))
+    dead.run(sink, threading.Event(), lambda: 0)  # type: ignore[arg-type]
+    assert faults[-1][0] == "camera_dead"
