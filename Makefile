@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean deps
+.PHONY: demo test lint bench clean deps models
 
 # System packages the tests drive for real: a broker and a browser (Debian names).
 deps:
@@ -37,6 +37,12 @@ test: deps lint
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
+
+# Rebuild the ONNX models (build tools need numpy<2: a venv of their own).
+models:
+	$(PYTHON) -m venv .venv-build
+	.venv-build/bin/pip install -q -r models/requirements-build.txt
+	PYTHONPATH=. .venv-build/bin/python -m models.build
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
