@@ -35,7 +35,7 @@ def crop(image: np.ndarray, detector: FaceDetector, size: int = 96) -> np.ndarra
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     scale = 320 / gray.shape[1]
     small = cv2.resize(gray, (320, round(gray.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    face = max(detector.detect(small), key=lambda f: f.w)
+    face = max(detector.detect(np.asarray(small, dtype=np.uint8)), key=lambda f: f.w)
     # the detector's box, a little looser: the pipeline's own crop adds its margin
     cx, cy, s = face.cx / scale, face.cy / scale, face.w / scale * 1.1
     x0, y0 = max(0, round(cx - s / 2)), max(0, round(cy - s / 2))
@@ -54,6 +54,8 @@ def main() -> None:
         with zipfile.ZipFile(getattr(args, wheel_arg)) as zf:
             data = np.frombuffer(zf.read(member), np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {member}")
         cv2.imwrite(str(OUT / name), crop(image, detector))
         print(f"wrote {OUT / name} from {member}")
 
