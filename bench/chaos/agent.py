@@ -4,10 +4,11 @@
 
 It is the demo's window unchanged (``agent.sim.SimulatedWindow``: the real
 ``WindowAgent`` with its rules, outbox and transport, MockFactory pins pressed by the
-scenario, a scripted clerk), sped up by ``--pace``. The one addition is bookkeeping: the
-agent's ``_store`` is wrapped to count the drafts the rules produced and those the outbox
-refused (a full disk), because a draft that never got a sequence number is invisible in
-the outbox's ``last_seq``. The wrapper re-raises, so the agent behaves exactly as shipped.
+scenario, a scripted clerk), sped up by ``--pace`` (its ``SimClock`` runs 1/pace times
+faster). The one addition is bookkeeping: the agent's ``_store`` is wrapped to count the
+drafts the rules produced and those the outbox refused (a full disk), because a draft
+that never got a sequence number is invisible in the outbox's ``last_seq``. The wrapper
+re-raises, so the agent behaves exactly as shipped.
 
 Every 0.5 s it writes ``--status`` (JSON): drafts, refused, last_seq, depth, whether the
 rule loop is alive (what the systemd watchdog watches), link state.
@@ -31,7 +32,7 @@ from agent.app import WindowAgent
 from agent.config import BrokerConfig, load_site
 from agent.events import Draft
 from agent.perception import TYPICAL
-from agent.sim import SimulatedWindow
+from agent.sim import SimClock, SimulatedWindow
 
 
 class CountingAgent(WindowAgent):
@@ -93,7 +94,7 @@ def main() -> int:
         args.state_dir,
         TYPICAL,
         seed=args.seed,
-        pace=args.pace,
+        clock=SimClock(speed=1 / args.pace),
     )
     wa = sim.agent
     assert isinstance(wa, CountingAgent)

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.city.broker import persistent_mosquitto
+from bench.city.broker import persistent_mosquitto, quiet_port
 from bench.city.verify import Device, outbox_last_seq, stored_by_device
-from server.broker import free_port, wait_port
+from server.broker import wait_port
 from server.store.db import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,13 +127,12 @@ class SmallDisk:
         """Write until ENOSPC; return the bytes written."""
         written = 0
         block = b"\0" * 4096
-        with self.filler.open("wb") as f:
+        # Unbuffered, so ENOSPC surfaces at the write that hits it, not at close().
+        with self.filler.open("wb", buffering=0) as f:
             # Bounded by the tmpfs size: at most size_kib / 4 blocks fit.
             for _ in range(self.size_kib // 4 + 16):
                 try:
-                    f.write(block)
-                    f.flush()
-                    written += len(block)
+                    written += f.write(block) or 0
                 except OSError:
                     break
         return written
@@ -202,10 +201,10 @@ class ChaosStack:
         extra = ""
         if self.netns is not None:
             self.netns.create()
-            self.ns_port = free_port()
+            self.ns_port = quiet_port()
             extra = f"listener {self.ns_port} {self.netns.host_ip}\n"
         self.broker = persistent_mosquitto(workdir / "mosquitto", extra_conf=extra)
-        self.http_port = free_port()
+        self.http_port = quiet_port()
         self.server: subprocess.Popen[bytes] | None = None
         self.server_log = (workdir / "server.log").open("ab")
         self.store = Store(db_url)

@@ -11,13 +11,33 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
+import socket
 from pathlib import Path
 
 from server.broker import MosquittoBroker
 
 
-def persistent_mosquitto(workdir: Path, extra_conf: str = "") -> MosquittoBroker:
-    broker = MosquittoBroker(workdir, extra_conf=extra_conf)
+def quiet_port(lo: int = 20_000, hi: int = 32_000) -> int:
+    """A free port below Linux's ephemeral range (32768+): with thousands of client
+    connections on loopback, a port from ``free_port()`` can be taken by one of them
+    before the server binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(lo, hi)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {lo}..{hi}")
+
+
+def persistent_mosquitto(
+    workdir: Path, extra_conf: str = "", port: int | None = None
+) -> MosquittoBroker:
+    broker = MosquittoBroker(workdir, port=port or quiet_port(), extra_conf=extra_conf)
     broker.write_conf()
     if os.geteuid() == 0 and "\nuser " not in "\n" + broker.conf_path.read_text():
         broker.extra_conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"

@@ -85,6 +85,10 @@ class Worker:
                 backoff_max_s=spec["backoff_max_s"],
                 max_inflight=spec["max_inflight"],
                 retry_rejected_s=2.0,
+                # Mosquitto speaks MQTT 5. With "auto", a CONNACK slower than 5 s (a
+                # connect storm on a busy machine) makes the transport fall back to 3.1.1
+                # for the rest of the run, on a new client and socket.
+                protocol="5",
             )
             for box in self.outboxes
         ]
