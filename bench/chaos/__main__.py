@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         windows=args.windows,
         pace=args.pace,
         netns_window=NetNs.available(),
-        small_disk_kib=2048 if SmallDisk.available() else None,
+        small_disk_kib=16384 if SmallDisk.available() else None,
     )
     status = 1
     try:
