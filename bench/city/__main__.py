@@ -561,7 +561,7 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
     mb = 1024 * 1024
     # The fault window skews the tail on purpose; the steady-state p99 is over 10-s buckets.
     lines = [
-        "# City run: 10,000 windows, one working day, nothing lost",
+        f"# City run: {args.windows} windows, one compressed working day",
         "",
         "Measured by `bench/city` (issue 8, part 2). Command:",
         "",
