@@ -14,9 +14,11 @@ import logging
 import os
 import queue
 import signal
+import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -202,6 +204,9 @@ class WindowAgent:
         self._faults: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._last_state: WindowState | None = None
         self._reported_full = False
+        self._reported_disk = False
+        #: Drafts a full disk refused, oldest first; bounded so memory cannot run out.
+        self._unstored: deque[Draft] = deque(maxlen=10_000)
         self.model_version = "scripted" if pump.kind == "scripted" else _model_version()
         self.config_version = f"{window.window}-{os.environ.get('WW_CONFIG_VERSION', 'local')}"
 
@@ -267,9 +272,28 @@ class WindowAgent:
         return all(t.is_alive() for t in self._threads)
 
     def _store(self, drafts: list[Draft]) -> None:
+        """Every draft into the outbox; one that cannot be stored (disk full) waits here,
+        bounded, and is retried first next time, so the rules keep running."""
         before = self.outbox.dropped
-        for d in drafts:
-            self.outbox.add(d)
+        waiting = [*self._unstored, *drafts]
+        self._unstored.clear()
+        for i, d in enumerate(waiting):
+            try:
+                self.outbox.add(d)
+            except (sqlite3.Error, OSError) as exc:
+                self._unstored.extend(waiting[i:])
+                if not self._reported_disk:
+                    self._reported_disk = True
+                    log.error("outbox write failed, holding %d events: %s", len(waiting) - i, exc)
+                    self._unstored.append(
+                        Draft(
+                            Fault,
+                            self.clock(),
+                            fields={"code": "outbox_full", "detail": str(exc)[:64]},
+                        )
+                    )
+                return
+        self._reported_disk = False
         if self.outbox.dropped > before and not self._reported_full:
             # Once per episode: the centre must learn the terminal is shedding events.
             self._reported_full = True

@@ -234,7 +234,10 @@ class Outbox:
                     )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A full disk can end the transaction itself; ROLLBACK would then raise
+                # "no transaction is active" and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             # Only after COMMIT: a failed transaction leaves the cached counters untouched.
             self._last_seq = seq
@@ -281,7 +284,10 @@ class Outbox:
                 deleted = db.total_changes - before
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A full disk can end the transaction itself; ROLLBACK would then raise
+                # "no transaction is active" and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             self._depth -= deleted
             return deleted

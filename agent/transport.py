@@ -78,6 +78,7 @@ from agent.protocol import (
 log = logging.getLogger(__name__)
 
 ProtocolChoice = Literal["auto", "5", "3.1.1"]
+NO_MATCHING_SUBSCRIBERS: Final = 0x10
 CommandHandler = Callable[[Command], Reply | None]
 ConfigHandler = Callable[[bytes], None]
 
@@ -552,7 +553,10 @@ class Transport:
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return  # birth, state, health or a reply
-        if reason_code.is_failure:
+        # 0x10 "No matching subscribers" is a success code, yet nobody has the event:
+        # Mosquitto 2.0 forgets shared subscriptions over a restart, so until the
+        # aggregator resubscribes every event would be acknowledged and dropped (city run).
+        if reason_code.is_failure or reason_code.value == NO_MATCHING_SUBSCRIBERS:
             self._rejected += 1
             self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
             if self._reset_at is None:

@@ -187,6 +187,12 @@ def main() -> None:
     n = args.events
     with tempfile.TemporaryDirectory() as tmpdir, MosquittoBroker(Path(tmpdir) / "mq") as broker:
         tmp = Path(tmpdir)
+        # The aggregator's stand-in: without a subscriber Mosquitto answers PUBACK 0x10
+        # and the transport (rightly) keeps the rows. QoS 0 keeps its cost small and equal.
+        sink = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-sink")
+        sink.connect(broker.host, broker.port)
+        sink.subscribe("ww/v1/+/+/event", qos=0)
+        sink.loop_start()
         with Outbox(tmp / "sample.db", SITE, "w00") as box:
             payload = box.add(summary_draft(0)).model_dump_json().encode()
         results: dict[str, list[Run]] = {"baseline": [], "live": [], "replay": [], "add": []}
@@ -195,6 +201,7 @@ def main() -> None:
             results["live"].append(live(broker, tmp, n))
             results["replay"].append(replay(broker, tmp, n))
             results["add"].append(add_only(tmp, n))
+        sink.loop_stop()
         med = {k: median_run(v) for k, v in results.items()}
         base = med["baseline"]
         print(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
@@ -169,3 +170,40 @@ def test_frozen_and_dead_camera_raise_faults(tmp_path: Path) -> None:
     dead.on_fault = lambda code, detail: faults.append((code, detail))
     dead.run(sink, threading.Event(), lambda: 0)  # type: ignore[arg-type]
     assert faults[-1][0] == "camera_dead"
+
+
+def test_full_disk_holds_events_and_keeps_the_rules_running(tmp_path: Path) -> None:
+    import sqlite3
+
+    site = load_site(EXAMPLE_SITE)
+    window = site.window("w06")
+    factory = MockFactory()
+    dead = BrokerConfig(host="127.0.0.1", port=free_port())
+    agent = WindowAgent(
+        site,
+        window,
+        tmp_path,
+        pin_factory=factory,
+        pump=ScriptedPump(ScriptedClerk(EXEMPLARY, random.Random(1)), step_s=0.05),
+        broker=dead,
+    )
+    real_add = agent.outbox.add
+    full = True
+
+    def add(draft: Any) -> Any:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_add(draft)
+
+    agent.outbox.add = add  # type: ignore[method-assign]
+    with agent:
+        for _ in range(3):
+            press(factory, window.gpio.eval_buttons[0])
+            time.sleep(0.15)
+        time.sleep(0.3)
+        assert agent.outbox.last_seq == 0 and agent._threads[0].is_alive()  # rules alive
+        full = False  # space freed: held events go in, oldest first, with the fault
+        press(factory, window.gpio.eval_buttons[0])
+        wait_until(lambda: agent.outbox.last_seq >= 5, 5, "held events stored")
+        kinds = [r.kind for r in agent.outbox.peek(100)]
+        assert kinds.count("evaluated") == 4 and kinds.count("fault") == 1

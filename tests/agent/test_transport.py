@@ -135,7 +135,8 @@ def test_commands_are_validated_and_always_answered(
         seen.append(cmd)
         return None
 
-    sub = Subscriber(broker.host, broker.port, (Channel.REPLY,))
+    # events too: with nobody subscribed the broker answers 0x10 and the row is kept
+    sub = Subscriber(broker.host, broker.port, (Channel.REPLY, Channel.EVENT))
     with Transport(cfg(broker), SITE, "w01", outbox, on_command=handle) as link:
         wait_until(lambda: link.connected, 10, "connection")
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-queue-system")
@@ -194,6 +195,7 @@ def test_backpressure_when_paho_refuses_publishes(broker: MosquittoBroker, outbo
 def test_reconnects_after_broker_restart_with_backoff(
     broker: MosquittoBroker, outbox: Outbox
 ) -> None:
+    sub = Subscriber(broker.host, broker.port)  # someone to have the event (else 0x10)
     with Transport(cfg(broker), SITE, "w01", outbox, backoff_max_s=1.0) as link:
         wait_until(lambda: link.connected, 10, "connection")
         broker.stop()
@@ -203,6 +205,21 @@ def test_reconnects_after_broker_restart_with_backoff(
         broker.start()
         wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
         assert link.flush(10)
+    sub.close()
+
+
+def test_no_matching_subscribers_keeps_the_event(broker: MosquittoBroker, outbox: Outbox) -> None:
+    """PUBACK 0x10: the broker took it but nobody will get it (e.g. a restarted Mosquitto
+    that forgot the aggregator's shared subscription). The row must stay until one does."""
+    with Transport(cfg(broker), SITE, "w01", outbox, protocol="5", retry_rejected_s=0.3) as link:
+        wait_until(lambda: link.connected, 10, "connection")
+        outbox.add(draft(0))
+        wait_until(lambda: link.stats().rejected >= 1, 10, "the 0x10 PUBACK")
+        assert outbox.depth == 1
+        sub = Subscriber(broker.host, broker.port)
+        assert link.flush(10), link.stats()
+        wait_until(lambda: len(sub.unique()) == 1, 10, "the event, once someone listens")
+        sub.close()
 
 
 def test_falls_back_to_mqtt_311_on_amqtt(outbox: Outbox) -> None:
