@@ -64,7 +64,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # JIT compilation costs PostgreSQL hundreds of ms on the dashboard's aggregate
+    # queries and saves nothing at their size (measured on the 10M-event bench).
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c jit=off"})
 
 
 class Store:
