@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from server.accounts import Principal
@@ -237,8 +238,16 @@ def measures(
     }
 
 
-@router.get("/timeline")
-def timeline(
+@dataclass(frozen=True)
+class Detail:
+    """A window's or a clerk's page: scope and period, checked against the principal."""
+
+    scope: Scope
+    start_ms: int
+    end_ms: int
+
+
+def detail(
     period: str,
     p: PrincipalDep,
     store: StoreDep,
@@ -246,40 +255,30 @@ def timeline(
     site: str | None = None,
     window: str | None = None,
     clerk_id: str | None = None,
-) -> list[dict[str, Any]]:
-    """Session-by-session steps, for the window and clerk pages."""
+) -> Detail:
     start, end = bounds(settings, period)
-    return views.timeline(store.engine, scoped(p, store, None, site, window, clerk_id), start, end)
+    return Detail(scoped(p, store, None, site, window, clerk_id), start, end)
+
+
+DetailDep = Annotated[Detail, Depends(detail)]
+
+
+@router.get("/timeline")
+def timeline(d: DetailDep, store: StoreDep) -> list[dict[str, Any]]:
+    """Session-by-session steps, for the window and clerk pages."""
+    return views.timeline(store.engine, d.scope, d.start_ms, d.end_ms)
 
 
 @router.get("/trend")
-def trend(
-    period: str,
-    p: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    site: str | None = None,
-    window: str | None = None,
-    clerk_id: str | None = None,
-) -> list[dict[str, Any]]:
-    start, end = bounds(settings, period)
-    scope = scoped(p, store, None, site, window, clerk_id)
-    return views.trend(store.engine, scope, start, end, settings.timezone)
+def trend(d: DetailDep, store: StoreDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    """Per local day: sessions and the stand, smile, farewell and good-review rates."""
+    return views.trend(store.engine, d.scope, d.start_ms, d.end_ms, settings.timezone)
 
 
 @router.get("/heatmap")
-def heatmap(
-    period: str,
-    p: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    site: str | None = None,
-    window: str | None = None,
-    clerk_id: str | None = None,
-) -> list[dict[str, Any]]:
-    start, end = bounds(settings, period)
-    scope = scoped(p, store, None, site, window, clerk_id)
-    return views.heatmap(store.engine, scope, start, end, settings.timezone)
+def heatmap(d: DetailDep, store: StoreDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    """Sessions and compliance by weekday and local hour."""
+    return views.heatmap(store.engine, d.scope, d.start_ms, d.end_ms, settings.timezone)
 
 
 @router.get("/assessment/{clerk_id}")
