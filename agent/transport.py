@@ -60,7 +60,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from agent.config import BrokerConfig
+from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox, OutboxRow, now_ms
 from agent.protocol import (
     CHANNEL_QOS,
@@ -117,6 +117,18 @@ class TransportStats:
     rejected: int  #: PUBACKs with an error reason code (rows kept and retried)
     bad_commands: int  #: cmd payloads that failed validation
     last_error: str | None
+
+
+def apply_tls(client: mqtt.Client, tls: TlsConfig | None) -> None:
+    """Verify the broker against our CA and present the client certificate, if configured
+    (terminals and the aggregator's ingest alike)."""
+    if tls is not None:
+        client.tls_set(
+            ca_certs=str(tls.ca_file),
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
 
 
 def backoff_delay(
@@ -412,14 +424,7 @@ class Transport:
         client.will_set(self._topics[Channel.AVAILABILITY], OFFLINE, qos=1, retain=True)
         if self.broker.username is not None:
             client.username_pw_set(self.broker.username, self._password)
-        tls = self.broker.tls
-        if tls is not None:
-            client.tls_set(
-                ca_certs=str(tls.ca_file),
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        apply_tls(client, self.broker.tls)
         client.enable_logger(log)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from agent.protocol import (
     parse_topic,
     subscription,
 )
+from agent.transport import apply_tls
 from server.store.db import Store, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -118,16 +118,6 @@ class Ingest:
         s = self.settings
         return bool(s.share_group) if s.live_feed is None else s.live_feed
 
-    def _tls(self, client: mqtt.Client) -> None:
-        tls = self.settings.tls
-        if tls is not None:
-            client.tls_set(
-                ca_certs=str(tls.ca_file),
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -140,7 +130,7 @@ class Ingest:
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._tls(client)
+        apply_tls(client, self.settings.tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -179,17 +169,21 @@ class Ingest:
     def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = _Item(mid=msg.mid, qos=msg.qos, received_ms=now_ms())
         self.stats.received += 1
+        self._classify(item, msg.topic, bytes(msg.payload))
+        self._queue.put(item)
+
+    def _classify(self, item: _Item, name: str, payload: bytes) -> None:
+        """Validate one message against the contract; fill in what it is or why not."""
         try:
-            site, window, channel = parse_topic(msg.topic)
+            site, window, channel = parse_topic(name)
         except ValueError:
             item.reject = "bad_topic"
-            self._queue.put(item)
             return
         if (site, window) not in self._known:
             item.reject = "unknown_device"
         elif channel is Channel.EVENT:
             try:
-                ev = parse_event(bytes(msg.payload))
+                ev = parse_event(payload)
             except ValidationError:
                 item.reject = "malformed"
             else:
@@ -198,7 +192,7 @@ class Ingest:
                 else:
                     item.event = ev
         elif channel is Channel.AVAILABILITY:
-            text = msg.payload.decode("utf-8", "replace")
+            text = payload.decode("utf-8", "replace")
             if text in (ONLINE, OFFLINE):
                 item.availability = (site, window, text == ONLINE)
             else:
@@ -206,7 +200,7 @@ class Ingest:
         elif channel in (Channel.STATE, Channel.HEALTH):
             model = WindowState if channel is Channel.STATE else Health
             try:
-                doc = model.model_validate_json(msg.payload)
+                doc = model.model_validate_json(payload)
             except ValidationError:
                 item.reject = "malformed"
             else:
@@ -218,7 +212,6 @@ class Ingest:
                     item.health = doc
         else:
             item.reject = "bad_topic"
-        self._queue.put(item)
 
     # ----------------------------------------------------------------- writer
 
@@ -316,22 +309,20 @@ class Ingest:
             protocol=self._protocol,
         )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._tls(client)
+        apply_tls(client, self.settings.tls)
         client.on_connect = lambda c, *_: c.subscribe(subscription(Channel.EVENT), qos=1)
         client.on_subscribe = lambda *_: self._live_ready.set()
         client.on_message = self._on_live_message
         return client
 
     def _on_live_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        """Every event, to the listeners only: storing is the shared subscription's job."""
-        try:
-            site, window, _ = parse_topic(msg.topic)
-            ev = parse_event(bytes(msg.payload))
-        except (ValueError, ValidationError):
-            return  # counted by the storing subscription
-        if (site, window) in self._known and (ev.site, ev.window) == (site, window):
+        """Every event, to the listeners only: storing is the shared subscription's job
+        (which also counts the rejects, so they are not counted here)."""
+        item = _Item(mid=msg.mid, qos=0, received_ms=now_ms())
+        self._classify(item, msg.topic, bytes(msg.payload))
+        if item.event is not None:
             for fn in self._listeners:
-                fn({"type": "event", "event": ev.model_dump(mode="json")})
+                fn({"type": "event", "event": item.event.model_dump(mode="json")})
 
     # ----------------------------------------------------------------- lifecycle
 
