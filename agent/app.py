@@ -60,14 +60,33 @@ class Pump(Protocol):
     """Where observations come from: runs on its own thread, puts (t_ms, Observation)."""
 
     kind: Literal["camera", "scripted"]
-    fps: float
     inference_ms: float
+
+    @property
+    def fps(self) -> float: ...
 
     def run(
         self, sink: queue.SimpleQueue[Item], stop: threading.Event, clock: Callable[[], int]
     ) -> None: ...
 
     def recalibrate(self) -> None: ...
+
+
+class FrameRate:
+    """Frames per second, averaged over ``every_s`` windows, for the health report."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.fps = 0.0
+        self._every_s = every_s
+        self._frames = 0
+        self._since = time.monotonic()
+
+    def tick(self) -> None:
+        self._frames += 1
+        elapsed = time.monotonic() - self._since
+        if elapsed >= self._every_s:
+            self.fps = self._frames / elapsed
+            self._frames, self._since = 0, time.monotonic()
 
 
 class ScriptedPump:
@@ -105,9 +124,13 @@ class CameraPump:
         self.vision = Vision()
         self.rate = AdaptiveRate.from_camera(window.camera)
         self.frozen_after_s = frozen_after_s
-        self.fps = 0.0
+        self.rate_meter = FrameRate()
         self.inference_ms = 0.0
         self.on_fault: Callable[[str, str], None] = lambda code, detail: None
+
+    @property
+    def fps(self) -> float:
+        return self.rate_meter.fps
 
     def recalibrate(self) -> None:
         self.vision.recalibrate()
@@ -119,7 +142,6 @@ class CameraPump:
 
         last: Any = None
         same_since: float | None = None
-        frames, window_start = 0, time.monotonic()
         try:
             with self.source as src:
                 for t, gray in src:
@@ -142,10 +164,7 @@ class CameraPump:
                     else:
                         same_since = None
                     last = gray
-                    frames += 1
-                    if time.monotonic() - window_start >= 5:
-                        self.fps = frames / (time.monotonic() - window_start)
-                        frames, window_start = 0, time.monotonic()
+                    self.rate_meter.tick()
         except Exception as exc:  # the agent keeps running and reports the blindness
             log.exception("camera failed")
             self.on_fault("camera_dead", str(exc)[:64])
@@ -255,7 +274,7 @@ class WindowAgent:
             self._store(drafts)
             while not self._faults.empty():
                 code, detail = self._faults.get()
-                self._store([Draft(Fault, self.clock(), fields={"code": code, "detail": detail})])
+                self._store([self._fault_draft(code, detail)])
             self._publish_state()
             self.panel.set_status(
                 "connected" if self.transport.link is LinkState.ONLINE else "buffering"
@@ -285,27 +304,18 @@ class WindowAgent:
                 if not self._reported_disk:
                     self._reported_disk = True
                     log.error("outbox write failed, holding %d events: %s", len(waiting) - i, exc)
-                    self._unstored.append(
-                        Draft(
-                            Fault,
-                            self.clock(),
-                            fields={"code": "outbox_full", "detail": str(exc)[:64]},
-                        )
-                    )
+                    self._unstored.append(self._fault_draft("outbox_full", str(exc)))
                 return
         self._reported_disk = False
         if self.outbox.dropped > before and not self._reported_full:
             # Once per episode: the centre must learn the terminal is shedding events.
             self._reported_full = True
-            self.outbox.add(
-                Draft(
-                    Fault,
-                    self.clock(),
-                    fields={"code": "outbox_full", "detail": f"dropped {self.outbox.dropped}"},
-                )
-            )
+            self.outbox.add(self._fault_draft("outbox_full", f"dropped {self.outbox.dropped}"))
         elif self.outbox.depth < self.outbox.max_rows // 2:
             self._reported_full = False
+
+    def _fault_draft(self, code: str, detail: str) -> Draft:
+        return Draft(Fault, self.clock(), fields={"code": code, "detail": detail[:64]})
 
     def _fault(self, code: str, detail: str) -> None:
         self._faults.put((code, detail))

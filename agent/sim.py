@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import Item, ScriptedPump, WindowAgent, wall_ms
+from agent.app import FrameRate, Item, ScriptedPump, WindowAgent, wall_ms
 from agent.config import BrokerConfig, Site, WindowConfig
 from agent.perception import CARELESS, EXEMPLARY, TYPICAL, ClerkProfile, ScriptedClerk
 
@@ -53,8 +53,12 @@ class ScenePump:
         self.tone = float(self.rng.uniform(40, 180))
         self.vision = Vision()
         self.step_s = 1 / fps
-        self.fps = 0.0
+        self.rate_meter = FrameRate()
         self.inference_ms = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.rate_meter.fps
 
     def frame(self, t_ms: int) -> U8:
         from agent.vision.scenes import paste_person
@@ -74,16 +78,13 @@ class ScenePump:
     def run(
         self, sink: queue.SimpleQueue[Item], stop: threading.Event, clock: Callable[[], int]
     ) -> None:
-        frames, since = 0, time.monotonic()
         while not stop.wait(self.step_s):
             t = clock()
             gray = self.frame(t)  # frames live only here, in memory
             t0 = time.perf_counter()
             sink.put((t, self.vision.process(t, gray)))
             self.inference_ms = (time.perf_counter() - t0) * 1000
-            frames += 1
-            if time.monotonic() - since >= 5:
-                self.fps, frames, since = frames / (time.monotonic() - since), 0, time.monotonic()
+            self.rate_meter.tick()
 
     def recalibrate(self) -> None:
         self.vision.recalibrate()
