@@ -2,7 +2,8 @@
 
 Prints, measured in one run on this machine:
   * raw broker throughput: a bare paho subscriber receiving QoS 1 events (the baseline);
-  * ingest throughput into SQLite and PostgreSQL, and its ratio to the baseline
+  * ingest throughput into SQLite and PostgreSQL (whole sessions' events, so the
+    measure tables, alerts and cases are written too), and its ratio to the baseline
     (goal >= 0.5);
   * publish-to-stored latency (after commit) at a paced 1,000 events/s, p50/p99
     (goal p99 <= 50 ms).
@@ -25,7 +26,17 @@ import paho.mqtt.client as mqtt
 from sqlalchemy import create_engine, text
 
 from agent.config import load_site
-from agent.protocol import Channel, SessionOpened, topic
+from agent.protocol import (
+    Channel,
+    Evaluated,
+    EventHeader,
+    Rating,
+    SessionOpened,
+    SessionSummary,
+    Smiled,
+    StoodUp,
+    topic,
+)
 from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
@@ -35,21 +46,58 @@ SITE = REPO / "firmware_config" / "sites" / "qingpu"
 WINDOWS = [f"w{i:02d}" for i in range(1, 13)]
 
 
+def session_events(w: str, first_seq: int, t: int, k: int) -> list[EventHeader]:
+    """One service session's events as an agent sends them; every 5th misses the
+    greeting smile (an alert), every 10th is rated 不满意 (a case)."""
+    sid = uuid.uuid4()
+    rating = Rating.DISSATISFIED if k % 10 == 9 else Rating.SATISFIED
+    smiled = k % 5 != 4
+    head = {"site": "qingpu", "window": w, "boot_id": uuid.UUID(int=3), "session_id": sid}
+    bodies: list[tuple[type[EventHeader], dict[str, Any]]] = [
+        (SessionOpened, {"source": "bell"}),
+        (StoodUp, {"phase": "greeting", "on_time": True, "after_ms": 1200}),
+        (Smiled, {"phase": "greeting", "on_time": smiled, "after_ms": 2100, "score": 0.8}),
+        (Evaluated, {"rating": rating}),
+        (StoodUp, {"phase": "farewell", "on_time": True, "after_ms": 300}),
+        (
+            SessionSummary,
+            {
+                "opened_ms": t,
+                "closed_ms": t + 90_000,
+                "closed_by": "evaluation",
+                "stood_on_call": True,
+                "stand_after_ms": 1200,
+                "smiled_at_greeting": smiled,
+                "smile_after_ms": 2100 if smiled else None,
+                "smile_peak": 0.8,
+                "stood_at_farewell": True,
+                "see_off_ms": 3000,
+                "rating": rating,
+            },
+        ),
+    ]
+    return [
+        cls(event_id=uuid.uuid4(), seq=first_seq + i, ts_ms=t + i * 15_000, **head, **body)
+        for i, (cls, body) in enumerate(bodies)
+    ]
+
+
 def payloads(n: int) -> list[tuple[str, str, str]]:
-    out = []
-    for i in range(n):
-        w = WINDOWS[i % 12]
-        ev = SessionOpened(
-            event_id=uuid.uuid4(),
-            site="qingpu",
-            window=w,
-            seq=i // 12 + 1,
-            boot_id=uuid.UUID(int=3),
-            ts_ms=time.time_ns() // 1_000_000,
-            source="bell",
-        )
-        out.append((str(ev.event_id), topic("qingpu", w, Channel.EVENT), ev.model_dump_json()))
-    return out
+    """``n`` events: whole sessions, round robin over the 12 windows, so a third of them
+    (evaluations, summaries) also write the measure tables, alerts and cases."""
+    evs: list[EventHeader] = []
+    seqs = dict.fromkeys(WINDOWS, 1)
+    t = time.time_ns() // 1_000_000
+    k = 0
+    while len(evs) < n:
+        w = WINDOWS[k % len(WINDOWS)]
+        evs += session_events(w, seqs[w], t + k * 1000, k)
+        seqs[w] += 6
+        k += 1
+    return [
+        (str(ev.event_id), topic(ev.site, ev.window, Channel.EVENT), ev.model_dump_json())
+        for ev in evs[:n]
+    ]
 
 
 def publish_all(
@@ -114,9 +162,8 @@ def ingest_run(
     store = Store(url)
     store.create()
     store.register_site(load_site(SITE))
-    ingest = Ingest(
-        store, IngestSettings(port=broker.port, client_id=f"bench-{uuid.uuid4().hex[:6]}")
-    )
+    client_id = f"bench-{uuid.uuid4().hex[:6]}"
+    ingest = Ingest(store, IngestSettings(port=broker.port, client_id=client_id))
     stored_at: dict[str, float] = {}
     done = threading.Event()
 
@@ -137,8 +184,20 @@ def ingest_run(
     elapsed = time.perf_counter() - t0
     ingest.stop()
     store.close()
+    forget_session(broker, client_id)
     lat = [(stored_at[e] - sent[e]) * 1000 for e in sent if e in stored_at]
     return len(stored_at) / elapsed, lat
+
+
+def forget_session(broker: MosquittoBroker, client_id: str) -> None:
+    """End a finished run's persistent session: otherwise the broker keeps queueing every
+    later run's events for it and the later runs measure that extra work."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.connect(broker.host, broker.port, clean_start=True)  # session expiry 0: gone on close
+    c.loop_start()
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -152,6 +211,9 @@ def fresh_pg(base: str) -> tuple[str, Callable[[], None]]:
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
+        # Dropping the previous run's database leaves a checkpoint's worth of writes
+        # behind; flush them now so they do not land inside the next measurement.
+        c.execute(text("CHECKPOINT"))
 
     def drop() -> None:
         with admin.connect() as c:

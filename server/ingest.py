@@ -39,7 +39,7 @@ from agent.protocol import (
     subscription,
 )
 from agent.transport import apply_tls
-from server.store.db import Store, StoredEvent
+from server.store.db import Batch, Store, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -242,17 +242,16 @@ class Ingest:
 
     def _write(self, batch: list[_Item]) -> None:
         evs = [StoredEvent(i.event, i.received_ms) for i in batch if i.event is not None]
-        new_ids = set(self.store.insert_events(evs)) if evs else set()
         rejects = Counter(i.reject for i in batch if i.reject)
+        write = Batch(events=evs, rejects=dict(rejects))
         for i in batch:
             if i.availability:
-                site, window, online = i.availability
-                self.store.set_availability(site, window, online, i.received_ms)
+                write.availability.append((*i.availability, i.received_ms))
             elif i.state:
-                self.store.set_state(i.state, i.received_ms)
+                write.states.append((i.state, i.received_ms))
             elif i.health:
-                self.store.set_health(i.health, i.received_ms)
-        self.store.count_rejects(dict(rejects))
+                write.healths.append((i.health, i.received_ms))
+        new_ids = set(self.store.write_batch(write))
         # Committed: now the broker may forget these messages.
         for i in batch:
             if i.qos > 0:
