@@ -89,6 +89,8 @@ _STABLE_AFTER_S: Final = 10.0
 #: How long to wait for a CONNACK after the TCP (and TLS) connection is up. A broker
 #: answers in milliseconds; amqtt never answers an MQTT 5 CONNECT that has properties.
 _CONNACK_TIMEOUT_S: Final = 5.0
+#: Unanswered MQTT 5 CONNECTs in a row (before v5 ever worked) that mean "speaks 3.1.1 only".
+_V5_SILENCES_BEFORE_FALLBACK: Final = 2
 #: Pause of the drain after paho refused a publish (its queue is full).
 _QUEUE_FULL_PAUSE_S: Final = 0.2
 #: Longest a PUBACKed row waits for its batched delete.
@@ -238,6 +240,7 @@ class Transport:
 
         # Counters (read by any thread for stats()).
         self._protocol_used: str | None = None
+        self._v5_unanswered = 0  # MQTT 5 CONNECTs that got no CONNACK, before any worked
         self._connects = 0
         self._acked = 0
         self._queue_full = 0
@@ -473,9 +476,11 @@ class Transport:
             and self._protocol_used is None
         ):
             # A v5 CONNECT never answered by a CONNACK, before v5 ever worked in this run:
-            # amqtt leaves it hanging, old brokers close the socket. A broker that was only
-            # restarting costs little: 3.1.1 until the agent restarts.
-            self._fall_back("no CONNACK to an MQTT 5 CONNECT")
+            # amqtt leaves it hanging, old brokers close the socket. A broker busy with a
+            # connect storm answers late too, so one silence is not enough to give up v5.
+            self._v5_unanswered += 1
+            if self._v5_unanswered >= _V5_SILENCES_BEFORE_FALLBACK:
+                self._fall_back(f"no CONNACK to {self._v5_unanswered} MQTT 5 CONNECTs")
         self._up = False
         self._connecting_since = None
 

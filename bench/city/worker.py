@@ -34,7 +34,6 @@ from agent.outbox import Outbox, now_ms
 from agent.transport import Transport
 from bench.city.model import ScriptedDay
 from bench.city.replica import write_json
-from bench.city.transport import HoldUnroutedTransport
 
 log = logging.getLogger("bench.city.worker")
 
@@ -42,8 +41,12 @@ log = logging.getLogger("bench.city.worker")
 FD_SETSIZE: Final = 1024
 #: Descriptors per window paho selects on: the TCP socket and the socketpair (2).
 SELECT_FDS: Final = 3
-#: Windows one worker can hold under that limit, with room for stdio, logs and spares.
-MAX_WINDOWS_PER_WORKER: Final = 300
+#: Windows one worker holds. Each window keeps ~7 descriptors open (outbox db, WAL, shm,
+#: lock, socket, socketpair); the parking below keeps the first sockets under
+#: FD_SETSIZE, but after a broker restart the reconnect storm hands paho new sockets
+#: above 1024 when a worker holds 300 windows (2,100 descriptors) and its select()
+#: fails: 100 windows keep every descriptor the process owns under the limit.
+MAX_WINDOWS_PER_WORKER: Final = 100
 
 
 def raise_nofile() -> int:
@@ -74,9 +77,8 @@ class Worker:
         ]
         for fd in parked:
             os.close(fd)
-        kind = Transport if spec.get("stock_transport") else HoldUnroutedTransport
         self.transports = [
-            kind(
+            Transport(
                 broker,
                 box.site,
                 box.window,
@@ -153,7 +155,6 @@ class Worker:
             "connects": sum(t.stats().connects for t in self.transports),
             "queue_full": sum(t.stats().queue_full for t in self.transports),
             "rejected": sum(t.stats().rejected for t in self.transports),
-            "unrouted": sum(getattr(t, "unrouted", 0) for t in self.transports),
         }
         if final:
             doc["per_window"] = [
