@@ -124,6 +124,25 @@ def _retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollups(args: argparse.Namespace) -> int:
+    from server.metrics.periods import period_bounds
+    from server.store.db import Store
+
+    if args.from_env:
+        from server.settings import ServerEnv
+
+        args.db = ServerEnv().database_url()
+    since = period_bounds(args.since)[0] if args.since else None
+    store = Store(args.db)
+    try:
+        store.create()  # the rollups arrived with migration 0004
+        rows = store.rebuild_rollups(since)
+    finally:
+        store.close()
+    print(f"daily_rollups rebuilt: {rows} rows")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from server.demo import run_demo
 
@@ -199,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--measures-days", type=int, default=3 * 366)
     ret.add_argument("--from-env", action="store_true", help="database and periods from WW_*")
     ret.set_defaults(func=_retention)
+
+    rol = sub.add_parser(
+        "rollups", help="rebuild the daily rollups from the measure tables (kept by ingest)"
+    )
+    rol.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+    rol.add_argument("--since", default=None, help="first day/month to rebuild, e.g. 2026-11")
+    rol.add_argument("--from-env", action="store_true", help="database from WW_*")
+    rol.set_defaults(func=_rollups)
 
     demo = sub.add_parser("demo", help="broker + server + the example site's windows, simulated")
     demo.add_argument("--site", type=Path, default=REPO / "firmware_config" / "sites" / "qingpu")

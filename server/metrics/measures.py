@@ -8,14 +8,23 @@ Rates are None when there is nothing to divide by, never a misleading 0 or 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Connection, Engine, and_, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.protocol import Rating
-from server.store.schema import away_periods, cases, evaluations, sessions, units
+from server.store.rollups import ROLLUP_SEE_OFF_MS, SUMS, is_midnight
+from server.store.schema import (
+    away_periods,
+    cases,
+    daily_rollups,
+    evaluations,
+    sessions,
+    units,
+)
 
 GOOD = (Rating.VERY_SATISFIED.value, Rating.SATISFIED.value, Rating.BASIC.value)
 BAD = (Rating.DISSATISFIED.value, Rating.VERY_DISSATISFIED.value)
@@ -105,8 +114,10 @@ def compute(
     see_off_ms: int = 3000,
     now_ms: int | None = None,
     group_by: GroupBy | None = None,
+    rollups: bool = True,
 ) -> dict[str | None, Measures]:
-    """Measures for ``scope`` in the period, one per group (key None when ungrouped)."""
+    """Measures for ``scope`` in the period, one per group (key None when ungrouped).
+    Whole local days read the daily rollups unless ``rollups`` is False."""
     scope = resolve(engine, scope)
     s, e, a, c = sessions, evaluations, away_periods, cases
     out: dict[str | None, Measures] = {}
@@ -160,28 +171,36 @@ def compute(
         qc = qc.group_by("k")
 
     with engine.connect() as conn:
-        for r in conn.execute(q):
-            if not r.n:
-                continue
-            m = get(key_of(r))
-            m.sessions = int(r.n)
-            m.stand_on_call_rate = _rate(r.stood, r.n)
-            m.smile_at_greeting_rate = _rate(r.smiled, r.n)
-            m.farewell_stand_rate = _rate(r.farewell, r.n)
-            m.see_off_rate = _rate(r.see_off, r.n)
-            m.too_broad_smiles = int(r.broad or 0)
-            m.evaluation_coverage = _rate(r.rated, r.n)
-        for r in conn.execute(qe):
-            m = get(key_of(r))
-            if r.suspect:
-                m.suspect_presses += int(r.n)
-            else:
-                m.ratings[r.rating] = m.ratings.get(r.rating, 0) + int(r.n)
-        for r in conn.execute(qa):
-            if r.n:
+        daily = (
+            rollups
+            and see_off_ms == ROLLUP_SEE_OFF_MS
+            and _whole_days(conn, scope, start_ms, end_ms)
+        )
+        if daily:  # whole days: ~one row per window and day instead of every session
+            _from_rollups(conn, scope, start_ms, end_ms, group_by, get)
+        else:
+            for r in conn.execute(q):
+                if not r.n:
+                    continue
                 m = get(key_of(r))
-                m.away_violations = int(r.n)
-                m.away_without_sign_min = round(int(r.ms or 0) / 60_000, 2)
+                m.sessions = int(r.n)
+                m.stand_on_call_rate = _rate(r.stood, r.n)
+                m.smile_at_greeting_rate = _rate(r.smiled, r.n)
+                m.farewell_stand_rate = _rate(r.farewell, r.n)
+                m.see_off_rate = _rate(r.see_off, r.n)
+                m.too_broad_smiles = int(r.broad or 0)
+                m.evaluation_coverage = _rate(r.rated, r.n)
+            for r in conn.execute(qe):
+                m = get(key_of(r))
+                if r.suspect:
+                    m.suspect_presses += int(r.n)
+                else:
+                    m.ratings[r.rating] = m.ratings.get(r.rating, 0) + int(r.n)
+            for r in conn.execute(qa):
+                if r.n:
+                    m = get(key_of(r))
+                    m.away_violations = int(r.n)
+                    m.away_without_sign_min = round(int(r.ms or 0) / 60_000, 2)
         for r in conn.execute(qc):
             if r.n:
                 m = get(key_of(r))
@@ -194,6 +213,57 @@ def compute(
     if group_by is None and None not in out:
         out[None] = Measures()
     return out
+
+
+def _whole_days(conn: Connection, scope: Scope, start_ms: int, end_ms: int) -> bool:
+    """Is the period whole local days in every time zone the scope covers?"""
+    q = select(units.c.timezone).distinct()
+    if scope.site:
+        q = q.where(units.c.site == scope.site)
+    elif scope.sites is not None:
+        q = q.where(units.c.site.in_(scope.sites))
+    zones = [r[0] for r in conn.execute(q)] or ["Asia/Shanghai"]
+    return all(is_midnight(start_ms, tz) and is_midnight(end_ms, tz) for tz in zones)
+
+
+def _from_rollups(
+    conn: Connection,
+    scope: Scope,
+    start_ms: int,
+    end_ms: int,
+    group_by: GroupBy | None,
+    get: Callable[[str | None], Measures],
+) -> None:
+    """Sessions, ratings and absences from ``daily_rollups`` (whole days only)."""
+    r = daily_rollups
+    keys: list[Any] = []
+    if group_by == "clerk":
+        keys = [func.nullif(r.c.clerk_id, "").label("k")]
+    elif group_by:
+        keys = [_group_col(r, group_by).label("k")]
+    sums = [func.sum(r.c[c]).label(c) for c in SUMS]
+    q = select(*keys, *sums).where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *_where(r, scope))
+    if group_by:
+        q = q.group_by("k")
+    for row in conn.execute(q):
+        if row.sessions is None:
+            continue  # no rows at all (ungrouped)
+        m = get(row.k if group_by else None)
+        n = int(row.sessions)
+        if n:
+            m.sessions = n
+            m.stand_on_call_rate = _rate(row.stood, n)
+            m.smile_at_greeting_rate = _rate(row.smiled, n)
+            m.farewell_stand_rate = _rate(row.farewell, n)
+            m.see_off_rate = _rate(row.see_off, n)
+            m.too_broad_smiles = int(row.broad or 0)
+            m.evaluation_coverage = _rate(row.rated, n)
+        for rating in Rating:
+            m.ratings[rating.value] += int(getattr(row, rating.value) or 0)
+        m.suspect_presses += int(row.suspect or 0)
+        if row.away_violations:
+            m.away_violations = int(row.away_violations)
+            m.away_without_sign_min = round(int(row.away_ms or 0) / 60_000, 2)
 
 
 def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:

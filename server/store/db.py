@@ -37,12 +37,13 @@ from agent.protocol import (
     SignWhilePresent,
     WindowState,
 )
-from server.store import migrate
+from server.store import migrate, rollups
 from server.store.schema import (
     alerts,
     away_periods,
     cases,
     clerks,
+    daily_rollups,
     devices,
     evaluations,
     events,
@@ -123,6 +124,15 @@ class Store:
     def create(self) -> None:
         """Bring the schema to the latest migration (idempotent)."""
         migrate.upgrade(self.engine)
+        with self.engine.begin() as conn:
+            # A store that had measures before the rollups existed (migration 0004).
+            has = conn.execute(select(daily_rollups.c.site).limit(1)).first()
+            if has is None and conn.execute(select(sessions.c.site).limit(1)).first():
+                rollups.rebuild(conn)
+
+    def rebuild_rollups(self, since_ms: int | None = None) -> int:
+        with self.engine.begin() as conn:
+            return rollups.rebuild(conn, since_ms)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -353,6 +363,7 @@ class Store:
                         "violation": ev.violation,
                     }
                 )
+        inserted: dict[str, list[dict[str, Any]]] = {}
         for table, rows, key in (
             (sessions, sess, "session_id"),
             (evaluations, evals, "event_id"),
@@ -361,7 +372,17 @@ class Store:
             (alerts, new_alerts, "alert_id"),
         ):
             if rows:
-                self._insert_new(conn, table, rows, key)
+                fresh = set(self._insert_new(conn, table, rows, key))
+                inserted[table.name] = [r for r in rows if r[key] in fresh]
+        rollups.add(
+            conn,
+            rollups.from_projections(
+                tz,
+                inserted.get("sessions", ()),
+                inserted.get("evaluations", ()),
+                inserted.get("away_periods", ()),
+            ),
+        )
 
     # ----------------------------------------------------------------- people
 
@@ -412,6 +433,8 @@ class Store:
                     )
                     .values(clerk_id=clerk_id)
                 )
+            # the re-attributed days' rollups move to the clerk
+            rollups.rebuild(conn, start_ms, end_ms, site=site, window=window)
 
     def close_case(self, case_id: str, note: str, at_ms: int) -> bool:
         with self.engine.begin() as conn:
@@ -617,6 +640,9 @@ class Store:
                 ).rowcount,
                 "cases": conn.execute(
                     cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open")
+                ).rowcount,
+                "daily_rollups": conn.execute(
+                    daily_rollups.delete().where(daily_rollups.c.day_ms < cut)
                 ).rowcount,
             }
 

@@ -1,0 +1,229 @@
+"""Daily rollups: per window, clerk and local day, the sums the measures divide.
+
+Written in the ingest transaction from the projection rows that were actually inserted
+(so a duplicate never counts twice), and rebuilt from the projections by ``rebuild``
+(after the migration that adds them, or by ``warmwindow rollups rebuild``). Measures
+over whole local days (months, quarters, days) read them; any other range reads the
+projection tables (``server.metrics.measures``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agent.protocol import Rating
+from server.store.schema import away_periods, daily_rollups, evaluations, sessions, units
+
+#: The see-off threshold the rollup counts against (the measures' default).
+ROLLUP_SEE_OFF_MS: Final = 3000
+KEY: Final = ("site", "day_ms", "window", "clerk_id")
+SUMS: Final = tuple(c.name for c in daily_rollups.c if c.name not in KEY)
+DAY_MS: Final = 86_400_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _midnight(tz: str, hour_index: int) -> int:
+    zone = ZoneInfo(tz)
+    local = datetime.fromtimestamp(hour_index * 3600, UTC).astimezone(zone)
+    return int(datetime.combine(local.date(), time(0), zone).timestamp() * 1000)
+
+
+def day_start_ms(t_ms: int, tz: str) -> int:
+    """UTC ms of the local midnight that starts ``t_ms``'s day in ``tz``."""
+    return _midnight(tz, t_ms // 3_600_000)
+
+
+def is_midnight(t_ms: int, tz: str) -> bool:
+    return day_start_ms(t_ms, tz) == t_ms
+
+
+def _blank(site: str, day: int, window: str, clerk: str | None) -> dict[str, Any]:
+    return {"site": site, "day_ms": day, "window": window, "clerk_id": clerk or ""} | dict.fromkeys(
+        SUMS, 0
+    )
+
+
+def from_projections(
+    tz: dict[str, str],
+    session_rows: Iterable[dict[str, Any]],
+    evaluation_rows: Iterable[dict[str, Any]],
+    away_rows: Iterable[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Sum newly inserted projection rows into rollup increments, sorted by key (so
+    replicas writing the same rows lock them in one order and cannot deadlock)."""
+    out: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+
+    def row(site: str, window: str, clerk: str | None, t_ms: int) -> dict[str, Any]:
+        day = day_start_ms(t_ms, tz.get(site, "Asia/Shanghai"))
+        key = (site, day, window, clerk or "")
+        if key not in out:
+            out[key] = _blank(site, day, window, clerk)
+        return out[key]
+
+    for s in session_rows:
+        r = row(s["site"], s["window"], s["clerk_id"], s["opened_ms"])
+        r["sessions"] += 1
+        r["stood"] += bool(s["stood_on_call"])
+        r["smiled"] += bool(s["smiled_at_greeting"])
+        r["farewell"] += bool(s["stood_at_farewell"])
+        r["see_off"] += (s["see_off_ms"] or 0) >= ROLLUP_SEE_OFF_MS
+        r["broad"] += bool(s["smile_too_broad"])
+        r["rated"] += s["rating"] is not None
+    for e in evaluation_rows:
+        r = row(e["site"], e["window"], e["clerk_id"], e["ts_ms"])
+        if e["suspect"]:
+            r["suspect"] += 1
+        else:
+            r[Rating(e["rating"]).value] += 1
+    for a in away_rows:
+        if a["violation"]:
+            r = row(a["site"], a["window"], a["clerk_id"], a["started_ms"])
+            r["away_violations"] += 1
+            r["away_ms"] += a["ended_ms"] - a["started_ms"]
+    return [out[k] for k in sorted(out)]
+
+
+def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add increments to the rollups (insert, or sum into the existing row)."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    ins = dialect.insert(daily_rollups)
+    conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=list(KEY),
+            set_={c: daily_rollups.c[c] + ins.excluded[c] for c in SUMS},
+        ),
+        rows,
+    )
+
+
+def _day_query(start: int, end: int, sites: list[str], window: str | None) -> list[Any]:
+    """Aggregate the projection tables of one local day into rollup rows."""
+    s, e, a = sessions, evaluations, away_periods
+
+    def only(table: Any) -> list[Any]:
+        conds = [table.c.site.in_(sites)]
+        return [*conds, table.c.window == window] if window else conds
+
+    def count(cond: Any) -> Any:
+        return func.sum(case((cond, 1), else_=0))
+
+    clerk = func.coalesce(s.c.clerk_id, "")
+    qs = (
+        select(
+            s.c.site,
+            s.c.window,
+            clerk.label("clerk"),
+            func.count().label("sessions"),
+            count(s.c.stood_on_call).label("stood"),
+            count(s.c.smiled_at_greeting).label("smiled"),
+            count(s.c.stood_at_farewell).label("farewell"),
+            count(s.c.see_off_ms >= ROLLUP_SEE_OFF_MS).label("see_off"),
+            count(s.c.smile_too_broad).label("broad"),
+            count(s.c.rating.is_not(None)).label("rated"),
+        )
+        .where(s.c.opened_ms >= start, s.c.opened_ms < end, *only(s))
+        .group_by(s.c.site, s.c.window, clerk)
+    )
+    eclerk = func.coalesce(e.c.clerk_id, "")
+    qe = (
+        select(e.c.site, e.c.window, eclerk.label("clerk"), e.c.rating, e.c.suspect, func.count())
+        .where(e.c.ts_ms >= start, e.c.ts_ms < end, *only(e))
+        .group_by(e.c.site, e.c.window, eclerk, e.c.rating, e.c.suspect)
+    )
+    aclerk = func.coalesce(a.c.clerk_id, "")
+    qa = (
+        select(
+            a.c.site,
+            a.c.window,
+            aclerk.label("clerk"),
+            func.count(),
+            func.sum(a.c.ended_ms - a.c.started_ms),
+        )
+        .where(
+            a.c.started_ms >= start,
+            a.c.started_ms < end,
+            a.c.violation,
+            *only(a),
+        )
+        .group_by(a.c.site, a.c.window, aclerk)
+    )
+    return [qs, qe, qa]
+
+
+def _one_day(
+    conn: Connection, start: int, end: int, sites: list[str], window: str | None
+) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def get(site: str, window: str, clerk: str) -> dict[str, Any]:
+        key = (site, window, clerk)
+        if key not in rows:
+            rows[key] = _blank(site, start, window, clerk)
+        return rows[key]
+
+    qs, qe, qa = _day_query(start, end, sites, window)
+    for r in conn.execute(qs):
+        g = get(r.site, r.window, r.clerk)
+        for c in ("sessions", "stood", "smiled", "farewell", "see_off", "broad", "rated"):
+            g[c] = int(getattr(r, c) or 0)
+    for site, window, clerk, rating, suspect, n in conn.execute(qe):
+        g = get(site, window, clerk)
+        g["suspect" if suspect else Rating(rating).value] += int(n)
+    for site, window, clerk, n, ms in conn.execute(qa):
+        g = get(site, window, clerk)
+        g["away_violations"], g["away_ms"] = int(n), int(ms or 0)
+    return list(rows.values())
+
+
+def rebuild(
+    conn: Connection,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    *,
+    site: str | None = None,
+    window: str | None = None,
+) -> int:
+    """Recompute the rollups from the projection tables for the local days from
+    ``since_ms``'s through ``until_ms``'s (default: all there is), optionally of one site
+    or window, one day per query; returns the rows written."""
+    zones: dict[str, list[str]] = {}
+    q = select(units.c.site, units.c.timezone)
+    for s, tz in conn.execute(q.where(units.c.site == site) if site else q):
+        zones.setdefault(tz, []).append(s)
+    times = (sessions.c.opened_ms, evaluations.c.ts_ms, away_periods.c.started_ms)
+    if since_ms is None:
+        found = [conn.execute(select(func.min(t))).scalar() for t in times]
+        since_ms = min((v for v in found if v is not None), default=None)
+    if until_ms is None:
+        found = [conn.execute(select(func.max(t))).scalar() for t in times]
+        until_ms = max((v for v in found if v is not None), default=None)
+    if since_ms is None or until_ms is None:
+        return 0  # no measures at all
+    written = 0
+    r = daily_rollups
+    for tz, sites in zones.items():
+        zone = ZoneInfo(tz)
+        first = day_start_ms(since_ms, tz)
+        stale = [r.c.site.in_(sites), r.c.day_ms >= first, r.c.day_ms <= until_ms]
+        conn.execute(r.delete().where(*stale, *([r.c.window == window] if window else [])))
+        day = datetime.fromtimestamp(first / 1000, zone).date()
+        while (start := _local_ms(day, zone)) <= until_ms:
+            day += timedelta(days=1)
+            rows = _one_day(conn, start, _local_ms(day, zone), sites, window)
+            if rows:
+                conn.execute(r.insert(), rows)
+                written += len(rows)
+    return written
+
+
+def _local_ms(day: Any, zone: ZoneInfo) -> int:
+    return int(datetime.combine(day, time(0), zone).timestamp() * 1000)
