@@ -10,13 +10,14 @@ projection tables (``server.metrics.measures``).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, case, func, select, text
+from sqlalchemy.dialects import sqlite
 
 from agent.protocol import Rating
 from server.store.schema import away_periods, daily_rollups, evaluations, sessions, units
@@ -94,8 +95,11 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Add increments to the rollups (insert, or sum into the existing row)."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    ins = dialect.insert(daily_rollups)
+    if conn.dialect.name == "postgresql":
+        # one JSON document, not a VALUES list re-rendered per batch size (see db.py)
+        conn.execute(_PG_ADD, {"rows": json.dumps(rows)})
+        return
+    ins = sqlite.insert(daily_rollups)
     conn.execute(
         ins.on_conflict_do_update(
             index_elements=list(KEY),
@@ -103,6 +107,17 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
         ),
         rows,
     )
+
+
+_COLS = ", ".join(f'"{c.name}"' for c in daily_rollups.c)
+_PG_ADD = text(
+    f"INSERT INTO daily_rollups ({_COLS}) SELECT {_COLS}"
+    " FROM json_populate_recordset(NULL::daily_rollups, CAST(:rows AS json))"
+    " ON CONFLICT ("
+    + ", ".join(f'"{k}"' for k in KEY)
+    + ") DO UPDATE SET "
+    + ", ".join(f'"{c}" = daily_rollups."{c}" + excluded."{c}"' for c in SUMS)
+)
 
 
 def _day_query(start: int, end: int, sites: list[str], window: str | None) -> list[Any]:
