@@ -5,9 +5,12 @@ Delivery under outage and SIGKILL is in ``test_transport_outage.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -238,6 +241,61 @@ def test_falls_back_to_mqtt_311_on_amqtt(outbox: Outbox) -> None:
         sub.close()
     finally:
         amqtt.stop()
+
+
+class SilentFirstProxy:
+    """A TCP front for a broker that swallows the first connection (a broker too busy
+    to answer a CONNECT in time) and relays every later one."""
+
+    def __init__(self, target: MosquittoBroker) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.server.accept()
+                self.accepted += 1
+                if self.accepted == 1:
+                    self._held.append(conn)  # never answered
+                    continue
+                up = socket.create_connection((self.target.host, self.target.port))
+                for a, b in ((conn, up), (up, conn)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+        for c in self._held:
+            c.close()
+
+
+def test_one_unanswered_connect_keeps_mqtt_5(broker: MosquittoBroker, outbox: Outbox) -> None:
+    """A CONNACK that does not come once (a connect storm) is not a 3.1.1-only broker."""
+    proxy = SilentFirstProxy(broker)
+    sub = Subscriber(broker.host, broker.port)
+    try:
+        conf = BrokerConfig(host="127.0.0.1", port=proxy.port, keepalive_s=5)
+        with Transport(conf, SITE, "w01", outbox) as link:
+            outbox.add(draft(0))
+            assert link.flush(30), f"not drained: {link.stats()}"
+            assert proxy.accepted >= 2
+            assert link.stats().protocol == "5"
+        wait_until(lambda: len(sub.unique()) == 1, 10, "the event")
+    finally:
+        sub.close()
+        proxy.close()
 
 
 def test_forced_311_talks_to_mosquitto(broker: MosquittoBroker, outbox: Outbox) -> None:
