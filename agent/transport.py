@@ -229,6 +229,11 @@ class Transport:
         self._live_from_seq = 1 << 62  # rows below it are replays (set at each CONNACK)
         self._reset_at: float | None = None  # set by an error PUBACK, see _reset_session
         self._drain_paused_until = 0.0
+        # PUBACK 0x10 "no matching subscribers": the lowest such seq, when to resend from
+        # it, and how many resends in a row found nobody (see _rewind_if_unrouted).
+        self._unrouted_low: int | None = None
+        self._rewind_at = 0.0
+        self._unrouted_streak = 0
 
         # Handed over by other threads; the latest value wins.
         self._pending_lock = threading.Lock()
@@ -436,6 +441,7 @@ class Transport:
         # A new client has no session state: everything still in the outbox goes again.
         self._inflight.clear()
         self._cursor = 0
+        self._unrouted_low = None
         return client
 
     def _reset_session(self) -> None:
@@ -563,15 +569,27 @@ class Transport:
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return  # birth, state, health or a reply
-        # 0x10 "No matching subscribers" is a success code, yet nobody has the event:
-        # Mosquitto 2.0 forgets shared subscriptions over a restart, so until the
-        # aggregator resubscribes every event would be acknowledged and dropped (city run).
-        if reason_code.is_failure or reason_code.value == NO_MATCHING_SUBSCRIBERS:
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+            # A success code, yet nobody has the event: Mosquitto 2.0 forgets shared
+            # subscriptions over a restart, so until the aggregator resubscribes every
+            # event would be acknowledged and dropped (city run). Keep the row and resend
+            # it on this connection after a growing pause: reconnecting instead made
+            # 10,000 windows a connect storm that kept the aggregator from resubscribing.
+            self._rejected += 1
+            self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
+            if self._unrouted_low is None:
+                self._rewind_at = time.monotonic() + backoff_delay(
+                    self._unrouted_streak, self._backoff_base_s, self._backoff_max_s
+                )
+                self._unrouted_streak += 1
+            self._unrouted_low = min(seq, self._unrouted_low or seq)
+        elif reason_code.is_failure:
             self._rejected += 1
             self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
             if self._reset_at is None:
                 self._reset_at = time.monotonic() + self._retry_rejected_s
         else:
+            self._unrouted_streak = 0
             if not self._acked_batch:
                 self._acked_since = time.monotonic()
             self._acked_batch.append(seq)
@@ -665,7 +683,7 @@ class Transport:
 
     def _drain(self, client: mqtt.Client) -> None:
         now = time.monotonic()
-        if now < self._drain_paused_until:
+        if now < self._drain_paused_until or not self._rewind_if_unrouted(now):
             return
         room = self._window - len(self._inflight)
         if room <= 0 or self._outbox.last_seq <= self._cursor:
@@ -686,6 +704,18 @@ class Transport:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._last_error = _short(f"publish: {mqtt.error_string(info.rc)}")
                 return
+
+    def _rewind_if_unrouted(self, now: float) -> bool:
+        """False while rows nobody received wait for their resend; once the pause is
+        over and nothing is in flight, move the cursor back to the first of them."""
+        if self._unrouted_low is None:
+            return True
+        if now < self._rewind_at or self._inflight:
+            return False
+        self._flush_acks(force=True)  # rows delivered meanwhile are not sent again
+        self._cursor = self._unrouted_low - 1
+        self._unrouted_low = None
+        return True
 
     def _wire(self, row: OutboxRow) -> bytes:
         data = json.loads(row.payload)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -195,6 +196,7 @@ class Store:
         """Everything one ingest batch carries, in one transaction (one commit, one
         fsync); return the ids of the events that were new."""
         with self.engine.begin() as conn:
+            self._lock_devices(conn, batch)
             inserted = self._insert_events(conn, batch.events) if batch.events else []
             for site, window, online, at_ms in batch.availability:
                 self._set_availability(conn, site, window, online, at_ms)
@@ -205,6 +207,23 @@ class Store:
             if batch.rejects:
                 self._count_rejects(conn, batch.rejects)
         return inserted
+
+    def _lock_devices(self, conn: Any, batch: Batch) -> None:
+        """Replicas write the same device rows; taking them in one order first (and the
+        rollups, sorted, after) keeps their transactions from deadlocking (city run)."""
+        if self._dialect != "postgresql":
+            return  # SQLite has one writer at a time
+        keys = {(e.event.site, e.event.window) for e in batch.events}
+        keys.update((site, window) for site, window, _, _ in batch.availability)
+        keys.update((d.site, d.window) for d, _ in batch.states)
+        keys.update((d.site, d.window) for d, _ in batch.healths)
+        if keys:
+            conn.execute(
+                select(devices.c.site)
+                .where(tuple_(devices.c.site, devices.c.window).in_(sorted(keys)))
+                .order_by(devices.c.site, devices.c.window)
+                .with_for_update()
+            )
 
     def _insert_events(self, conn: Any, batch: Sequence[StoredEvent]) -> list[str]:
         rows = [
@@ -242,7 +261,7 @@ class Store:
             ),
             [
                 {"k_site": s, "k_win": w, "k_seq": seq, "k_seen": seen}
-                for (s, w), (seq, seen) in last.items()
+                for (s, w), (seq, seen) in sorted(last.items())
             ],
         )
         return inserted

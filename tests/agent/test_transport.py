@@ -214,14 +214,19 @@ def test_reconnects_after_broker_restart_with_backoff(
 def test_no_matching_subscribers_keeps_the_event(broker: MosquittoBroker, outbox: Outbox) -> None:
     """PUBACK 0x10: the broker took it but nobody will get it (e.g. a restarted Mosquitto
     that forgot the aggregator's shared subscription). The row must stay until one does."""
-    with Transport(cfg(broker), SITE, "w01", outbox, protocol="5", retry_rejected_s=0.3) as link:
+    with Transport(cfg(broker), SITE, "w01", outbox, protocol="5", backoff_max_s=1.0) as link:
         wait_until(lambda: link.connected, 10, "connection")
-        outbox.add(draft(0))
-        wait_until(lambda: link.stats().rejected >= 1, 10, "the 0x10 PUBACK")
-        assert outbox.depth == 1
+        for i in range(5):
+            outbox.add(draft(i))
+        wait_until(lambda: link.stats().rejected >= 5, 10, "the 0x10 PUBACKs")
+        time.sleep(2.5)  # a few resends that find nobody either
+        assert outbox.depth == 5
         sub = Subscriber(broker.host, broker.port)
         assert link.flush(10), link.stats()
-        wait_until(lambda: len(sub.unique()) == 1, 10, "the event, once someone listens")
+        wait_until(lambda: len(sub.unique()) == 5, 10, "the events, once someone listens")
+        assert [e["seq"] for e in sub.unique()] == [1, 2, 3, 4, 5]
+        # resent on the same connection: 10,000 windows reconnecting is a storm
+        assert link.stats().connects == 1
         sub.close()
 
 
