@@ -64,6 +64,11 @@ class StoredEvent:
 
 
 @functools.cache
+def _sqlite_insert_new(table: Table, key: str) -> Any:
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+
+
+@functools.cache
 def _pg_recordset_insert(table: Table, columns: tuple[str, ...], key: str) -> TextClause:
     """``INSERT .. SELECT FROM json_populate_recordset(rows) ON CONFLICT DO NOTHING``.
 
@@ -121,6 +126,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
+        self._tz: dict[str, str] = {}
 
     def create(self) -> None:
         """Bring the schema to the latest migration (idempotent)."""
@@ -146,12 +152,7 @@ class Store:
     ) -> list[Any]:
         """Insert rows, skipping any whose ``key`` exists; return the keys inserted."""
         if self._dialect != "postgresql":
-            stmt = (
-                self._insert(table)
-                .on_conflict_do_nothing(index_elements=[key])
-                .returning(table.c[key])
-            )
-            return [r[0] for r in conn.execute(stmt, rows)]
+            return [r[0] for r in conn.execute(_sqlite_insert_new(table, key), rows)]
         stmt = _pg_recordset_insert(table, tuple(rows[0]), key)
         return [r[0] for r in conn.execute(stmt, {"rows": json.dumps(rows)})]
 
@@ -160,6 +161,7 @@ class Store:
     def register_site(self, site: Site) -> None:
         """Upsert a site's unit and windows from its configuration."""
         s = site.site
+        self._tz.pop(s.site, None)
         unit = {
             "site": s.site,
             "name": s.name,
@@ -210,9 +212,12 @@ class Store:
 
     def _lock_devices(self, conn: Any, batch: Batch) -> None:
         """Replicas write the same device rows; taking them in one order first (and the
-        rollups, sorted, after) keeps their transactions from deadlocking (city run)."""
+        rollups, sorted, after) keeps their transactions from deadlocking (city run).
+        Locks the rows when device status rides along with events."""
         if self._dialect != "postgresql":
             return  # SQLite has one writer at a time
+        if not (batch.availability or batch.states or batch.healths):
+            return  # events alone: their sorted device update comes first anyway
         keys = {(e.event.site, e.event.window) for e in batch.events}
         keys.update((site, window) for site, window, _, _ in batch.availability)
         keys.update((d.site, d.window) for d, _ in batch.states)
@@ -247,10 +252,8 @@ class Store:
             key = (item.event.site, item.event.window)
             seq, seen = last.get(key, (0, 0))
             last[key] = (max(seq, item.event.seq), max(seen, item.received_ms))
-        inserted = self._insert_new(conn, events, rows, "event_id")
-        new = set(inserted)
-        self._project(conn, [i.event for i in batch if str(i.event.event_id) in new])
-        # One executemany (psycopg pipelines it: one round trip, not one per device).
+        # First, sorted: the device rows are what replicas contend for (see
+        # _lock_devices). One executemany: psycopg pipelines it, one round trip.
         greatest = func.max if self._dialect == "sqlite" else func.greatest
         conn.execute(
             update(devices)
@@ -264,14 +267,24 @@ class Store:
                 for (s, w), (seq, seen) in sorted(last.items())
             ],
         )
+        inserted = self._insert_new(conn, events, rows, "event_id")
+        new = set(inserted)
+        self._project(conn, [i.event for i in batch if str(i.event.event_id) in new])
         return inserted
+
+    def _timezones(self, conn: Any, sites: set[str]) -> dict[str, str]:
+        """Sites' time zones, read once per site (units are registered, not edited)."""
+        if not sites <= self._tz.keys():
+            q = select(units.c.site, units.c.timezone)
+            self._tz.update({r.site: r.timezone for r in conn.execute(q)})
+        return self._tz
 
     def _project(self, conn: Any, new_events: list[EventHeader]) -> None:
         """Write the measure tables for newly stored events (same transaction)."""
         new_events = [e for e in new_events if isinstance(e, _PROJECTED)]
         if not new_events:
             return  # e.g. session_opened: no lookups, no round trips
-        tz = {r.site: r.timezone for r in conn.execute(select(units.c.site, units.c.timezone))}
+        tz = self._timezones(conn, {e.site for e in new_events})
         clerk_at = _ClerkLookup(conn, new_events)
         sess, evals, aways, new_cases = [], [], [], []
         new_alerts: list[dict[str, Any]] = []

@@ -99,13 +99,15 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
         # one JSON document, not a VALUES list re-rendered per batch size (see db.py)
         conn.execute(_PG_ADD, {"rows": json.dumps(rows)})
         return
+    conn.execute(_sqlite_add(), rows)
+
+
+@functools.cache
+def _sqlite_add() -> Any:
+    # Built once: constructing the upsert costs more than running it (cProfile).
     ins = sqlite.insert(daily_rollups)
-    conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=list(KEY),
-            set_={c: daily_rollups.c[c] + ins.excluded[c] for c in SUMS},
-        ),
-        rows,
+    return ins.on_conflict_do_update(
+        index_elements=list(KEY), set_={c: daily_rollups.c[c] + ins.excluded[c] for c in SUMS}
     )
 
 
