@@ -102,7 +102,13 @@ def _group_col(table: Any, by: GroupBy) -> Any:
         return table.c.site + "/" + table.c.window
     if by == "site":
         return table.c.site
-    return select(units.c.district).where(units.c.site == table.c.site).scalar_subquery()
+    return units.c.district  # joined in by _source
+
+
+def _source(table: Any, by: GroupBy | None) -> Any:
+    """What a measure query reads: the table, joined to its units to group by district
+    (a join, not a subquery per row: a city quarter has millions of rows)."""
+    return table.join(units, units.c.site == table.c.site) if by == "district" else table
 
 
 def compute(
@@ -135,38 +141,54 @@ def compute(
         return func.sum(case((col, 1), else_=0))
 
     s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
-    q = select(
-        *key_cols(s),
-        func.count().label("n"),
-        as_int(s.c.stood_on_call).label("stood"),
-        as_int(s.c.smiled_at_greeting).label("smiled"),
-        as_int(s.c.stood_at_farewell).label("farewell"),
-        as_int(s.c.see_off_ms >= see_off_ms).label("see_off"),
-        as_int(s.c.smile_too_broad).label("broad"),
-        as_int(s.c.rating.is_not(None)).label("rated"),
-    ).where(s_where)
+    q = (
+        select(
+            *key_cols(s),
+            func.count().label("n"),
+            as_int(s.c.stood_on_call).label("stood"),
+            as_int(s.c.smiled_at_greeting).label("smiled"),
+            as_int(s.c.stood_at_farewell).label("farewell"),
+            as_int(s.c.see_off_ms >= see_off_ms).label("see_off"),
+            as_int(s.c.smile_too_broad).label("broad"),
+            as_int(s.c.rating.is_not(None)).label("rated"),
+        )
+        .select_from(_source(s, group_by))
+        .where(s_where)
+    )
     if group_by:
         q = q.group_by("k")
     e_where = and_(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, *_where(e, scope))
-    qe = select(*key_cols(e), e.c.rating, e.c.suspect, func.count().label("n")).where(e_where)
+    qe = (
+        select(*key_cols(e), e.c.rating, e.c.suspect, func.count().label("n"))
+        .select_from(_source(e, group_by))
+        .where(e_where)
+    )
     qe = qe.group_by(*(["k"] if group_by else []), e.c.rating, e.c.suspect)
     a_where = and_(
         a.c.started_ms >= start_ms, a.c.started_ms < end_ms, a.c.violation, *_where(a, scope)
     )
-    qa = select(
-        *key_cols(a),
-        func.count().label("n"),
-        func.sum(a.c.ended_ms - a.c.started_ms).label("ms"),
-    ).where(a_where)
+    qa = (
+        select(
+            *key_cols(a),
+            func.count().label("n"),
+            func.sum(a.c.ended_ms - a.c.started_ms).label("ms"),
+        )
+        .select_from(_source(a, group_by))
+        .where(a_where)
+    )
     if group_by:
         qa = qa.group_by("k")
     now = now_ms if now_ms is not None else end_ms
     c_where = and_(c.c.opened_ms < end_ms, c.c.status == "open", *_where(c, scope))
-    qc = select(
-        *key_cols(c),
-        func.count().label("n"),
-        as_int(c.c.due_ms < now).label("overdue"),
-    ).where(c_where)
+    qc = (
+        select(
+            *key_cols(c),
+            func.count().label("n"),
+            as_int(c.c.due_ms < now).label("overdue"),
+        )
+        .select_from(_source(c, group_by))
+        .where(c_where)
+    )
     if group_by:
         qc = qc.group_by("k")
 
@@ -242,7 +264,11 @@ def _from_rollups(
     elif group_by:
         keys = [_group_col(r, group_by).label("k")]
     sums = [func.sum(r.c[c]).label(c) for c in SUMS]
-    q = select(*keys, *sums).where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *_where(r, scope))
+    q = (
+        select(*keys, *sums)
+        .select_from(_source(r, group_by))
+        .where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *_where(r, scope))
+    )
     if group_by:
         q = q.group_by("k")
     for row in conn.execute(q):

@@ -331,6 +331,7 @@ def test_rollups_agree_with_the_projection_tables(loaded: tuple[Store, dict[str,
         (Scope(), "clerk"),
         (Scope(), "window"),
         (Scope(district="青浦区"), "site"),
+        (Scope(), "district"),
         (Scope(site="qingpu", window="w03"), None),
         (Scope(clerk_id="c-zhao"), None),
     ]
@@ -343,6 +344,8 @@ def test_rollups_agree_with_the_projection_tables(loaded: tuple[Store, dict[str,
                 k: m.as_dict() for k, m in slow.items()
             }, (period, scope, by)
     assert compute(store.engine, Scope(), *period_bounds("2026-11"))[None].sessions == 43
+    by_district = compute(store.engine, Scope(), *period_bounds("2026-11"), group_by="district")
+    assert {k: m.sessions for k, m in by_district.items()} == {"青浦区": 43}
 
     def rows() -> list[Any]:
         with store.engine.connect() as conn:
