@@ -12,11 +12,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, case, func, select
+from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.protocol import Rating
-from server.store.rollups import ROLLUP_SEE_OFF_MS, SUMS, is_midnight
+from server.store.rollups import (
+    ROLLUP_SEE_OFF_MS,
+    SUMS,
+    count_true,
+    is_midnight,
+    session_counts,
+)
 from server.store.schema import (
     away_periods,
     cases,
@@ -137,20 +143,12 @@ def compute(
     def key_of(row: Any) -> str | None:
         return row.k if group_by else None
 
-    def as_int(col: Any) -> Any:
-        return func.sum(case((col, 1), else_=0))
-
     s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
     q = (
         select(
             *key_cols(s),
             func.count().label("n"),
-            as_int(s.c.stood_on_call).label("stood"),
-            as_int(s.c.smiled_at_greeting).label("smiled"),
-            as_int(s.c.stood_at_farewell).label("farewell"),
-            as_int(s.c.see_off_ms >= see_off_ms).label("see_off"),
-            as_int(s.c.smile_too_broad).label("broad"),
-            as_int(s.c.rating.is_not(None)).label("rated"),
+            *session_counts(see_off_ms),
         )
         .select_from(_source(s, group_by))
         .where(s_where)
@@ -184,7 +182,7 @@ def compute(
         select(
             *key_cols(c),
             func.count().label("n"),
-            as_int(c.c.due_ms < now).label("overdue"),
+            count_true(c.c.due_ms < now).label("overdue"),
         )
         .select_from(_source(c, group_by))
         .where(c_where)
@@ -320,7 +318,7 @@ def exemplary_counts(
     q = (
         select(
             s.c.clerk_id,
-            func.sum(case((good, 1), else_=0)).label("good"),
+            count_true(good).label("good"),
             func.count().label("n"),
         )
         .where(

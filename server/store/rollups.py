@@ -122,6 +122,28 @@ _PG_ADD = text(
 )
 
 
+def count_true(cond: Any) -> Any:
+    """SUM of a condition as 0/1 (portable: SQLite and PostgreSQL)."""
+    return func.sum(case((cond, 1), else_=0))
+
+
+def session_counts(see_off_ms: int) -> list[Any]:
+    """The per-session conduct counts every measure divides, labelled as the rollup's
+    columns; the measures' own query and the rollup rebuild both select them."""
+    s = sessions
+    return [
+        count_true(s.c.stood_on_call).label("stood"),
+        count_true(s.c.smiled_at_greeting).label("smiled"),
+        count_true(s.c.stood_at_farewell).label("farewell"),
+        count_true(s.c.see_off_ms >= see_off_ms).label("see_off"),
+        count_true(s.c.smile_too_broad).label("broad"),
+        count_true(s.c.rating.is_not(None)).label("rated"),
+    ]
+
+
+_SESSION_COUNTS: Final = tuple(c.name for c in session_counts(ROLLUP_SEE_OFF_MS))
+
+
 def _day_query(start: int, end: int, sites: list[str], window: str | None) -> list[Any]:
     """Aggregate the projection tables of one local day into rollup rows."""
     s, e, a = sessions, evaluations, away_periods
@@ -130,9 +152,6 @@ def _day_query(start: int, end: int, sites: list[str], window: str | None) -> li
         conds = [table.c.site.in_(sites)]
         return [*conds, table.c.window == window] if window else conds
 
-    def count(cond: Any) -> Any:
-        return func.sum(case((cond, 1), else_=0))
-
     clerk = func.coalesce(s.c.clerk_id, "")
     qs = (
         select(
@@ -140,12 +159,7 @@ def _day_query(start: int, end: int, sites: list[str], window: str | None) -> li
             s.c.window,
             clerk.label("clerk"),
             func.count().label("sessions"),
-            count(s.c.stood_on_call).label("stood"),
-            count(s.c.smiled_at_greeting).label("smiled"),
-            count(s.c.stood_at_farewell).label("farewell"),
-            count(s.c.see_off_ms >= ROLLUP_SEE_OFF_MS).label("see_off"),
-            count(s.c.smile_too_broad).label("broad"),
-            count(s.c.rating.is_not(None)).label("rated"),
+            *session_counts(ROLLUP_SEE_OFF_MS),
         )
         .where(s.c.opened_ms >= start, s.c.opened_ms < end, *only(s))
         .group_by(s.c.site, s.c.window, clerk)
@@ -190,7 +204,7 @@ def _one_day(
     qs, qe, qa = _day_query(start, end, sites, window)
     for r in conn.execute(qs):
         g = get(r.site, r.window, r.clerk)
-        for c in ("sessions", "stood", "smiled", "farewell", "see_off", "broad", "rated"):
+        for c in ("sessions", *_SESSION_COUNTS):
             g[c] = int(getattr(r, c) or 0)
     for site, window, clerk, rating, suspect, n in conn.execute(qe):
         g = get(site, window, clerk)

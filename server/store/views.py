@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from server.metrics.measures import BAD, GOOD, Scope, _where, compute
+from server.store.rollups import count_true
 from server.store.schema import devices, evaluations, roster, sessions, units
 
 DAY = 86_400_000
@@ -121,9 +122,9 @@ def trend(
         select(
             day_s,
             func.count().label("n"),
-            func.sum(case((s.c.stood_on_call, 1), else_=0)).label("stood"),
-            func.sum(case((s.c.smiled_at_greeting, 1), else_=0)).label("smiled"),
-            func.sum(case((s.c.stood_at_farewell, 1), else_=0)).label("farewell"),
+            count_true(s.c.stood_on_call).label("stood"),
+            count_true(s.c.smiled_at_greeting).label("smiled"),
+            count_true(s.c.stood_at_farewell).label("farewell"),
         )
         .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
         .group_by("d")
@@ -133,8 +134,8 @@ def trend(
         select(
             day_e,
             func.count().label("n"),
-            func.sum(case((e.c.rating.in_(GOOD), 1), else_=0)).label("good"),
-            func.sum(case((e.c.rating.in_(BAD), 1), else_=0)).label("bad"),
+            count_true(e.c.rating.in_(GOOD)).label("good"),
+            count_true(e.c.rating.in_(BAD)).label("bad"),
         )
         .where(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, ~e.c.suspect, *_where(e, scope))
         .group_by("d")
@@ -189,7 +190,7 @@ def heatmap(
             weekday,
             hour,
             func.count().label("n"),
-            func.sum(case((good, 1), else_=0)).label("good"),
+            count_true(good).label("good"),
         )
         .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
         .group_by("wd", "h")
