@@ -29,17 +29,8 @@ import paho.mqtt.client as mqtt
 from sqlalchemy import create_engine, text
 
 from agent.config import load_site
-from agent.protocol import (
-    Channel,
-    Evaluated,
-    EventHeader,
-    Rating,
-    SessionOpened,
-    SessionSummary,
-    Smiled,
-    StoodUp,
-    topic,
-)
+from agent.protocol import Channel, EventHeader, Rating, topic
+from bench.city.model import EVENTS_PER_SESSION, draft_for
 from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
@@ -50,39 +41,28 @@ WINDOWS = [f"w{i:02d}" for i in range(1, 13)]
 
 
 def session_events(w: str, first_seq: int, t: int, k: int) -> list[EventHeader]:
-    """One service session's events as an agent sends them; every 5th misses the
-    greeting smile (an alert), every 10th is rated 不满意 (a case)."""
+    """One service session's events as an agent sends them (the city run's script,
+    ``bench.city.model.draft_for``); every 5th misses the greeting smile (an alert),
+    every 10th is rated 不满意 (a case)."""
     sid = uuid.uuid4()
     rating = Rating.DISSATISFIED if k % 10 == 9 else Rating.SATISFIED
-    smiled = k % 5 != 4
-    head = {"site": "qingpu", "window": w, "boot_id": uuid.UUID(int=3), "session_id": sid}
-    bodies: list[tuple[type[EventHeader], dict[str, Any]]] = [
-        (SessionOpened, {"source": "bell"}),
-        (StoodUp, {"phase": "greeting", "on_time": True, "after_ms": 1200}),
-        (Smiled, {"phase": "greeting", "on_time": smiled, "after_ms": 2100, "score": 0.8}),
-        (Evaluated, {"rating": rating}),
-        (StoodUp, {"phase": "farewell", "on_time": True, "after_ms": 300}),
-        (
-            SessionSummary,
-            {
-                "opened_ms": t,
-                "closed_ms": t + 90_000,
-                "closed_by": "evaluation",
-                "stood_on_call": True,
-                "stand_after_ms": 1200,
-                "smiled_at_greeting": smiled,
-                "smile_after_ms": 2100 if smiled else None,
-                "smile_peak": 0.8,
-                "stood_at_farewell": True,
-                "see_off_ms": 3000,
-                "rating": rating,
-            },
-        ),
-    ]
-    return [
-        cls(event_id=uuid.uuid4(), seq=first_seq + i, ts_ms=t + i * 15_000, **head, **body)
-        for i, (cls, body) in enumerate(bodies)
-    ]
+    out = []
+    for step in range(EVENTS_PER_SESSION):
+        d = draft_for(step, sid, t, t + step * 15_000, rating, smiled=k % 5 != 4)
+        out.append(
+            d.kind(
+                **d.fields,
+                event_id=uuid.uuid4(),
+                site="qingpu",
+                window=w,
+                seq=first_seq + step,
+                boot_id=uuid.UUID(int=3),
+                ts_ms=d.ts_ms,
+                session_id=d.session_id,
+                clauses=d.clauses,
+            )
+        )
+    return out
 
 
 def payloads(n: int) -> list[tuple[str, str, str]]:
@@ -95,7 +75,7 @@ def payloads(n: int) -> list[tuple[str, str, str]]:
     while len(evs) < n:
         w = WINDOWS[k % len(WINDOWS)]
         evs += session_events(w, seqs[w], t + k * 1000, k)
-        seqs[w] += 6
+        seqs[w] += EVENTS_PER_SESSION
         k += 1
     return [
         (str(ev.event_id), topic(ev.site, ev.window, Channel.EVENT), ev.model_dump_json())

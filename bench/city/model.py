@@ -157,7 +157,16 @@ class ScriptedDay:
         return not self._heap
 
 
-def draft_for(step: int, session: uuid.UUID, opened_ms: int, now_ms: int, rating: Rating) -> Draft:
+def draft_for(
+    step: int,
+    session: uuid.UUID,
+    opened_ms: int,
+    now_ms: int,
+    rating: Rating,
+    smiled: bool = True,
+) -> Draft:
+    """Step ``step`` (0-5) of a served citizen's session; ``smiled=False`` misses the
+    greeting smile (the session summary then raises a conduct alert)."""
     kind: type[EventHeader]
     fields: dict[str, Any]
     clauses: tuple[Clause, ...] = ()
@@ -169,7 +178,7 @@ def draft_for(step: int, session: uuid.UUID, opened_ms: int, now_ms: int, rating
         clauses = (Clause.W_TWO_STANDS,)
     elif step == 2:
         kind = Smiled
-        fields = {"phase": "greeting", "on_time": True, "after_ms": 2100, "score": 0.81}
+        fields = {"phase": "greeting", "on_time": smiled, "after_ms": 2100, "score": 0.81}
         clauses = (Clause.G_SMILE,)
     elif step == 3:
         kind, fields = Evaluated, {"rating": rating}
@@ -185,8 +194,8 @@ def draft_for(step: int, session: uuid.UUID, opened_ms: int, now_ms: int, rating
             "closed_by": "evaluation",
             "stood_on_call": True,
             "stand_after_ms": 1800,
-            "smiled_at_greeting": True,
-            "smile_after_ms": 2100,
+            "smiled_at_greeting": smiled,
+            "smile_after_ms": 2100 if smiled else None,
             "smile_peak": 0.81,
             "stood_at_farewell": True,
             "see_off_ms": 3200,
