@@ -569,14 +569,16 @@ class Transport:
         seq = self._inflight.pop(mid, None)
         if seq is None:
             return  # birth, state, health or a reply
-        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+        unrouted = reason_code.value == NO_MATCHING_SUBSCRIBERS
+        if unrouted or reason_code.is_failure:
+            self._rejected += 1
+            self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
+        if unrouted:
             # A success code, yet nobody has the event: Mosquitto 2.0 forgets shared
             # subscriptions over a restart, so until the aggregator resubscribes every
             # event would be acknowledged and dropped (city run). Keep the row and resend
             # it on this connection after a growing pause: reconnecting instead made
             # 10,000 windows a connect storm that kept the aggregator from resubscribing.
-            self._rejected += 1
-            self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
             if self._unrouted_low is None:
                 self._rewind_at = time.monotonic() + backoff_delay(
                     self._unrouted_streak, self._backoff_base_s, self._backoff_max_s
@@ -584,8 +586,6 @@ class Transport:
                 self._unrouted_streak += 1
             self._unrouted_low = min(seq, self._unrouted_low or seq)
         elif reason_code.is_failure:
-            self._rejected += 1
-            self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
             if self._reset_at is None:
                 self._reset_at = time.monotonic() + self._retry_rejected_s
         else:
