@@ -42,6 +42,16 @@ class BrokerConfig(ConfigModel):
     host: str = Field("127.0.0.1", description="MQTT broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive.")
+    reconnect_spread_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=600.0,
+        description=(
+            "After an established connection drops, wait a random 0..this many seconds "
+            "before the first reconnect, so a restarted broker serving a whole fleet sees "
+            "its reconnects spread out (about windows / 100 for a city cluster; 0 in a hall)."
+        ),
+    )
     username: str | None = Field(None, description="Username, when the broker asks for one.")
     password_file: Path | None = Field(
         None, description="File holding the password (secrets stay out of config)."

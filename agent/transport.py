@@ -28,7 +28,10 @@ events, the app owns the state and health it asks us to publish. What it guarant
 * **Reconnects are polite.** Capped exponential backoff with equal jitter, so a centre's
   terminals do not reconnect in lock-step after a broker restart; the backoff is reset
   only after a connection has stayed up for a while, so two terminals misconfigured with
-  the same client id cannot kick each other in a tight loop.
+  the same client id cannot kick each other in a tight loop. With
+  ``BrokerConfig.reconnect_spread_s`` the first reconnect after a drop also waits a
+  random part of that spread: a broker restarted in front of 10,000 terminals otherwise
+  gets them all within the first backoff step (the city run).
 * **Commands never crash it.** ``cmd`` payloads are validated as ``protocol.Command``;
   an invalid one, or one whose handler raises, is answered on ``reply`` with ``ok=false``.
 
@@ -145,6 +148,14 @@ def backoff_delay(
     return step / 2 + rand() * step / 2
 
 
+def first_retry_delay(
+    spread_s: float, base_s: float, cap_s: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before the first reconnect after an established connection dropped: the
+    first backoff step plus a uniform share of the fleet's spread."""
+    return backoff_delay(0, base_s, cap_s, rand) + rand() * spread_s
+
+
 def _short(text: str) -> str:
     return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"
 
@@ -221,6 +232,7 @@ class Transport:
         self._up_since = 0.0
         self._failures = 0  # connection attempts in a row that failed or did not last
         self._retry_now = True  # no backoff before the first attempt or a fallback
+        self._spread_next = False  # an established connection dropped: spread the retry
         self._window = max_inflight
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._acked_batch: list[int] = []  # PUBACKed seqs not yet deleted from the outbox
@@ -389,7 +401,12 @@ class Transport:
 
     def _connect(self) -> None:
         if not self._retry_now:
-            delay = backoff_delay(self._failures, self._backoff_base_s, self._backoff_max_s)
+            if self._spread_next:
+                spread = self.broker.reconnect_spread_s
+                delay = first_retry_delay(spread, self._backoff_base_s, self._backoff_max_s)
+            else:
+                delay = backoff_delay(self._failures, self._backoff_base_s, self._backoff_max_s)
+            self._spread_next = False
             if self._stop.wait(delay):
                 return
         self._retry_now = False
@@ -472,6 +489,7 @@ class Transport:
             self._last_error = _short(why)
         if was_up and time.monotonic() - self._up_since >= _STABLE_AFTER_S:
             self._failures = 0
+            self._spread_next = True
         else:
             self._failures += 1
         if (

@@ -68,9 +68,11 @@ class MosquittoBroker:
         port: int | None = None,
         binary: str | None = None,
         extra_conf: str = "",
+        ready_timeout_s: float = 10.0,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.ready_timeout_s = ready_timeout_s  # persistence of 10,000 sessions loads slowly
         self.workdir = Path(workdir)
         self.binary = binary or find_mosquitto()
         if self.binary is None:
@@ -111,7 +113,7 @@ class MosquittoBroker:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_port(self.host, self.port)
+            wait_port(self.host, self.port, self.ready_timeout_s)
         except TimeoutError:
             self.stop()
             raise
@@ -122,7 +124,7 @@ class MosquittoBroker:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=max(10.0, self.ready_timeout_s))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

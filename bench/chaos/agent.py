@@ -17,15 +17,10 @@ rule loop is alive (what the systemd watchdog watches), link state.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
-import threading
 import time
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import agent.sim
 from agent.app import WindowAgent
@@ -33,6 +28,7 @@ from agent.config import BrokerConfig, load_site
 from agent.events import Draft
 from agent.perception import TYPICAL
 from agent.sim import SimClock, SimulatedWindow
+from bench.proc import stop_on_signals, write_json
 
 
 class CountingAgent(WindowAgent):
@@ -55,12 +51,6 @@ class CountingAgent(WindowAgent):
             raise
 
 
-def write_status(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--site", type=Path, required=True)
@@ -76,13 +66,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format=f"{args.window} %(levelname)s %(message)s")
 
-    stop = threading.Event()
-
-    def _on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
 
     site = load_site(args.site)
     # SimulatedWindow builds its WindowAgent by this name: give it the counting one.
@@ -100,7 +84,7 @@ def main() -> int:
     assert isinstance(wa, CountingAgent)
 
     def status(final: bool = False) -> None:
-        write_status(
+        write_json(
             args.status,
             {
                 "pid": os.getpid(),

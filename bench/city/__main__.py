@@ -41,6 +41,7 @@ import psutil
 from sqlalchemy import text
 
 from bench.city.broker import persistent_mosquitto
+from bench.city.cgroup import FleetCgroup, group_name
 from bench.city.model import DAY_MINUTES, EVENTS_PER_SESSION, city_layout, city_sites
 from bench.city.verify import Verdict, fresh_pg, verify
 from bench.city.worker import MAX_WINDOWS_PER_WORKER, raise_nofile
@@ -197,6 +198,7 @@ class Args:
     poll_s: float
     ramp_s: float
     keepalive_s: int
+    reconnect_spread_s: float
     pg: str
     report: Path | None
     faults: str
@@ -229,6 +231,12 @@ def parse_args(argv: list[str] | None = None) -> Args:
     ap.add_argument("--poll-s", type=float, default=2.0, help="Transport poll_s per window")
     ap.add_argument("--ramp-s", type=float, default=None, help="connect ramp (default 6 ms/window)")
     ap.add_argument("--keepalive-s", type=int, default=60)
+    ap.add_argument(
+        "--reconnect-spread-s",
+        type=float,
+        default=None,
+        help="BrokerConfig.reconnect_spread_s of every window (default windows / 100)",
+    )
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--report", type=Path, default=REPO / "docs" / "city-run.md")
     ap.add_argument("--no-report", action="store_true", help="print only")
@@ -253,6 +261,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
         poll_s=a.poll_s,
         ramp_s=a.ramp_s if a.ramp_s is not None else max(5.0, 0.006 * a.windows),
         keepalive_s=a.keepalive_s,
+        reconnect_spread_s=(
+            a.reconnect_spread_s if a.reconnect_spread_s is not None else a.windows / 100
+        ),
         pg=a.pg,
         report=None if a.no_report else a.report,
         faults=a.faults,
@@ -276,6 +287,7 @@ class CityRun:
         )
         self.replicas: list[Replica] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.cgroup = FleetCgroup.create(group_name())
         self.worker_stats: list[Path] = []
         self.usage = {"replicas": Usage(), "broker": Usage(), "workers": Usage()}
         self.events_log: list[str] = []
@@ -305,6 +317,7 @@ class CityRun:
                 "outbox_dir": str(self.shm / f"w{i}"),
                 "poll_s": self.args.poll_s,
                 "backoff_max_s": 30.0,
+                "reconnect_spread_s": self.args.reconnect_spread_s,
                 "max_inflight": 16,
                 "ramp_s": self.args.ramp_s,
                 "start_at": start_at,
@@ -318,14 +331,15 @@ class CityRun:
             spec_path = self.work / f"worker{i}.spec.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
             log = (self.work / f"worker{i}.log").open("ab")
-            self.workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bench.city.worker", "--spec", str(spec_path)],
-                    cwd=REPO,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.city.worker", "--spec", str(spec_path)],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
+            if self.cgroup is not None:
+                self.cgroup.add(proc.pid)  # before its ramp starts any thread
+            self.workers.append(proc)
             self.worker_stats.append(stats)
 
     def worker_totals(self) -> dict[str, int]:
@@ -363,6 +377,11 @@ class CityRun:
         self.note(
             f"registered {len(self.layout)} windows in {len(sites)} centres "
             f"({time.monotonic() - t:.1f} s)"
+        )
+        self.note(
+            f"agent workers in CPU cgroup {self.cgroup}"
+            if self.cgroup
+            else "no CPU cgroup could be made: agent workers are only niced"
         )
         self.broker.start()
         self.monitor = SysMonitor(self.broker.port)
@@ -560,7 +579,8 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
         "```sh",
         f"python -m bench.city --windows {args.windows} --centres {args.centres} "
         f"--events-per-window {args.events_per_window} --minutes {args.minutes:g} "
-        f"--workers {args.workers} --replicas {args.replicas} --poll-s {args.poll_s:g}",
+        f"--workers {args.workers} --replicas {args.replicas} --poll-s {args.poll_s:g} "
+        f"--ramp-s {args.ramp_s:g} --reconnect-spread-s {args.reconnect_spread_s:g}",
         "```",
         "",
         f"Run on {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPU cores shared with "
@@ -573,7 +593,11 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
         f"- {args.windows} windows in {len({s for s, _ in run.layout})} centres, "
         f"{args.workers} worker processes; each window is its own `Outbox` (SQLite WAL on "
         f"/dev/shm) and `Transport` (own paho client and TCP connection, QoS 1, "
-        f"`poll_s={args.poll_s:g}`, keepalive {args.keepalive_s} s).",
+        f"`poll_s={args.poll_s:g}`, keepalive {args.keepalive_s} s, "
+        f"`reconnect_spread_s={args.reconnect_spread_s:g}`).",
+        "- The workers run in a CPU cgroup of low weight (`bench/city/cgroup.py`; see the "
+        "timeline): real terminals have CPUs of their own, and the simulated fleet must not "
+        "starve the broker, replicas and database it is measuring.",
         f"- Scripted perception: {run.sessions} served citizens per window per day, 6 events "
         f"each ({run.sessions * EVENTS_PER_SESSION} events/window/day).",
         f"- Compression: the {DAY_MINUTES}-minute day in {args.minutes:g} minutes "
@@ -679,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         if run.monitor is not None:
             run.monitor.close()
         run.broker.stop()
+        if run.cgroup is not None:
+            run.cgroup.remove()
         if args.keep_db:
             print(f"kept database {url}")
         else:

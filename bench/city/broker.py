@@ -37,7 +37,10 @@ def quiet_port(lo: int = 20_000, hi: int = 32_000) -> int:
 def persistent_mosquitto(
     workdir: Path, extra_conf: str = "", port: int | None = None
 ) -> MosquittoBroker:
-    broker = MosquittoBroker(workdir, port=port or quiet_port(), extra_conf=extra_conf)
+    # A broker saving or loading 10,000 sessions on a busy machine takes more than 10 s.
+    broker = MosquittoBroker(
+        workdir, port=port or quiet_port(), extra_conf=extra_conf, ready_timeout_s=60.0
+    )
     broker.write_conf()
     if os.geteuid() == 0 and "\nuser " not in "\n" + broker.conf_path.read_text():
         broker.extra_conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"

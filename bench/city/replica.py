@@ -12,17 +12,14 @@ run SIGKILLs one replica midway, losing at most a second of histogram, never an 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from bench.proc import stop_on_signals, write_json
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 
@@ -55,13 +52,6 @@ class LatencyListener:
             self.from_sent[bucket(now - int(ev["sent_ms"]))] += 1
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomic: the parent may read the file at any moment."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--url", required=True)
@@ -73,13 +63,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format=f"{args.client_id} %(levelname)s %(message)s")
 
-    stop = threading.Event()
-
-    def _on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
 
     store = Store(args.url)
     settings = IngestSettings(

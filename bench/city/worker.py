@@ -21,19 +21,17 @@ import json
 import logging
 import os
 import resource
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 from agent.config import BrokerConfig
 from agent.outbox import Outbox, now_ms
 from agent.transport import Transport
 from bench.city.model import ScriptedDay
-from bench.city.replica import write_json
+from bench.proc import stop_on_signals, write_json
 
 log = logging.getLogger("bench.city.worker")
 
@@ -62,8 +60,13 @@ class Worker:
         self.spec = spec
         self.devices: list[tuple[str, str]] = [tuple(d) for d in spec["devices"]]
         self.stats_path = Path(spec["stats"])
-        self.stop = threading.Event()
-        broker = BrokerConfig(host="127.0.0.1", port=spec["port"], keepalive_s=spec["keepalive_s"])
+        self.stop = stop_on_signals()
+        broker = BrokerConfig(
+            host="127.0.0.1",
+            port=spec["port"],
+            keepalive_s=spec["keepalive_s"],
+            reconnect_spread_s=spec["reconnect_spread_s"],
+        )
         outdir = Path(spec["outbox_dir"])
         # paho's loop() uses select(), which cannot watch a descriptor numbered 1024 or
         # more. Park the low numbers while the outboxes (4 descriptors each) open, then
@@ -181,15 +184,12 @@ def main() -> int:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.WARNING, format=f"worker{spec['index']} %(message)s")
     raise_nofile()
+    # A real terminal has its own CPU; the parent also puts the workers in a CPU cgroup
+    # of low weight where it can (bench.city.cgroup). Niceness is the fallback.
+    os.nice(10)
     # 10,000 threads: the default 8 MiB stacks are only address space, but keep it modest.
     threading.stack_size(512 * 1024)
     worker = Worker(spec)
-
-    def _on_signal(_sig: int, _frame: FrameType | None) -> None:
-        worker.stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     rep = threading.Thread(target=worker.reporter, name="reporter", daemon=True)
     rep.start()
     worker.ramp()

@@ -19,6 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+import agent.transport as transport_mod
 from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox
 from agent.protocol import (
@@ -32,7 +33,7 @@ from agent.protocol import (
     parse_event,
     topic,
 )
-from agent.transport import LinkState, Transport, backoff_delay
+from agent.transport import LinkState, Transport, backoff_delay, first_retry_delay
 from server.broker import EmbeddedBroker, MosquittoBroker, free_port
 from tests.agent import Subscriber, draft, persist_sessions, wait_until
 
@@ -209,6 +210,35 @@ def test_reconnects_after_broker_restart_with_backoff(
         wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
         assert link.flush(10)
     sub.close()
+
+
+def test_first_retry_delay_adds_a_share_of_the_spread() -> None:
+    assert first_retry_delay(30.0, 0.5, 60.0, rand=lambda: 0.0) == 0.25
+    assert first_retry_delay(30.0, 0.5, 60.0, rand=lambda: 1.0) == 30.5
+    assert first_retry_delay(0.0, 0.5, 60.0, rand=lambda: 1.0) == 0.5  # a hall: no spread
+
+
+def test_reconnect_after_a_drop_waits_its_share_of_the_spread(
+    broker: MosquittoBroker, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport_mod, "_STABLE_AFTER_S", 0.2)
+    spreads: list[float] = []
+
+    def whole_spread(spread: float, base: float, cap: float) -> float:
+        spreads.append(spread)
+        return first_retry_delay(spread, base, cap, rand=lambda: 1.0)
+
+    monkeypatch.setattr(transport_mod, "first_retry_delay", whole_spread)
+    config = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5, reconnect_spread_s=2)
+    with Transport(config, SITE, "w01", outbox) as link:
+        wait_until(lambda: link.connected, 10, "connection")
+        time.sleep(0.3)  # stable, so the drop resets the backoff and spreads the retry
+        dropped = time.monotonic()
+        broker.restart()
+        wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
+        waited = time.monotonic() - dropped
+    assert spreads == [2.0]
+    assert waited >= 2.5  # first backoff step (0.5 s at most) + the whole 2 s spread
 
 
 def test_no_matching_subscribers_keeps_the_event(broker: MosquittoBroker, outbox: Outbox) -> None:
