@@ -41,7 +41,6 @@ import psutil
 from sqlalchemy import text
 
 from bench.city.broker import persistent_mosquitto
-from bench.city.cgroup import FleetCgroup, group_name
 from bench.city.model import DAY_MINUTES, EVENTS_PER_SESSION, city_layout, city_sites
 from bench.city.verify import Verdict, fresh_pg, verify
 from bench.city.worker import MAX_WINDOWS_PER_WORKER, raise_nofile
@@ -287,7 +286,6 @@ class CityRun:
         )
         self.replicas: list[Replica] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.cgroup = FleetCgroup.create(group_name())
         self.worker_stats: list[Path] = []
         self.usage = {"replicas": Usage(), "broker": Usage(), "workers": Usage()}
         self.events_log: list[str] = []
@@ -337,8 +335,6 @@ class CityRun:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            if self.cgroup is not None:
-                self.cgroup.add(proc.pid)  # before its ramp starts any thread
             self.workers.append(proc)
             self.worker_stats.append(stats)
 
@@ -377,11 +373,6 @@ class CityRun:
         self.note(
             f"registered {len(self.layout)} windows in {len(sites)} centres "
             f"({time.monotonic() - t:.1f} s)"
-        )
-        self.note(
-            f"agent workers in CPU cgroup {self.cgroup}"
-            if self.cgroup
-            else "no CPU cgroup could be made: agent workers are only niced"
         )
         self.broker.start()
         self.monitor = SysMonitor(self.broker.port)
@@ -595,9 +586,8 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
         f"/dev/shm) and `Transport` (own paho client and TCP connection, QoS 1, "
         f"`poll_s={args.poll_s:g}`, keepalive {args.keepalive_s} s, "
         f"`reconnect_spread_s={args.reconnect_spread_s:g}`).",
-        "- The workers run in a CPU cgroup of low weight (`bench/city/cgroup.py`; see the "
-        "timeline): real terminals have CPUs of their own, and the simulated fleet must not "
-        "starve the broker, replicas and database it is measuring.",
+        "- The workers run at nice 10 with a 100 ms GIL switch interval "
+        "(`bench/city/worker.py`): real terminals have CPUs of their own.",
         f"- Scripted perception: {run.sessions} served citizens per window per day, 6 events "
         f"each ({run.sessions * EVENTS_PER_SESSION} events/window/day).",
         f"- Compression: the {DAY_MINUTES}-minute day in {args.minutes:g} minutes "
@@ -703,8 +693,6 @@ def main(argv: list[str] | None = None) -> int:
         if run.monitor is not None:
             run.monitor.close()
         run.broker.stop()
-        if run.cgroup is not None:
-            run.cgroup.remove()
         if args.keep_db:
             print(f"kept database {url}")
         else:

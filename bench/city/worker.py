@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import resource
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -184,9 +185,14 @@ def main() -> int:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.WARNING, format=f"worker{spec['index']} %(message)s")
     raise_nofile()
-    # A real terminal has its own CPU; the parent also puts the workers in a CPU cgroup
-    # of low weight where it can (bench.city.cgroup). Niceness is the fallback.
+    # A real terminal has its own CPU; here 10,000 share two cores with the broker, the
+    # replicas and PostgreSQL. Lower priority, but not a CPU cap: a cgroup of low weight
+    # starved the fleet into missed keepalives and a reconnect storm. A broker restart
+    # wakes all 100 threads of a process at once, and a thread waiting for the GIL wakes
+    # every switch interval (5 ms by default) to ask for it: the restarts that overran
+    # this machine spent 60-80 % of it in the kernel.
     os.nice(10)
+    sys.setswitchinterval(0.1)
     # 10,000 threads: the default 8 MiB stacks are only address space, but keep it modest.
     threading.stack_size(512 * 1024)
     worker = Worker(spec)
