@@ -74,6 +74,39 @@ def percentile(hist: Counter[int], q: float) -> float:
     return float(max(hist))
 
 
+def held_fraction(
+    samples: list[tuple[float, int]], start: float, end: float, at_least: int
+) -> float:
+    """Share of [start, end] during which a sampled count was >= at_least, weighed by
+    time (samples may be irregular: Mosquitto publishes $SYS values only on change)."""
+    held = 0.0
+    value = 0
+    t_prev = start
+    for t, v in samples:
+        if t <= start:
+            value = v
+            continue
+        if t >= end:
+            break
+        held += (t - t_prev) if value >= at_least else 0.0
+        t_prev, value = t, v
+    held += (end - t_prev) if value >= at_least else 0.0
+    return held / max(end - start, 1e-9)
+
+
+def recovered_at(samples: list[tuple[float, int]], after: float, at_least: int) -> float | None:
+    """When a count that dropped below at_least after ``after`` first got back to it."""
+    dipped = False
+    for t, v in samples:
+        if t <= after:
+            continue
+        if v < at_least:
+            dipped = True
+        elif dipped:
+            return t
+    return None
+
+
 class SysMonitor:
     """Subscribes to Mosquitto's $SYS connected-clients count; survives broker restarts."""
 
@@ -289,6 +322,8 @@ class CityRun:
         self.worker_stats: list[Path] = []
         self.usage = {"replicas": Usage(), "broker": Usage(), "workers": Usage()}
         self.events_log: list[str] = []
+        self.fault_at: dict[str, float] = {}  # "kill", "broker", "revive" -> time.time()
+        self.connected: list[tuple[float, int]] = []  # windows connected, by the workers
         self.progress: list[str] = []
         self.monitor: SysMonitor | None = None
         self.t_start = 0.0
@@ -428,6 +463,7 @@ class CityRun:
                 self._fault(faults.pop(0)[1])
             self.sample_usage()
             tot = self.worker_totals()
+            self.connected.append((time.time(), tot.get("connected", 0)))
             if time.time() - last_print >= 10:
                 last_print = time.time()
                 sim_min = min(now / d, 1.0) * DAY_MINUTES
@@ -447,6 +483,7 @@ class CityRun:
         self.note(f"day over after {self.t_day_end - self.t_start:.0f} s")
 
     def _fault(self, what: str) -> None:
+        self.fault_at[what] = time.time()
         victim = self.replicas[-1]
         if what == "kill":
             pid = victim.proc.pid if victim.proc else None
@@ -510,6 +547,18 @@ class CityRun:
                     " min(received_ms), max(received_ms), count(*) FROM events"
                 )
             ).one()
+            # The steady state: events made before the first fault (none caught by it).
+            first_fault_ms = int(min(self.fault_at.values(), default=self.t_day_end) * 1000)
+            calm = conn.execute(
+                text(
+                    "SELECT percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
+                    "(ORDER BY received_ms - ts_ms),"
+                    " percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
+                    "(ORDER BY received_ms - (payload->>'sent_ms')::bigint),"
+                    " count(*) FROM events WHERE ts_ms < :t"
+                ),
+                {"t": first_fault_ms},
+            ).one()
             per_10s = [
                 int(n)
                 for (n,) in conn.execute(
@@ -520,12 +569,17 @@ class CityRun:
                 )
             ]
         wt = self.worker_totals()
-        conn_samples = [
-            v
-            for t, v in (self.monitor.samples if self.monitor else [])
-            if self.t_start <= t <= self.t_day_end
-        ]
+        samples = self.monitor.samples if self.monitor else []
+        conn_samples = [v for t, v in samples if self.t_start <= t <= self.t_day_end]
+        windows = self.args.windows
+        restart = self.fault_at.get("broker")
+        back = recovered_at(self.connected, restart, windows) if restart else None
         return {
+            "calm_ts": calm[0],
+            "calm_sent": calm[1],
+            "calm_rows": calm[2],
+            "held": held_fraction(self.connected, self.t_start, self.t_day_end, windows),
+            "reconnected_s": back - restart if back and restart else None,
             "hist_ts": from_ts,
             "hist_sent": from_sent,
             "pg_ts": pct[0],
@@ -631,9 +685,14 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
         f"{u['broker'].peak_rss / mb:.0f} MiB |",
         f"| agent workers: CPU seconds / peak RSS | {u['workers'].total_cpu_s:.0f} s / "
         f"{u['workers'].peak_rss / mb:.0f} MiB |",
-        f"| broker connections held ($SYS clients/connected) during the day: max / median | "
-        f"{max(conns) if conns else 'n/a'} / "
-        f"{sorted(conns)[len(conns) // 2] if conns else 'n/a'} |",
+        f"| events made before the first fault ({f['calm_rows']}): MQTT hand-off -> received,"
+        f" p50 / p99 (ms) | {f['calm_sent'][0]} / {f['calm_sent'][1]} |",
+        f"| same, device add -> received, p50 / p99 (ms) | {f['calm_ts'][0]} / {f['calm_ts'][1]} |",
+        f"| broker connections held ($SYS clients/connected) during the day: max / share of "
+        f"the day with all {args.windows} windows connected | "
+        f"{max(conns) if conns else 'n/a'} / {f['held'] * 100:.1f}% |",
+        "| all windows connected again after the broker restart began | "
+        + (f"{f['reconnected_s']:.0f} s |" if f["reconnected_s"] is not None else "n/a |"),
         f"| window (re)connects in total | {wt.get('connects', 0)} |",
         f"| PUBACKs refused or 'no matching subscribers', rows resent | {wt.get('rejected', 0)} |",
         "",
