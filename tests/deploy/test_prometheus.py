@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -20,6 +21,7 @@ from server.ingest import IngestStats
 from server.prometheus import metrics_router, metrics_text
 from server.store.db import Store, StoredEvent
 from tests.conftest import EXAMPLE_SITE
+from tests.deploy import DEPLOY
 
 NOW = 1_800_000_000_000
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-z_]+="[^"\\]*",?)*\})? (\S+)$')
@@ -126,3 +128,18 @@ def test_router_serves_text_format_and_checks_token(store: Store) -> None:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert parse(r.text)["ww_fleet_online_total"] == 2
+
+
+def test_alert_rules_use_only_exported_metrics(store: Store) -> None:
+    """An alert over a metric the server does not export never fires: check each name."""
+    exported = {
+        name.split("{")[0] for name in parse(metrics_text(cast(Any, fake_ingest()), store, NOW))
+    }
+    exported |= {"up"}  # Prometheus's own per-target series
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert "WarmWindowAggregatorDown" in {a["alert"] for a in alerts}
+    for a in alerts:
+        names = set(re.findall(r"\bww_[a-z_]+\b|\bup(?=\{)", a["expr"]))
+        assert names, f"{a['alert']}: no metric found in {a['expr']!r}"
+        assert names <= exported, f"{a['alert']}: {sorted(names - exported)} not exported"
