@@ -48,6 +48,12 @@ from server.store.db import Store
 
 REPO = Path(__file__).resolve().parents[2]
 SHARE_GROUP = "ww-city"
+#: p50/p99 of device add -> received and of MQTT hand-off -> received, as two arrays.
+LATENCY_PCT = (
+    "percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY received_ms - ts_ms),"
+    " percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP"
+    " (ORDER BY received_ms - (payload->>'sent_ms')::bigint)"
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -364,13 +370,14 @@ class CityRun:
             spec_path = self.work / f"worker{i}.spec.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
             log = (self.work / f"worker{i}.log").open("ab")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.city.worker", "--spec", str(spec_path)],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            self.workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.city.worker", "--spec", str(spec_path)],
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-            self.workers.append(proc)
             self.worker_stats.append(stats)
 
     def worker_totals(self) -> dict[str, int]:
@@ -540,23 +547,14 @@ class CityRun:
         with store.engine.connect() as conn:
             pct = conn.execute(
                 text(
-                    "SELECT percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
-                    "(ORDER BY received_ms - ts_ms),"
-                    " percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
-                    "(ORDER BY received_ms - (payload->>'sent_ms')::bigint),"
-                    " min(received_ms), max(received_ms), count(*) FROM events"
+                    f"SELECT {LATENCY_PCT}, min(received_ms), max(received_ms), count(*)"
+                    " FROM events"
                 )
             ).one()
             # The steady state: events made before the first fault (none caught by it).
             first_fault_ms = int(min(self.fault_at.values(), default=self.t_day_end) * 1000)
             calm = conn.execute(
-                text(
-                    "SELECT percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
-                    "(ORDER BY received_ms - ts_ms),"
-                    " percentile_disc(ARRAY[0.5, 0.99]) WITHIN GROUP "
-                    "(ORDER BY received_ms - (payload->>'sent_ms')::bigint),"
-                    " count(*) FROM events WHERE ts_ms < :t"
-                ),
+                text(f"SELECT {LATENCY_PCT}, count(*) FROM events WHERE ts_ms < :t"),
                 {"t": first_fault_ms},
             ).one()
             per_10s = [
