@@ -59,18 +59,69 @@ def _token_hash(token: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is asking: a signed-in user or a service token, and what they may reach.
+
+    ``sites`` None means every site. A ``clerk_id`` narrows reads to that clerk's own
+    records. A service token has ``grants`` (named operations) instead of a role's
+    permissions, and no CSRF token (it is sent as a bearer header, never a cookie).
+    """
+
     username: str
     display_name: str
-    role: Role
+    role: str  # a Role, or "service" for a token
     scope: str
     sites: frozenset[str] | None  # None: every site
-    csrf: str
+    csrf: str | None
+    clerk_id: str | None = None
+    grants: frozenset[str] | None = None  # service tokens only
+    session: str | None = None  # sha256 of the cookie token, for logout
+
+    @property
+    def is_token(self) -> bool:
+        return self.grants is not None
 
     def can(self, action: str) -> bool:
+        if self.grants is not None:
+            return action in self.grants
         return self.role in CAN.get(action, set())
 
     def sees(self, site: str) -> bool:
         return self.sites is None or site in self.sites
+
+
+def scope_sites(conn: Any, scope: str) -> frozenset[str] | None:
+    """The sites a scope string reaches ("all", "district:<name>", "site:<slug>")."""
+    if scope.startswith("site:"):
+        return frozenset({scope.removeprefix("site:")})
+    if scope.startswith("district:"):
+        district = scope.removeprefix("district:")
+        found = conn.execute(select(units.c.site).where(units.c.district == district))
+        return frozenset(r[0] for r in found)
+    if scope == "all":
+        return None
+    return frozenset()  # an unknown scope reaches nothing
+
+
+def write_audit(
+    conn: Any,
+    username: str,
+    action: str,
+    target: str | None = None,
+    detail: Any = None,
+    site: str | None = None,
+    at_ms: int | None = None,
+) -> None:
+    """Append one audit entry inside the caller's transaction."""
+    conn.execute(
+        audit_log.insert().values(
+            ts_ms=at_ms if at_ms is not None else now_ms(),
+            username=username[:64],
+            action=action[:48],
+            target=None if target is None else target[:96],
+            detail=detail,
+            site=site,
+        )
+    )
 
 
 class Accounts:
@@ -140,24 +191,29 @@ class Accounts:
             row = conn.execute(q).first()
             if row is None or row.expires_ms <= at or row.disabled:
                 return None
-            sites: frozenset[str] | None = None
-            if row.scope.startswith("site:"):
-                sites = frozenset({row.scope.removeprefix("site:")})
-            elif row.scope.startswith("district:"):
-                district = row.scope.removeprefix("district:")
-                found = conn.execute(select(units.c.site).where(units.c.district == district))
-                sites = frozenset(r[0] for r in found)
-        return Principal(row.username, row.display_name, row.role, row.scope, sites, row.csrf)
+            sites = scope_sites(conn, row.scope)
+        return Principal(
+            row.username,
+            row.display_name,
+            row.role,
+            row.scope,
+            sites,
+            row.csrf,
+            clerk_id=row.clerk_id,
+            session=_token_hash(token),
+        )
 
     def audit(
-        self, username: str, action: str, target: str | None = None, detail: Any = None
+        self,
+        username: str,
+        action: str,
+        target: str | None = None,
+        detail: Any = None,
+        site: str | None = None,
     ) -> None:
+        """One audit entry; ``site`` is the unit the change concerns (scopes who sees it)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                audit_log.insert().values(
-                    ts_ms=now_ms(), username=username, action=action, target=target, detail=detail
-                )
-            )
+            write_audit(conn, username, action, target, detail, site)
 
     def audit_entries(self, limit: int = 200) -> list[dict[str, Any]]:
         q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)

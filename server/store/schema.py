@@ -220,6 +220,8 @@ users = Table(
     Column("scope", String(96), nullable=False),
     Column("display_name", Text, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # The clerk whose own records a "clerk" account sees (0005); None for other roles.
+    Column("clerk_id", String(32), nullable=True),
 )
 
 auth_sessions = Table(
@@ -241,7 +243,11 @@ audit_log = Table(
     Column("action", String(48), nullable=False),
     Column("target", String(96), nullable=True),
     Column("detail", JSON, nullable=True),
+    # The unit the change concerns (0005): audit entries are scoped like everything else;
+    # None for changes that concern no single unit (accounts, tokens, bundles).
+    Column("site", String(32), nullable=True),
     Index("ix_audit_ts", "ts_ms"),
+    Index("ix_audit_site_ts", "site", "ts_ms"),
 )
 
 # ------------------------------------------------------------------ rollups (0004)
@@ -271,4 +277,50 @@ daily_rollups = Table(
     Column("suspect", Integer, nullable=False, default=0),
     Column("away_violations", Integer, nullable=False, default=0),
     Column("away_ms", BigInteger, nullable=False, default=0),
+)
+
+# ------------------------------------------------------------------ access and poison (0005)
+
+# Messages that passed validation but that the store still refused (e.g. a value the
+# database cannot hold): set aside so the rest of their batch is stored. Only a hash and
+# a short excerpt of the payload are kept, never the payload itself.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("topic", String(160), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("excerpt", String(200), nullable=False),
+    Column("size", Integer, nullable=False),
+    Index("ix_dead_letters_received", "received_ms"),
+)
+
+# Wrong passwords, counted in the store so that every server replica sees the same count.
+# ``key`` is "user:<name>" or "addr:<client address>".
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("first_ms", BigInteger, nullable=False),  # start of the counting window
+    Column("locked_until_ms", BigInteger, nullable=True),
+)
+
+# Machine clients (queue system, help-desk feed, integrations, Prometheus): a bearer
+# token, stored only as its SHA-256, scoped to units and to named operations.
+service_tokens = Table(
+    "service_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # "all", "district:<name>" or "site:<slug>", as for users
+    Column("scope", String(96), nullable=False),
+    Column("grants", JSON, nullable=False),  # list of operation names
+    Column("created_by", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+    Column("last_used_ms", BigInteger, nullable=True),
 )
