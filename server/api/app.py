@@ -98,6 +98,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             store.close()
 
     app = FastAPI(title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan)
+    from server.api.security import install_security_headers
+
+    install_security_headers(app)
     app.state.store = store
     app.state.accounts = accounts
     app.state.hub = hub

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from server.accounts import Principal
 from server.api.deps import PrincipalDep, ServerSettings, SettingsDep, StoreDep, bounds, check_site
 from server.api.routes import scoped
+from server.api.tabular import content_disposition, flatten, to_csv, to_xlsx
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import Measures, Scope, compute, smile_star_ranking
 from server.store import views
@@ -23,22 +22,6 @@ from server.store.db import Store
 
 router = APIRouter()
 Table = list[dict[str, Any]]
-
-
-def _flatten(rows: Table) -> Table:
-    out = []
-    for r in rows:
-        flat: dict[str, Any] = {}
-        for k, v in r.items():
-            if isinstance(v, dict):
-                for k2, v2 in v.items():
-                    flat[f"{k}.{k2}"] = v2
-            elif isinstance(v, list):
-                flat[k] = "; ".join(str(x) for x in v)
-            else:
-                flat[k] = v
-        out.append(flat)
-    return out
 
 
 def _measure_rows(result: dict[str | None, Measures]) -> Table:
@@ -93,48 +76,40 @@ def _tables(
     }
     if name not in producers:
         raise HTTPException(404, f"no table {name!r}; one of {sorted(producers)}")
-    return _flatten(producers[name]())
+    return flatten(producers[name]())
 
 
-def to_csv(rows: Table) -> bytes:
-    buf = io.StringIO()
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    w.writerows(rows)
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")  # BOM: Excel opens UTF-8 Chinese right
-
-
-def to_xlsx(rows: Table, title: str) -> bytes:
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = title[:31]
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    ws.append(cols)
-    for r in rows:
-        ws.append([r.get(c) for c in cols])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+#: The tables an export can name (the file name is built from these and checked values).
+TABLES = (
+    "sessions",
+    "measures_by_window",
+    "measures_by_clerk",
+    "ranking",
+    "alerts",
+    "cases",
+    "fleet",
+    "assessment",
+)
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"  # agent.protocol.Slug
+PERIOD_PATTERN = r"^\d{4}-(\d{2}(-\d{2})?|Q[1-4])$"  # YYYY-MM-DD, YYYY-MM, YYYY-Qn
 
 
 @router.get("/api/export/{name}.{fmt}")
 def export_table(
     name: str,
     fmt: Literal["csv", "xlsx"],
-    period: str,
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN, max_length=10)],
     p: PrincipalDep,
     store: StoreDep,
     settings: SettingsDep,
-    site: str | None = None,
+    site: Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=32)] = None,
 ) -> Response:
     """Download a dashboard table (sessions, measures_by_window, measures_by_clerk,
     ranking, alerts, cases, fleet, assessment) for a period as CSV or XLSX."""
+    if name not in TABLES:
+        raise HTTPException(404, f"no table {name!r}; one of {sorted(TABLES)}")
     rows = _tables(name, p, store, settings, period, site)
-    filename = f"warmwindow-{name}-{site or 'all'}-{period}.{fmt}"
+    disposition = content_disposition(f"warmwindow-{name}-{site or 'all'}-{period}.{fmt}")
     if fmt == "csv":
         body, media = to_csv(rows), "text/csv; charset=utf-8"
     else:
@@ -143,7 +118,7 @@ def export_table(
     return Response(
         body,
         media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
     )
 
 
@@ -185,12 +160,12 @@ def monthly_report(
         for k, m in sorted(by_window.items(), key=lambda i: str(i[0]))
     )
     rows_v = "".join(
-        f"<tr><td>{esc(v['name'])}</td><td class='{v['result']}'>{v['result']}</td>"
+        f'<tr><td>{esc(v["name"])}</td><td class="{esc(v["result"])}">{esc(v["result"])}</td>'
         f"<td>{esc(', '.join(f['criterion'] for f in v['failures']))}</td></tr>"
         for v in verdicts
     )
     rows_r = "".join(
-        f"<tr><td>{r['rank'] or '—'}</td><td>{esc(r['clerk_id'])}</td><td>{r['exemplary']}/{r['sessions']}</td>"
+        f"<tr><td>{esc(str(r['rank'] or '—'))}</td><td>{esc(r['clerk_id'])}</td><td>{r['exemplary']}/{r['sessions']}</td>"
         f"<td>{r['score']:.3f}</td></tr>"
         for r in ranking
     )
@@ -200,17 +175,10 @@ def monthly_report(
         for c in cases
     )
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(unit["name"])} {esc(month)} 月度报告</title>
-<style>
-body {{ font-family: "Noto Sans CJK SC", sans-serif; margin: 2em; color: #111; }}
-h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.1em; margin-top: 1.5em; border-bottom: 2px solid #b8322a; }}
-table {{ border-collapse: collapse; width: 100%; font-size: .9em; }}
-th, td {{ border: 1px solid #999; padding: .25em .5em; text-align: left; }}
-.fail {{ color: #b00; font-weight: 600; }} .pass {{ color: #060; }}
-.kpis {{ display: grid; grid-template-columns: repeat(4, 1fr); gap: .5em; }}
-.kpis div {{ border: 1px solid #999; padding: .5em; }}
-@media print {{ body {{ margin: 0; }} h2 {{ break-after: avoid; }} table {{ break-inside: auto; }} }}
-</style></head><body>
+<link rel="stylesheet" href="/static/report.css">
+</head><body class="report">
 <h1>{esc(unit["name"])} · 微笑服务月度报告 · {esc(month)}</h1>
 <p>{esc(unit["district"])} · 生成于 {datetime.now(tz).strftime("%Y-%m-%d %H:%M")} · 数据来自窗口终端行为事件（无图像）</p>
 <div class="kpis">
