@@ -231,6 +231,12 @@ class Store:
             )
 
     def _insert_events(self, conn: Any, batch: Sequence[StoredEvent]) -> list[str]:
+        # One item per event id, the first received: a terminal's replay can put the same
+        # event in one batch several times, and the projections below must see it once.
+        firsts: dict[str, StoredEvent] = {}
+        for item in batch:
+            firsts.setdefault(str(item.event.event_id), item)
+        batch = list(firsts.values())
         rows = [
             {
                 "event_id": str(item.event.event_id),
@@ -269,6 +275,7 @@ class Store:
         )
         inserted = self._insert_new(conn, events, rows, "event_id")
         new = set(inserted)
+        # Only the rows this statement inserted, once each (``batch`` is deduplicated).
         self._project(conn, [i.event for i in batch if str(i.event.event_id) in new])
         return inserted
 
@@ -403,6 +410,12 @@ class Store:
             (cases, new_cases, "case_id"),
             (alerts, new_alerts, "alert_id"),
         ):
+            # One row per key, the first (two summaries of one session, the open and
+            # closing records of one absence): a key inserted counts once.
+            firsts: dict[str, dict[str, Any]] = {}
+            for r in rows:
+                firsts.setdefault(r[key], r)
+            rows = list(firsts.values())
             if rows:
                 fresh = set(self._insert_new(conn, table, rows, key))
                 inserted[table.name] = [r for r in rows if r[key] in fresh]

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -140,3 +141,166 @@ def test_falls_back_to_mqtt_311_on_the_embedded_broker(tmp_path: Path) -> None:
         ingest.stop()
         b.stop()
         store.close()
+
+
+# --------------------------------------------------------------------------- exactly once
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Fresh, registered stores of the parametrized kind (several per test)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_URL
+
+    kind: str = request.param
+    made: list[Store] = []
+    databases: list[str] = []
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+    def make() -> Store:
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / f'ww{len(made)}.db'}"
+        else:
+            name = f"ww_test_{uuid.uuid4().hex[:12]}"
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            databases.append(name)
+            url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        s = Store(url)
+        s.create()
+        s.register_site(load_site(EXAMPLE_SITE))
+        made.append(s)
+        return s
+
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.close()
+        if databases:
+            with admin.connect() as conn:
+                for name in databases:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _staff(store: Store) -> None:
+    from tests.server.test_measures import ms
+
+    nov1 = ms(2026, 11, 1, 0, 0)
+    for clerk, window in (("c-li", "w03"), ("c-wang", "w04"), ("c-zhao", "w05")):
+        store.add_clerk(clerk, clerk, "qingpu")
+        store.sign_in(clerk, "qingpu", window, nov1)
+
+
+def _everything_measured(store: Store) -> dict[str, Any]:
+    """Every measure over several scopes, groupings and periods, by the rollup path and
+    by the projection path, plus the projection tables' and alerts' contents."""
+    from sqlalchemy import select
+
+    from server.metrics.measures import Scope, compute
+    from server.metrics.periods import period_bounds
+    from server.store.schema import alerts, away_periods, cases, daily_rollups, evaluations
+    from server.store.schema import sessions as sessions_t
+    from tests.server.test_measures import DAY, ms
+
+    now = ms(2026, 11, 30, 12, 0)
+    scopes: list[tuple[Any, Any]] = [
+        (Scope(), None),
+        (Scope(), "clerk"),
+        (Scope(), "window"),
+        (Scope(district="青浦区"), "site"),
+        (Scope(site="qingpu", window="w03"), None),
+        (Scope(clerk_id="c-zhao"), None),
+    ]
+    out: dict[str, Any] = {}
+    ranges = [period_bounds(p) for p in ("2026-11", "2026-Q4")]
+    ranges.append((DAY + 3_000_000, DAY + 86_400_000))  # part of a day: projections only
+    for start, end in ranges:
+        for scope, by in scopes:
+            for fast in (True, False):
+                got = compute(
+                    store.engine, scope, start, end, now_ms=now, group_by=by, rollups=fast
+                )
+                key = f"{start}-{end} {scope} {by} rollups={fast}"
+                out[key] = {k: m.as_dict() for k, m in got.items()}
+    with store.engine.connect() as conn:
+        for table in (sessions_t, evaluations, away_periods, cases, daily_rollups):
+            out[table.name] = sorted(tuple(str(v) for v in r) for r in conn.execute(select(table)))
+        out["alerts"] = sorted(
+            (r.alert_id, r.kind) for r in conn.execute(select(alerts.c.alert_id, alerts.c.kind))
+        )
+    out["events"] = sorted(store.event_ids())
+    return out
+
+
+def _copies(events: list[Any], seed: int) -> list[Any]:
+    """Each event 1 to 5 times, all copies shuffled (seeded)."""
+    import random
+
+    rng = random.Random(seed)
+    out = [ev for ev in events for _ in range(rng.randint(1, 5))]
+    rng.shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "postgresql"], indirect=True)
+def test_duplicates_in_one_batch_are_measured_once(
+    broker: MosquittoBroker, make_store: Callable[[], Store]
+) -> None:
+    """A day of events, each published 1-5 times at random positions, must give exactly
+    the measures of the same events stored once: directly in batches holding duplicates,
+    and through a real ingest over a real Mosquitto."""
+    from server.store.db import Batch, StoredEvent
+    from tests.server.test_measures import scenario
+
+    fleet, _ = scenario()
+    events = fleet.events
+    once = make_store()
+    _staff(once)
+    once.insert_events([StoredEvent(e, e.ts_ms + 50) for e in events])
+    expected = _everything_measured(once)
+    assert expected["sessions"] and expected["daily_rollups"] and expected["cases"]
+
+    # directly: three batches, each holding duplicates of its own and of the others'
+    direct = make_store()
+    _staff(direct)
+    copies = _copies(events, seed=13)
+    third = len(copies) // 3
+    for chunk in (copies[:third], copies[third : 2 * third], copies[2 * third :]):
+        direct.write_batch(Batch(events=[StoredEvent(e, e.ts_ms + 50) for e in chunk]))
+    assert _everything_measured(direct) == expected
+
+    # through the ingest: queue everything at the broker, then let it arrive in a burst
+    via = make_store()
+    _staff(via)
+    batches: list[list[str]] = []
+    write = via.write_batch
+
+    def recording(batch: Batch) -> list[str]:
+        batches.append([str(e.event.event_id) for e in batch.events])
+        return write(batch)
+
+    via.write_batch = recording  # type: ignore[method-assign]
+    settings = IngestSettings(port=broker.port, client_id="ww-test-dups", flush_s=0.5)
+    ingest = Ingest(via, settings)
+    ingest.start()
+    assert ingest.wait_connected()
+    ingest.stop()  # the persistent session now queues for it
+    pub = publisher(broker)
+    published = _copies(events, seed=14)
+    for ev in published:
+        t = topic(ev.site, ev.window, Channel.EVENT)
+        pub.publish(t, ev.model_dump_json(), qos=1).wait_for_publish(5)
+    pub.loop_stop()
+    ingest = Ingest(via, settings)
+    ingest.start()
+    try:
+        wait_for(lambda: ingest.stats.stored + ingest.stats.duplicates >= len(published), 30)
+    finally:
+        ingest.stop()
+    assert ingest.stats.stored == len(events)
+    assert any(len(b) != len(set(b)) for b in batches), "no batch held a duplicate"
+    assert _everything_measured(via) == expected
