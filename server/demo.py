@@ -20,7 +20,7 @@ from types import FrameType
 import uvicorn
 
 from agent.config import load_site
-from server.accounts import Accounts
+from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.broker import local_broker, wait_port
 from server.ingest import IngestSettings
@@ -46,7 +46,8 @@ def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
         ("inspector", "inspector", f"district:{district}"),
         ("viewer", "readonly", f"site:{site}"),
     ):
-        password = secrets.token_urlsafe(9)
+        password = secrets.token_urlsafe(12)  # 16 characters: passes the password policy
+        check_password(password, username)
         accounts.add_user(username, password, role, scope)  # type: ignore[arg-type]
         lines.append(f"  login {username:9s} password {password}   ({role})")
     return ["demo accounts (new passwords every run):", *lines]
