@@ -170,22 +170,35 @@ def metrics_text(ingest: Ingest | None, store: Store, now_ms: int | None = None)
 
 
 def metrics_router(
-    get_ingest: Callable[[], Ingest | None], store: Store, *, token: str | None = None
+    get_ingest: Callable[[], Ingest | None],
+    store: Store,
+    *,
+    token: str | None = None,
+    authorize: Callable[[str, str], bool] | None = None,
 ) -> APIRouter:
-    """``GET /metrics`` for Prometheus. With ``token``, a ``Bearer`` header must match it
-    (the endpoint reveals the fleet's layout); without, bind the API to a private network.
+    """``GET /metrics`` for Prometheus. The endpoint reveals the fleet's layout, so with
+    ``token`` and/or ``authorize`` a ``Bearer`` header must match the token or be accepted
+    by ``authorize(value, path)`` (the app passes service tokens granted ``metrics``);
+    with neither, it is open: bind the API to a private network.
 
     Include it with ``app.include_router(metrics_router(lambda: app.state.ingest, store))``.
     """
     router = APIRouter()
 
+    def allowed(given: str) -> bool:
+        if token is not None and hmac.compare_digest(given.encode(), token.encode()):
+            return True
+        return authorize is not None and bool(given) and authorize(given, "/metrics")
+
     # A plain def: FastAPI runs it in the thread pool, so store reads do not block the loop.
     @router.get("/metrics", include_in_schema=False)
     def metrics(authorization: str | None = Header(default=None)) -> Response:
-        if token is not None:
+        if token is not None or authorize is not None:
             given = (authorization or "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                raise HTTPException(401, "metrics token required")
+            if not allowed(given):
+                raise HTTPException(
+                    401, "metrics token required", headers={"WWW-Authenticate": "Bearer"}
+                )
         return Response(metrics_text(get_ingest(), store), media_type=CONTENT_TYPE)
 
     return router

@@ -21,10 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from agent.config import load_site
 from server.accounts import Accounts
 from server.api import export, routes
-from server.api.deps import PrincipalDep, ServerSettings
+from server.api.access import AccessDep
+from server.api.deps import ServerSettings
 from server.ingest import Ingest
 from server.prometheus import metrics_router
 from server.store.db import Store
+from server.tokens import Tokens
 
 __all__ = ["Hub", "ServerSettings", "create_app"]
 
@@ -72,6 +74,7 @@ def _site_of(msg: dict[str, Any]) -> str | None:
 def create_app(settings: ServerSettings) -> FastAPI:
     store = Store(settings.db_url)
     accounts = Accounts(store.engine)
+    tokens = Tokens(store.engine)
     hub = Hub()
 
     @asynccontextmanager
@@ -100,16 +103,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan)
     from server.api.security import install_security_headers
 
-    install_security_headers(app)
+    install_security_headers(app)  # CSP, nosniff, no-store: every response, /static too
     app.state.store = store
     app.state.accounts = accounts
+    app.state.tokens = tokens
     app.state.hub = hub
     app.state.settings = settings
     app.state.ingest = None
     app.include_router(routes.router)
     app.include_router(export.router)
+
+    def metrics_grant(value: str, path: str) -> bool:
+        p = tokens.principal(value, "GET", path)
+        return p is not None and p.can("metrics")
+
+    # /metrics: the configured static token or a service token granted "metrics"; never open.
     app.include_router(
-        metrics_router(lambda: app.state.ingest, store, token=settings.metrics_token)
+        metrics_router(
+            lambda: app.state.ingest, store, token=settings.metrics_token, authorize=metrics_grant
+        )
     )
 
     static = Path(str(resources.files("server.web") / "static"))
@@ -127,8 +139,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return FileResponse(static / "login.html")
 
     @app.get("/api/stream", include_in_schema=False)
-    async def stream(request: Request, p: PrincipalDep) -> StreamingResponse:
-        """Server-sent events: one JSON message per stored event or device change."""
+    async def stream(request: Request, a: AccessDep) -> StreamingResponse:
+        """Server-sent events: one JSON message per stored event or device change, for
+        the principal's units only."""
+        a.not_clerk()
+        p = a.p
 
         async def gen() -> AsyncIterator[str]:
             yield "retry: 2000\n\n"

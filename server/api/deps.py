@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from server.ingest import IngestSettings
 from server.metrics.assessment import PassThresholds
 from server.metrics.periods import period_bounds
 from server.store.db import Store
+from server.tokens import Tokens
 
 COOKIE = "ww_session"
 
@@ -43,7 +45,29 @@ def get_settings(request: Request) -> ServerSettings:
     return settings
 
 
+def get_tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+def bearer(request: Request) -> str | None:
+    """The bearer value of an ``Authorization`` header, if there is one."""
+    kind, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if kind.lower() == "bearer" and value.strip() else None
+
+
 def get_principal(request: Request) -> Principal:
+    """A service token (``Authorization: Bearer``) or a user's session cookie; else 401.
+
+    A request that presents a bearer header is judged by it alone, never by a cookie."""
+    value = bearer(request)
+    if value is not None:
+        principal = get_tokens(request).principal(value, request.method, request.url.path)
+        if principal is None:
+            raise HTTPException(
+                401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return principal
     token = request.cookies.get(COOKIE)
     principal = get_accounts(request).principal(token) if token else None
     if principal is None:
@@ -58,13 +82,19 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 def acting(action: str) -> object:
-    """Dependency for state-changing routes: permission plus CSRF token."""
+    """Dependency for state-changing routes: permission plus, for a cookie session, the
+    CSRF token. A service token carries no cookie, so it needs its grant only."""
 
     def check(request: Request, principal: PrincipalDep) -> Principal:
         if not principal.can(action):
-            raise HTTPException(403, f"role {principal.role} may not {action.replace('_', ' ')}")
-        if request.headers.get("x-csrf-token") != principal.csrf:
-            raise HTTPException(403, "missing or wrong CSRF token")
+            who = "this token" if principal.is_token else f"role {principal.role}"
+            raise HTTPException(403, f"{who} may not {action.replace('_', ' ')}")
+        if not principal.is_token:
+            given = request.headers.get("x-csrf-token") or ""
+            if principal.csrf is None or not hmac.compare_digest(
+                given.encode(), principal.csrf.encode()
+            ):
+                raise HTTPException(403, "missing or wrong CSRF token")
         return principal
 
     return Depends(check)

@@ -11,14 +11,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from server.accounts import Principal
-from server.api.deps import PrincipalDep, ServerSettings, SettingsDep, StoreDep, bounds, check_site
-from server.api.routes import scoped
+from server.api.access import Access, AccessDep
 from server.api.tabular import content_disposition, flatten, to_csv, to_xlsx
-from server.metrics.assessment import probation, verdict
-from server.metrics.measures import Measures, Scope, compute, smile_star_ranking
-from server.store import views
-from server.store.db import Store
+from server.metrics.measures import Measures, Scope
 
 router = APIRouter()
 Table = list[dict[str, Any]]
@@ -31,47 +26,30 @@ def _measure_rows(result: dict[str | None, Measures]) -> Table:
     ]
 
 
-def _tables(
-    name: str, p: Principal, store: Store, settings: ServerSettings, period: str, site: str | None
-) -> Table:
-    start, end = bounds(settings, period)
-    scope: Scope = scoped(p, store, None, site)
-    e = store.engine
+def _tables(name: str, a: Access, period: str, site: str | None) -> Table:
+    """One table's rows, read through the request's ``Access`` (scoped like the pages)."""
+    pd = a.period(period)
+    scope: Scope = a.scope(None, site)
     producers: dict[str, Callable[[], Table]] = {
         "sessions": lambda: [
-            {k: v for k, v in r.items() if k != "steps"}
-            for r in views.timeline(e, scope, start, end)
+            {k: v for k, v in r.items() if k != "steps"} for r in a.timeline(scope, pd)
         ],
-        "measures_by_window": lambda: _measure_rows(
-            compute(e, scope, start, end, group_by="window")
-        ),
-        "measures_by_clerk": lambda: _measure_rows(compute(e, scope, start, end, group_by="clerk")),
-        "ranking": lambda: smile_star_ranking(e, scope, start, end),
+        "measures_by_window": lambda: _measure_rows(a.measures(scope, pd, group_by="window")),
+        "measures_by_clerk": lambda: _measure_rows(a.measures(scope, pd, group_by="clerk")),
+        "ranking": lambda: a.ranking(scope, pd),
         "alerts": lambda: [
-            a
-            for a in store.list_alerts(
-                frozenset({scope.site}) if scope.site else p.sites, since_ms=start, limit=100_000
-            )
-            if a["ts_ms"] < end
+            row
+            for row in a.alerts(scope.site, since_ms=pd.start_ms, limit=100_000)
+            if row["ts_ms"] < pd.end_ms
         ],
         "cases": lambda: [
-            c
-            for c in store.list_cases(None, scope.site)
-            if p.sees(c["site"]) and start <= c["opened_ms"] < end
+            c for c in a.cases(None, scope.site) if pd.start_ms <= c["opened_ms"] < pd.end_ms
         ],
-        "fleet": lambda: views.fleet(e, frozenset({scope.site}) if scope.site else p.sites),
+        "fleet": lambda: [f for f in a.fleet() if scope.site in (None, f["site"])],
         "assessment": lambda: [
-            c
-            | {
-                "result": (
-                    v := verdict(e, c["clerk_id"], period, settings.thresholds, settings.timezone)
-                )["result"],
-                "failed": [f["criterion"] for f in v["failures"]],
-                "probation": probation(
-                    e, c["clerk_id"], period, settings.thresholds, settings.timezone
-                )["status"],
-            }
-            for c in store.clerks(scope.site, scope.district)
+            {k: v for k, v in c.items() if k not in ("failures", "measures")}
+            | {"failed": [f["criterion"] for f in c["failures"]]}
+            for c in a.assessments(period, scope.site)
         ],
     }
     if name not in producers:
@@ -99,16 +77,15 @@ def export_table(
     name: str,
     fmt: Literal["csv", "xlsx"],
     period: Annotated[str, Query(pattern=PERIOD_PATTERN, max_length=10)],
-    p: PrincipalDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    a: AccessDep,
     site: Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=32)] = None,
 ) -> Response:
     """Download a dashboard table (sessions, measures_by_window, measures_by_clerk,
     ranking, alerts, cases, fleet, assessment) for a period as CSV or XLSX."""
     if name not in TABLES:
         raise HTTPException(404, f"no table {name!r}; one of {sorted(TABLES)}")
-    rows = _tables(name, p, store, settings, period, site)
+    rows = _tables(name, a, period, site)
+    a.export_logged(name, period, site, fmt, len(rows))
     disposition = content_disposition(f"warmwindow-{name}-{site or 'all'}-{period}.{fmt}")
     if fmt == "csv":
         body, media = to_csv(rows), "text/csv; charset=utf-8"
@@ -127,26 +104,21 @@ def _pct(v: float | None) -> str:
 
 
 @router.get("/report/{site}/{month}", response_class=HTMLResponse)
-def monthly_report(
-    site: str, month: str, p: PrincipalDep, store: StoreDep, settings: SettingsDep
-) -> str:
+def monthly_report(site: str, month: str, a: AccessDep) -> str:
     """Print-ready monthly report of one unit (use the browser's Print to PDF)."""
-    check_site(p, site)
-    start, end = bounds(settings, month)
-    e = store.engine
-    unit = next((u for u in views.site_units(e, None) if u["site"] == site), None)
+    a.site(site)
+    a.not_clerk()
+    pd = a.period(month)
+    unit = next((u for u in a.units() if u["site"] == site), None)
     if unit is None:
         raise HTTPException(404, "no such unit")
-    total = compute(e, Scope(site=site), start, end)[None]
-    by_window = compute(e, Scope(site=site), start, end, group_by="window")
-    ranking = smile_star_ranking(e, Scope(site=site), start, end)
-    verdicts = [
-        verdict(e, c["clerk_id"], month, settings.thresholds, settings.timezone)
-        | {"name": c["name"]}
-        for c in store.clerks(site, None)
-    ]
-    cases = [c for c in store.list_cases(None, site) if start <= c["opened_ms"] < end]
-    tz = ZoneInfo(settings.timezone)
+    scope = Scope(site=site)
+    total = a.measures(scope, pd)[None]
+    by_window = a.measures(scope, pd, group_by="window")
+    ranking = a.ranking(scope, pd)
+    verdicts = [a.verdict(c["clerk_id"], month) | {"name": c["name"]} for c in a.clerks(site)]
+    cases = [c for c in a.cases(None, site) if pd.start_ms <= c["opened_ms"] < pd.end_ms]
+    tz = ZoneInfo(a.settings.timezone)
 
     def day(ms: int | None) -> str:
         return "—" if ms is None else datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")

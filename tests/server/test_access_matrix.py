@@ -1,0 +1,579 @@
+"""Every route of the app x every kind of principal: the expected status, and for reads
+the proof that nothing of a unit outside the principal's scope appears.
+
+The route list is the application's own route table (so the live stream, /metrics, the
+report and the exports are in it, not only what OpenAPI lists): a route added without an
+entry in ``ROUTES`` fails ``test_every_route_has_an_entry``.
+
+Three centres: qingpu and zhujiajiao in 青浦区, xuhui in 徐汇区. Requests target qingpu
+("own"); principals sit at qingpu, zhujiajiao, the district, the other district, the city.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from starlette.routing import Mount, Route
+
+from agent import protocol as wire
+from server.api.app import ServerSettings, create_app
+from server.api.deps import get_store
+from server.store.db import StoredEvent
+from tests.conftest import EXAMPLE_SITE
+from tests.server.test_measures import ms
+
+SITES = {"qingpu": "青浦区", "zhujiajiao": "青浦区", "xuhui": "徐汇区"}
+OWN = "qingpu"
+NOV = ms(2026, 11, 2, 9, 0)
+PASSWORD = "Matrix-pass-2026!"
+#: Per site, strings that appear only in that site's rows.
+MARKERS = {s: (s, f"c-{s}", f"clerk of {s}") for s in SITES}
+
+
+def make_site(root: Path, slug: str, district: str) -> Path:
+    d = root / slug
+    shutil.copytree(EXAMPLE_SITE, d)
+    toml = (d / "site.toml").read_text(encoding="utf-8")
+    toml = toml.replace('site = "qingpu"', f'site = "{slug}"')
+    toml = toml.replace('name = "青浦区行政服务中心"', f'name = "unit {slug}"')
+    toml = toml.replace('district = "青浦区"', f'district = "{district}"')
+    (d / "site.toml").write_text(toml, encoding="utf-8")
+    return d
+
+
+class SiteEvents:
+    """Sessions, bad reviews (cases + alerts), a fault and an away period at one site."""
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.seq = 0
+        self.events: list[wire.EventHeader] = []
+        self.boot = uuid.uuid4()
+
+    def header(self, ts: int, session: uuid.UUID | None = None) -> dict[str, Any]:
+        self.seq += 1
+        return {
+            "event_id": uuid.uuid4(),
+            "site": self.site,
+            "window": "w03",
+            "seq": self.seq,
+            "boot_id": self.boot,
+            "ts_ms": ts,
+            "session_id": session,
+        }
+
+    def bad_review(self, ts: int) -> str:
+        sid = uuid.uuid4()
+        ev = wire.Evaluated(**self.header(ts, sid), rating=wire.Rating.DISSATISFIED)
+        self.events.append(ev)
+        self.events.append(
+            wire.SessionSummary(
+                **self.header(ts + 1000, sid),
+                opened_ms=ts - 300_000,
+                closed_ms=ts,
+                closed_by="evaluation",
+                stood_on_call=False,
+                smiled_at_greeting=True,
+                stood_at_farewell=False,
+                rating=wire.Rating.DISSATISFIED,
+            )
+        )
+        return str(ev.event_id)
+
+    def fault(self, ts: int) -> None:
+        self.events.append(wire.Fault(**self.header(ts), code="camera_frozen", detail="x"))
+
+
+@dataclass
+class World:
+    client: TestClient
+    app: Any
+    cases: dict[str, list[str]] = field(default_factory=dict)  # site -> open case ids
+    alerts: dict[str, list[str]] = field(default_factory=dict)  # site -> open alert ids
+    auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # principal -> headers etc.
+
+
+@dataclass(frozen=True)
+class Who:
+    """A kind of principal and what it reaches."""
+
+    name: str
+    sites: frozenset[str] | None  # None: every site; empty: nothing (not signed in)
+    kind: str  # "anon", "user", "token"
+    role: str = ""
+    grants: frozenset[str] = frozenset()
+    csrf: str = "ok"  # "ok", "missing", "wrong"
+
+    def sees(self, site: str) -> bool:
+        return self.sites is None or site in self.sites
+
+    def can(self, action: str) -> bool:
+        if self.kind == "token":
+            return action in self.grants
+        return self.role in ACTIONS.get(action, set())
+
+
+ACTIONS = {
+    "acknowledge": {"district_admin", "centre_manager", "inspector"},
+    "close_case": {"district_admin", "centre_manager", "inspector"},
+    "roster": {"district_admin", "centre_manager"},
+    "kpis": {"district_admin", "centre_manager"},
+    "users": {"district_admin"},
+}
+QP_DISTRICT = frozenset({"qingpu", "zhujiajiao"})
+WHO = [
+    Who("anonymous", frozenset(), "anon"),
+    Who("revoked_session", frozenset(), "anon"),
+    Who("revoked_token", frozenset(), "anon"),
+    Who("manager_own", frozenset({OWN}), "user", "centre_manager"),
+    Who("manager_own_no_csrf", frozenset({OWN}), "user", "centre_manager", csrf="missing"),
+    Who("manager_own_wrong_csrf", frozenset({OWN}), "user", "centre_manager", csrf="wrong"),
+    Who("inspector_own", frozenset({OWN}), "user", "inspector"),
+    Who("readonly_own", frozenset({OWN}), "user", "readonly"),
+    Who("manager_other_site", frozenset({"zhujiajiao"}), "user", "centre_manager"),
+    Who("admin_own_district", QP_DISTRICT, "user", "district_admin"),
+    Who("admin_other_district", frozenset({"xuhui"}), "user", "district_admin"),
+    Who("admin_all", None, "user", "district_admin"),
+    Who("token_read_own", frozenset({OWN}), "token", grants=frozenset({"read"})),
+    Who("token_kpis_own", frozenset({OWN}), "token", grants=frozenset({"kpis"})),
+    Who("token_kpis_other", frozenset({"xuhui"}), "token", grants=frozenset({"kpis", "read"})),
+    Who("token_metrics", None, "token", grants=frozenset({"metrics"})),
+]
+USERS = {
+    "manager_own": ("centre_manager", f"site:{OWN}"),
+    "inspector_own": ("inspector", f"site:{OWN}"),
+    "readonly_own": ("readonly", f"site:{OWN}"),
+    "manager_other_site": ("centre_manager", "site:zhujiajiao"),
+    "admin_own_district": ("district_admin", "district:青浦区"),
+    "admin_other_district": ("district_admin", "district:徐汇区"),
+    "admin_all": ("district_admin", "all"),
+}
+
+
+# ---------------------------------------------------------------- the route table
+
+Request = tuple[str, dict[str, Any]]  # url, {"json": ..., "params": ...}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How to call one route at the own centre, and what it should answer.
+
+    ``kind``: "public" (anyone), "read" (signed in, scoped), "change" (needs ``action``).
+    ``target``: how the own centre is named: "site" (explicit site, outside -> 403),
+    "object" (an id, outside -> 404) or "none" (the principal's own units).
+    """
+
+    kind: str
+    build: Callable[[World, Who, int], Request]
+    target: str = "none"
+    action: str = ""
+    ok: int = 200
+    # a read that refuses principals bound to no unit or tokens, etc.
+    expect: Callable[[Who], int] | None = None
+
+
+def get(url: str, **params: Any) -> Callable[[World, Who, int], Request]:
+    return lambda w, who, i: (url, {"params": params})
+
+
+def _case(w: World, who: Who, i: int) -> Request:
+    return (f"/api/cases/{w.cases[OWN][i]}/close", {"json": {"note": "called back", "at_ms": NOV}})
+
+
+def _ack(w: World, who: Who, i: int) -> Request:
+    return (f"/api/alerts/{w.alerts[OWN][i]}/ack", {"json": {"note": "seen"}})
+
+
+def _clerk(w: World, who: Who, i: int) -> Request:
+    return ("/api/clerks", {"json": {"clerk_id": f"new-{i}", "name": "新人", "site": OWN}})
+
+
+def _transfer(w: World, who: Who, i: int) -> Request:
+    return (f"/api/clerks/c-mv-{i}/transfer", {"json": {"site": "zhujiajiao"}})
+
+
+def _roster(w: World, who: Who, i: int) -> Request:
+    body = {"clerk_id": f"c-{OWN}", "site": OWN, "window": "w04", "start_ms": NOV + i}
+    return ("/api/roster", {"json": body})
+
+
+def _kpis(w: World, who: Who, i: int) -> Request:
+    body = {
+        "site": OWN,
+        "window": "w11",
+        "day": "2026-11-03",
+        "requests": 10,
+        "first_response_within_1min": 9,
+        "resolved": 9,
+    }
+    return ("/api/helpdesk/kpis", {"json": body})
+
+
+def _user_add(w: World, who: Who, i: int) -> Request:
+    body = {
+        "username": f"new-user-{i}",
+        "password": PASSWORD,
+        "role": "readonly",
+        "scope": f"site:{OWN}",
+        "display_name": "new",
+    }
+    return ("/api/users", {"json": body})
+
+
+def _user(verb: str, body: dict[str, Any] | None = None) -> Callable[[World, Who, int], Request]:
+    return lambda w, who, i: (f"/api/users/target-{i}/{verb}", {"json": body or {}})
+
+
+def _token_add(w: World, who: Who, i: int) -> Request:
+    return ("/api/tokens", {"json": {"name": f"t{i}", "scope": f"site:{OWN}", "grants": ["read"]}})
+
+
+def _token_revoke(w: World, who: Who, i: int) -> Request:
+    return (f"/api/tokens/{w.auth['_tokens'][i]}/revoke", {"json": {}})
+
+
+def _signed_in(who: Who) -> bool:
+    return who.kind in ("user", "token")
+
+
+def _me(who: Who) -> int:
+    return 200 if _signed_in(who) else 401
+
+
+def _metrics(who: Who) -> int:
+    return 200 if who.kind == "token" and "metrics" in who.grants else 401
+
+
+def _page(who: Who) -> int:
+    return 200 if who.kind == "user" else 307  # others go to the login page
+
+
+def _users_read(who: Who) -> int:
+    if not _signed_in(who):
+        return 401
+    return 200 if who.kind == "user" and who.can("users") else 403
+
+
+PERIOD = "2026-11"
+ROUTES: dict[tuple[str, str], Entry] = {
+    # public
+    ("GET", "/login"): Entry("public", get("/login")),
+    ("GET", "/healthz"): Entry("public", get("/healthz")),
+    ("GET", "/openapi.json"): Entry("public", get("/openapi.json")),
+    ("GET", "/docs"): Entry("public", get("/docs")),
+    ("GET", "/docs/oauth2-redirect"): Entry("public", get("/docs/oauth2-redirect")),
+    ("GET", "/redoc"): Entry("public", get("/redoc")),
+    ("GET", "/static"): Entry("public", get("/static/app.js")),
+    ("GET", "/"): Entry("read", get("/"), expect=_page),
+    ("POST", "/api/login"): Entry(
+        "public",
+        lambda w, who, i: ("/api/login", {"json": {"username": f"nobody-{i}", "password": "no"}}),
+        ok=401,
+    ),
+    ("GET", "/metrics"): Entry("read", get("/metrics"), expect=_metrics),
+    # session
+    ("GET", "/api/me"): Entry("read", get("/api/me"), expect=_me),
+    ("POST", "/api/logout"): Entry("read", lambda w, who, i: ("/api/logout", {}), expect=_me),
+    # reads
+    ("GET", "/api/units"): Entry("read", get("/api/units")),
+    ("GET", "/api/hall/{site}"): Entry("read", get(f"/api/hall/{OWN}"), target="site"),
+    ("GET", "/api/windows"): Entry("read", get("/api/windows", site=OWN), target="site"),
+    ("GET", "/api/events"): Entry("read", get("/api/events", limit=500)),
+    ("GET", "/api/stats"): Entry("read", get("/api/stats")),
+    ("GET", "/api/fleet"): Entry("read", get("/api/fleet")),
+    ("GET", "/api/gaps"): Entry("read", get("/api/gaps")),
+    ("GET", "/api/alerts"): Entry("read", get("/api/alerts", limit=1000)),
+    ("GET", "/api/stream"): Entry("read", get("/api/stream")),
+    ("GET", "/api/measures"): Entry(
+        "read", get("/api/measures", period=PERIOD, site=OWN, group_by="window"), target="site"
+    ),
+    ("GET", "/api/timeline"): Entry(
+        "read", get("/api/timeline", period=PERIOD, site=OWN), target="site"
+    ),
+    ("GET", "/api/trend"): Entry("read", get("/api/trend", period=PERIOD, site=OWN), target="site"),
+    ("GET", "/api/heatmap"): Entry(
+        "read", get("/api/heatmap", period=PERIOD, site=OWN), target="site"
+    ),
+    ("GET", "/api/assessment/{clerk_id}"): Entry(
+        "read", get(f"/api/assessment/c-{OWN}", month=PERIOD), target="object"
+    ),
+    ("GET", "/api/assessments"): Entry(
+        "read", get("/api/assessments", month=PERIOD, site=OWN), target="site"
+    ),
+    ("GET", "/api/probation/{clerk_id}"): Entry(
+        "read", get(f"/api/probation/c-{OWN}", month=PERIOD), target="object"
+    ),
+    ("GET", "/api/ranking"): Entry(
+        "read", get("/api/ranking", period=PERIOD, min_sessions=1), target="none"
+    ),
+    ("GET", "/api/units/compare"): Entry("read", get("/api/units/compare", period=PERIOD)),
+    ("GET", "/api/cases"): Entry("read", get("/api/cases")),
+    ("GET", "/api/clerks"): Entry("read", get("/api/clerks")),
+    ("GET", "/api/helpdesk"): Entry(
+        "read", get("/api/helpdesk", first_day="2026-11-01", last_day="2026-11-30")
+    ),
+    ("GET", "/api/audit"): Entry("read", get("/api/audit", limit=1000), expect=_users_read),
+    ("GET", "/api/export/{name}.{fmt}"): Entry(
+        "read", get("/api/export/sessions.csv", period=PERIOD, site=OWN), target="site"
+    ),
+    ("GET", "/report/{site}/{month}"): Entry("read", get(f"/report/{OWN}/{PERIOD}"), target="site"),
+    ("GET", "/api/users"): Entry("read", get("/api/users"), expect=_users_read),
+    ("GET", "/api/tokens"): Entry("read", get("/api/tokens"), expect=_users_read),
+    # changes
+    ("POST", "/api/alerts/{alert_id}/ack"): Entry("change", _ack, "object", "acknowledge"),
+    ("POST", "/api/cases/{case_id}/close"): Entry("change", _case, "object", "close_case"),
+    ("POST", "/api/clerks"): Entry("change", _clerk, "site", "roster", ok=201),
+    ("POST", "/api/clerks/{clerk_id}/transfer"): Entry("change", _transfer, "transfer", "roster"),
+    ("POST", "/api/roster"): Entry("change", _roster, "site", "roster", ok=201),
+    ("POST", "/api/helpdesk/kpis"): Entry("change", _kpis, "site", "kpis", ok=201),
+    ("POST", "/api/users"): Entry("change", _user_add, "site", "users", ok=201),
+    ("POST", "/api/users/{username}/disable"): Entry("change", _user("disable"), "object", "users"),
+    ("POST", "/api/users/{username}/enable"): Entry("change", _user("enable"), "object", "users"),
+    ("POST", "/api/users/{username}/password"): Entry(
+        "change", _user("password", {"password": "Another-pass-2026?"}), "object", "users"
+    ),
+    ("POST", "/api/users/{username}/role"): Entry(
+        "change",
+        _user("role", {"role": "inspector", "scope": f"site:{OWN}"}),
+        "object",
+        "users",
+    ),
+    ("POST", "/api/tokens"): Entry("change", _token_add, "site", "users", ok=201),
+    ("POST", "/api/tokens/{token_id}/revoke"): Entry("change", _token_revoke, "object", "users"),
+}
+#: Account administration is for people only: a token never manages users or tokens.
+PEOPLE_ONLY = {"users"}
+
+
+def expected(entry: Entry, who: Who) -> int:
+    if entry.kind == "public":
+        return entry.ok
+    if entry.expect is not None:
+        return entry.expect(who)
+    if not _signed_in(who):
+        return 401
+    if entry.kind == "read":
+        if who.kind == "token" and "read" not in who.grants:
+            return 403
+        if entry.target == "site" and not who.sees(OWN):
+            return 403
+        if entry.target == "object" and not who.sees(OWN):
+            return 404
+        return entry.ok
+    # a change
+    if entry.action in PEOPLE_ONLY and who.kind == "token":
+        return 403
+    if not who.can(entry.action):
+        return 403
+    if who.kind == "user" and who.csrf != "ok":
+        return 403
+    if entry.target == "transfer":
+        # the clerk must be visible (404), then the destination too (403)
+        if not who.sees(OWN):
+            return 404
+        return entry.ok if who.sees("zhujiajiao") else 403
+    if not who.sees(OWN):
+        return 403 if entry.target == "site" else 404
+    return entry.ok
+
+
+# ---------------------------------------------------------------- the world
+
+
+def _login(c: TestClient, username: str) -> tuple[str, str]:
+    r = c.post("/api/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.cookies["ww_session"], r.json()["csrf"]
+
+
+N = len(WHO)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("matrix")
+    sites = [make_site(root / "sites", s, d) for s, d in SITES.items()]
+    app = create_app(ServerSettings(db_url=f"sqlite:///{root / 'm.db'}", sites=sites, mqtt=None))
+    with TestClient(app) as c:
+        store = app.state.store
+        accounts = app.state.accounts
+        tokens = app.state.tokens
+        w = World(c, app)
+        for name, (role, scope) in USERS.items():
+            accounts.add_user(name, PASSWORD, role, scope)  # type: ignore[arg-type]
+        for i in range(N):  # accounts the user routes act on, one per principal
+            accounts.add_user(f"target-{i}", PASSWORD, "readonly", f"site:{OWN}")
+        evs: list[wire.EventHeader] = []
+        for site in SITES:
+            store.add_clerk(f"c-{site}", f"clerk of {site}", site)
+            store.sign_in(f"c-{site}", site, "w03", NOV - 86_400_000)
+            store.put_helpdesk_kpis(site, "w11", "2026-11-02", 20, 20, 19)
+            se = SiteEvents(site)
+            for i in range(N):
+                se.bad_review(NOV + i * 600_000)
+            se.fault(NOV + 3_600_000)
+            evs += se.events
+        for i in range(N):
+            store.add_clerk(f"c-mv-{i}", "to move", OWN)
+        store.insert_events([StoredEvent(e, e.ts_ms) for e in evs])
+        for site in SITES:
+            w.cases[site] = [x["case_id"] for x in store.list_cases("open", site)]
+            w.alerts[site] = [
+                a["alert_id"]
+                for a in store.list_alerts(frozenset({site}), limit=1000)
+                if a["kind"] == "bad_review"
+            ]
+            assert len(w.cases[site]) == N and len(w.alerts[site]) == N
+            # something in every unit's audit log
+            accounts.audit("seed", "seed", site, {"marker": site}, site=site)
+        w.auth["_tokens"] = {
+            i: tokens.create(f"victim-{i}", f"site:{OWN}", ["read"], "seed")[0] for i in range(N)
+        }
+        for who in WHO:
+            if who.name in USERS or who.name.startswith("manager_own_"):
+                user = "manager_own" if who.name.startswith("manager_own") else who.name
+                cookie, csrf = _login(c, user)
+                headers = {"X-CSRF-Token": {"ok": csrf, "missing": "", "wrong": "x" * 32}[who.csrf]}
+                if who.csrf == "missing":
+                    headers = {}
+                w.auth[who.name] = {"cookies": {"ww_session": cookie}, "headers": headers}
+            elif who.kind == "token":
+                scope = "all" if who.sites is None else f"site:{sorted(who.sites)[0]}"
+                _, value = tokens.create(who.name, scope, sorted(who.grants), "seed")
+                w.auth[who.name] = {"headers": {"Authorization": f"Bearer {value}"}}
+            elif who.name == "revoked_session":
+                accounts.add_user("leaver", PASSWORD, "district_admin", "all")
+                cookie, csrf = _login(c, "leaver")
+                r = c.post("/api/logout", cookies={"ww_session": cookie})
+                assert r.status_code == 200
+                w.auth[who.name] = {
+                    "cookies": {"ww_session": cookie},
+                    "headers": {"X-CSRF-Token": csrf},
+                }
+            elif who.name == "revoked_token":
+                tid, value = tokens.create("revoked", "all", sorted(tokens_grants()), "seed")
+                assert tokens.revoke(tid, "seed")
+                w.auth[who.name] = {"headers": {"Authorization": f"Bearer {value}"}}
+            else:
+                w.auth[who.name] = {}
+            c.cookies.clear()
+        yield w
+
+
+def tokens_grants() -> list[str]:
+    from server.tokens import GRANTS
+
+    return list(GRANTS)
+
+
+def app_routes(app: Any) -> list[Any]:
+    """Every route the app serves, included routers flattened."""
+    return [rc.original_route for rc in iter_route_contexts(app.routes)]
+
+
+def route_keys(app: Any) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for r in app_routes(app):
+        if isinstance(r, Mount):
+            keys.add(("GET", r.path))
+        elif isinstance(r, APIRoute | Route):
+            for m in r.methods or ():
+                if m != "HEAD":
+                    keys.add((m, r.path))
+        else:
+            keys.add(("?", repr(r)))  # a kind of route this test does not know yet
+    return keys
+
+
+def call(w: World, who: Who, entry: Entry, i: int, method: str) -> Any:
+    url, kwargs = entry.build(w, who, i)
+    auth = w.auth[who.name]
+    w.client.cookies.clear()
+    for k, v in auth.get("cookies", {}).items():
+        w.client.cookies.set(k, v)
+    headers = dict(auth.get("headers", {}))
+    if url == "/api/stream":
+        return _stream_status(w, headers)
+    r = w.client.request(method, url, headers=headers, follow_redirects=False, **kwargs)
+    w.client.cookies.clear()
+    return r
+
+
+def _stream_status(w: World, headers: dict[str, str]) -> Any:
+    """The SSE stream never ends: read its status and first bytes only."""
+    with w.client.stream("GET", "/api/stream", headers=headers) as r:
+        if r.status_code == 200:
+            first = next(r.iter_text())
+            assert first.startswith("retry:")
+        return r
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_every_route_has_an_entry(world: World) -> None:
+    keys = route_keys(world.app)
+    missing = sorted(keys - ROUTES.keys())
+    stale = sorted(ROUTES.keys() - keys)
+    assert not missing, f"routes without an entry in the access matrix: {missing}"
+    assert not stale, f"matrix entries for routes that do not exist: {stale}"
+
+
+def test_no_route_is_handed_the_bare_store(world: World) -> None:
+    """Routes reach data only through ``Access`` (server/api/access.py)."""
+
+    def calls(dep: Any) -> Iterator[Any]:
+        for d in dep.dependencies:
+            yield d.call
+            yield from calls(d)
+
+    offenders = [
+        r.path
+        for r in app_routes(world.app)
+        if isinstance(r, APIRoute) and any(c is get_store for c in calls(r.dependant))
+    ]
+    assert offenders == []
+
+
+def _reads_first() -> list[tuple[str, str]]:
+    order = sorted(ROUTES, key=lambda k: (ROUTES[k].kind == "change", k == ("POST", "/api/logout")))
+    return order
+
+
+@pytest.mark.parametrize("key", _reads_first(), ids=lambda k: f"{k[0]} {k[1]}")
+def test_route_against_every_principal(world: World, key: tuple[str, str]) -> None:
+    entry = ROUTES[key]
+    method = key[0]
+    wrong: list[str] = []
+    for i, who in enumerate(WHO):
+        if key == ("POST", "/api/logout") and who.kind == "user":
+            continue  # would end the session the other rows use; covered by revoked_session
+        r = call(world, who, entry, i, method)
+        want = expected(entry, who)
+        if r.status_code != want:
+            wrong.append(f"{who.name}: {r.status_code} (want {want}) {r.text[:120]!r}")
+            continue
+        if r.status_code == 200 and entry.kind == "read" and key[1] != "/api/stream":
+            text = r.content.decode("utf-8", "replace")
+            for site, marks in MARKERS.items():
+                if who.sees(site) or not _signed_in(who):
+                    continue
+                leaked = [m for m in marks if m in text]
+                if leaked:
+                    wrong.append(f"{who.name}: sees {site} rows ({leaked})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_matrix_size(world: World) -> None:
+    n = len(ROUTES) * len(WHO)
+    print(f"access matrix: {len(ROUTES)} routes x {len(WHO)} principals = {n} requests")
+    assert len(ROUTES) >= 50 and len(WHO) >= 16
