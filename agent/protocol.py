@@ -15,6 +15,12 @@ Topic tree (``<site>`` and ``<window>`` are lower-case slugs)::
 Privacy: no payload can carry an image. Every model forbids unknown fields, every
 string is short and bounded, every list is bounded, and there is no bytes field;
 ``tests/test_protocol.py`` walks the JSON schemas to keep it so.
+
+Storable: whatever validates here, the aggregator's store can hold. Every integer fits
+the column it lands in (64-bit signed ``BigInteger``, 32-bit ``Integer`` for counts),
+every float is finite (PostgreSQL's ``json`` refuses ``NaN`` and ``Infinity``), and no
+string holds NUL (PostgreSQL text cannot). A message the store refused used to stop the
+whole ingest batch it rode in.
 """
 
 from __future__ import annotations
@@ -28,13 +34,29 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "ww/v1"
 
+#: Largest value of a signed 64-bit column (``BigInteger``).
+INT64_MAX: Final = 2**63 - 1
+#: Largest value of a signed 32-bit column (``Integer``).
+INT32_MAX: Final = 2**31 - 1
+#: Text the store can hold: no NUL (PostgreSQL text cannot store it). The pattern also
+#: refuses lone surrogates, which no JSON document can decode to anyway.
+STORABLE_TEXT: Final = r"^[^\x00]*$"
+
+#: Any string of the contract, or of the HTTP API: storable (bound its length on use).
+StorableText = Annotated[str, Field(pattern=STORABLE_TEXT)]
 #: A site or window identifier: short lower-case slug, safe in a topic level.
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", max_length=32)]
 #: Short bounded text (model and config versions, fault codes, ticket numbers).
-ShortText = Annotated[str, Field(max_length=64)]
+ShortText = Annotated[StorableText, Field(max_length=64)]
 #: Milliseconds since the Unix epoch, UTC.
 TimestampMs = Annotated[int, Field(ge=0, le=32_503_680_000_000)]
-Score = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A device sequence number: from 1, and it fits a ``BigInteger``.
+Seq = Annotated[int, Field(ge=1, le=INT64_MAX)]
+#: A delay or duration at the window, ms: at most a week.
+DurationMs = Annotated[int, Field(ge=0, le=7 * 86_400_000)]
+#: A count (outbox depth, dropped frames, presses): fits an ``Integer``.
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class Channel(StrEnum):
@@ -132,7 +154,7 @@ class EventHeader(Wire):
     event_id: uuid.UUID = Field(description="Unique id; the server stores each id once.")
     site: Slug = Field(description="Site (service centre) slug; must match the topic.")
     window: Slug = Field(description="Window slug; must match the topic.")
-    seq: int = Field(ge=1, description="Device sequence number, persisted across reboots.")
+    seq: Seq = Field(description="Device sequence number, persisted across reboots.")
     boot_id: uuid.UUID = Field(description="Changes every time the agent starts.")
     ts_ms: TimestampMs = Field(description="When it happened on the device, UTC ms.")
     sent_ms: TimestampMs | None = Field(None, description="When first handed to MQTT.")
@@ -156,8 +178,8 @@ class StoodUp(EventHeader):
     kind: Literal["stood_up"] = "stood_up"
     phase: Literal["greeting", "farewell"]
     on_time: bool = Field(description="Within the configured limit.")
-    after_ms: int | None = Field(
-        None, ge=0, description="Delay from the call (greeting) or end (farewell); None if never."
+    after_ms: DurationMs | None = Field(
+        None, description="Delay from the call (greeting) or end (farewell); None if never."
     )
 
 
@@ -165,7 +187,7 @@ class Smiled(EventHeader):
     kind: Literal["smiled"] = "smiled"
     phase: Literal["greeting", "farewell"]
     on_time: bool
-    after_ms: int | None = Field(None, ge=0)
+    after_ms: DurationMs | None = None
     score: Score | None = Field(None, description="Peak smile score in the window.")
     too_broad: bool = Field(False, description="Intensity beyond 'not too broad'.")
 
@@ -183,13 +205,13 @@ class SessionSummary(EventHeader):
     closed_ms: TimestampMs
     closed_by: Literal["evaluation", "finish_key", "next_call", "timeout", "shutdown"]
     stood_on_call: bool
-    stand_after_ms: int | None = Field(None, ge=0)
+    stand_after_ms: DurationMs | None = None
     smiled_at_greeting: bool
-    smile_after_ms: int | None = Field(None, ge=0)
+    smile_after_ms: DurationMs | None = None
     smile_peak: Score | None = None
     smile_too_broad: bool = False
     stood_at_farewell: bool
-    see_off_ms: int | None = Field(None, ge=0, description="How long the clerk stayed standing.")
+    see_off_ms: DurationMs | None = Field(None, description="How long the clerk stayed standing.")
     rating: Rating | None = None
     priority: bool = False
 
@@ -205,7 +227,7 @@ class Away(EventHeader):
 class SignWhilePresent(EventHeader):
     kind: Literal["sign_while_present"] = "sign_while_present"
     started_ms: TimestampMs
-    duration_ms: int = Field(ge=0)
+    duration_ms: DurationMs
 
 
 class Fault(EventHeader):
@@ -261,15 +283,15 @@ class Health(Wire):
     site: Slug
     window: Slug
     ts_ms: TimestampMs
-    uptime_s: int = Field(ge=0)
-    fps: float = Field(ge=0)
-    inference_ms: float = Field(ge=0)
-    cpu_temp_c: float | None = None
-    load1: float | None = Field(None, ge=0)
-    outbox_depth: int = Field(ge=0)
-    outbox_oldest_age_s: float | None = Field(None, ge=0)
-    dropped: int = Field(0, ge=0)
-    suspect_presses: int = Field(0, ge=0)
+    uptime_s: Count
+    fps: float = Field(ge=0, le=1000, allow_inf_nan=False)
+    inference_ms: float = Field(ge=0, le=3_600_000, allow_inf_nan=False)
+    cpu_temp_c: float | None = Field(None, ge=-100, le=200, allow_inf_nan=False)
+    load1: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
+    outbox_depth: Count
+    outbox_oldest_age_s: float | None = Field(None, ge=0, le=1e10, allow_inf_nan=False)
+    dropped: Count = 0
+    suspect_presses: Count = 0
     model_version: ShortText
     config_version: ShortText
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -107,3 +108,81 @@ def test_protocol_doc_check_fails_when_stale(tmp_path: Any) -> None:
     stale = tmp_path / "protocol.md"
     stale.write_text(render().replace("QoS", "Qos"), encoding="utf-8")
     assert main(["docs", "protocol", "--check", "--out", str(stale)]) == 1
+
+
+def _unstorable(node: Any, path: str, problems: list[str]) -> None:
+    """Every integer bounded within a signed 64-bit column, every number bounded (so
+    finite), every free string refusing NUL."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        fixed = bool({"enum", "const"} & node.keys())
+        if kind in ("integer", "number") and not fixed:
+            lo, hi = node.get("minimum"), node.get("maximum")
+            if lo is None or hi is None:
+                problems.append(f"{path}: unbounded {kind}")
+            elif kind == "integer" and (lo < -(2**63) or hi > p.INT64_MAX):
+                problems.append(f"{path}: beyond a 64-bit column")
+        parsed = node.get("format") in ("uuid", "date")  # becomes a UUID or a date
+        if kind == "string" and not fixed and not parsed:
+            pattern = node.get("pattern")
+            if pattern is None or re.search(pattern, "a\x00b"):
+                problems.append(f"{path}: accepts NUL")
+        for key, value in node.items():
+            _unstorable(value, f"{path}.{key}", problems)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _unstorable(value, f"{path}[{i}]", problems)
+
+
+def test_every_value_fits_the_store() -> None:
+    """What validates can be stored: bounded integers and floats, no NUL in any string;
+    the same for the HTTP API's request bodies."""
+    from server.api import models
+
+    problems: list[str] = []
+    for name, schema in p.json_schemas().items():
+        _unstorable(schema, name, problems)
+    for api in (models.CaseClose, models.ClerkIn, models.SignIn, models.HelpdeskKpiIn):
+        _unstorable(api.model_json_schema(), api.__name__, problems)
+    assert problems == []
+    caught: list[str] = []
+    _unstorable(
+        {"properties": {"n": {"type": "integer", "minimum": 1}, "s": {"type": "string"}}},
+        "leaky",
+        caught,
+    )
+    assert caught == ["leaky.properties.n: unbounded integer", "leaky.properties.s: accepts NUL"]
+
+
+def _strings(model: Any) -> list[str]:
+    return [k for k, v in model.model_dump(mode="json").items() if isinstance(v, str)]
+
+
+def test_values_the_store_cannot_hold_are_refused() -> None:
+    """A NUL in any string, a seq past 2**63 - 1, a count past 2**31 - 1, a duration of
+    more than a week or a float that is not finite: refused by validation, not left to
+    fail the store's batch."""
+    for ex in examples():
+        data = json.loads(ex.model_dump_json())
+        for key in _strings(ex):
+            if key in ("event_id", "boot_id", "session_id", "cmd_id", "kind"):
+                continue
+            bad = json.dumps(data | {key: data[key][:3] + "\x00"})
+            with pytest.raises(ValidationError):
+                type(ex).model_validate_json(bad)
+    header = json.loads(examples()[0].model_dump_json())
+    with pytest.raises(ValidationError):
+        p.parse_event(json.dumps(header | {"seq": 2**63}))
+    assert p.parse_event(json.dumps(header | {"seq": 2**63 - 1})).seq == 2**63 - 1
+    summary = next(e for e in examples() if isinstance(e, p.SessionSummary))
+    too_long = json.loads(summary.model_dump_json()) | {"see_off_ms": 7 * 86_400_000 + 1}
+    with pytest.raises(ValidationError):
+        p.parse_event(json.dumps(too_long))
+    health = next(e for e in examples() if isinstance(e, p.Health))
+    for key, value in (("outbox_depth", 2**31), ("fps", "Infinity"), ("cpu_temp_c", "NaN")):
+        raw = health.model_dump_json().replace(
+            f'"{key}":{json.dumps(health.model_dump(mode="json")[key])}', f'"{key}":{value}'
+        )
+        assert raw != health.model_dump_json()
+        with pytest.raises(ValidationError):
+            p.Health.model_validate_json(raw)

@@ -1,4 +1,9 @@
-"""Request bodies of the HTTP API."""
+"""Request bodies of the HTTP API.
+
+Bounded like the wire contract (``agent/protocol.py``): every integer fits its column
+(epoch ms like ``TimestampMs``, counts in a 32-bit ``Integer``) and no string holds NUL,
+which PostgreSQL text cannot store.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.protocol import Slug
+from agent.protocol import Count, Slug, StorableText, TimestampMs
 
 
 class ApiModel(BaseModel):
@@ -15,13 +20,13 @@ class ApiModel(BaseModel):
 
 
 class CaseClose(ApiModel):
-    note: str = Field(min_length=1, max_length=2000, description="What was done about it.")
-    at_ms: int = Field(ge=0, description="When it was rectified, UTC ms.")
+    note: StorableText = Field(min_length=1, max_length=2000, description="What was done about it.")
+    at_ms: TimestampMs = Field(description="When it was rectified, UTC ms.")
 
 
 class ClerkIn(ApiModel):
     clerk_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    name: str = Field(min_length=1, max_length=64)
+    name: StorableText = Field(min_length=1, max_length=64)
     site: Slug
 
 
@@ -29,8 +34,8 @@ class SignIn(ApiModel):
     clerk_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     site: Slug
     window: Slug
-    start_ms: int = Field(ge=0)
-    end_ms: int | None = Field(None, ge=0)
+    start_ms: TimestampMs
+    end_ms: TimestampMs | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -43,9 +48,9 @@ class HelpdeskKpiIn(ApiModel):
     site: Slug
     window: Slug
     day: date
-    requests: int = Field(ge=0)
-    first_response_within_1min: int = Field(ge=0)
-    resolved: int = Field(ge=0)
+    requests: Count
+    first_response_within_1min: Count
+    resolved: Count
 
     @model_validator(mode="after")
     def _within_requests(self) -> Self:
