@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,28 +80,131 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_add(args: argparse.Namespace) -> int:
+def _cli_user() -> str:
+    """Who to write in the audit log for a change made at the command line."""
     import getpass
 
-    from server.accounts import Accounts
-    from server.store.db import Store
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        import os
+
+        return f"cli:uid{os.getuid()}"
+
+
+def _read_password(args: argparse.Namespace, username: str) -> str:
+    """From --password-file, else stdin when it is not a terminal, else asked twice
+    without echo."""
+    import getpass
 
     if args.password_file:
-        password = args.password_file.read_text(encoding="utf-8").strip()
-    else:
-        password = getpass.getpass(f"password for {args.username}: ")
+        return str(args.password_file.read_text(encoding="utf-8").strip())
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {username}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _accounts_cmd(args: argparse.Namespace) -> int:
+    """Run one ``user``/``token`` subcommand against the store; errors print, exit 1."""
+    from server.accounts import Accounts, UnknownUser
+    from server.store.db import Store
+
     store = Store(args.db)
-    store.create()
     try:
-        Accounts(store.engine).add_user(
-            args.username, password, args.role, args.scope, args.display_name or ""
-        )
-    except ValueError as exc:
+        store.create()
+        return int(args.action(args, Accounts(store.engine), store, _cli_user()))
+    except (ValueError, UnknownUser) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
+
+
+def _user_add(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    from server.accounts import check_password
+
+    password = _read_password(args, args.username)
+    check_password(password, args.username)
+    accounts.add_user(
+        args.username, password, args.role, args.scope, args.display_name or "", by=by
+    )
     print(f"user {args.username}: {args.role}, scope {args.scope}")
+    return 0
+
+
+def _user_list(args: argparse.Namespace, accounts: Any, _store: Any, _by: str) -> int:
+    rows = [("USER", "ROLE", "SCOPE", "STATE", "NAME")]
+    for u in accounts.list_users():
+        state = "disabled" if u.disabled else "active"
+        rows.append((u.username, u.role, u.scope, state, u.display_name))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)), r[4])
+    return 0
+
+
+def _user_disable(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    accounts.set_disabled(args.username, True, by)
+    print(f"user {args.username}: disabled, sessions ended")
+    return 0
+
+
+def _user_enable(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    accounts.set_disabled(args.username, False, by)
+    print(f"user {args.username}: enabled")
+    return 0
+
+
+def _user_password(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    if accounts.get_user(args.username) is None:
+        raise ValueError(f"no user {args.username}")
+    accounts.reset_password(args.username, _read_password(args, args.username), by)
+    print(f"user {args.username}: new password set, sessions ended")
+    return 0
+
+
+def _user_role(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    old = accounts.get_user(args.username)
+    if old is None:
+        raise ValueError(f"no user {args.username}")
+    scope = args.scope if args.scope is not None else old.scope
+    accounts.set_role(args.username, args.role, scope, by)
+    print(f"user {args.username}: {args.role}, scope {scope}, sessions ended")
+    return 0
+
+
+def _token_create(args: argparse.Namespace, _accounts: Any, store: Any, by: str) -> int:
+    from server.tokens import Tokens
+
+    token_id, value = Tokens(store.engine).create(args.name, args.scope, args.grant, by)
+    print(f"token {token_id} ({args.name}): scope {args.scope}, grants {','.join(args.grant)}")
+    print("the value is shown this once; store it now:", file=sys.stderr)
+    print(value)
+    return 0
+
+
+def _token_list(args: argparse.Namespace, _accounts: Any, store: Any, _by: str) -> int:
+    from server.tokens import Tokens
+
+    for t in Tokens(store.engine).list():
+        state = "revoked" if t["revoked_ms"] is not None else "active"
+        grants = ",".join(t["grants"])
+        print(f"{t['token_id']}  {t['name']}  {t['scope']}  {grants}  {state}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, _accounts: Any, store: Any, by: str) -> int:
+    from server.tokens import Tokens
+
+    tokens = Tokens(store.engine)
+    if tokens.get(args.token_id) is None:
+        raise ValueError(f"no token {args.token_id}")
+    if not tokens.revoke(args.token_id, by):
+        raise ValueError(f"token {args.token_id} is already revoked")
+    print(f"token {args.token_id}: revoked")
     return 0
 
 
@@ -163,6 +267,55 @@ def _agent(args: argparse.Namespace) -> int:
     return run_agent_cli(args)
 
 
+ROLE_CHOICES = ["district_admin", "centre_manager", "inspector", "readonly"]
+GRANT_CHOICES = ["read", "kpis", "metrics", "queue", "callbacks"]  # server.tokens.GRANTS
+
+
+def _account_commands(sub: Any) -> None:
+    """``user ...`` and ``token ...``: every change is audited as ``cli:<os user>``."""
+
+    def command(parent: Any, name: str, action: Any, text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=text)
+        p.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+        p.set_defaults(func=_accounts_cmd, action=action)
+        return p
+
+    password_help = "else read from stdin, or asked without echo on a terminal"
+    user = sub.add_parser("user", help="dashboard accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = command(user_sub, "add", _user_add, "add or update a dashboard user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=ROLE_CHOICES)
+    add.add_argument("--scope", default="all", help="all | district:<name> | site:<slug>")
+    add.add_argument("--display-name", default=None)
+    add.add_argument("--password-file", type=Path, default=None, help=password_help)
+    command(user_sub, "list", _user_list, "list the dashboard users")
+    for name, action, text in (
+        ("disable", _user_disable, "disable a user (ends their sessions)"),
+        ("enable", _user_enable, "enable a disabled user"),
+    ):
+        command(user_sub, name, action, text).add_argument("username")
+    reset = command(user_sub, "reset-password", _user_password, "set a new password")
+    reset.add_argument("username")
+    reset.add_argument("--password-file", type=Path, default=None, help=password_help)
+    role = command(user_sub, "role", _user_role, "change a user's role and scope")
+    role.add_argument("username")
+    role.add_argument("--role", required=True, choices=ROLE_CHOICES)
+    role.add_argument("--scope", default=None, help="all | district:<name> | site:<slug>")
+
+    token = sub.add_parser("token", help="service tokens for other systems")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = command(token_sub, "create", _token_create, "a new token (value printed once)")
+    create.add_argument("name")
+    create.add_argument("--scope", required=True, help="all | district:<name> | site:<slug>")
+    create.add_argument(
+        "--grant", action="append", required=True, choices=GRANT_CHOICES, help="repeatable"
+    )
+    command(token_sub, "list", _token_list, "list the tokens (never their values)")
+    revoke = command(token_sub, "revoke", _token_revoke, "revoke a token")
+    revoke.add_argument("token_id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warmwindow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -197,20 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.set_defaults(func=_server)
 
-    user = sub.add_parser("user", help="dashboard accounts")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    add = user_sub.add_parser("add", help="add or update a dashboard user")
-    add.add_argument("username")
-    add.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
-    add.add_argument(
-        "--role",
-        required=True,
-        choices=["district_admin", "centre_manager", "inspector", "readonly"],
-    )
-    add.add_argument("--scope", default="all", help="all | district:<name> | site:<slug>")
-    add.add_argument("--display-name", default=None)
-    add.add_argument("--password-file", type=Path, default=None, help="else asked interactively")
-    add.set_defaults(func=_user_add)
+    _account_commands(sub)
 
     ret = sub.add_parser("retention", help="apply the store's retention policy (run daily)")
     ret.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
