@@ -99,6 +99,7 @@ class World:
     cases: dict[str, list[str]] = field(default_factory=dict)  # site -> open case ids
     alerts: dict[str, list[str]] = field(default_factory=dict)  # site -> open alert ids
     auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # principal -> headers etc.
+    victim_tokens: dict[int, str] = field(default_factory=dict)  # row -> token id to revoke
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def _token_add(w: World, who: Who, i: int) -> Request:
 
 
 def _token_revoke(w: World, who: Who, i: int) -> Request:
-    return (f"/api/tokens/{w.auth['_tokens'][i]}/revoke", {"json": {}})
+    return (f"/api/tokens/{w.victim_tokens[i]}/revoke", {"json": {}})
 
 
 def _signed_in(who: Who) -> bool:
@@ -409,7 +410,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tokens = app.state.tokens
         w = World(c, app)
         for name, (role, scope) in USERS.items():
-            accounts.add_user(name, PASSWORD, role, scope)  # type: ignore[arg-type]
+            accounts.add_user(name, PASSWORD, role, scope)
         for i in range(N):  # accounts the user routes act on, one per principal
             accounts.add_user(f"target-{i}", PASSWORD, "readonly", f"site:{OWN}")
         evs: list[wire.EventHeader] = []
@@ -435,7 +436,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             assert len(w.cases[site]) == N and len(w.alerts[site]) == N
             # something in every unit's audit log
             accounts.audit("seed", "seed", site, {"marker": site}, site=site)
-        w.auth["_tokens"] = {
+        w.victim_tokens = {
             i: tokens.create(f"victim-{i}", f"site:{OWN}", ["read"], "seed")[0] for i in range(N)
         }
         for who in WHO:
