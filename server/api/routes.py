@@ -6,69 +6,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import Field
 
 from agent.protocol import Slug
 from server.api.access import Access, AccessDep, Period, changing, reading
-from server.api.deps import COOKIE, AccountsDep, PrincipalDep, SettingsDep
 from server.api.models import ApiModel, CaseClose, ClerkIn, HelpdeskKpiIn, SignIn
 from server.metrics.measures import GroupBy, Scope
 
 router = APIRouter(prefix="/api")
-
-
-# ----------------------------------------------------------------- session
-
-
-class LoginIn(BaseModel):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=256)
-
-
-@router.post("/login")
-def login(
-    body: LoginIn, response: Response, accounts: AccountsDep, settings: SettingsDep
-) -> dict[str, Any]:
-    token = accounts.login(body.username, body.password)
-    if token is None:
-        raise HTTPException(401, "wrong user name or password")
-    response.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=settings.secure_cookies,
-        max_age=8 * 3600,
-    )
-    p = accounts.principal(token)
-    assert p is not None
-    return {"username": p.username, "role": p.role, "csrf": p.csrf}
-
-
-@router.post("/logout")
-def logout(
-    request: Request, response: Response, accounts: AccountsDep, p: PrincipalDep
-) -> dict[str, bool]:
-    response.delete_cookie(COOKIE)
-    token = request.cookies.get(COOKIE)
-    if token:
-        accounts.logout(token)  # revoked server side, not only forgotten by the browser
-    accounts.audit(p.username, "logout")
-    return {"ok": True}
-
-
-@router.get("/me")
-def me(p: PrincipalDep) -> dict[str, Any]:
-    return {
-        "username": p.username,
-        "display_name": p.display_name,
-        "role": p.role,
-        "scope": p.scope,
-        "sites": sorted(p.sites) if p.sites is not None else None,
-        "csrf": p.csrf,
-        "can": {a: p.can(a) for a in ("acknowledge", "close_case", "roster", "kpis", "users")},
-    }
 
 
 # ----------------------------------------------------------------- live hall
