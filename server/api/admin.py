@@ -29,20 +29,13 @@ from server.api.deps import (
     PrincipalDep,
     SettingsDep,
     acting,
-    get_store,
+    get_tokens,
 )
-from server.store.db import Store
 from server.tokens import GRANTS, Tokens
 
 router = APIRouter(prefix="/api")
 
 Admin = Annotated[Principal, acting("users")]
-
-
-def get_tokens(store: Annotated[Store, Depends(get_store)]) -> Tokens:
-    return Tokens(store.engine)
-
-
 TokensDep = Annotated[Tokens, Depends(get_tokens)]
 
 
@@ -121,9 +114,12 @@ def login(
 
 @router.post("/logout")
 def logout(response: Response, accounts: AccountsDep, p: PrincipalDep) -> OkOut:
-    """Sign out: the session is deleted on the server, so its cookie is dead everywhere."""
+    """Sign out: the session is deleted on the server, so its cookie is dead everywhere.
+
+    A service token has no session: ``ok`` is false and the token stays valid (revoke it
+    with ``POST /api/tokens/{token_id}/revoke``)."""
     if p.session is None:
-        raise HTTPException(400, "a service token is not signed in; revoke it instead")
+        return OkOut(ok=False)
     accounts.end_session(p.session, p.username)
     response.delete_cookie(COOKIE, httponly=True, samesite="strict")
     return OkOut(ok=True)

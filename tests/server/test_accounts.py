@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from server.accounts import THROTTLE, Accounts, check_password
@@ -29,7 +29,6 @@ INSP_PW = "Inspect0r!Lake"
 VIEW_PW = "Viewer#Window9"
 ROOT_PW = "Root-of-all-77x"
 SJ_PW = "Songjiang+Admin5"
-MINE = {"/api/login", "/api/logout", "/api/me"}
 
 
 class Clock:
@@ -41,17 +40,13 @@ class Clock:
 
 
 def make_app(db_url: str) -> FastAPI:
-    """The aggregator, with this module's router in charge of its paths (until app.py
-    includes it, the old login/logout/me in routes.py are set aside)."""
+    """The aggregator, serving each path once and its session routes from ``admin``."""
     app = create_app(ServerSettings(db_url=db_url, sites=[EXAMPLE_SITE], mqtt=None))
-    if not any(isinstance(r, APIRoute) and r.endpoint is admin.login for r in app.routes):
-        before = list(app.router.routes)
-        app.include_router(admin.router)
-        added = app.router.routes[len(before) :]
-        kept = [r for r in before if not (isinstance(r, APIRoute) and r.path in MINE)]
-        app.router.routes[:] = [*added, *kept]
-    paths = [(r.path, m) for r in app.routes if isinstance(r, APIRoute) for m in r.methods or ()]
+    routes = [rc.original_route for rc in iter_route_contexts(app.routes)]
+    paths = [(r.path, m) for r in routes if isinstance(r, APIRoute) for m in r.methods or ()]
     assert len(paths) == len(set(paths)), "a path is served twice"
+    mine = {r.endpoint for r in routes if isinstance(r, APIRoute)}
+    assert {admin.login, admin.logout, admin.me, admin.list_users} <= mine
     return app
 
 
@@ -365,6 +360,18 @@ def test_service_tokens_within_the_admins_scope(app: FastAPI) -> None:
         assert value.startswith(f"wwt_{token_id}_")
         p = tokens.principal(value, "GET", "/api/units")
         assert p is not None and p.sites == frozenset({"qingpu"}) and p.can("kpis")
+
+        # a token is no person: it reads who it is, but manages no accounts, signs nothing out
+        bearer = client(app, stack, "10.0.0.7")
+        bearer.headers["Authorization"] = f"Bearer {value}"
+        me = bearer.get("/api/me").json()
+        assert (me["username"], me["role"], me["csrf"]) == (f"token:{token_id}", "service", None)
+        assert me["sites"] == ["qingpu"] and me["can"]["kpis"] and not me["can"]["users"]
+        assert bearer.get("/api/users").status_code == 403
+        assert bearer.get("/api/tokens").status_code == 403
+        assert bearer.post("/api/users/insp/disable").status_code == 403
+        assert bearer.post("/api/logout").json() == {"ok": False}
+        assert bearer.get("/api/me").status_code == 200
 
         listed = qp.get("/api/tokens").json()
         assert [t["token_id"] for t in listed] == [token_id]
