@@ -158,6 +158,14 @@ def _user_enable(args: argparse.Namespace, accounts: Any, _store: Any, by: str) 
     return 0
 
 
+def _user_unlock(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
+    if accounts.get_user(args.username) is None:
+        raise ValueError(f"no user {args.username}")
+    cleared = accounts.unlock(args.username, by)
+    print(f"user {args.username}: " + ("sign-in unlocked" if cleared else "was not locked"))
+    return 0
+
+
 def _user_password(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> int:
     if accounts.get_user(args.username) is None:
         raise ValueError(f"no user {args.username}")
@@ -293,6 +301,7 @@ def _account_commands(sub: Any) -> None:
     for name, action, text in (
         ("disable", _user_disable, "disable a user (ends their sessions)"),
         ("enable", _user_enable, "enable a disabled user"),
+        ("unlock", _user_unlock, "lift a sign-in lock after too many failed attempts"),
     ):
         command(user_sub, name, action, text).add_argument("username")
     reset = command(user_sub, "reset-password", _user_password, "set a new password")

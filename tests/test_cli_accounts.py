@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.cli import GRANT_CHOICES, ROLE_CHOICES, main
-from server.accounts import ROLES, Accounts
+from server.accounts import ROLES, THROTTLE, Accounts, LoginLocked
 from server.store.db import Store
 from server.tokens import GRANTS, Tokens
 
@@ -171,3 +171,22 @@ def test_token_commands(db: str, capsys: pytest.CaptureFixture[str]) -> None:
 class _Tty(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_user_unlock_lifts_a_sign_in_lock(db: str, tmp_path: Path) -> None:
+    pw = password_file(tmp_path, "p", "Harbour-Lights-7")
+    assert run(db, "user", "add", "chen", "--role", "inspector", "--password-file", pw) == 0
+    store, accounts = accounts_of(db)
+    try:
+        for _ in range(THROTTLE.user_failures):
+            assert accounts.login("chen", "wrong-password", address="10.1.1.1") is None
+        with pytest.raises(LoginLocked):
+            accounts.login("chen", "Harbour-Lights-7")
+        assert run(db, "user", "unlock", "chen") == 0
+        assert accounts.login("chen", "Harbour-Lights-7") is not None
+        assert run(db, "user", "unlock", "nobody") == 1
+    finally:
+        store.close()
+    actions = [(e["username"], e["action"], e["target"]) for e in entries(db)]
+    assert ("chen", "login_locked", "user:chen") in actions
+    assert (ME, "user_unlock", "chen") in actions
