@@ -189,13 +189,40 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    """Publish to each window; every push is on the audit record of the aggregator's
+    store (who, which bundle by hash, which window), written before the next one."""
+    import getpass
+    import hashlib
+
+    from server.accounts import Accounts
+    from server.store.db import Store
+
     tls = None
     if args.ca:
         tls = TlsConfig(ca_file=args.ca, cert_file=args.cert, key_file=args.key)
     data = args.bundle.read_bytes()
-    for window in args.window:
-        push_bundle(data, args.site, window, host=args.host, port=args.port, tls=tls)
-        print(f"pushed {args.bundle} to {args.site}/{window}")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        who = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        who = "cli:unknown"
+    store = Store(args.db)
+    try:
+        store.create()  # an unreachable store stops here, before anything is pushed
+        accounts = Accounts(store.engine)
+        for window in args.window:
+            target = f"{args.site}/{window}"
+            detail = {"bundle": args.bundle.name, "sha256": digest, "bytes": len(data)}
+            try:
+                push_bundle(data, args.site, window, host=args.host, port=args.port, tls=tls)
+            except Exception as exc:
+                failed = detail | {"error": str(exc)[:200]}
+                accounts.audit(who, "bundle_push_failed", target, failed, site=args.site)
+                raise
+            accounts.audit(who, "bundle_push", target, detail, site=args.site)
+            print(f"pushed {args.bundle} to {target}")
+    finally:
+        store.close()
     return 0
 
 
@@ -224,6 +251,11 @@ def register(sub: Any) -> None:
     p.add_argument("--ca", type=Path)
     p.add_argument("--cert", type=Path)
     p.add_argument("--key", type=Path)
+    p.add_argument(
+        "--db",
+        default="sqlite:///var/warmwindow.db",
+        help="the aggregator's store (SQLAlchemy URL): each push is audited there",
+    )
     p.set_defaults(func=_push)
 
 

@@ -118,6 +118,7 @@ def monthly_report(site: str, month: str, a: AccessDep) -> str:
     ranking = a.ranking(scope, pd)
     verdicts = [a.verdict(c["clerk_id"], month) | {"name": c["name"]} for c in a.clerks(site)]
     cases = [c for c in a.cases(None, site) if pd.start_ms <= c["opened_ms"] < pd.end_ms]
+    a.audit("report", f"{site}/{month}", {"clerks": len(verdicts)}, site)  # personal data
     tz = ZoneInfo(a.settings.timezone)
 
     def day(ms: int | None) -> str:
