@@ -46,7 +46,7 @@ CAN: Final[dict[str, set[Role]]] = {
 SESSION_S: Final = 8 * 3600  # one working day; then log in again
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _USERNAME = re.compile(r"^[\w.@-]{1,64}$")
-_SCOPE = re.compile(r"^(all|district:.{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
+_SCOPE = re.compile(r"^(all|district:[^\x00-\x1f]{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
 
 
 def now_ms() -> int:

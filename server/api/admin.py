@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
+from agent.protocol import StorableText
 from server.accounts import (
     PASSWORD_MAX,
     SESSION_S,
@@ -43,8 +45,8 @@ TokensDep = Annotated[Tokens, Depends(get_tokens)]
 
 
 class LoginIn(BaseModel):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=PASSWORD_MAX)
+    username: StorableText = Field(max_length=64)
+    password: StorableText = Field(max_length=PASSWORD_MAX)
 
 
 class LoginOut(BaseModel):
@@ -147,8 +149,13 @@ def me(p: PrincipalDep) -> MeOut:
 
 # ----------------------------------------------------------------- users
 
-Username = Annotated[str, Field(pattern=r"^[\w.@-]{1,64}$")]
-ScopeStr = Annotated[str, Field(min_length=3, max_length=96)]
+USERNAME = r"^[\w.@-]{1,64}$"
+Username = Annotated[str, Field(pattern=USERNAME)]
+ScopeStr = Annotated[StorableText, Field(min_length=3, max_length=96)]
+Password = Annotated[StorableText, Field(max_length=PASSWORD_MAX)]
+RoleStr = Annotated[StorableText, Field(max_length=32)]
+#: A user name in a path: anything else is no user (422 before any query).
+UserPath = Annotated[str, PathParam(pattern=USERNAME)]
 
 
 class UserOut(BaseModel):
@@ -173,18 +180,18 @@ class UserOut(BaseModel):
 
 class UserIn(BaseModel):
     username: Username
-    password: str = Field(max_length=PASSWORD_MAX)
-    role: str
+    password: Password
+    role: RoleStr
     scope: ScopeStr
-    display_name: str = Field("", max_length=96)
+    display_name: StorableText = Field("", max_length=96)
 
 
 class PasswordIn(BaseModel):
-    password: str = Field(max_length=PASSWORD_MAX)
+    password: Password
 
 
 class RoleIn(BaseModel):
-    role: str
+    role: RoleStr
     scope: ScopeStr
 
 
@@ -228,7 +235,7 @@ def create_user(body: UserIn, p: Admin, accounts: AccountsDep) -> UserOut:
 
 
 @router.post("/users/{username}/disable")
-def disable_user(username: str, p: Admin, accounts: AccountsDep) -> UserOut:
+def disable_user(username: UserPath, p: Admin, accounts: AccountsDep) -> UserOut:
     """Disable the account; its sessions end at once."""
     _visible(p, accounts, username)
     _not_self(p, username, "disable")
@@ -236,13 +243,15 @@ def disable_user(username: str, p: Admin, accounts: AccountsDep) -> UserOut:
 
 
 @router.post("/users/{username}/enable")
-def enable_user(username: str, p: Admin, accounts: AccountsDep) -> UserOut:
+def enable_user(username: UserPath, p: Admin, accounts: AccountsDep) -> UserOut:
     _visible(p, accounts, username)
     return UserOut.of(_changed(lambda: accounts.set_disabled(username, False, p.username)))
 
 
 @router.post("/users/{username}/password")
-def reset_password(username: str, body: PasswordIn, p: Admin, accounts: AccountsDep) -> UserOut:
+def reset_password(
+    username: UserPath, body: PasswordIn, p: Admin, accounts: AccountsDep
+) -> UserOut:
     """A new password; the user's sessions end (yours too, if it is your own)."""
     _visible(p, accounts, username)
     return UserOut.of(
@@ -251,7 +260,7 @@ def reset_password(username: str, body: PasswordIn, p: Admin, accounts: Accounts
 
 
 @router.post("/users/{username}/role")
-def change_role(username: str, body: RoleIn, p: Admin, accounts: AccountsDep) -> UserOut:
+def change_role(username: UserPath, body: RoleIn, p: Admin, accounts: AccountsDep) -> UserOut:
     """A new role and scope (within your own); the user's sessions end."""
     _visible(p, accounts, username)
     _not_self(p, username, "change the role of")
@@ -287,7 +296,10 @@ class TokenOut(BaseModel):
 class TokenIn(BaseModel):
     name: str = Field(pattern=r"^[\w.-]{1,64}$")
     scope: ScopeStr
-    grants: list[str] = Field(min_length=1, max_length=len(GRANTS))
+    grants: list[StorableText] = Field(min_length=1, max_length=len(GRANTS))
+
+
+TokenPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]{12}$")]
 
 
 class TokenCreated(BaseModel):
@@ -319,7 +331,7 @@ def create_token(body: TokenIn, p: Admin, tokens: TokensDep) -> TokenCreated:
 
 
 @router.post("/tokens/{token_id}/revoke", responses={409: {"description": "already revoked"}})
-def revoke_token(token_id: str, p: Admin, tokens: TokensDep) -> TokenOut:
+def revoke_token(token_id: TokenPath, p: Admin, tokens: TokensDep) -> TokenOut:
     row = tokens.get(token_id)
     if row is None or not p.covers(str(row["scope"])):
         raise HTTPException(404, f"no token {token_id}")

@@ -422,3 +422,23 @@ def test_password_policy(password: str, why: str) -> None:
 def test_demo_style_random_passwords_pass_the_policy() -> None:
     for _ in range(500):
         check_password(secrets.token_urlsafe(12), "admin")
+
+
+def test_text_postgresql_cannot_store_is_refused_before_any_query(
+    pg_url: str, clock: Clock
+) -> None:
+    app = make_app(pg_url)
+    with ExitStack() as stack:
+        c = client(app, stack)
+        seed(app, clock)
+        assert login(c, "in\x00sp", INSP_PW).status_code == 422
+        sign_in(c, "root", ROOT_PW)
+        body = {"username": "nul", "password": "Nul-Free-Pass-1", "role": "readonly"}
+        for scope in ("district:\x00", "district:a\nb"):
+            assert c.post("/api/users", json=body | {"scope": scope}).status_code == 422
+        assert c.post("/api/users/in%00sp/disable").status_code == 422
+        assert c.post("/api/tokens/abc%00/revoke").status_code == 422
+        token = {"name": "t", "scope": "district:\x00", "grants": ["read"]}
+        assert c.post("/api/tokens", json=token).status_code == 422
+        assert c.get("/api/me").status_code == 200
+    app.state.store.close()
