@@ -216,3 +216,34 @@ def test_token_reads_only_its_units_and_never_through_a_cookie_form(hall: Hall) 
     assert c.get("/api/units").status_code == 401
     c.headers["Authorization"] = "Bearer " + value[:-1] + ("A" if value[-1] != "A" else "B")
     assert c.get("/api/units").status_code == 401
+
+
+def test_a_principal_bound_to_a_clerk_reads_only_that_clerks_records(hall: Hall) -> None:
+    """The narrowing the clerk role (issue "assessment") builds on: users.clerk_id."""
+    from sqlalchemy import update
+
+    from server.store.schema import users
+
+    store, accounts = hall.app.state.store, hall.app.state.accounts
+    store.add_clerk("c-two", "second clerk", "qingpu")
+    store.sign_in("c-qingpu", "qingpu", "w03", NOV - 86_400_000, NOV + 6 * 600_000)
+    store.sign_in("c-two", "qingpu", "w03", NOV + 6 * 600_000)
+    accounts.add_user("me", PASSWORD, "readonly", "site:qingpu")
+    with store.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.username == "me").values(clerk_id="c-qingpu"))
+    c = hall.as_user("me")
+    month = {"period": "2026-11"}
+    sessions = c.get("/api/timeline", params=month).json()
+    assert len(sessions) == 7 and {s["clerk_id"] for s in sessions} == {"c-qingpu"}
+    # asking for the window or the other clerk does not widen it
+    assert len(c.get("/api/timeline", params=month | {"window": "w03"}).json()) == 7
+    assert c.get("/api/timeline", params=month | {"clerk_id": "c-two"}).status_code == 404
+    assert c.get("/api/assessment/c-two", params={"month": "2026-11"}).status_code == 404
+    assert c.get("/api/assessment/c-qingpu", params={"month": "2026-11"}).status_code == 200
+    assert [x["clerk_id"] for x in c.get("/api/clerks").json()] == ["c-qingpu"]
+    assert {x["clerk_id"] for x in c.get("/api/cases").json()} == {"c-qingpu"}
+    m = c.get("/api/measures", params=month).json()
+    assert m["groups"]["all"]["sessions"] == 7
+    for whole_unit in ("/api/hall/qingpu", "/api/alerts", "/api/fleet", "/api/events"):
+        assert c.get(whole_unit).status_code == 403, whole_unit
+    assert c.get("/report/qingpu/2026-11").status_code == 403
