@@ -32,7 +32,7 @@ GRANTS: Final[dict[str, str]] = {
 PREFIX: Final = "wwt_"
 _FORMAT = re.compile(r"^wwt_([a-z0-9]{12})_([A-Za-z0-9_-]{20,64})$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")
-_SCOPE = re.compile(r"^(district:.{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
+_SCOPE = re.compile(r"^(district:[^\x00-\x1f\x7f]{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
 
 
 def now_ms() -> int:

@@ -23,6 +23,7 @@ from server.accounts import Accounts
 from server.api import admin, export, routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
+from server.api.guard import RefuseControlCharacters
 from server.ingest import Ingest
 from server.prometheus import metrics_router
 from server.store.db import Store
@@ -103,6 +104,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan)
     from server.api.security import install_security_headers
 
+    app.add_middleware(RefuseControlCharacters)  # a %00 never reaches a query
     install_security_headers(app)  # CSP, nosniff, no-store: every response, /static too
     app.state.store = store
     app.state.accounts = accounts

@@ -247,3 +247,30 @@ def test_a_principal_bound_to_a_clerk_reads_only_that_clerks_records(hall: Hall)
     for whole_unit in ("/api/hall/qingpu", "/api/alerts", "/api/fleet", "/api/events"):
         assert c.get(whole_unit).status_code == 403, whole_unit
     assert c.get("/report/qingpu/2026-11").status_code == 403
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_control_characters_in_a_url_are_refused_before_any_query(
+    db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A %00 in an id or a site= reached PostgreSQL as a 500 on every route it touched."""
+    url = f"sqlite:///{tmp_path / 'n.db'}" if db == "sqlite" else request.getfixturevalue("pg_url")
+    app = create_app(
+        ServerSettings(db_url=url, sites=[make_site(tmp_path, "qingpu", "青浦区")], mqtt=None)
+    )
+    with TestClient(app, raise_server_exceptions=False) as c:
+        app.state.accounts.add_user("city", PASSWORD, "district_admin", "all")
+        r = c.post("/api/login", json={"username": "city", "password": PASSWORD})
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        for path in (
+            "/api/assessment/a%00b?month=2026-11",
+            "/api/windows?site=a%00",
+            "/api/hall/x%00",
+            "/api/timeline?period=2026-11&clerk_id=%00",
+            "/api/cases?site=%0a",
+            "/api/measures?period=2026-11&district=%00",
+        ):
+            assert c.get(path).status_code == 400, path
+        for path in ("/api/alerts/a%00/ack", "/api/cases/a%00/close", "/api/clerks/a%1f/transfer"):
+            assert c.post(path, json={}).status_code == 400, path
+        assert c.get("/api/windows", params={"site": "qingpu"}).status_code == 200
