@@ -1,4 +1,7 @@
 // WarmWindow dashboard: hash-routed pages over the JSON API, live over server-sent events.
+// Every value from the API reaches the page as text (text nodes, attribute values,
+// CSSOM properties): nothing here parses HTML, and the Content-Security-Policy forbids
+// inline script and inline style attributes anyway.
 "use strict";
 
 const S = {
@@ -13,18 +16,25 @@ const S = {
 };
 const T = () => window.I18N[S.lang];
 const $ = (sel, root = document) => root.querySelector(sel);
+// Links the page builds: in-page routes and same-origin paths only, never a scheme.
+const safeHref = (v) => (/^(#|\/(?!\/))/.test(String(v)) ? String(v) : "#");
 const h = (tag, attrs = {}, ...kids) => {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") el.className = v;
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) { if (typeof v === "function") el.addEventListener(k.slice(2), v); }
     else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "style") Object.assign(el.style, v); // CSSOM: allowed under style-src 'self'
+    else if (k === "href" || k === "src" || k === "action") el.setAttribute(k, safeHref(v));
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid instanceof Node ? kid : String(kid));
   return el;
 };
+// A query string from an object (values encoded; undefined and null left out).
+const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)).toString();
+const enc = encodeURIComponent;
 
 async function api(path, opts = {}) {
   const headers = { ...(opts.headers || {}) };
@@ -34,7 +44,11 @@ async function api(path, opts = {}) {
   }
   const r = await fetch(path, { ...opts, headers });
   if (r.status === 401) { location.href = "/login"; throw new Error("signed out"); }
-  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  if (!r.ok) {
+    let msg = await r.text();
+    try { const d = JSON.parse(msg).detail; msg = typeof d === "string" ? d : JSON.stringify(d); } catch { /* not JSON */ }
+    throw new Error(`${r.status} ${msg}`);
+  }
   return r.json();
 }
 
@@ -47,7 +61,7 @@ const localMonth = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz }
 const localDay = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz });
 
 function exportLinks(name, extra = "") {
-  const q = `period=${S.period}&site=${S.site}${extra}`;
+  const q = qs({ period: S.period, site: S.site }) + extra;
   return h("span", { class: "exports" },
     h("a", { class: "export", href: `/api/export/${name}.csv?${q}`, dataset: { name, fmt: "csv" } }, "CSV"),
     h("a", { class: "export", href: `/api/export/${name}.xlsx?${q}`, dataset: { name, fmt: "xlsx" } }, "XLSX"));
@@ -74,7 +88,7 @@ function tile(w) {
         online: w.online ? "1" : "0", standing: st.standing ? "1" : "0",
         present: st.present ? "1" : "0", inSession: st.in_session ? "1" : "0", sign: st.sign_up ? "1" : "0",
       },
-      onclick: () => { location.hash = `#/window/${w.site}/${w.window}`; },
+      onclick: () => { location.hash = `#/window/${enc(w.site)}/${enc(w.window)}`; },
     },
     h("div", { class: "row" }, h("span", { class: "label" }, w.label), h("span", {}, w.online ? T().online : T().offline)),
     h("div", { class: "row" }, h("span", {}, `${T().clerk}: ${w.clerk_id || T().noClerk}`)),
@@ -98,9 +112,9 @@ function renderTile(key, flash = false) {
 }
 
 async function viewHall(root) {
-  const tiles = await api(`/api/hall/${S.site}`);
+  const tiles = await api(`/api/hall/${enc(S.site)}`);
   S.hall = new Map(tiles.map((w) => [`${w.site}/${w.window}`, w]));
-  const events = await api(`/api/events?limit=30&site=${S.site}`);
+  const events = await api(`/api/events?${qs({ limit: 30, site: S.site })}`);
   root.append(
     h("section", { class: "card" }, h("h2", {}, T().navHall), h("div", { class: "tiles", id: "tiles" }, tiles.map(tile))),
     h("section", { class: "card" }, h("h2", {}, T().latest), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
@@ -112,7 +126,8 @@ function eventRow(e) {
   const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
     : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
     : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`
-    : p.kind === "away" ? (p.with_sign ? T().sign : "✗") : "";
+    : p.kind === "away" ? (p.with_sign ? T().sign : "✗")
+    : p.kind === "fault" ? `${p.code} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
   return h("tr", { class: bad ? "bad" : "" }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window), h("td", {}, p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
 }
 
@@ -139,7 +154,7 @@ function scheduleRefresh(route) {
   clearTimeout(S.refreshTimer);
   S.refreshTimer = setTimeout(async () => {
     if (route.startsWith("#/hall") && (location.hash || "#/hall").startsWith("#/hall")) {
-      for (const w of await api(`/api/hall/${S.site}`)) {
+      for (const w of await api(`/api/hall/${enc(S.site)}`)) {
         const key = `${w.site}/${w.window}`; const old = S.hall.get(key);
         if (old) { Object.assign(old, { sessions_today: w.sessions_today, stand_rate_today: w.stand_rate_today, smile_rate_today: w.smile_rate_today, good_rate_today: w.good_rate_today, clerk_id: w.clerk_id }); renderTile(key); }
       }
@@ -150,7 +165,7 @@ function scheduleRefresh(route) {
 // ------------------------------------------------------------------ alerts
 
 async function viewAlerts(root) {
-  const rows = await api(`/api/alerts?site=${S.site}&limit=300`);
+  const rows = await api(`/api/alerts?${qs({ site: S.site, limit: 300 })}`);
   const canAck = S.me.can.acknowledge;
   const table = h("table", { id: "alerts" },
     h("thead", {}, h("tr", {}, [T().time, T().window, T().kind, T().detail, T().status].map((x) => h("th", {}, x)))),
@@ -180,10 +195,10 @@ async function viewAlerts(root) {
 
 async function viewDetail(root, scopeQuery, title) {
   const [m, trend, heat, tl] = await Promise.all([
-    api(`/api/measures?period=${S.period}&${scopeQuery}`),
-    api(`/api/trend?period=${S.period}&${scopeQuery}`),
-    api(`/api/heatmap?period=${S.period}&${scopeQuery}`),
-    api(`/api/timeline?period=${S.period}&${scopeQuery}`),
+    api(`/api/measures?${qs({ period: S.period, ...scopeQuery })}`),
+    api(`/api/trend?${qs({ period: S.period, ...scopeQuery })}`),
+    api(`/api/heatmap?${qs({ period: S.period, ...scopeQuery })}`),
+    api(`/api/timeline?${qs({ period: S.period, ...scopeQuery })}`),
   ]);
   const g = m.groups.all;
   const kpi = (label, value) => h("div", { class: "kpi" }, label, h("b", {}, value));
@@ -224,7 +239,7 @@ async function viewDetail(root, scopeQuery, title) {
     for (let hr = 0; hr < 24; hr++) {
       const c = cells.get(`${wd}-${hr}`);
       const hue = c && c.compliance !== null ? Math.round(c.compliance * 120) : null;
-      grid.append(h("div", { style: hue === null ? "background:#f1f1f1" : `background:hsl(${hue} 60% 75%)`, title: c ? `${c.sessions} · ${pct(c.compliance)}` : "" }, c ? c.sessions : ""));
+      grid.append(h("div", { style: { background: hue === null ? "#f1f1f1" : `hsl(${hue} 60% 75%)` }, title: c ? `${c.sessions} · ${pct(c.compliance)}` : "" }, c ? c.sessions : ""));
     }
   }
   root.append(h("section", { class: "card" }, h("h2", {}, T().heatmap), grid));
@@ -245,19 +260,30 @@ async function viewDetail(root, scopeQuery, title) {
   root.append(h("section", { class: "card" }, h("h2", {}, T().timeline, exportLinks("sessions")), h("ul", { class: "timeline", id: "timeline" }, items)));
 }
 
+async function windowTitle(site, window) {
+  const w = (await api(`/api/windows?${qs({ site })}`)).find((x) => x.window === window);
+  const unit = S.units.find((u) => u.site === site);
+  return `${unit ? unit.name : site} · ${w ? w.label : window}`;
+}
+
+async function clerkTitle(clerkId) {
+  const c = (await api(`/api/clerks?${qs({ site: S.site })}`)).find((x) => x.clerk_id === clerkId);
+  return c ? `${c.name} (${clerkId})` : clerkId;
+}
+
 // ------------------------------------------------------------------ assessment, units, fleet
 
 async function viewAssessment(root) {
   const [verdicts, ranking, cases] = await Promise.all([
-    api(`/api/assessments?month=${S.period}&site=${S.site}`),
-    api(`/api/ranking?period=${S.period}&site=${S.site}`),
-    api(`/api/cases?site=${S.site}`),
+    api(`/api/assessments?${qs({ month: S.period, site: S.site })}`),
+    api(`/api/ranking?${qs({ period: S.period, site: S.site })}`),
+    api(`/api/cases?${qs({ site: S.site })}`),
   ]);
   root.append(h("section", { class: "card" },
-    h("h2", {}, T().verdicts, exportLinks("assessment"), h("a", { href: `/report/${S.site}/${S.period}`, target: "_blank", id: "report-link" }, T().report)),
+    h("h2", {}, T().verdicts, exportLinks("assessment"), h("a", { href: `/report/${enc(S.site)}/${enc(S.period)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
     h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().probation, T().sessions].map((x) => h("th", {}, x)))),
       h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "" },
-        h("td", {}, h("a", { href: `#/clerk/${v.clerk_id}` }, `${v.name} (${v.clerk_id})`)),
+        h("td", {}, h("a", { href: `#/clerk/${enc(v.clerk_id)}` }, `${v.name} (${v.clerk_id})`)),
         h("td", {}, T()[v.result] || v.result),
         h("td", {}, v.failures.map((f) => `${f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
         h("td", {}, v.probation), h("td", {}, v.measures.sessions)))))));
@@ -266,20 +292,32 @@ async function viewAssessment(root) {
       h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3))))))));
   const now = Date.now();
   root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
-    h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status].map((x) => h("th", {}, x)))),
-      h("tbody", {}, cases.map((c) => h("tr", { class: c.status === "open" && c.due_ms < now ? "bad" : "" },
-        h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating]), h("td", {}, fmtDateTime(c.due_ms)),
-        h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status)))))));
+    h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
+      h("tbody", {}, cases.map((c) => h("tr", { class: c.status === "open" && c.due_ms < now ? "bad" : "", dataset: { case: c.case_id } },
+        h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating), h("td", {}, fmtDateTime(c.due_ms)),
+        h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status),
+        h("td", { class: "case-note" }, c.status === "open" && S.me.can.close_case ? closeCase(c) : c.note || "")))))));
+}
+
+function closeCase(c) {
+  const note = h("input", { class: "note", placeholder: T().note, "aria-label": T().note });
+  return h("span", { class: "ack" }, note, h("button", {
+    class: "close-btn", type: "button", onclick: async () => {
+      if (!note.value.trim()) { note.focus(); return; }
+      await api(`/api/cases/${enc(c.case_id)}/close`, { method: "POST", body: JSON.stringify({ note: note.value, at_ms: Date.now() }) });
+      render();
+    } }, T().close));
 }
 
 async function viewUnits(root) {
-  const data = await api(`/api/units/compare?period=${S.period}&by=site`);
+  const data = await api(`/api/units/compare?${qs({ period: S.period, by: "site" })}`);
   const names = new Map(S.units.map((u) => [u.site, u.name]));
+  const districts = new Map(S.units.map((u) => [u.site, u.district]));
   const keys = Object.keys(data.groups).sort();
   const canvas = h("canvas", { id: "units-chart", height: 120 });
   root.append(h("section", { class: "card" }, h("h2", {}, T().units), canvas,
-    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good].map((x) => h("th", {}, x)))),
-      h("tbody", {}, keys.map((k) => { const g = data.groups[k]; return h("tr", {}, h("td", {}, names.get(k) || k), h("td", {}, g.sessions),
+    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().district, T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good].map((x) => h("th", {}, x)))),
+      h("tbody", {}, keys.map((k) => { const g = data.groups[k]; return h("tr", {}, h("td", {}, names.get(k) || k), h("td", {}, districts.get(k) || ""), h("td", {}, g.sessions),
         h("td", {}, pct(g.stand_on_call_rate)), h("td", {}, pct(g.smile_at_greeting_rate)), h("td", {}, pct(g.farewell_stand_rate)),
         h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate))); })))));
   S.charts.push(new Chart(canvas, { type: "bar", options: { animation: false, scales: { y: { min: 0, max: 1 } } },
@@ -300,21 +338,130 @@ async function viewFleet(root) {
         h("td", {}, d.uptime_s != null ? `${Math.round(d.uptime_s / 60)} min` : "—")))))));
 }
 
+// ------------------------------------------------------------------ administration (can.users)
+
+const ROLES = ["district_admin", "centre_manager", "inspector", "readonly"];
+const GRANTS = ["read", "kpis", "metrics", "queue", "callbacks"];
+
+// A form whose submit calls `run`; failures show in its .error line, success re-renders.
+function adminForm(id, fields, label, run) {
+  const error = h("span", { class: "error", role: "alert" });
+  const form = h("form", { class: "admin-form", id }, fields, h("button", { type: "submit" }, label), error);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try { await run(form); } catch (err) { error.textContent = String(err.message || err); }
+  });
+  return form;
+}
+
+const input = (name, attrs = {}) => h("input", { name, "aria-label": T()[name] || name, placeholder: T()[name] || name, ...attrs });
+const roleSelect = (name, value) => h("select", { name, "aria-label": T().role },
+  ROLES.map((r) => h("option", { value: r, selected: r === value }, T().roles[r])));
+
+function userRow(u) {
+  const locked = u.locked_until_ms && u.locked_until_ms > Date.now();
+  const state = u.disabled ? T().disabled : locked ? `${T().locked} ${fmtDateTime(u.locked_until_ms)}` : T().enabled;
+  const post = (path, body) => api(`/api/users/${enc(u.username)}/${path}`, { method: "POST", body: JSON.stringify(body || {}) });
+  const self = u.username === S.me.username;
+  const toggle = h("button", { type: "button", class: u.disabled ? "enable-btn" : "disable-btn", disabled: self && !u.disabled,
+    onclick: async (ev) => { await act(ev, () => post(u.disabled ? "enable" : "disable")); } }, u.disabled ? T().enable : T().disable);
+  const pw = adminForm(`pw-${u.username}`, input("newPassword", { type: "password", autocomplete: "new-password", required: true, minlength: 12 }),
+    T().resetPassword, async (f) => { await post("password", { password: f.elements.newPassword.value }); flash(f, T().saved); f.reset(); });
+  const role = adminForm(`role-${u.username}`, [roleSelect("role", u.role), input("scope", { value: u.scope, required: true })],
+    T().apply, async (f) => { await post("role", { role: f.elements.role.value, scope: f.elements.scope.value }); await render(); });
+  return h("tr", { class: u.disabled ? "muted" : "", dataset: { user: u.username } },
+    h("td", {}, u.username), h("td", { class: "display-name" }, u.display_name), h("td", {}, T().roles[u.role] || u.role),
+    h("td", {}, u.scope), h("td", {}, u.clerk_id || ""), h("td", { class: "state" }, state),
+    h("td", { class: "actions" }, toggle, pw, role));
+}
+
+// Run a row's action; a failure shows next to the button, success re-renders the page.
+async function act(ev, run) {
+  const btn = ev.currentTarget;
+  try { await run(); await render(); } catch (err) {
+    btn.after(h("span", { class: "error", role: "alert" }, String(err.message || err)));
+  }
+}
+
+function flash(form, text) { const e = $(".error", form); e.textContent = text; e.classList.add("ok"); }
+
+function tokenRow(t) {
+  const revoke = t.revoked_ms ? null : h("button", { type: "button", class: "revoke-btn",
+    onclick: async (ev) => { await act(ev, () => api(`/api/tokens/${enc(t.token_id)}/revoke`, { method: "POST", body: "{}" })); } }, T().revoke);
+  return h("tr", { class: t.revoked_ms ? "muted" : "", dataset: { token: t.token_id } },
+    h("td", {}, t.token_id), h("td", { class: "token-name" }, t.name), h("td", {}, t.scope),
+    h("td", {}, (t.grants || []).map((g) => T().grantNames[g] || g).join(", ")), h("td", {}, t.created_by),
+    h("td", {}, fmtDateTime(t.created_ms)), h("td", {}, fmtDateTime(t.last_used_ms)),
+    h("td", {}, t.revoked_ms ? `${T().revoked} ${fmtDateTime(t.revoked_ms)}` : revoke));
+}
+
+function auditRow(e) {
+  const detail = e.detail === null || e.detail === undefined ? "" : typeof e.detail === "string" ? e.detail : JSON.stringify(e.detail);
+  return h("tr", { dataset: { audit: e.id } }, h("td", {}, fmtDateTime(e.ts_ms)), h("td", {}, e.username), h("td", {}, e.action),
+    h("td", {}, e.target || ""), h("td", { class: "audit-detail" }, detail), h("td", {}, e.site || ""));
+}
+
+async function viewAdmin(root) {
+  if (!S.me.can.users) { root.append(h("p", { class: "bad" }, T().adminOnly)); return; }
+  const onlySite = localStorage.getItem("ww-audit-site") === "1";
+  const [users, tokens, audit] = await Promise.all([
+    api("/api/users"), api("/api/tokens"),
+    api(`/api/audit?${qs({ limit: 200, site: onlySite ? S.site : undefined })}`),
+  ]);
+  const addUser = adminForm("add-user", [
+      input("username", { required: true, autocomplete: "off" }), input("displayName"),
+      input("password", { type: "password", autocomplete: "new-password", required: true, minlength: 12 }),
+      roleSelect("role", "readonly"), input("scope", { required: true, value: `site:${S.site}` })],
+    T().addUser, async (f) => {
+      const e = f.elements;
+      await api("/api/users", { method: "POST", body: JSON.stringify({ username: e.username.value, display_name: e.displayName.value,
+        password: e.password.value, role: e.role.value, scope: e.scope.value }) });
+      await render();
+    });
+  root.append(h("section", { class: "card" }, h("h2", {}, T().users),
+    h("table", { id: "users" }, h("thead", {}, h("tr", {}, [T().username, T().displayName, T().role, T().scope, T().clerk, T().status, ""].map((x) => h("th", {}, x)))),
+      h("tbody", {}, users.map(userRow))), addUser));
+
+  const shown = h("div", { id: "new-token", class: "token-once", hidden: true });
+  const newToken = adminForm("add-token", [input("tokenName", { required: true, pattern: "[\\w.\\-]{1,64}" }),
+      input("scope", { required: true, value: `site:${S.site}` }),
+      h("span", { class: "grants" }, GRANTS.map((g) => h("label", {}, h("input", { type: "checkbox", name: "grant", value: g, checked: g === "read" }), T().grantNames[g])))],
+    T().createToken, async (f) => {
+      const grants = [...f.querySelectorAll("input[name=grant]:checked")].map((x) => x.value);
+      const r = await api("/api/tokens", { method: "POST", body: JSON.stringify({ name: f.elements.tokenName.value, scope: f.elements.scope.value, grants }) });
+      $("#tokens tbody").replaceChildren(...(await api("/api/tokens")).map(tokenRow));
+      shown.replaceChildren(h("p", {}, T().tokenOnce), h("code", { id: "token-value" }, r.token));
+      shown.hidden = false;
+      f.reset();
+    });
+  root.append(h("section", { class: "card" }, h("h2", {}, T().tokens),
+    h("table", { id: "tokens" }, h("thead", {}, h("tr", {}, ["ID", T().tokenName, T().scope, T().grants, T().createdBy, T().created, T().lastUsed, ""].map((x) => h("th", {}, x)))),
+      h("tbody", {}, tokens.map(tokenRow))), newToken, shown));
+
+  const filter = h("label", { class: "audit-filter" }, h("input", { type: "checkbox", id: "audit-site", checked: onlySite,
+    onchange: (ev) => { localStorage.setItem("ww-audit-site", ev.target.checked ? "1" : "0"); render(); } }), T().onlySite);
+  root.append(h("section", { class: "card" }, h("h2", {}, T().audit, filter),
+    h("table", { id: "audit" }, h("thead", {}, h("tr", {}, [T().time, T().username, T().action, T().target, T().detail, T().unit].map((x) => h("th", {}, x)))),
+      h("tbody", {}, audit.map(auditRow)))));
+}
+
 // ------------------------------------------------------------------ shell
 
 async function render() {
   destroyCharts();
   const root = $("#view");
   root.replaceChildren();
-  const route = (location.hash || "#/hall").slice(2).split("/");
+  const route = (location.hash || "#/hall").slice(2).split("/").map((x) => { try { return decodeURIComponent(x); } catch { return x; } });
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${route[0]}`);
   try {
     if (route[0] === "alerts") await viewAlerts(root);
-    else if (route[0] === "window") await viewDetail(root, `site=${route[1]}&window=${route[2]}`, `${route[1]} / ${route[2]}`);
-    else if (route[0] === "clerk") await viewDetail(root, `clerk_id=${route[1]}`, route[1]);
+    else if (route[0] === "window") await viewDetail(root, { site: route[1], window: route[2] }, await windowTitle(route[1], route[2]));
+    else if (route[0] === "clerk") await viewDetail(root, { clerk_id: route[1] }, await clerkTitle(route[1]));
     else if (route[0] === "assessment") await viewAssessment(root);
     else if (route[0] === "units") await viewUnits(root);
     else if (route[0] === "fleet") await viewFleet(root);
+    else if (route[0] === "admin") await viewAdmin(root);
     else await viewHall(root);
   } catch (err) { root.append(h("p", { class: "bad" }, String(err))); }
   document.body.dataset.ready = location.hash || "#/hall";
@@ -324,6 +471,7 @@ function applyLang() {
   document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = T()[el.dataset.i18n];
   $("#lang").textContent = T().switchTo;
+  if (S.me) $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
 }
 
 function connect() {
@@ -340,7 +488,8 @@ async function main() {
   S.site = localStorage.getItem("ww-site") || S.units[0]?.site;
   if (!S.units.some((u) => u.site === S.site)) S.site = S.units[0]?.site;
   S.period = localMonth();
-  $("#who").textContent = `${S.me.display_name} · ${S.me.role}`;
+  $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
+  $("#nav-admin").hidden = !S.me.can.users;
   const sel = $("#site");
   for (const u of S.units) sel.append(h("option", { value: u.site }, u.name));
   sel.value = S.site;
