@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean deps models
 
-# System packages the tests drive for real: a broker and a browser (Debian names).
+# System packages the tests drive for real: a broker, a browser and the CJK fonts its
+# pages and screenshots render Chinese with (Debian names).
 deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing system packages:$$missing (sudo apt install$$missing)"; exit 1; fi; \
