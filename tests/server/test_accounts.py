@@ -436,8 +436,9 @@ def test_text_postgresql_cannot_store_is_refused_before_any_query(
         body = {"username": "nul", "password": "Nul-Free-Pass-1", "role": "readonly"}
         for scope in ("district:\x00", "district:a\nb"):
             assert c.post("/api/users", json=body | {"scope": scope}).status_code == 422
-        assert c.post("/api/users/in%00sp/disable").status_code == 422
-        assert c.post("/api/tokens/abc%00/revoke").status_code == 422
+        # a control character in the URL never reaches a route (server/api/guard.py)
+        assert c.post("/api/users/in%00sp/disable").status_code == 400
+        assert c.post("/api/tokens/abc%00/revoke").status_code == 400
         token = {"name": "t", "scope": "district:\x00", "grants": ["read"]}
         assert c.post("/api/tokens", json=token).status_code == 422
         assert c.get("/api/me").status_code == 200
