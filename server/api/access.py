@@ -326,13 +326,17 @@ class Access:
 
     # ------------------------------------------------------------- changes
 
+    def _site_of(self, conn: Any, key: Any, value: str, what: str) -> str:
+        """The site of the row whose ``key`` column is ``value``; 404 when there is no
+        such row or it lies outside the scope (the same answer: no existence leak)."""
+        row = conn.execute(select(key.table.c.site).where(key == value)).first()
+        if row is None or not self.p.sees(row.site):
+            raise HTTPException(404, f"no such {what}")
+        return str(row.site)
+
     def ack_alert(self, alert_id: str, note: str) -> None:
         with self._e.begin() as conn:
-            row = conn.execute(
-                select(alerts.c.site, alerts.c.acked_ms).where(alerts.c.alert_id == alert_id)
-            ).first()
-            if row is None or not self.p.sees(row.site):
-                raise HTTPException(404, "no such alert")
+            site = self._site_of(conn, alerts.c.alert_id, alert_id, "alert")
             done = conn.execute(
                 update(alerts)
                 .where(alerts.c.alert_id == alert_id, alerts.c.acked_ms.is_(None))
@@ -340,15 +344,11 @@ class Access:
             ).rowcount
             if not done:
                 raise HTTPException(409, "already acknowledged")
-            self._audit(conn, "ack_alert", alert_id, {"note": note}, row.site)
+            self._audit(conn, "ack_alert", alert_id, {"note": note}, site)
 
     def close_case(self, case_id: str, note: str, at_ms: int) -> None:
         with self._e.begin() as conn:
-            row = conn.execute(
-                select(cases.c.site, cases.c.status).where(cases.c.case_id == case_id)
-            ).first()
-            if row is None or not self.p.sees(row.site):
-                raise HTTPException(404, "no such case")
+            site = self._site_of(conn, cases.c.case_id, case_id, "case")
             done = conn.execute(
                 update(cases)
                 .where(cases.c.case_id == case_id, cases.c.status == "open")
@@ -356,7 +356,7 @@ class Access:
             ).rowcount
             if not done:
                 raise HTTPException(409, "case already closed")
-            self._audit(conn, "close_case", case_id, {"note": note, "at_ms": at_ms}, row.site)
+            self._audit(conn, "close_case", case_id, {"note": note, "at_ms": at_ms}, site)
 
     def add_clerk(self, clerk_id: str, name: str, site: str) -> bool:
         """Register a clerk at a centre, or rename one of that centre's clerks; True when new.
