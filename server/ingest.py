@@ -7,6 +7,18 @@ session) instead of losing it. Acks go out in receipt order, as MQTT requires.
 
 Threads: paho's network thread parses and validates (cheap) and queues; one writer
 thread batches for ``flush_s`` (about 20 ms), commits, acks, then notifies listeners.
+
+Poison: when the store refuses a batch, the writer tells an outage (the database is
+unreachable, locked or out of resources: ``OperationalError``) from a message the store
+cannot take. An outage is retried as it stands, nothing acknowledged and nothing set
+aside. Anything else splits the batch in halves until the refused messages stand alone;
+the rest is stored, and a message refused on its own while a message like it (an event,
+a state, ...) was stored is set aside in ``dead_letters`` (hash, size, short excerpt;
+never the payload), counted as ``store_refused`` and acknowledged. When nothing at all
+goes in, the refused messages wait at the head of the next batch (the store, not the
+message, is at fault); a lone one in a quiet moment is set aside after
+``suspect_wait_s`` if this process has stored such a message before. ``health()`` says
+whether the ingest makes progress (``/healthz``, ``ww_ingest_healthy``).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from agent.config import TlsConfig
 from agent.protocol import (
@@ -40,7 +53,7 @@ from agent.protocol import (
     subscription,
 )
 from agent.transport import apply_tls
-from server.store.db import Batch, Store, StoredEvent
+from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +79,39 @@ class IngestSettings:
     #: on when share_group is set).
     live_feed: bool | None = None
     tls: TlsConfig | None = None  # broker CA + the server identity's client certificate
+    #: Unhealthy when the writer holds messages and has committed nothing for this long.
+    stall_s: float = 30.0
+    #: How long a lone refused message waits for another message to show that the store
+    #: takes writes, before it is set aside anyway (at most half of ``stall_s``).
+    suspect_wait_s: float = 5.0
+    #: Pause before retrying after an outage, or after a batch of which nothing went in.
+    retry_s: float = 1.0
+
+
+#: At most this many lone refused messages are set aside without another one stored.
+MAX_LONE_SUSPECTS = 3
+
+
+@dataclass(frozen=True)
+class IngestHealth:
+    healthy: bool
+    reason: str  # "" when healthy
+    waiting: int  # messages received and not yet stored, rejected or set aside
+    last_commit_ms: int | None
+    dead_letters: int
+    write_failures: int
+    last_error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy else "unhealthy",
+            "reason": self.reason,
+            "waiting": self.waiting,
+            "last_commit_ms": self.last_commit_ms,
+            "dead_letters": self.dead_letters,
+            "write_failures": self.write_failures,
+            "last_error": self.last_error,
+        }
 
 
 @dataclass
@@ -75,6 +121,45 @@ class IngestStats:
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     connected: bool = False
+    dead_letters: int = 0
+    #: Messages done with: stored, duplicate, rejected or set aside (written by the
+    #: writer only, as ``received`` is by the network thread only).
+    handled: int = 0
+    write_failures: int = 0
+    last_error: str | None = None
+    last_commit_ms: int | None = None
+    #: Receipt time of the oldest message the writer holds; None while it holds none.
+    busy_since_ms: int | None = None
+    failing_since_ms: int | None = None
+    writer_alive: bool = False
+    stall_s: float = 30.0
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self.received - self.handled)
+
+    def health(self, now: int) -> IngestHealth:
+        """Unhealthy when the writer is not running, or holds messages and has committed
+        nothing for ``stall_s`` (an outage, a blocked store, a store refusing all)."""
+        reason = ""
+        busy = self.busy_since_ms
+        if not self.writer_alive:
+            reason = "writer not running"
+        elif busy is not None:
+            idle_s = (now - max(busy, self.last_commit_ms or 0)) / 1000
+            if idle_s > self.stall_s:
+                reason = f"{self.waiting} messages waiting, nothing committed for {idle_s:.0f} s"
+                if self.failing_since_ms is not None and self.last_error:
+                    reason += f" ({self.last_error})"
+        return IngestHealth(
+            healthy=not reason,
+            reason=reason,
+            waiting=self.waiting,
+            last_commit_ms=self.last_commit_ms,
+            dead_letters=self.dead_letters,
+            write_failures=self.write_failures,
+            last_error=self.last_error,
+        )
 
 
 @dataclass
@@ -82,11 +167,42 @@ class _Item:
     mid: int
     qos: int
     received_ms: int
+    #: The raw message, kept only until it is written: a dead letter's topic and hash.
+    topic: str = ""
+    payload: bytes = b""
     event: EventHeader | None = None
     availability: tuple[str, str, bool] | None = None
     state: WindowState | None = None
     health: Health | None = None
     reject: str | None = None
+    done: bool = False  # stored, rejected or set aside: may be acknowledged
+
+    @property
+    def kind(self) -> str:
+        if self.event is not None:
+            return "event"
+        if self.availability is not None:
+            return "availability"
+        if self.state is not None:
+            return "state"
+        return "health" if self.health is not None else "reject"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The store cannot be reached or cannot write now (down, restarting, locked, out of
+    disk, a deadlock): retry as is. Anything else may be one message's fault."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """Exception class and the first line of its message (the driver's, not the SQL)."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first}"[:200]
 
 
 class Ingest:
@@ -95,8 +211,15 @@ class Ingest:
     def __init__(self, store: Store, settings: IngestSettings) -> None:
         self.store = store
         self.settings = settings
-        self.stats = IngestStats()
+        self.stats = IngestStats(stall_s=settings.stall_s)
         self._known = store.known_devices()
+        #: Messages refused on their own, waiting for proof that the store takes writes.
+        self._suspects: list[_Item] = []
+        self._suspects_since_ms = 0
+        #: Kinds of message this process has stored (see ``_write_isolating``).
+        self._stored_kinds: set[str] = set()
+        #: Lone messages set aside in quiet moments since the last commit.
+        self._lone_set_aside = 0
         self._listeners: list[Listener] = []
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._stop = threading.Event()
@@ -111,6 +234,10 @@ class Ingest:
 
     def refresh_devices(self) -> None:
         self._known = self.store.known_devices()
+
+    def health(self) -> IngestHealth:
+        """Whether the ingest makes progress; ``/healthz`` answers 503 when not."""
+        return self.stats.health(now_ms())
 
     # ----------------------------------------------------------------- mqtt
 
@@ -168,9 +295,12 @@ class Ingest:
         self.stats.connected = False
 
     def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        item = _Item(mid=msg.mid, qos=msg.qos, received_ms=now_ms())
+        payload = bytes(msg.payload)
+        item = _Item(
+            mid=msg.mid, qos=msg.qos, received_ms=now_ms(), topic=msg.topic, payload=payload
+        )
+        self._classify(item, msg.topic, payload)
         self.stats.received += 1
-        self._classify(item, msg.topic, bytes(msg.payload))
         self._queue.put(item)
 
     def _classify(self, item: _Item, name: str, payload: bytes) -> None:
@@ -216,7 +346,7 @@ class Ingest:
 
     # ----------------------------------------------------------------- writer
 
-    def _drain(self) -> list[_Item]:
+    def _drain(self, limit: int) -> list[_Item]:
         """Group commit: take what is waiting, then linger up to ``flush_s`` only while
         more keeps arriving. At low rates a lone event commits at once; under load the
         batch grows by itself while the previous commit runs."""
@@ -226,7 +356,7 @@ class Ingest:
             return []
         batch = [first]
         deadline = time.monotonic() + self.settings.flush_s
-        while len(batch) < self.settings.max_batch:
+        while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())
                 continue
@@ -241,11 +371,12 @@ class Ingest:
                 break
         return batch
 
-    def _write(self, batch: list[_Item]) -> None:
-        evs = [StoredEvent(i.event, i.received_ms) for i in batch if i.event is not None]
-        rejects = Counter(i.reject for i in batch if i.reject)
+    def _commit(self, piece: list[_Item]) -> set[str]:
+        """Write one piece of a batch in one transaction; return the new event ids."""
+        evs = [StoredEvent(i.event, i.received_ms) for i in piece if i.event is not None]
+        rejects = Counter(i.reject for i in piece if i.reject)
         write = Batch(events=evs, rejects=dict(rejects))
-        for i in batch:
+        for i in piece:
             if i.availability:
                 write.availability.append((*i.availability, i.received_ms))
             elif i.state:
@@ -253,16 +384,110 @@ class Ingest:
             elif i.health:
                 write.healths.append((i.health, i.received_ms))
         new_ids = set(self.store.write_batch(write))
-        # Committed: now the broker may forget these messages.
-        for i in batch:
-            if i.qos > 0:
-                self._client.ack(i.mid, i.qos)
+        self.stats.last_commit_ms = now_ms()
+        self.stats.failing_since_ms = None
         self.stats.stored += len(new_ids)
-        self.stats.duplicates += len(evs) - len(new_ids)
+        self.stats.duplicates += len(evs) - len(new_ids)  # replays, and repeats in the batch
         self.stats.rejected.update(rejects)
+        for i in piece:
+            i.done = True
+        self._stored_kinds.update(i.kind for i in piece)
+        self._lone_set_aside = 0
+        return new_ids
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.write_failures += 1
+        self.stats.last_error = describe(exc)
+        if self.stats.failing_since_ms is None:
+            self.stats.failing_since_ms = now_ms()
+
+    def _set_aside(self, refused: list[tuple[_Item, BaseException]]) -> bool:
+        """Dead-letter the refused messages (one transaction); False if the store
+        refused that too (they stay suspects)."""
+        letters = [
+            DeadLetter.of(i.topic, i.payload, describe(exc), i.received_ms) for i, exc in refused
+        ]
+        try:
+            self.store.set_aside(letters)
+        except Exception as exc:
+            log.exception("could not set %d refused messages aside", len(letters))
+            self._failed(exc)
+            return False
+        for (i, _), letter in zip(refused, letters, strict=True):
+            log.error("store refused a message on %s, set aside: %s", letter.topic, letter.reason)
+            i.done = True
+        self.stats.dead_letters += len(letters)
+        self.stats.rejected[STORE_REFUSED] += len(letters)
+        self.stats.last_commit_ms = now_ms()
+        return True
+
+    def _write_isolating(self, new: list[_Item], *, quiet: bool = False) -> None:
+        """Write waiting suspects and ``new``; isolate what the store refuses (module
+        docstring); acknowledge, in receipt order, everything done with."""
+        suspects, self._suspects = self._suspects, []
+        batch = suspects + new
+        if not batch:
+            return
+        self.stats.busy_since_ms = batch[0].received_ms
+        pieces: list[list[_Item]] = [[i] for i in suspects] + ([new] if new else [])
+        new_ids: set[str] = set()
+        refused: list[tuple[_Item, BaseException]] = []
+        stored_now: set[str] = set()
+        while pieces:
+            piece = pieces.pop(0)
+            try:
+                new_ids |= self._commit(piece)
+                stored_now.update(i.kind for i in piece)
+                continue
+            except Exception as exc:
+                self._failed(exc)
+                if is_outage(exc):
+                    # Nothing of this piece is acked: the broker still holds it.
+                    log.warning("store unavailable (%s); retrying", describe(exc))
+                    pieces.insert(0, piece)
+                    if self._stop.wait(self.settings.retry_s):
+                        break
+                elif len(piece) > 1:
+                    half = len(piece) // 2
+                    pieces[0:0] = [piece[:half], piece[half:]]
+                else:
+                    refused.append((piece[0], exc))
+        if pieces:  # stopping during an outage: leave the rest to the broker
+            self._suspects = [i for i, _ in refused] + self._suspects
+            self._finish(batch, new_ids)
+            return
+        if refused:
+            # Set aside what failed on its own while a message like it went in; with
+            # nothing stored, the store rather than the message may be at fault.
+            proven = [(i, e) for i, e in refused if i.kind in stored_now]
+            lone = self._lone_set_aside + len(refused) <= MAX_LONE_SUSPECTS
+            if quiet and not stored_now and lone:
+                proven = [(i, e) for i, e in refused if i.kind in self._stored_kinds]
+                if proven and self._set_aside(proven):
+                    self._lone_set_aside += len(proven)
+            elif proven:
+                self._set_aside(proven)
+            waiting = [i for i, _ in refused if not i.done]
+            if waiting:
+                if not suspects:
+                    self._suspects_since_ms = now_ms()
+                self._suspects = waiting
+        self._finish(batch, new_ids)
+        if self._suspects and not stored_now:
+            self._stop.wait(self.settings.retry_s)  # nothing goes in: do not spin
+
+    def _finish(self, batch: list[_Item], new_ids: set[str]) -> None:
+        """Acknowledge, in receipt order, what is done with; then tell the listeners."""
         for i in batch:
+            if i.done and i.qos > 0:
+                self._client.ack(i.mid, i.qos)
+        done = [i for i in batch if i.done]
+        self.stats.handled += len(done)
+        self.stats.busy_since_ms = self._suspects[0].received_ms if self._suspects else None
+        for i in done:
             msg: dict[str, Any] | None = None
             if i.event is not None and str(i.event.event_id) in new_ids and not self.live_feed:
+                new_ids.discard(str(i.event.event_id))  # one message per stored event
                 msg = {"type": "event", "event": i.event.model_dump(mode="json")}
             elif i.availability:
                 site, window, online = i.availability
@@ -274,13 +499,29 @@ class Ingest:
                     fn(msg)
 
     def _writer_loop(self) -> None:
-        while True:
-            stopping = self._stop.is_set()
-            batch = self._drain() if not stopping else self._take_all()
-            if batch:
-                self._write_retrying(batch)
-            if stopping:
-                return
+        self.stats.writer_alive = True
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                room = self.settings.max_batch - len(self._suspects)
+                if stopping:
+                    new = self._take_all()
+                elif room > 0:
+                    new = self._drain(room)
+                else:  # the store refuses everything: retry what waits, take no more
+                    new = []
+                quiet = False
+                if self._suspects and not new and room > 0 and not stopping:
+                    wait_s = min(self.settings.suspect_wait_s, self.settings.stall_s / 2)
+                    if now_ms() - self._suspects_since_ms < wait_s * 1000:
+                        continue
+                    quiet = True
+                if new or self._suspects:
+                    self._write_isolating(new, quiet=quiet)
+                if stopping:
+                    return
+        finally:
+            self.stats.writer_alive = False
 
     def _take_all(self) -> list[_Item]:
         out: list[_Item] = []
@@ -288,17 +529,6 @@ class Ingest:
             while True:
                 out.append(self._queue.get_nowait())
         return out
-
-    def _write_retrying(self, batch: list[_Item]) -> None:
-        while True:
-            try:
-                self._write(batch)
-                return
-            except Exception:
-                # Nothing was acked: the broker still holds these messages.
-                log.exception("store write failed; retrying in 1 s")
-                if self._stop.wait(1.0):
-                    return
 
     # ----------------------------------------------------------------- live feed
 

@@ -97,9 +97,32 @@ def ingest_metrics(ingest: Ingest | None) -> list[Metric]:
     rejected = Metric(
         "ww_ingest_rejected_total", "counter", "Messages rejected by this process, by reason."
     )
+    healthy = Metric(
+        "ww_ingest_healthy",
+        "gauge",
+        "1 while the ingest makes progress (0: messages wait and nothing commits, or its"
+        " writer is not running; /healthz answers 503).",
+    )
+    waiting = Metric(
+        "ww_ingest_waiting", "gauge", "Messages received and not yet stored or rejected."
+    )
+    dead = Metric(
+        "ww_ingest_dead_letters_total",
+        "counter",
+        "Messages the store refused on their own, set aside in dead_letters.",
+    )
+    failures = Metric(
+        "ww_ingest_write_failures_total", "counter", "Store writes that failed (then retried)."
+    )
+    commit_age = Metric(
+        "ww_ingest_last_commit_age_seconds", "gauge", "Seconds since the ingest last committed."
+    )
     if ingest is None:
         return [up.add(0)]
     s = ingest.stats
+    now = time.time_ns() // 1_000_000
+    # from the stats alone, so any object with an IngestStats ``stats`` will do
+    health = s.health(now)
     up.add(1)
     connected.add(1 if s.connected else 0)
     received.add(s.received)
@@ -107,7 +130,16 @@ def ingest_metrics(ingest: Ingest | None) -> list[Metric]:
     dups.add(s.duplicates)
     for reason, n in sorted(Counter(s.rejected).items()):
         rejected.add(n, reason=str(reason))
-    return [up, connected, received, stored, dups, rejected]
+    healthy.add(1 if health.healthy else 0)
+    waiting.add(health.waiting)
+    dead.add(s.dead_letters)
+    failures.add(s.write_failures)
+    if s.last_commit_ms is not None:
+        commit_age.add(max(0.0, (now - s.last_commit_ms) / 1000))
+    return [
+        *(up, connected, received, stored, dups, rejected),
+        *(healthy, waiting, dead, failures, commit_age),
+    ]
 
 
 def store_metrics(store: Store, now_ms: int, lag_sample: int = LAG_SAMPLE) -> list[Metric]:

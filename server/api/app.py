@@ -165,8 +165,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
+    def healthz(response: Response) -> dict[str, Any]:
+        """200 while the ingest makes progress; 503 (status "unhealthy", with the reason)
+        when it holds messages and commits nothing, or its writer is not running."""
         ingest: Ingest | None = app.state.ingest
-        return {"status": "ok", "ingest_connected": bool(ingest and ingest.stats.connected)}
+        body: dict[str, Any] = {"status": "ok"}
+        if ingest is not None:
+            body |= ingest.health().as_dict()
+        if body["status"] != "ok":
+            response.status_code = 503
+        return body | {"ingest_connected": bool(ingest and ingest.stats.connected)}
 
     return app

@@ -6,9 +6,10 @@ Same code on SQLite (default, one file) and PostgreSQL (production).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -41,10 +42,12 @@ from agent.protocol import (
 from server.store import migrate, rollups
 from server.store.schema import (
     alerts,
+    audit_log,
     away_periods,
     cases,
     clerks,
     daily_rollups,
+    dead_letters,
     devices,
     evaluations,
     events,
@@ -61,6 +64,41 @@ from server.workdays import add_working_days
 class StoredEvent:
     event: EventHeader
     received_ms: int
+
+
+#: The reject reason under which messages the store refused are counted.
+STORE_REFUSED = "store_refused"
+
+
+def printable(text: str) -> str:
+    """``text`` with NUL and every other control character escaped (``\\x00``)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that passed validation but that the store refused, set aside: where it
+    came from, why, its SHA-256, size and a short escaped excerpt; never the payload."""
+
+    received_ms: int
+    topic: str
+    reason: str
+    sha256: str
+    excerpt: str
+    size: int
+
+    @classmethod
+    def of(cls, topic: str, payload: bytes, reason: str, received_ms: int) -> DeadLetter:
+        return cls(
+            received_ms=received_ms,
+            topic=printable(topic)[:160],
+            reason=printable(reason)[:200],
+            sha256=hashlib.sha256(payload).hexdigest(),
+            excerpt=printable(payload[:200].decode("utf-8", "replace"))[:200],
+            size=len(payload),
+        )
 
 
 @functools.cache
@@ -412,7 +450,7 @@ class Store:
         ):
             # One row per key, the first (two summaries of one session, the open and
             # closing records of one absence): a key inserted counts once.
-            firsts: dict[str, dict[str, Any]] = {}
+            firsts: dict[Any, dict[str, Any]] = {}
             for r in rows:
                 firsts.setdefault(r[key], r)
             rows = list(firsts.values())
@@ -655,6 +693,21 @@ class Store:
         with self.engine.connect() as conn:
             return {(r[0], r[1]): int(r[2]) for r in conn.execute(q)}
 
+    def set_aside(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep what the store refused as dead letters, counted under ``store_refused``
+        in the reject counters (one transaction)."""
+        if not letters:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(dead_letters.insert(), [asdict(d) for d in letters])
+            self._count_rejects(conn, {STORE_REFUSED: len(letters)})
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters first."""
+        q = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     def reject_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
@@ -662,13 +715,32 @@ class Store:
             }
 
     def apply_retention(
-        self, now_ms: int, raw_events_days: int = 400, measures_days: int = 3 * 366
+        self,
+        now_ms: int,
+        raw_events_days: int = 400,
+        measures_days: int = 3 * 366,
+        *,
+        audit_days: int = 3 * 366,
+        alerts_days: int | None = None,
+        roster_days: int | None = None,
+        dead_letters_days: int = 90,
     ) -> dict[str, int]:
         """Delete raw events after ``raw_events_days`` (they are the evidence behind a
         month's verdict and its review, so keep them past a year) and the measure
-        tables after ``measures_days``. Open bad-review cases are never deleted."""
-        raw_cut = now_ms - raw_events_days * 86_400_000
-        cut = now_ms - measures_days * 86_400_000
+        tables after ``measures_days``. Open bad-review cases are never deleted.
+
+        Also the audit log after ``audit_days``, acknowledged alerts after
+        ``alerts_days`` (open ones are kept), roster rows that ended more than
+        ``roster_days`` ago (both default to ``measures_days``: the measures they
+        attribute or explain are gone by then) and dead letters after
+        ``dead_letters_days``."""
+        day = 86_400_000
+        raw_cut = now_ms - raw_events_days * day
+        cut = now_ms - measures_days * day
+        audit_cut = now_ms - audit_days * day
+        alerts_cut = now_ms - (measures_days if alerts_days is None else alerts_days) * day
+        roster_cut = now_ms - (measures_days if roster_days is None else roster_days) * day
+        dead_cut = now_ms - dead_letters_days * day
         with self.engine.begin() as conn:
             return {
                 "events": conn.execute(
@@ -688,6 +760,22 @@ class Store:
                 ).rowcount,
                 "daily_rollups": conn.execute(
                     daily_rollups.delete().where(daily_rollups.c.day_ms < cut)
+                ).rowcount,
+                "audit_log": conn.execute(
+                    audit_log.delete().where(audit_log.c.ts_ms < audit_cut)
+                ).rowcount,
+                "alerts": conn.execute(
+                    alerts.delete().where(
+                        alerts.c.acked_ms.is_not(None), alerts.c.ts_ms < alerts_cut
+                    )
+                ).rowcount,
+                "roster": conn.execute(
+                    roster.delete().where(
+                        roster.c.end_ms.is_not(None), roster.c.end_ms < roster_cut
+                    )
+                ).rowcount,
+                "dead_letters": conn.execute(
+                    dead_letters.delete().where(dead_letters.c.received_ms < dead_cut)
                 ).rowcount,
             }
 
