@@ -362,3 +362,56 @@ def test_part_of_a_day_reads_the_projection_tables(loaded: tuple[Store, dict[str
     # w05's sessions start every 10 minutes from DAY; from DAY + 50 min on there are 25
     m = compute(store.engine, Scope(site="qingpu", window="w05"), DAY + 3_000_000, DAY + 86_400_000)
     assert m[None].sessions == 25
+
+
+def test_retention_trims_audit_log_acked_alerts_closed_roster_and_dead_letters(
+    loaded: tuple[Store, dict[str, Any]],
+) -> None:
+    """The audit log after 3 years, acknowledged alerts and ended roster rows after the
+    measures' retention (each configurable), dead letters after 90 days; open alerts and
+    roster rows still running are kept however old."""
+    from sqlalchemy import func, select
+
+    from server.store.db import DeadLetter
+    from server.store.schema import alerts, audit_log, roster
+
+    store, _ = loaded
+    day = 86_400_000
+    t0 = ms(2026, 11, 30, 0, 0)
+    store.sign_in("c-li", "qingpu", "w06", ms(2026, 10, 1, 9, 0), ms(2026, 10, 1, 17, 0))
+    with store.engine.begin() as conn:
+        conn.execute(
+            audit_log.insert(),
+            [
+                {"ts_ms": t0 - 10 * day, "username": "admin", "action": "case.close"},
+                {"ts_ms": t0, "username": "admin", "action": "alert.ack"},
+            ],
+        )
+    open_alerts = store.list_alerts()
+    assert len(open_alerts) >= 2
+    acked = str(open_alerts[0]["alert_id"])
+    assert store.ack_alert(acked, "admin", "seen", t0)
+    store.set_aside([DeadLetter.of("ww/v1/qingpu/w01/event", b"{}", "DataError: x", t0)])
+
+    def count(table: Any) -> int:
+        with store.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    alerts_before, roster_before = count(alerts), count(roster)
+    soon = store.apply_retention(t0 + 30 * day)
+    assert (soon["audit_log"], soon["alerts"], soon["roster"], soon["dead_letters"]) == (0,) * 4
+    later = store.apply_retention(t0 + 91 * day)
+    assert (later["dead_letters"], later["alerts"], later["audit_log"]) == (1, 0, 0)
+    assert store.dead_letters() == []
+    # a shorter alert and roster retention, asked for
+    short = store.apply_retention(t0 + 100 * day, alerts_days=60, roster_days=60)
+    assert (short["alerts"], short["roster"], short["audit_log"]) == (1, 1, 0)
+    assert count(alerts) == alerts_before - 1 and count(roster) == roster_before - 1
+    assert acked not in {a["alert_id"] for a in store.list_alerts()}
+    # by default: 3 years of audit log; open alerts and running sign-ins stay
+    much_later = t0 + 3 * 366 * day - 5 * day  # the entry of 10 days before t0 goes
+    removed = store.apply_retention(much_later)
+    assert removed["audit_log"] == 1 and count(audit_log) == 1
+    assert removed["alerts"] == 0 and count(alerts) == alerts_before - 1
+    assert removed["roster"] == 0 and count(roster) == roster_before - 1
+    assert store.apply_retention(much_later + 20 * day)["audit_log"] == 1
