@@ -38,7 +38,6 @@ from server.store.schema import (
     clerks,
     devices,
     events,
-    helpdesk_kpis,
     rejects,
     units,
 )
@@ -293,23 +292,7 @@ class Access:
 
     def helpdesk(self, first_day: str, last_day: str, site: str | None) -> dict[str, Any]:
         self.not_clerk()
-        sites = self.sites(site)
-        h = helpdesk_kpis
-        q = select(
-            func.coalesce(func.sum(h.c.requests), 0),
-            func.coalesce(func.sum(h.c.first_response_within_1min), 0),
-            func.coalesce(func.sum(h.c.resolved), 0),
-        ).where(h.c.day >= first_day, h.c.day <= last_day)
-        if sites is not None:
-            q = q.where(h.c.site.in_(sites))
-        with self._e.connect() as conn:
-            n, fast, resolved = (int(x) for x in conn.execute(q).one())
-        return {
-            "requests": n,
-            "first_response_rate": round(fast / n, 4) if n else None,
-            "resolved_rate": round(resolved / n, 4) if n else None,
-            "meets_standard": (fast == n and resolved >= 0.9 * n) if n else None,
-        }
+        return self.store.helpdesk_summary(first_day, last_day, self.sites(site))
 
     def audit_entries(self, limit: int, site: str | None = None) -> list[dict[str, Any]]:
         """Audit entries about the principal's units, and the principal's own actions;

@@ -550,16 +550,17 @@ class Store:
             )
 
     def helpdesk_summary(
-        self, first_day: str, last_day: str, site: str | None = None
+        self, first_day: str, last_day: str, sites: frozenset[str] | None = None
     ) -> dict[str, Any]:
+        """H-ONLINE over local days ``first_day``..``last_day`` of ``sites`` (None: all)."""
         h = helpdesk_kpis
         q = select(
             func.coalesce(func.sum(h.c.requests), 0),
             func.coalesce(func.sum(h.c.first_response_within_1min), 0),
             func.coalesce(func.sum(h.c.resolved), 0),
         ).where(h.c.day >= first_day, h.c.day <= last_day)
-        if site:
-            q = q.where(h.c.site == site)
+        if sites is not None:
+            q = q.where(h.c.site.in_(sites))
         with self.engine.connect() as conn:
             n, fast, resolved = (int(x) for x in conn.execute(q).one())
         return {
