@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import ssl
 import threading
 import time
 import uuid
@@ -63,7 +62,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from agent.config import BrokerConfig, TlsConfig
+from agent.config import BrokerConfig
+from agent.mqtt import make_client
 from agent.outbox import Outbox, OutboxRow, now_ms
 from agent.protocol import (
     CHANNEL_QOS,
@@ -122,18 +122,6 @@ class TransportStats:
     rejected: int  #: PUBACKs with an error reason code (rows kept and retried)
     bad_commands: int  #: cmd payloads that failed validation
     last_error: str | None
-
-
-def apply_tls(client: mqtt.Client, tls: TlsConfig | None) -> None:
-    """Verify the broker against our CA and present the client certificate, if configured
-    (terminals and the aggregator's ingest alike)."""
-    if tls is not None:
-        client.tls_set(
-            ca_certs=str(tls.ca_file),
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
 
 
 def backoff_delay(
@@ -434,13 +422,13 @@ class Transport:
         self._connecting_since = time.monotonic()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
+        client = make_client(
+            self.client_id,
             protocol=mqtt.MQTTv5 if self._use_v5 else mqtt.MQTTv311,
             # MQTT 5 takes clean_start at connect(); 3.1.1 takes clean_session here.
             clean_session=None if self._use_v5 else False,
             reconnect_on_failure=False,
+            tls=self.broker.tls,
         )
         # Unlimited inside paho: our own window bounds the outbox rows, and with a paho
         # limit, messages beyond it sit in a "queued" state that paho 2.2 only releases
@@ -449,7 +437,6 @@ class Transport:
         client.will_set(self._topics[Channel.AVAILABILITY], OFFLINE, qos=1, retain=True)
         if self.broker.username is not None:
             client.username_pw_set(self.broker.username, self._password)
-        apply_tls(client, self.broker.tls)
         client.enable_logger(log)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import ssl
 import time
 import uuid
 import zipfile
@@ -29,11 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import TlsConfig
+from agent.mqtt import make_client
 from agent.protocol import CHANNEL_QOS, Channel, topic
 from agent.update import FILES, MANIFEST, SIGNATURE, FileEntry, Manifest, sha256_hex
 
@@ -127,18 +126,7 @@ def push_bundle(
 ) -> None:
     """Publish ``data`` as the retained ``config`` of one window; raise unless the broker
     acknowledged it (an MQTT 5 PUBACK error, e.g. not authorised, raises too)."""
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id or f"ww-bundle-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if tls is not None:
-        client.tls_set(
-            ca_certs=str(tls.ca_file),
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    client = make_client(client_id or f"ww-bundle-{uuid.uuid4().hex[:8]}", tls=tls)
     outcome: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, rc, _p: outcome.setdefault("connack", rc)
     client.on_publish = lambda _c, _u, mid, rc, _p: outcome.setdefault("puback", rc)

@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
 from agent.config import TlsConfig
+from agent.mqtt import make_client
 from agent.protocol import (
     OFFLINE,
     ONLINE,
@@ -52,7 +53,6 @@ from agent.protocol import (
     parse_topic,
     subscription,
 )
-from agent.transport import apply_tls
 from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -247,18 +247,17 @@ class Ingest:
         return bool(s.share_group) if s.live_feed is None else s.live_feed
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id,
+        client = make_client(
+            self.settings.client_id,
             protocol=self._protocol,
             clean_session=None if self._protocol == mqtt.MQTTv5 else False,
             manual_ack=True,
+            tls=self.settings.tls,
         )
         # Keep many unacked messages flowing while a batch commits.
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        apply_tls(client, self.settings.tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -533,13 +532,10 @@ class Ingest:
     # ----------------------------------------------------------------- live feed
 
     def _make_live_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"{self.settings.client_id}-live",
-            protocol=self._protocol,
+        client = make_client(
+            f"{self.settings.client_id}-live", protocol=self._protocol, tls=self.settings.tls
         )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        apply_tls(client, self.settings.tls)
         client.on_connect = lambda c, *_: c.subscribe(subscription(Channel.EVENT), qos=1)
         client.on_subscribe = lambda *_: self._live_ready.set()
         client.on_message = self._on_live_message
