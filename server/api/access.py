@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import func, or_, select, update
 
+from server import views
 from server.accounts import Accounts, Principal, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
-from server.store import views
 from server.store.db import Store
 from server.store.schema import (
     alerts,

@@ -84,7 +84,7 @@ def _rate(num: int | None, den: int) -> float | None:
     return None if den == 0 else round((num or 0) / den, 4)
 
 
-def _where(table: Any, scope: Scope) -> list[ColumnElement[bool]]:
+def scope_filter(table: Any, scope: Scope) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if scope.site:
         conds.append(table.c.site == scope.site)
@@ -143,7 +143,7 @@ def compute(
     def key_of(row: Any) -> str | None:
         return row.k if group_by else None
 
-    s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+    s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
     q = (
         select(
             *key_cols(s),
@@ -155,7 +155,7 @@ def compute(
     )
     if group_by:
         q = q.group_by("k")
-    e_where = and_(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, *_where(e, scope))
+    e_where = and_(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, *scope_filter(e, scope))
     qe = (
         select(*key_cols(e), e.c.rating, e.c.suspect, func.count().label("n"))
         .select_from(_source(e, group_by))
@@ -163,7 +163,7 @@ def compute(
     )
     qe = qe.group_by(*(["k"] if group_by else []), e.c.rating, e.c.suspect)
     a_where = and_(
-        a.c.started_ms >= start_ms, a.c.started_ms < end_ms, a.c.violation, *_where(a, scope)
+        a.c.started_ms >= start_ms, a.c.started_ms < end_ms, a.c.violation, *scope_filter(a, scope)
     )
     qa = (
         select(
@@ -177,7 +177,7 @@ def compute(
     if group_by:
         qa = qa.group_by("k")
     now = now_ms if now_ms is not None else end_ms
-    c_where = and_(c.c.opened_ms < end_ms, c.c.status == "open", *_where(c, scope))
+    c_where = and_(c.c.opened_ms < end_ms, c.c.status == "open", *scope_filter(c, scope))
     qc = (
         select(
             *key_cols(c),
@@ -265,7 +265,7 @@ def _from_rollups(
     q = (
         select(*keys, *sums)
         .select_from(_source(r, group_by))
-        .where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *_where(r, scope))
+        .where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *scope_filter(r, scope))
     )
     if group_by:
         q = q.group_by("k")
@@ -325,7 +325,7 @@ def exemplary_counts(
             s.c.opened_ms >= start_ms,
             s.c.opened_ms < end_ms,
             s.c.clerk_id.is_not(None),
-            *_where(s, scope),
+            *scope_filter(s, scope),
         )
         .group_by(s.c.clerk_id)
     )

@@ -1,5 +1,8 @@
 """Read models behind the dashboard pages: hall wall, timelines, trends, heat map, fleet.
 
+They read the store and the measures (store -> metrics -> read models -> API), so they
+live above both; ``server/api/access.py`` calls them with the principal's scope.
+
 Local days and hours are computed in SQL with the centre's UTC offset at the start of
 the period; Shanghai has no daylight saving, so one offset is exact there.
 """
@@ -12,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, select
 
-from server.metrics.measures import BAD, GOOD, Scope, _where, compute
+from server.metrics.measures import BAD, GOOD, Scope, compute, scope_filter
 from server.store.rollups import count_true
 from server.store.schema import devices, evaluations, roster, sessions, units
 
@@ -69,7 +72,7 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
     s = sessions
     q = (
         select(s)
-        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .order_by(s.c.opened_ms)
         .limit(2000)
     )
@@ -126,7 +129,7 @@ def trend(
             count_true(s.c.smiled_at_greeting).label("smiled"),
             count_true(s.c.stood_at_farewell).label("farewell"),
         )
-        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .group_by("d")
     )
     day_e = ((e.c.ts_ms + off) // DAY).label("d")
@@ -137,7 +140,7 @@ def trend(
             count_true(e.c.rating.in_(GOOD)).label("good"),
             count_true(e.c.rating.in_(BAD)).label("bad"),
         )
-        .where(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, ~e.c.suspect, *_where(e, scope))
+        .where(e.c.ts_ms >= start_ms, e.c.ts_ms < end_ms, ~e.c.suspect, *scope_filter(e, scope))
         .group_by("d")
     )
     days: dict[int, dict[str, Any]] = {}
@@ -192,7 +195,7 @@ def heatmap(
             func.count().label("n"),
             count_true(good).label("good"),
         )
-        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *_where(s, scope))
+        .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .group_by("wd", "h")
     )
     with engine.connect() as conn:
