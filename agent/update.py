@@ -1,6 +1,7 @@
 """Signed update bundles on the terminal: verify, stage, swap atomically, check, roll back.
 
-A bundle is a zip file (``server/bundles.py`` builds it) holding::
+A bundle is a zip file (``server/bundles.py`` builds it; the format is ``agent/bundle.py``,
+shared by both sides) holding::
 
     manifest.json   what is in it: format, version, serial, targets, files (path, sha256, size)
     manifest.sig    the Ed25519 signature of manifest.json's exact bytes (64 bytes)
@@ -34,12 +35,10 @@ caller to publish (``UpdateReport.replies()`` fits today's ``reply`` topic).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -54,19 +53,22 @@ from typing import Annotated, Any, Final, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from agent.bundle import (
+    FILES,
+    MANIFEST,
+    MAX_BUNDLE_BYTES,
+    SIGNATURE,
+    Closed,
+    Manifest,
+    is_bundle,
+    sha256_hex,
+)
 from agent.protocol import Reply
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT: Final = 1
-MANIFEST: Final = "manifest.json"
-SIGNATURE: Final = "manifest.sig"
-FILES: Final = "files/"
-ZIP_MAGIC: Final = b"PK\x03\x04"
-#: Model bundles are a few MB; anything much larger is refused before it is unpacked.
-MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
 CHECK_TIMEOUT_S: Final = 120.0
 
 Step = Literal[
@@ -79,41 +81,13 @@ Step = Literal[
     "check",
     "rollback",
 ]
-_SAFE_PATH = re.compile(
-    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,3}$"
-)
 
 
 class BundleError(ValueError):
     """The bundle is refused: not signed by a trusted key, tampered, or not for us."""
 
 
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileEntry(_Closed):
-    path: Annotated[str, Field(pattern=_SAFE_PATH.pattern)] = Field(
-        description="Relative POSIX path inside the release (no '..', no leading '/')."
-    )
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    size: int = Field(ge=0, le=MAX_BUNDLE_BYTES)
-
-
-class Manifest(_Closed):
-    format: Literal[1] = Field(1, description="Bundle format version.")
-    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")] = Field(
-        description="Human version, e.g. 'fd1-smile-cf87e06a'; reported in health."
-    )
-    serial: int = Field(ge=1, description="Monotonic; a terminal never installs a lower one.")
-    created_ms: int = Field(ge=0)
-    targets: tuple[str, ...] = Field(
-        (), max_length=4096, description="'site/window' identities; empty = every terminal."
-    )
-    files: tuple[FileEntry, ...] = Field(min_length=1, max_length=64)
-
-
-class StepResult(_Closed):
+class StepResult(Closed):
     """One step of an update, as reported to the server."""
 
     step: Step
@@ -147,13 +121,6 @@ class UpdateReport:
 
 def _short(text: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------- keys
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -635,11 +602,6 @@ def _fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         _fsync_dir(Path(dirpath))
-
-
-def is_bundle(payload: bytes) -> bool:
-    """Whether a ``config`` payload is a bundle (zip) rather than something else."""
-    return payload.startswith(ZIP_MAGIC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

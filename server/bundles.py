@@ -31,10 +31,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.bundle import FILES, MANIFEST, SIGNATURE, FileEntry, Manifest, sha256_hex
 from agent.config import TlsConfig
 from agent.mqtt import make_client
 from agent.protocol import CHANNEL_QOS, Channel, topic
-from agent.update import FILES, MANIFEST, SIGNATURE, FileEntry, Manifest, sha256_hex
 
 #: Files of the models package that make up a model bundle.
 MODEL_FILES = ("face_detector.onnx", "smile.onnx", "manifest.json")
