@@ -33,6 +33,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check agent server tests bench models
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: deps lint
 	$(BIN)/pytest

@@ -215,7 +215,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``warmwindow bundle ...`` to the CLI (agent/cli.py registers plugin modules)."""
+    """Add ``warmwindow bundle ...`` to the CLI (``server/cli.py`` registers it)."""
     b = sub.add_parser("bundle", help="signed update bundles: keygen, build, push")
     bs = b.add_subparsers(dest="bundle_command", required=True)
     k = bs.add_parser("keygen", help="new Ed25519 signing key (+ .pub)")

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.cli import GRANT_CHOICES, ROLE_CHOICES, main
+from agent.cli import main
 from server.accounts import ROLES, THROTTLE, Accounts, LoginLocked
+from server.cli import GRANT_CHOICES, ROLE_CHOICES
 from server.store.db import Store
 from server.tokens import GRANTS, Tokens
 
