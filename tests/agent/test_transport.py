@@ -19,7 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-import agent.transport as transport_mod
+import agent.transport.facade as transport_mod
 from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox
 from agent.protocol import (

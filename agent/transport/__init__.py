@@ -1,0 +1,67 @@
+"""MQTT transport of a window terminal: one paho client, owned by one thread.
+
+It owns the connection to the centre's broker and nothing else: the outbox owns the
+events, the app owns the state and health it asks us to publish. What it guarantees:
+
+* **No event is lost.** Events are published from the ``Outbox`` in ``seq`` order, QoS 1,
+  with a bounded in-flight window, and a row is deleted only when its PUBACK arrives
+  (``on_publish`` with that ``mid`` and a success reason code). Every ``publish`` return
+  code is checked: ``MQTT_ERR_QUEUE_SIZE`` (paho 2.2 refuses a QoS 1 publish when its
+  queue is full or a mid would collide) leaves the row in the outbox and pauses the
+  drain until a PUBACK frees room; ``MQTT_ERR_NO_CONN`` means paho has kept the message
+  for the next connection. A PUBACK with an MQTT 5 error code (ACL, quota) keeps the
+  row, and after a pause the drain starts again from the oldest row on a fresh client,
+  so order is kept.
+* **Replays say so.** Rows older than the current connection (queued while offline, or
+  by an earlier run of the agent) go out with ``historical=true``, same ``event_id``.
+  "Older" is decided by sequence number, not by clock: a Pi has no RTC and its clock
+  jumps at the first NTP sync after boot.
+* **The centre sees the terminal's presence.** Last will ``offline`` (retained, QoS 1)
+  is set before connecting; birth ``online`` (retained) is published on every connect;
+  ``close()`` publishes ``offline`` itself, since a graceful DISCONNECT discards the will.
+* **Sessions survive.** Fixed client id ``ww-<site>-<window>``; MQTT 5 with
+  ``clean_start=False`` and a session expiry interval (without one an MQTT 5 session ends
+  at the disconnect), falling back to MQTT 3.1.1 with ``clean_session=False`` when the
+  broker answers "unsupported protocol version" or never answers the first v5 CONNECT
+  (amqtt does either, old brokers close the socket). ``config`` and ``cmd`` are subscribed in
+  ``on_connect`` so every reconnect restores them.
+* **Reconnects are polite.** Capped exponential backoff with equal jitter, so a centre's
+  terminals do not reconnect in lock-step after a broker restart; the backoff is reset
+  only after a connection has stayed up for a while, so two terminals misconfigured with
+  the same client id cannot kick each other in a tight loop. With
+  ``BrokerConfig.reconnect_spread_s`` the first reconnect after a drop also waits a
+  random part of that spread: a broker restarted in front of 10,000 terminals otherwise
+  gets them all within the first backoff step (the city run).
+* **Commands never crash it.** ``cmd`` payloads are validated as ``protocol.Command``;
+  an invalid one, or one whose handler raises, is answered on ``reply`` with ``ok=false``.
+
+Threading: only the owner thread (``start()``) touches the paho client; it runs paho's
+``loop()`` itself rather than ``loop_start()`` because paho's own thread would reconnect
+on its own schedule, without jitter. Other threads hand work over through
+``publish_state``/``publish_health`` (latest value wins) and read ``link``/``stats()``.
+Command and config handlers run on the owner thread and must not block.
+"""
+
+from agent.transport.facade import (
+    NO_MATCHING_SUBSCRIBERS,
+    CommandHandler,
+    ConfigHandler,
+    LinkState,
+    ProtocolChoice,
+    Transport,
+    TransportStats,
+    backoff_delay,
+    first_retry_delay,
+)
+
+__all__ = [
+    "NO_MATCHING_SUBSCRIBERS",
+    "CommandHandler",
+    "ConfigHandler",
+    "LinkState",
+    "ProtocolChoice",
+    "Transport",
+    "TransportStats",
+    "backoff_delay",
+    "first_retry_delay",
+]
