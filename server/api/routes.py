@@ -4,36 +4,81 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
-from agent.protocol import Slug
+from agent.protocol import RATING_ZH, Rating, Slug
 from server.api.access import Access, AccessDep, Period, changing, reading
 from server.api.models import ApiModel, CaseClose, ClerkIn, HelpdeskKpiIn, SignIn
+from server.api.schemas import (
+    Acknowledged,
+    AlertOut,
+    AssessmentRow,
+    AuditEntry,
+    CaseOut,
+    ClerkOut,
+    ClerkRef,
+    Closed,
+    CompareResponse,
+    EventOut,
+    FleetRow,
+    GapOut,
+    HallTile,
+    HeatCell,
+    HelpdeskOut,
+    KpisStored,
+    MeasuresOut,
+    MeasuresResponse,
+    MetaOut,
+    ProbationOut,
+    RankingRow,
+    RatingLevel,
+    SessionOut,
+    StatsOut,
+    Transferred,
+    TrendDay,
+    UnitOut,
+    VerdictOut,
+    WindowOut,
+)
 from server.metrics.measures import GroupBy, Scope
 
 router = APIRouter(prefix="/api")
+
+
+# ----------------------------------------------------------------- the page's facts
+
+
+@router.get("/meta")
+def meta(request: Request, a: AccessDep) -> MetaOut:
+    """What the dashboard takes from the server instead of hard-coding it: the time zone
+    of local days and the rating scale (which levels are bad reviews)."""
+    return MetaOut(
+        timezone=a.settings.timezone,
+        ratings=[RatingLevel(code=r, zh=RATING_ZH[r], bad=r.is_bad) for r in Rating],
+        version=request.app.version,
+    )
 
 
 # ----------------------------------------------------------------- live hall
 
 
 @router.get("/units")
-def list_units(a: AccessDep) -> list[dict[str, Any]]:
-    return a.units()
+def list_units(a: AccessDep) -> list[UnitOut]:
+    return [UnitOut.model_validate(u) for u in a.units()]
 
 
 @router.get("/hall/{site}")
-def hall(site: str, a: AccessDep) -> list[dict[str, Any]]:
+def hall(site: str, a: AccessDep) -> list[HallTile]:
     """Every window of a centre as a tile, with today's figures."""
-    return a.hall(site)
+    return [HallTile.model_validate(t) for t in a.hall(site)]
 
 
 @router.get("/windows")
-def windows(a: AccessDep, site: str | None = None) -> list[dict[str, Any]]:
-    return a.windows(site)
+def windows(a: AccessDep, site: str | None = None) -> list[WindowOut]:
+    return [WindowOut.model_validate(w) for w in a.windows(site)]
 
 
 @router.get("/events")
@@ -41,27 +86,27 @@ def latest_events(
     a: AccessDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     site: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EventOut]:
     """The most recently received events, newest first."""
-    return a.latest_events(limit, site)
+    return [EventOut.model_validate(e) for e in a.latest_events(limit, site)]
 
 
 @router.get("/stats")
-def stats(a: AccessDep) -> dict[str, Any]:
+def stats(a: AccessDep) -> StatsOut:
     """Stored events (in your units) and, city-wide, rejected messages by reason."""
-    return a.stats()
+    return StatsOut.model_validate(a.stats())
 
 
 @router.get("/fleet")
-def fleet(a: AccessDep) -> list[dict[str, Any]]:
+def fleet(a: AccessDep) -> list[FleetRow]:
     """Each terminal's health, model and config versions, outbox backlog."""
-    return a.fleet()
+    return [FleetRow.model_validate(f) for f in a.fleet()]
 
 
 @router.get("/gaps")
-def gaps(a: AccessDep) -> list[dict[str, Any]]:
+def gaps(a: AccessDep) -> list[GapOut]:
     """Device sequence numbers never received (outbox cap drops or lost data)."""
-    return a.gaps()
+    return [GapOut.model_validate(g) for g in a.gaps()]
 
 
 # ----------------------------------------------------------------- alerts
@@ -81,17 +126,17 @@ def alerts(
     open_only: bool = False,
     site: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[dict[str, Any]]:
+) -> list[AlertOut]:
     """Away without sign, missed stand or greeting, bad reviews, offline, faults."""
-    return a.alerts(site, open_only=open_only, limit=limit)
+    return [AlertOut.model_validate(x) for x in a.alerts(site, open_only=open_only, limit=limit)]
 
 
 @router.post("/alerts/{alert_id}/ack")
 def ack_alert(
     alert_id: str, body: AckIn, a: Annotated[Access, changing("acknowledge")]
-) -> dict[str, bool]:
+) -> Acknowledged:
     a.ack_alert(alert_id, body.note)
-    return {"acknowledged": True}
+    return Acknowledged(acknowledged=True)
 
 
 @router.get("/audit")
@@ -99,9 +144,9 @@ def audit(
     a: Annotated[Access, reading("users")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     site: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Who changed what, newest first: entries about your units and your own actions."""
-    return a.audit_entries(limit, site)
+    return [AuditEntry.model_validate(e) for e in a.audit_entries(limit, site)]
 
 
 # ----------------------------------------------------------------- measures
@@ -116,14 +161,14 @@ def measures(
     window: str | None = None,
     clerk_id: str | None = None,
     group_by: GroupBy | None = None,
-) -> dict[str, Any]:
+) -> MeasuresResponse:
     """Compliance and satisfaction for a scope and period (day, month or quarter)."""
     pd = a.period(period)
     result = a.measures(a.scope(district, site, window, clerk_id), pd, group_by)
-    return {
-        "period": period,
-        "groups": {str(k) if k is not None else "all": m.as_dict() for k, m in result.items()},
-    }
+    return MeasuresResponse(
+        period=period,
+        groups={str(k) if k is not None else "all": MeasuresOut.of(m) for k, m in result.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -150,38 +195,39 @@ DetailDep = Annotated[Detail, Depends(detail)]
 
 
 @router.get("/timeline")
-def timeline(d: DetailDep) -> list[dict[str, Any]]:
-    """Session-by-session steps, for the window and clerk pages."""
-    return d.access.timeline(d.scope, d.period)
+def timeline(d: DetailDep) -> list[SessionOut]:
+    """Session-by-session steps, for the window and clerk pages (at most 2000 sessions)."""
+    return [SessionOut.model_validate(s) for s in d.access.timeline(d.scope, d.period)]
 
 
 @router.get("/trend")
-def trend(d: DetailDep) -> list[dict[str, Any]]:
+def trend(d: DetailDep) -> list[TrendDay]:
     """Per local day: sessions and the stand, smile, farewell and good-review rates."""
-    return d.access.trend(d.scope, d.period)
+    return [TrendDay.model_validate(t) for t in d.access.trend(d.scope, d.period)]
 
 
 @router.get("/heatmap")
-def heatmap(d: DetailDep) -> list[dict[str, Any]]:
+def heatmap(d: DetailDep) -> list[HeatCell]:
     """Sessions and compliance by weekday and local hour."""
-    return d.access.heatmap(d.scope, d.period)
+    return [HeatCell.model_validate(c) for c in d.access.heatmap(d.scope, d.period)]
 
 
 @router.get("/assessment/{clerk_id}")
-def assessment(clerk_id: str, month: str, a: AccessDep) -> dict[str, Any]:
+def assessment(clerk_id: str, month: str, a: AccessDep) -> VerdictOut:
     """Monthly pass/fail with the evidence (event ids) behind each failed criterion."""
-    return a.verdict(clerk_id, month)
+    return VerdictOut.model_validate(a.verdict(clerk_id, month))
 
 
 @router.get("/assessments")
-def assessments(month: str, a: AccessDep, site: str | None = None) -> list[dict[str, Any]]:
+def assessments(month: str, a: AccessDep, site: str | None = None) -> list[AssessmentRow]:
     """Every clerk's verdict and probation status for a month."""
-    return a.assessments(month, site)
+    return [AssessmentRow.model_validate(r) for r in a.assessments(month, site)]
 
 
 @router.get("/probation/{clerk_id}")
-def probation_status(clerk_id: str, month: str, a: AccessDep) -> dict[str, Any]:
-    return a.probation(clerk_id, month)
+def probation_status(clerk_id: str, month: str, a: AccessDep) -> ProbationOut:
+    """A-REVIEW: failing a month puts the clerk on probation for the next one."""
+    return ProbationOut.model_validate(a.probation(clerk_id, month))
 
 
 @router.get("/ranking")
@@ -191,10 +237,11 @@ def ranking(
     site: str | None = None,
     district: str | None = None,
     min_sessions: Annotated[int, Query(ge=1, le=100_000)] = 20,
-) -> list[dict[str, Any]]:
+) -> list[RankingRow]:
     """Smile-star ranking by the Wilson lower bound of exemplary sessions."""
     pd = a.period(period)
-    return a.ranking(a.scope(district, site), pd, min_sessions=min_sessions)
+    rows = a.ranking(a.scope(district, site), pd, min_sessions=min_sessions)
+    return [RankingRow.model_validate(r) for r in rows]
 
 
 @router.get("/units/compare")
@@ -203,11 +250,12 @@ def compare_units(
     a: AccessDep,
     by: GroupBy = "site",
     district: str | None = None,
-) -> dict[str, Any]:
+) -> CompareResponse:
     """A-ROLLOUT: the same measures side by side per site or district."""
     pd = a.period(period)
     result = a.measures(a.scope(district), pd, group_by=by)
-    return {"period": period, "by": by, "groups": {str(k): m.as_dict() for k, m in result.items()}}
+    groups = {str(k): MeasuresOut.of(m) for k, m in result.items()}
+    return CompareResponse(period=period, by=by, groups=groups)
 
 
 # ----------------------------------------------------------------- cases, roster, KPIs
@@ -216,53 +264,53 @@ def compare_units(
 @router.get("/cases")
 def list_cases(
     a: AccessDep, status: Literal["open", "closed"] | None = None, site: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[CaseOut]:
     """Bad-review cases with their 15-working-day due time."""
-    return a.cases(status, site)
+    return [CaseOut.model_validate(c) for c in a.cases(status, site)]
 
 
 @router.post("/cases/{case_id}/close")
 def close_case(
     case_id: str, body: CaseClose, a: Annotated[Access, changing("close_case")]
-) -> dict[str, bool]:
+) -> Closed:
     a.close_case(case_id, body.note, body.at_ms)
-    return {"closed": True}
+    return Closed(closed=True)
 
 
 @router.post("/clerks", status_code=201)
 def add_clerk(
     body: ClerkIn, response: Response, a: Annotated[Access, changing("roster")]
-) -> dict[str, str]:
+) -> ClerkRef:
     """Register a clerk at a centre (or rename one of its clerks: 200). A clerk id
     used at another centre is refused (409): moving a clerk is a transfer."""
     if not a.add_clerk(body.clerk_id, body.name, body.site):
         response.status_code = 200
-    return {"clerk_id": body.clerk_id}
+    return ClerkRef(clerk_id=body.clerk_id)
 
 
 @router.post("/clerks/{clerk_id}/transfer")
 def transfer_clerk(
     clerk_id: str, body: TransferIn, a: Annotated[Access, changing("roster")]
-) -> dict[str, str]:
+) -> Transferred:
     """Move a clerk to another centre; needs a principal that sees both (audited in both)."""
     was = a.transfer_clerk(clerk_id, body.site)
-    return {"clerk_id": clerk_id, "from": was, "to": body.site}
+    return Transferred.model_validate({"clerk_id": clerk_id, "from": was, "to": body.site})
 
 
 @router.get("/clerks")
-def clerks(a: AccessDep, site: str | None = None) -> list[dict[str, Any]]:
-    return a.clerks(site)
+def clerks(a: AccessDep, site: str | None = None) -> list[ClerkOut]:
+    return [ClerkOut.model_validate(c) for c in a.clerks(site)]
 
 
 @router.post("/roster", status_code=201)
-def sign_in(body: SignIn, a: Annotated[Access, changing("roster")]) -> dict[str, str]:
+def sign_in(body: SignIn, a: Annotated[Access, changing("roster")]) -> ClerkRef:
     """Which clerk staffs a window from when (sign-in or roster; never faces)."""
     a.sign_in(body.clerk_id, body.site, body.window, body.start_ms, body.end_ms)
-    return {"clerk_id": body.clerk_id}
+    return ClerkRef(clerk_id=body.clerk_id)
 
 
 @router.post("/helpdesk/kpis", status_code=201)
-def put_kpis(body: HelpdeskKpiIn, a: Annotated[Access, changing("kpis")]) -> dict[str, str]:
+def put_kpis(body: HelpdeskKpiIn, a: Annotated[Access, changing("kpis")]) -> KpisStored:
     """H-ONLINE: daily figures from the help-desk system (a person, or a token granted kpis)."""
     a.put_kpis(
         body.site,
@@ -272,11 +320,10 @@ def put_kpis(body: HelpdeskKpiIn, a: Annotated[Access, changing("kpis")]) -> dic
         body.first_response_within_1min,
         body.resolved,
     )
-    return {"day": body.day.isoformat()}
+    return KpisStored(day=body.day)
 
 
 @router.get("/helpdesk")
-def helpdesk(
-    first_day: date, last_day: date, a: AccessDep, site: str | None = None
-) -> dict[str, Any]:
-    return a.helpdesk(first_day.isoformat(), last_day.isoformat(), site)
+def helpdesk(first_day: date, last_day: date, a: AccessDep, site: str | None = None) -> HelpdeskOut:
+    """H-ONLINE over the local days first_day..last_day (inclusive)."""
+    return HelpdeskOut.model_validate(a.helpdesk(first_day.isoformat(), last_day.isoformat(), site))

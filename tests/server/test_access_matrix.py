@@ -285,6 +285,7 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("GET", "/api/me"): Entry("read", get("/api/me"), expect=_me),
     ("POST", "/api/logout"): Entry("read", lambda w, who, i: ("/api/logout", {}), expect=_me),
     # reads
+    ("GET", "/api/meta"): Entry("read", get("/api/meta"), target="none"),
     ("GET", "/api/units"): Entry("read", get("/api/units")),
     ("GET", "/api/hall/{site}"): Entry("read", get(f"/api/hall/{OWN}"), target="site"),
     ("GET", "/api/windows"): Entry("read", get("/api/windows", site=OWN), target="site"),
