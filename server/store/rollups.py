@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -53,9 +53,9 @@ def _blank(site: str, day: int, window: str, clerk: str | None) -> dict[str, Any
 
 def from_projections(
     tz: dict[str, str],
-    session_rows: Iterable[dict[str, Any]],
-    evaluation_rows: Iterable[dict[str, Any]],
-    away_rows: Iterable[dict[str, Any]],
+    session_rows: Iterable[Mapping[str, Any]],
+    evaluation_rows: Iterable[Mapping[str, Any]],
+    away_rows: Iterable[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """Sum newly inserted projection rows into rollup increments, sorted by key (so
     replicas writing the same rows lock them in one order and cannot deadlock)."""
@@ -96,7 +96,7 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        # one JSON document, not a VALUES list re-rendered per batch size (see db.py)
+        # one JSON document, not a VALUES list re-rendered per batch size (see base.py)
         conn.execute(_PG_ADD, {"rows": json.dumps(rows)})
         return
     conn.execute(_sqlite_add(), rows)

@@ -1,0 +1,85 @@
+"""The rows the policy hands the store: one ``TypedDict`` per table, keyed by column.
+
+Plain data, so a test compares them with ``==`` and the store inserts them as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias, TypedDict
+
+#: Every kind of alert there is; the dashboard names each one (server/web/static/i18n.js).
+AlertKind: TypeAlias = Literal[
+    "conduct",
+    "bad_review",
+    "away_without_sign",
+    "fault",
+    "sign_while_present",
+    "offline",
+    "case_overdue",
+    "terminal_silent",
+]
+
+
+class SessionRow(TypedDict):
+    session_id: str
+    event_id: str
+    site: str
+    window: str
+    clerk_id: str | None
+    opened_ms: int
+    closed_ms: int
+    closed_by: str
+    stood_on_call: bool
+    stand_after_ms: int | None
+    smiled_at_greeting: bool
+    smile_after_ms: int | None
+    smile_peak: float | None
+    smile_too_broad: bool
+    stood_at_farewell: bool
+    see_off_ms: int | None
+    rating: str | None
+    priority: bool
+
+
+class EvaluationRow(TypedDict):
+    event_id: str
+    site: str
+    window: str
+    clerk_id: str | None
+    session_id: str | None
+    ts_ms: int
+    rating: str
+    suspect: bool
+    suspect_reason: str | None
+
+
+class AwayRow(TypedDict):
+    event_id: str
+    site: str
+    window: str
+    clerk_id: str | None
+    started_ms: int
+    ended_ms: int
+    with_sign: bool
+    violation: bool
+
+
+class CaseRow(TypedDict):
+    case_id: str
+    site: str
+    window: str
+    clerk_id: str | None
+    session_id: str | None
+    rating: str
+    opened_ms: int
+    due_ms: int
+    status: Literal["open"]
+
+
+class AlertRow(TypedDict):
+    alert_id: str
+    site: str
+    window: str
+    kind: AlertKind
+    ts_ms: int
+    detail: dict[str, Any]

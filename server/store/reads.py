@@ -1,0 +1,69 @@
+"""The raw record, read back: stored events, sequence gaps, rejects and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from server.store.base import StoreBase
+from server.store.schema import dead_letters, events, rejects
+
+
+class Reads(StoreBase):
+    def latest_events(self, limit: int = 50, site: str | None = None) -> list[dict[str, Any]]:
+        q = select(events).order_by(events.c.received_ms.desc())
+        if site:
+            q = q.where(events.c.site == site)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.limit(limit))]
+
+    def event_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def event_counts_by_device(self) -> dict[tuple[str, str], int]:
+        q = select(events.c.site, events.c.window, func.count()).group_by(
+            events.c.site, events.c.window
+        )
+        with self.engine.connect() as conn:
+            return {(r[0], r[1]): int(r[2]) for r in conn.execute(q)}
+
+    def event_ids(self) -> Iterable[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(events.c.event_id))]
+
+    def sequence_gaps(self) -> list[dict[str, int | str]]:
+        """Missing device sequence numbers below each device's highest one."""
+        prev = func.lag(events.c.seq).over(
+            partition_by=(events.c.site, events.c.window), order_by=events.c.seq
+        )
+        inner = select(events.c.site, events.c.window, events.c.seq, prev.label("prev")).subquery()
+        q = (
+            select(inner.c.site, inner.c.window, inner.c.prev, inner.c.seq)
+            .where(inner.c.seq - func.coalesce(inner.c.prev, 0) > 1)
+            .order_by(inner.c.site, inner.c.window, inner.c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "site": r[0],
+                    "window": r[1],
+                    "from_seq": int(r[2] or 0) + 1,
+                    "to_seq": int(r[3]) - 1,
+                }
+                for r in conn.execute(q)
+            ]
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters first."""
+        q = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def reject_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                r[0]: int(r[1]) for r in conn.execute(select(rejects.c.reason, rejects.c.count))
+            }

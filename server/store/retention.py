@@ -1,0 +1,84 @@
+"""Retention: how long each kind of record is kept, and what is never deleted."""
+
+from __future__ import annotations
+
+from server.store.base import StoreBase
+from server.store.schema import (
+    alerts,
+    audit_log,
+    away_periods,
+    cases,
+    daily_rollups,
+    dead_letters,
+    evaluations,
+    events,
+    roster,
+    sessions,
+)
+
+
+class Retention(StoreBase):
+    def apply_retention(
+        self,
+        now_ms: int,
+        raw_events_days: int = 400,
+        measures_days: int = 3 * 366,
+        *,
+        audit_days: int = 3 * 366,
+        alerts_days: int | None = None,
+        roster_days: int | None = None,
+        dead_letters_days: int = 90,
+    ) -> dict[str, int]:
+        """Delete raw events after ``raw_events_days`` (they are the evidence behind a
+        month's verdict and its review, so keep them past a year) and the measure
+        tables after ``measures_days``. Open bad-review cases are never deleted.
+
+        Also the audit log after ``audit_days``, acknowledged alerts after
+        ``alerts_days`` (open ones are kept), roster rows that ended more than
+        ``roster_days`` ago (both default to ``measures_days``: the measures they
+        attribute or explain are gone by then) and dead letters after
+        ``dead_letters_days``."""
+        day = 86_400_000
+        raw_cut = now_ms - raw_events_days * day
+        cut = now_ms - measures_days * day
+        audit_cut = now_ms - audit_days * day
+        alerts_cut = now_ms - (measures_days if alerts_days is None else alerts_days) * day
+        roster_cut = now_ms - (measures_days if roster_days is None else roster_days) * day
+        dead_cut = now_ms - dead_letters_days * day
+        with self.engine.begin() as conn:
+            return {
+                "events": conn.execute(
+                    events.delete().where(events.c.received_ms < raw_cut)
+                ).rowcount,
+                "sessions": conn.execute(
+                    sessions.delete().where(sessions.c.opened_ms < cut)
+                ).rowcount,
+                "evaluations": conn.execute(
+                    evaluations.delete().where(evaluations.c.ts_ms < cut)
+                ).rowcount,
+                "away_periods": conn.execute(
+                    away_periods.delete().where(away_periods.c.started_ms < cut)
+                ).rowcount,
+                "cases": conn.execute(
+                    cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open")
+                ).rowcount,
+                "daily_rollups": conn.execute(
+                    daily_rollups.delete().where(daily_rollups.c.day_ms < cut)
+                ).rowcount,
+                "audit_log": conn.execute(
+                    audit_log.delete().where(audit_log.c.ts_ms < audit_cut)
+                ).rowcount,
+                "alerts": conn.execute(
+                    alerts.delete().where(
+                        alerts.c.acked_ms.is_not(None), alerts.c.ts_ms < alerts_cut
+                    )
+                ).rowcount,
+                "roster": conn.execute(
+                    roster.delete().where(
+                        roster.c.end_ms.is_not(None), roster.c.end_ms < roster_cut
+                    )
+                ).rowcount,
+                "dead_letters": conn.execute(
+                    dead_letters.delete().where(dead_letters.c.received_ms < dead_cut)
+                ).rowcount,
+            }
