@@ -7,6 +7,7 @@
 const S = {
   lang: localStorage.getItem("ww-lang") || "zh",
   me: null,
+  meta: null, // GET /api/meta: the server's time zone and rating scale
   units: [],
   site: null,
   period: null, // YYYY-MM
@@ -53,12 +54,15 @@ async function api(path, opts = {}) {
 }
 
 const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(0)}%`);
-const tz = "Asia/Shanghai";
-const fmtTime = (ms) => (ms ? new Date(ms).toLocaleTimeString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz }) : "—");
-const fmtDateTime = (ms) => (ms ? new Date(ms).toLocaleString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz }) : "—");
+// Local days and clock times are the server's (its configured time zone), not the browser's.
+const tz = () => S.meta.timezone;
+// A bad review is what the server's rating scale says is one.
+const isBadRating = (code) => S.meta.ratings.some((r) => r.code === code && r.bad);
+const fmtTime = (ms) => (ms ? new Date(ms).toLocaleTimeString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz() }) : "—");
+const fmtDateTime = (ms) => (ms ? new Date(ms).toLocaleString(S.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: tz() }) : "—");
 const secs = (ms) => (ms === null || ms === undefined ? "" : `+${(ms / 1000).toFixed(1)}s`);
-const localMonth = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz }).slice(0, 7);
-const localDay = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz });
+const localMonth = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz() }).slice(0, 7);
+const localDay = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz() });
 
 function exportLinks(name, extra = "") {
   const q = qs({ period: S.period, site: S.site }) + extra;
@@ -122,7 +126,7 @@ async function viewHall(root) {
 
 function eventRow(e) {
   const p = e.payload || e;
-  const bad = (p.kind === "evaluated" && /dissatisfied/.test(p.rating)) || (p.kind === "away" && p.violation);
+  const bad = (p.kind === "evaluated" && isBadRating(p.rating)) || (p.kind === "away" && p.violation);
   const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
     : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
     : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`
@@ -223,7 +227,7 @@ async function viewDetail(root, scopeQuery, title) {
     ] },
     options: { animation: false, scales: { y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100}%` } } } },
   }));
-  const levels = Object.keys(T().rating);
+  const levels = S.meta.ratings.map((r) => r.code); // the scale, best first
   S.charts.push(new Chart(distCanvas, {
     type: "bar",
     data: { labels: levels.map((l) => T().rating[l]), datasets: [{ label: T().sessions, data: levels.map((l) => g.ratings[l] || 0),
@@ -483,7 +487,7 @@ function connect() {
 }
 
 async function main() {
-  S.me = await api("/api/me");
+  [S.me, S.meta] = await Promise.all([api("/api/me"), api("/api/meta")]);
   S.units = await api("/api/units");
   S.site = localStorage.getItem("ww-site") || S.units[0]?.site;
   if (!S.units.some((u) => u.site === S.site)) S.site = S.units[0]?.site;
