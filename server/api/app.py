@@ -24,6 +24,7 @@ from server.api import admin, export, routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
+from server.api.schemas import HealthOut
 from server.ingest import Ingest
 from server.prometheus import metrics_router
 from server.store.db import Store
@@ -164,8 +165,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
             gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz(response: Response) -> dict[str, Any]:
+    @app.get(
+        "/healthz",
+        response_model_exclude_unset=True,  # the ingest's keys only when there is one
+        responses={503: {"model": HealthOut, "description": "The ingest is stuck."}},
+    )
+    def healthz(response: Response) -> HealthOut:
         """200 while the ingest makes progress; 503 (status "unhealthy", with the reason)
         when it holds messages and commits nothing, or its writer is not running."""
         ingest: Ingest | None = app.state.ingest
@@ -174,6 +179,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             body |= ingest.health().as_dict()
         if body["status"] != "ok":
             response.status_code = 503
-        return body | {"ingest_connected": bool(ingest and ingest.stats.connected)}
+        connected = bool(ingest and ingest.stats.connected)
+        return HealthOut.model_validate(body | {"ingest_connected": connected})
 
     return app

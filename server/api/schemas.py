@@ -405,7 +405,20 @@ class HelpdeskOut(Out):
     )
 
 
-# ----------------------------------------------------------------- the page's facts
+# ----------------------------------------------------------------- health and the page's facts
+
+
+class HealthOut(Out):
+    """``/healthz``: the ingest's fields only when the server runs one (``mqtt`` set)."""
+
+    status: Literal["ok", "unhealthy"]
+    reason: str | None = Field(None, description='Why unhealthy; "" when healthy.')
+    waiting: int | None = Field(None, description="Messages received, not yet stored.")
+    last_commit_ms: TimeMs | None = Field(None, description="The ingest's last commit.")
+    dead_letters: int | None = Field(None, description="Messages the store refused, set aside.")
+    write_failures: int | None = None
+    last_error: str | None = None
+    ingest_connected: bool = Field(description="Connected to the MQTT broker.")
 
 
 class RatingLevel(Out):
