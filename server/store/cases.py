@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from server.policy.rows import AlertRow
 from server.store.base import StoreBase
-from server.store.schema import alerts, cases, devices
+from server.store.schema import alerts, cases
 
 
 class Cases(StoreBase):
@@ -36,14 +36,6 @@ class Cases(StoreBase):
                 .values(status="closed", closed_ms=at_ms, note=note)
             )
             return bool(res.rowcount)
-
-    def terminals(self) -> list[dict[str, Any]]:
-        """Every device's online flag and when it was last heard from (the clock's view;
-        ``windows`` is the dashboard's, with its documents)."""
-        d = devices
-        q = select(d.c.site, d.c.window, d.c.online, d.c.last_seen_ms, d.c.availability_ms)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(d.c.site, d.c.window))]
 
     def raise_alerts(self, rows: Sequence[AlertRow]) -> list[str]:
         """Insert alerts whose id is new (one transaction); return the ids inserted."""

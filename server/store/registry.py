@@ -51,3 +51,11 @@ class Registry(StoreBase):
         q = q.order_by(devices.c.site, devices.c.window)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def terminals(self) -> list[dict[str, Any]]:
+        """Every device's online flag and when it was last heard from (the clock's view;
+        ``windows`` is the dashboard's, with its documents)."""
+        d = devices
+        q = select(d.c.site, d.c.window, d.c.online, d.c.last_seen_ms, d.c.availability_ms)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(d.c.site, d.c.window))]
