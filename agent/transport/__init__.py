@@ -11,7 +11,8 @@ events, the app owns the state and health it asks us to publish. What it guarant
   drain until a PUBACK frees room; ``MQTT_ERR_NO_CONN`` means paho has kept the message
   for the next connection. A PUBACK with an MQTT 5 error code (ACL, quota) keeps the
   row, and after a pause the drain starts again from the oldest row on a fresh client,
-  so order is kept.
+  so order is kept. A PUBACK 0x10 "no matching subscribers" keeps the row too; it is
+  resent on the same connection after a growing pause.
 * **Replays say so.** Rows older than the current connection (queued while offline, or
   by an earlier run of the agent) go out with ``historical=true``, same ``event_id``.
   "Older" is decided by sequence number, not by clock: a Pi has no RTC and its clock
@@ -22,7 +23,7 @@ events, the app owns the state and health it asks us to publish. What it guarant
 * **Sessions survive.** Fixed client id ``ww-<site>-<window>``; MQTT 5 with
   ``clean_start=False`` and a session expiry interval (without one an MQTT 5 session ends
   at the disconnect), falling back to MQTT 3.1.1 with ``clean_session=False`` when the
-  broker answers "unsupported protocol version" or never answers the first v5 CONNECT
+  broker answers "unsupported protocol version" or leaves two v5 CONNECTs unanswered
   (amqtt does either, old brokers close the socket). ``config`` and ``cmd`` are subscribed in
   ``on_connect`` so every reconnect restores them.
 * **Reconnects are polite.** Capped exponential backoff with equal jitter, so a centre's
@@ -40,28 +41,61 @@ Threading: only the owner thread (``start()``) touches the paho client; it runs 
 on its own schedule, without jitter. Other threads hand work over through
 ``publish_state``/``publish_health`` (latest value wins) and read ``link``/``stats()``.
 Command and config handlers run on the owner thread and must not block.
+
+The package, one concern a module; only ``link`` imports paho, and the four pure parts
+take codes and times (monotonic seconds) as arguments, so their tests need no broker:
+
+* ``backoff``: ``backoff_delay``, ``first_retry_delay`` and ``Reconnect``, which step
+  of the backoff the next attempt waits;
+* ``fallback``: ``ProtocolFallback``, when to stop offering MQTT 5;
+* ``window``: ``DeliveryWindow``, the cursor into the outbox, ``mid -> seq``, the
+  in-flight limit, batched deletes and the restart on a new client;
+* ``puback``: ``classify`` and ``PubackPolicy``, what a PUBACK code means for its row;
+* ``commands``: ``answer``, the reply to any ``cmd`` payload;
+* ``link``: ``PahoLink``, the paho client, its callbacks turned into plain calls;
+* ``facade``: ``Transport``, the owner thread that wires them, and ``Tuning``, its
+  timeouts (today's values by default; tests pass short ones).
+
+Room left, not built: a list of broker addresses to fail over to belongs in
+``Reconnect`` (which address the next attempt uses, next to its delay), with
+``PahoLink.connect`` taking the address; a broker that speaks only 3.1.1 is already
+reached through ``ProtocolFallback``, and since its PUBACKs carry no code (``classify``
+sees 0) a stricter delivery check for it would be a second policy in ``puback``; an
+end-to-end "stored up to seq N" confirmation from the server would arrive through
+``PahoLink``'s message callback and release rows with ``DeliveryWindow.release``, the
+PUBACK then only freeing the in-flight slot.
 """
 
+from agent.transport.backoff import Reconnect, backoff_delay, first_retry_delay
+from agent.transport.commands import CommandHandler
 from agent.transport.facade import (
-    NO_MATCHING_SUBSCRIBERS,
-    CommandHandler,
     ConfigHandler,
     LinkState,
-    ProtocolChoice,
     Transport,
     TransportStats,
-    backoff_delay,
-    first_retry_delay,
+    Tuning,
 )
+from agent.transport.fallback import ProtocolChoice, ProtocolFallback
+from agent.transport.link import PahoLink
+from agent.transport.puback import NO_MATCHING_SUBSCRIBERS, Puback, PubackPolicy, classify
+from agent.transport.window import DeliveryWindow
 
 __all__ = [
     "NO_MATCHING_SUBSCRIBERS",
     "CommandHandler",
     "ConfigHandler",
+    "DeliveryWindow",
     "LinkState",
+    "PahoLink",
     "ProtocolChoice",
+    "ProtocolFallback",
+    "Puback",
+    "PubackPolicy",
+    "Reconnect",
     "Transport",
     "TransportStats",
+    "Tuning",
     "backoff_delay",
+    "classify",
     "first_retry_delay",
 ]

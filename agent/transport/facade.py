@@ -1,4 +1,10 @@
-"""``Transport``: the facade the app, the benches and the tests use; see the package docstring."""
+"""``Transport``: the object the app, the benches and the tests use; see the package
+docstring for what it guarantees.
+
+It owns the owner thread and the order of things: it runs the ``PahoLink``, feeds what
+the link reports to the pure parts (``Reconnect``, ``ProtocolFallback``,
+``DeliveryWindow``, ``PubackPolicy``) and does what they decide.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +13,61 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, Literal
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import ValidationError
 
 from agent.config import BrokerConfig
-from agent.mqtt import make_client
 from agent.outbox import Outbox, OutboxRow, now_ms
 from agent.protocol import (
     CHANNEL_QOS,
     OFFLINE,
     ONLINE,
     Channel,
-    Command,
     Health,
     Reply,
     WindowState,
     parse_topic,
     topic,
 )
+from agent.transport.backoff import Reconnect
+from agent.transport.commands import CommandHandler, answer, short
+from agent.transport.fallback import ProtocolChoice, ProtocolFallback
+from agent.transport.link import PahoLink
+from agent.transport.puback import Puback, PubackPolicy
+from agent.transport.window import DeliveryWindow
+
+__all__ = ["ConfigHandler", "LinkState", "Transport", "TransportStats", "Tuning"]
 
 log = logging.getLogger(__name__)
 
-ProtocolChoice = Literal["auto", "5", "3.1.1"]
-NO_MATCHING_SUBSCRIBERS: Final = 0x10
-CommandHandler = Callable[[Command], Reply | None]
 ConfigHandler = Callable[[bytes], None]
 
-#: CONNACK codes meaning "I do not speak this protocol version" (v5 0x84, v3 0x01).
-_UNSUPPORTED_PROTOCOL: Final = frozenset({0x84, 0x01})
-#: A connection must stay up this long before the reconnect backoff starts over.
-_STABLE_AFTER_S: Final = 10.0
-#: How long to wait for a CONNACK after the TCP (and TLS) connection is up. A broker
-#: answers in milliseconds; amqtt never answers an MQTT 5 CONNECT that has properties.
-_CONNACK_TIMEOUT_S: Final = 5.0
-#: Unanswered MQTT 5 CONNECTs in a row (before v5 ever worked) that mean "speaks 3.1.1 only".
-_V5_SILENCES_BEFORE_FALLBACK: Final = 2
-#: Pause of the drain after paho refused a publish (its queue is full).
-_QUEUE_FULL_PAUSE_S: Final = 0.2
-#: Longest a PUBACKed row waits for its batched delete.
-_ACK_BATCH_S: Final = 0.1
-#: In-flight slots left for birth, state and replies when the broker caps Receive Maximum.
-_RESERVED_SLOTS: Final = 4
-_SHORT: Final = 64  # protocol.ShortText
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The transport's timeouts and limits that are not per-site configuration.
+
+    The defaults are what a terminal runs with; tests pass shorter times instead of
+    waiting them out.
+    """
+
+    #: How long to wait for a CONNACK after the TCP (and TLS) connection is up. A broker
+    #: answers in milliseconds; amqtt never answers an MQTT 5 CONNECT that has properties.
+    connack_timeout_s: float = 5.0
+    #: Unanswered MQTT 5 CONNECTs (before v5 ever worked) that mean "speaks 3.1.1 only".
+    v5_silences_before_fallback: int = 2
+    #: A connection must stay up this long before the reconnect backoff starts over.
+    stable_after_s: float = 10.0
+    #: Pause of the drain after paho refused a publish (its queue is full).
+    queue_full_pause_s: float = 0.2
+    #: Longest a PUBACKed row waits for its batched delete.
+    ack_batch_s: float = 0.1
+    #: In-flight slots left for birth, state and replies when the broker caps Receive Maximum.
+    reserved_slots: int = 4
+    #: paho's own queue bound (0: none); beyond it paho refuses with MQTT_ERR_QUEUE_SIZE.
+    max_queued_messages: int = 0
 
 
 class LinkState(StrEnum):
@@ -82,40 +91,8 @@ class TransportStats:
     last_error: str | None
 
 
-def backoff_delay(
-    attempt: int, base_s: float, cap_s: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): capped exponential, equal jitter.
-
-    Half of the step is fixed so a terminal never hammers the broker, half is random so a
-    centre's terminals spread out after a broker restart.
-    """
-    step = min(cap_s, base_s * 2.0 ** min(attempt, 30))
-    return step / 2 + rand() * step / 2
-
-
-def first_retry_delay(
-    spread_s: float, base_s: float, cap_s: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Delay before the first reconnect after an established connection dropped: the
-    first backoff step plus a uniform share of the fleet's spread."""
-    return backoff_delay(0, base_s, cap_s, rand) + rand() * spread_s
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"
-
-
-def _salvage_cmd_id(payload: bytes) -> uuid.UUID | None:
-    """The cmd_id of an invalid command, when it has a usable one, so the reply can be matched."""
-    try:
-        return uuid.UUID(str(json.loads(payload)["cmd_id"]))
-    except Exception:  # not JSON, not an object, no cmd_id, not a UUID: answer with null
-        return None
-
-
 class Transport:
-    """Connects to the broker, drains the outbox, answers commands; see the module docstring.
+    """Connects to the broker, drains the outbox, answers commands; see the package docstring.
 
     Example::
 
@@ -140,6 +117,8 @@ class Transport:
         session_expiry_s: int = 7 * 24 * 3600,
         poll_s: float = 0.05,
         retry_rejected_s: float = 5.0,
+        tuning: Tuning = Tuning(),
+        rand: Callable[[], float] = random.random,
     ) -> None:
         if outbox.site != site or outbox.window != window:
             raise ValueError("outbox belongs to another window")
@@ -149,16 +128,12 @@ class Transport:
         self.site = site
         self.window = window
         self.client_id = f"ww-{site}-{window}"
+        self.tuning = tuning
         self._outbox = outbox
         self._on_command = on_command
         self._on_config = on_config
-        self._protocol_choice: ProtocolChoice = protocol
-        self._max_inflight = max_inflight
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
         self._session_expiry_s = session_expiry_s
         self._poll_s = poll_s
-        self._retry_rejected_s = retry_rejected_s
         self._password = (
             broker.password_file.read_text(encoding="utf-8").strip()
             if broker.password_file is not None
@@ -170,28 +145,29 @@ class Transport:
         self._thread: threading.Thread | None = None
         self._close_timeout_s = 5.0
 
-        # Owned by the owner thread (paho callbacks run there too).
-        self._client: mqtt.Client | None = None
-        self._use_v5 = protocol != "3.1.1"
+        # The pure parts; owned by the owner thread (the link's callbacks run there too).
+        self._reconnect = Reconnect(
+            base_s=backoff_base_s,
+            cap_s=backoff_max_s,
+            spread_s=broker.reconnect_spread_s,
+            stable_after_s=tuning.stable_after_s,
+            rand=rand,
+        )
+        self._protocol = ProtocolFallback(protocol, silences=tuning.v5_silences_before_fallback)
+        self._window = DeliveryWindow(
+            max_inflight, reserved_slots=tuning.reserved_slots, ack_batch_s=tuning.ack_batch_s
+        )
+        self._pubacks = PubackPolicy(
+            resend_base_s=backoff_base_s,
+            resend_cap_s=backoff_max_s,
+            refused_pause_s=retry_rejected_s,
+            rand=rand,
+        )
+        self._link: PahoLink | None = None
         self._up = False
         self._connecting_since: float | None = None
         self._up_since = 0.0
-        self._failures = 0  # connection attempts in a row that failed or did not last
-        self._retry_now = True  # no backoff before the first attempt or a fallback
-        self._spread_next = False  # an established connection dropped: spread the retry
-        self._window = max_inflight
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self._acked_batch: list[int] = []  # PUBACKed seqs not yet deleted from the outbox
-        self._acked_since = 0.0
-        self._cursor = 0  # highest seq handed to paho on this client
-        self._live_from_seq = 1 << 62  # rows below it are replays (set at each CONNACK)
-        self._reset_at: float | None = None  # set by an error PUBACK, see _reset_session
         self._drain_paused_until = 0.0
-        # PUBACK 0x10 "no matching subscribers": the lowest such seq, when to resend from
-        # it, and how many resends in a row found nobody (see _rewind_if_unrouted).
-        self._unrouted_low: int | None = None
-        self._rewind_at = 0.0
-        self._unrouted_streak = 0
 
         # Handed over by other threads; the latest value wins.
         self._pending_lock = threading.Lock()
@@ -202,12 +178,8 @@ class Transport:
         self._replies: deque[bytes] = deque(maxlen=64)
 
         # Counters (read by any thread for stats()).
-        self._protocol_used: str | None = None
-        self._v5_unanswered = 0  # MQTT 5 CONNECTs that got no CONNACK, before any worked
         self._connects = 0
-        self._acked = 0
         self._queue_full = 0
-        self._rejected = 0
         self._bad_commands = 0
         self._last_error: str | None = None
 
@@ -267,10 +239,10 @@ class Transport:
         """Wait until the outbox is empty and nothing is in flight; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._outbox.depth == 0 and not self._inflight:
+            if self._outbox.depth == 0 and not self._window.inflight:
                 return True
             time.sleep(0.02)
-        return self._outbox.depth == 0 and not self._inflight
+        return self._outbox.depth == 0 and not self._window.inflight
 
     @property
     def connected(self) -> bool:
@@ -280,7 +252,7 @@ class Transport:
     def link(self) -> LinkState:
         if not self._up:
             return LinkState.OFFLINE
-        return LinkState.DRAINING if self._outbox.depth > self._window else LinkState.ONLINE
+        return LinkState.DRAINING if self._outbox.depth > self._window.limit else LinkState.ONLINE
 
     @property
     def buffering(self) -> bool:
@@ -290,12 +262,12 @@ class Transport:
     def stats(self) -> TransportStats:
         return TransportStats(
             link=self.link,
-            protocol=self._protocol_used,
+            protocol=self._protocol.used,
             connects=self._connects,
-            acked=self._acked,
-            inflight=len(self._inflight),
+            acked=self._window.acked,
+            inflight=self._window.inflight,
             queue_full=self._queue_full,
-            rejected=self._rejected,
+            rejected=self._pubacks.rejected,
             bad_commands=self._bad_commands,
             last_error=self._last_error,
         )
@@ -313,7 +285,7 @@ class Transport:
                     self._step()
                 except Exception as exc:  # keep the terminal delivering whatever the bug
                     log.exception("transport step failed")
-                    self._last_error = _short(f"{type(exc).__name__}: {exc}")
+                    self._last_error = short(f"{type(exc).__name__}: {exc}")
                     self._stop.wait(1.0)
         finally:
             try:
@@ -323,88 +295,61 @@ class Transport:
 
     def _step(self) -> None:
         self._flush_acks(force=not self._up)
-        if self._reset_at is not None:
+        if self._pubacks.reset_at is not None:
             self._reset_session()
             return
-        client = self._client
-        if client is None or (not self._up and self._connecting_since is None):
+        link = self._link
+        if link is None or (not self._up and self._connecting_since is None):
             self._connect()
             return
-        rc = client.loop(self._poll_s)
-        if rc != mqtt.MQTT_ERR_SUCCESS and client.socket() is None:
-            if self._up or self._connecting_since is not None:  # no on_disconnect came
-                self._mark_down(f"loop: {mqtt.error_string(rc)}")
+        gone = link.loop(self._poll_s)
+        if gone is not None:
+            if self._up or self._connecting_since is not None:  # no on_closed came
+                self._mark_down(gone)
             return
         if not self._up:
             since = self._connecting_since
-            if since is not None and time.monotonic() - since > _CONNACK_TIMEOUT_S:
+            if since is not None and time.monotonic() - since > self.tuning.connack_timeout_s:
                 self._mark_down("no CONNACK")
-                client.disconnect()
+                link.disconnect()
             return
-        self._publish_pending()
-        self._drain(client)
+        self._publish_pending(link)
+        self._drain(link)
         self._flush_acks()
 
     def _connect(self) -> None:
-        if not self._retry_now:
-            if self._spread_next:
-                spread = self.broker.reconnect_spread_s
-                delay = first_retry_delay(spread, self._backoff_base_s, self._backoff_max_s)
-            else:
-                delay = backoff_delay(self._failures, self._backoff_base_s, self._backoff_max_s)
-            self._spread_next = False
-            if self._stop.wait(delay):
-                return
-        self._retry_now = False
+        delay = self._reconnect.next_delay()
+        if delay > 0 and self._stop.wait(delay):
+            return
         try:
-            if self._client is None:
-                self._client = self._make_client()  # reads the TLS files: may fail too
-            client = self._client
-            if self._use_v5:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = self._session_expiry_s
-                client.connect(
-                    self.broker.host,
-                    self.broker.port,
-                    self.broker.keepalive_s,
-                    clean_start=False,
-                    properties=props,
-                )
-            else:
-                client.connect(self.broker.host, self.broker.port, self.broker.keepalive_s)
+            if self._link is None:
+                self._link = self._new_link()  # reads the TLS files: may fail too
+            self._link.connect(self._session_expiry_s)
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS files/handshake, DNS
-            self._failures += 1
-            self._last_error = _short(f"connect: {exc}")
+            self._reconnect.failed()
+            self._last_error = short(f"connect: {exc}")
             log.info("connect to %s:%s failed: %s", self.broker.host, self.broker.port, exc)
             return
         self._connecting_since = time.monotonic()
 
-    def _make_client(self) -> mqtt.Client:
-        client = make_client(
+    def _new_link(self) -> PahoLink:
+        link = PahoLink(
+            self.broker,
             self.client_id,
-            protocol=mqtt.MQTTv5 if self._use_v5 else mqtt.MQTTv311,
-            # MQTT 5 takes clean_start at connect(); 3.1.1 takes clean_session here.
-            clean_session=None if self._use_v5 else False,
-            reconnect_on_failure=False,
-            tls=self.broker.tls,
+            v5=self._protocol.v5,
+            will=(self._topics[Channel.AVAILABILITY], OFFLINE),
+            password=self._password,
+            on_connack=self._on_connack,
+            on_refused=self._on_refused,
+            on_closed=self._on_closed,
+            on_puback=self._on_puback,
+            on_message=self._on_message,
+            max_queued_messages=self.tuning.max_queued_messages,
         )
-        # Unlimited inside paho: our own window bounds the outbox rows, and with a paho
-        # limit, messages beyond it sit in a "queued" state that paho 2.2 only releases
-        # as PUBACKs arrive, which reorders them after a reconnect.
-        client.max_inflight_messages_set(0)
-        client.will_set(self._topics[Channel.AVAILABILITY], OFFLINE, qos=1, retain=True)
-        if self.broker.username is not None:
-            client.username_pw_set(self.broker.username, self._password)
-        client.enable_logger(log)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
         # A new client has no session state: everything still in the outbox goes again.
-        self._inflight.clear()
-        self._cursor = 0
-        self._unrouted_low = None
-        return client
+        self._window.restart()
+        self._pubacks.new_session()
+        return link
 
     def _reset_session(self) -> None:
         """After an error PUBACK: drop the client and its in-memory queue, resend from the outbox.
@@ -415,90 +360,67 @@ class Transport:
         row (rows the broker had already taken come twice, same event_id). Refusals are
         usually sticky (ACL, quota), so the pause keeps this from spinning.
         """
-        client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()  # on_disconnect marks the link down
+        link, self._link = self._link, None
+        if link is not None:
+            link.disconnect()  # on_closed marks the link down
             if self._up or self._connecting_since is not None:
                 self._mark_down(None)
-        assert self._reset_at is not None
-        wait = self._reset_at - time.monotonic()
+        reset_at = self._pubacks.reset_at
+        assert reset_at is not None
+        wait = reset_at - time.monotonic()
         if wait > 0 and self._stop.wait(wait):
             return
-        self._reset_at = None
-        self._retry_now = True
+        self._pubacks.reset_done()
+        self._reconnect.retry_now()
 
     def _mark_down(self, why: str | None) -> None:
         """The connection (or the attempt) is over; the next one waits for the backoff."""
         was_up = self._up
         if why:
-            self._last_error = _short(why)
-        if was_up and time.monotonic() - self._up_since >= _STABLE_AFTER_S:
-            self._failures = 0
-            self._spread_next = True
-        else:
-            self._failures += 1
-        if (
-            not was_up
-            and self._connecting_since is not None  # cleared when a CONNACK came
-            and self._use_v5
-            and self._protocol_choice == "auto"
-            and self._protocol_used is None
-        ):
-            # A v5 CONNECT never answered by a CONNACK, before v5 ever worked in this run:
-            # amqtt leaves it hanging, old brokers close the socket. A broker busy with a
-            # connect storm answers late too, so one silence is not enough to give up v5.
-            self._v5_unanswered += 1
-            if self._v5_unanswered >= _V5_SILENCES_BEFORE_FALLBACK:
-                self._fall_back(f"no CONNACK to {self._v5_unanswered} MQTT 5 CONNECTs")
+            self._last_error = short(why)
+        self._reconnect.down(time.monotonic() - self._up_since if was_up else None)
+        # _connecting_since is cleared when a CONNACK came: this CONNECT was never answered.
+        if not was_up and self._connecting_since is not None:
+            why_fall_back = self._protocol.unanswered()
+            if why_fall_back is not None:
+                self._fall_back(why_fall_back)
         self._up = False
         self._connecting_since = None
 
     def _fall_back(self, why: str) -> None:
         log.warning("%s; falling back to MQTT 3.1.1", why)
-        self._use_v5 = False
-        self._client = None  # rebuilt with MQTTv311 on the next attempt
-        self._retry_now = True
+        self._link = None  # rebuilt with MQTTv311 on the next attempt
+        self._reconnect.retry_now()
 
-    # ------------------------------------------------------------------ paho callbacks
+    # ------------------------------------------------------------------ link callbacks
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._connecting_since = None  # answered, so not a silent close
-            self._mark_down(f"CONNACK: {reason_code}")
-            if (
-                self._use_v5
-                and self._protocol_choice == "auto"
-                and reason_code.value in _UNSUPPORTED_PROTOCOL
-            ):
-                self._fall_back(f"broker refused MQTT 5 ({reason_code})")
-            return  # paho closes the socket
+    def _on_refused(self, code: int, reason: str) -> None:
+        self._connecting_since = None  # answered, so not a silent close
+        self._mark_down(f"CONNACK: {reason}")
+        why_fall_back = self._protocol.refused(code, reason)
+        if why_fall_back is not None:
+            self._fall_back(why_fall_back)
+        # paho closes the socket
+
+    def _on_connack(self, session_present: bool, receive_maximum: int | None) -> None:
+        link = self._link
+        assert link is not None  # callbacks run inside link.loop()
         self._up = True
         self._up_since = time.monotonic()
         self._connecting_since = None
         self._connects += 1
-        self._protocol_used = "5" if self._use_v5 else "3.1.1"
+        version = self._protocol.connected()
         # Everything stored before this moment is a replay.
-        self._live_from_seq = self._outbox.last_seq + 1
-        receive_max = getattr(properties, "ReceiveMaximum", None)
-        self._window = self._max_inflight
-        if isinstance(receive_max, int) and receive_max > 0:
-            self._window = max(1, min(self._max_inflight, receive_max - _RESERVED_SLOTS))
+        self._window.connected(self._outbox.last_seq, receive_maximum)
         log.info(
             "connected to %s:%s (MQTT %s, session present: %s)",
             self.broker.host,
             self.broker.port,
-            self._protocol_used,
-            flags.session_present,
+            version,
+            session_present,
         )
-        client.publish(self._topics[Channel.AVAILABILITY], ONLINE, qos=1, retain=True)
-        client.subscribe(
+        link.publish(self._topics[Channel.AVAILABILITY], ONLINE, qos=1, retain=True)
+        link.subscribe(
             [
                 (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
                 (self._topics[Channel.CMD], CHANNEL_QOS[Channel.CMD][0]),
@@ -508,123 +430,52 @@ class Transport:
         with self._pending_lock:
             self._state_dirty = self._state_payload is not None
 
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_closed(self, reason: str, failure: bool) -> None:
         if self._up or self._connecting_since is not None:
-            self._mark_down(f"disconnected: {reason_code}" if reason_code.is_failure else None)
-            log.info("disconnected: %s", reason_code)
+            self._mark_down(f"disconnected: {reason}" if failure else None)
+            log.info("disconnected: %s", reason)
 
-    def _on_publish(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_puback(self, mid: int, code: int, reason: str) -> None:
         self._drain_paused_until = 0.0  # paho's queue has room again
-        seq = self._inflight.pop(mid, None)
+        seq = self._window.settle(mid)
         if seq is None:
             return  # birth, state, health or a reply
-        unrouted = reason_code.value == NO_MATCHING_SUBSCRIBERS
-        if unrouted or reason_code.is_failure:
-            self._rejected += 1
-            self._last_error = _short(f"PUBACK seq {seq}: {reason_code}")
-        if unrouted:
-            # A success code, yet nobody has the event: Mosquitto 2.0 forgets shared
-            # subscriptions over a restart, so until the aggregator resubscribes every
-            # event would be acknowledged and dropped (city run). Keep the row and resend
-            # it on this connection after a growing pause: reconnecting instead made
-            # 10,000 windows a connect storm that kept the aggregator from resubscribing.
-            if self._unrouted_low is None:
-                self._rewind_at = time.monotonic() + backoff_delay(
-                    self._unrouted_streak, self._backoff_base_s, self._backoff_max_s
-                )
-                self._unrouted_streak += 1
-            self._unrouted_low = min(seq, self._unrouted_low or seq)
-        elif reason_code.is_failure:
-            if self._reset_at is None:
-                self._reset_at = time.monotonic() + self._retry_rejected_s
+        now = time.monotonic()
+        verdict = self._pubacks.on_puback(seq, code, now)
+        if verdict is Puback.DELIVERED:
+            self._window.release(seq, now)
         else:
-            self._unrouted_streak = 0
-            if not self._acked_batch:
-                self._acked_since = time.monotonic()
-            self._acked_batch.append(seq)
+            self._last_error = short(f"PUBACK seq {seq}: {reason}")
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
         try:
-            site, window, channel = parse_topic(msg.topic)
+            site, window, channel = parse_topic(topic_name)
         except ValueError:
             return
         if (site, window) != (self.site, self.window):
             return
-        payload = bytes(msg.payload)
         if channel is Channel.CMD:
-            self._handle_command(client, payload)
+            reply, bad = answer(payload, self._on_command)
+            if bad:
+                self._bad_commands += 1
+            qos, retain = CHANNEL_QOS[Channel.REPLY]
+            assert self._link is not None  # callbacks run inside link.loop()
+            self._link.publish(
+                self._topics[Channel.REPLY], reply.model_dump_json(), qos=qos, retain=retain
+            )
         elif channel is Channel.CONFIG and self._on_config is not None:
             try:
                 self._on_config(payload)
             except Exception:
                 log.exception("config handler failed")
 
-    def _handle_command(self, client: mqtt.Client, payload: bytes) -> None:
-        try:
-            cmd = Command.model_validate_json(payload)
-        except ValidationError as exc:
-            self._bad_commands += 1
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "payload"
-            reply = Reply(
-                cmd_id=_salvage_cmd_id(payload),
-                ok=False,
-                error=_short(f"invalid command: {where}: {err['msg']}"),
-            )
-        else:
-            if self._on_command is None:
-                reply = Reply(cmd_id=cmd.cmd_id, ok=False, error="commands not supported")
-            else:
-                try:
-                    reply = self._on_command(cmd) or Reply(cmd_id=cmd.cmd_id, ok=True)
-                except Exception as exc:
-                    log.exception("command handler failed on %s", cmd.action)
-                    reply = Reply(
-                        cmd_id=cmd.cmd_id,
-                        ok=False,
-                        error=_short(f"{type(exc).__name__}: {exc}"),
-                    )
-        qos, retain = CHANNEL_QOS[Channel.REPLY]
-        client.publish(self._topics[Channel.REPLY], reply.model_dump_json(), qos=qos, retain=retain)
-
     # ------------------------------------------------------------------ draining
 
     def _flush_acks(self, force: bool = False) -> None:
-        """Delete acknowledged rows, in batches: each delete transaction costs an fsync.
+        """Delete acknowledged rows, in batches (see ``DeliveryWindow.flush``)."""
+        self._window.flush(time.monotonic(), self._outbox.ack, force=force)
 
-        Holding a PUBACKed row a little longer only risks a duplicate (same event_id,
-        which the server ignores) if the agent dies in between, never a loss.
-        """
-        if not self._acked_batch:
-            return
-        if (
-            force
-            or len(self._acked_batch) >= max(1, self._window // 2)
-            or time.monotonic() - self._acked_since >= _ACK_BATCH_S
-        ):
-            # Cleared only once deleted: if the disk fails, the next step tries again
-            # rather than leaving the rows behind the cursor until the next restart.
-            self._outbox.ack(self._acked_batch)
-            self._acked += len(self._acked_batch)
-            self._acked_batch = []
-
-    def _publish_pending(self) -> None:
-        client = self._client
-        assert client is not None
+    def _publish_pending(self, link: PahoLink) -> None:
         with self._pending_lock:
             state = self._state_payload if self._state_dirty else None
             self._state_dirty = False
@@ -633,74 +484,69 @@ class Transport:
             self._replies.clear()
         if state is not None:
             qos, retain = CHANNEL_QOS[Channel.STATE]
-            info = client.publish(self._topics[Channel.STATE], state, qos=qos, retain=retain)
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            if link.publish(self._topics[Channel.STATE], state, qos, retain).queue_full:
                 with self._pending_lock:
                     self._state_dirty = True  # try again next step (unless a newer one came)
         if health is not None:
             qos, retain = CHANNEL_QOS[Channel.HEALTH]
-            client.publish(self._topics[Channel.HEALTH], health, qos=qos, retain=retain)
+            link.publish(self._topics[Channel.HEALTH], health, qos, retain)
         qos, retain = CHANNEL_QOS[Channel.REPLY]
         for payload in replies:
-            client.publish(self._topics[Channel.REPLY], payload, qos=qos, retain=retain)
+            link.publish(self._topics[Channel.REPLY], payload, qos, retain)
 
-    def _drain(self, client: mqtt.Client) -> None:
+    def _drain(self, link: PahoLink) -> None:
         now = time.monotonic()
-        if now < self._drain_paused_until or not self._rewind_if_unrouted(now):
+        if now < self._drain_paused_until:
             return
-        room = self._window - len(self._inflight)
-        if room <= 0 or self._outbox.last_seq <= self._cursor:
+        if self._pubacks.resend_pending:
+            # Rows nobody received wait for their resend; once the pause is over and
+            # nothing is in flight, the cursor moves back to the first of them.
+            resend_from = self._pubacks.resend_due(now, idle=not self._window.inflight)
+            if resend_from is None:
+                return
+            # Rows delivered meanwhile are not sent again. Should the delete fail, the
+            # resend stays due and the next step tries again.
+            self._flush_acks(force=True)
+            self._window.rewind(resend_from)
+            self._pubacks.resent()
+        room = self._window.room(self._outbox.last_seq)
+        if room <= 0:
             return
         qos, retain = CHANNEL_QOS[Channel.EVENT]
-        for row in self._outbox.peek(room, after_seq=self._cursor):
-            info = client.publish(
-                self._topics[Channel.EVENT], self._wire(row), qos=qos, retain=retain
-            )
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+        for row in self._outbox.peek(room, after_seq=self._window.cursor):
+            sent = link.publish(self._topics[Channel.EVENT], self._wire(row), qos, retain)
+            if sent.queue_full:
                 # Not taken: the row stays next in line; back off instead of spinning.
                 self._queue_full += 1
-                self._drain_paused_until = now + _QUEUE_FULL_PAUSE_S
+                self._drain_paused_until = now + self.tuning.queue_full_pause_s
                 return
-            # Any other code: paho holds the message (and resends it on reconnect).
-            self._inflight[info.mid] = row.seq
-            self._cursor = row.seq
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self._last_error = _short(f"publish: {mqtt.error_string(info.rc)}")
+            # Any other outcome: paho holds the message (and resends it on reconnect).
+            self._window.sent(sent.mid, row.seq)
+            if sent.error is not None:
+                self._last_error = short(sent.error)
                 return
-
-    def _rewind_if_unrouted(self, now: float) -> bool:
-        """False while rows nobody received wait for their resend; once the pause is
-        over and nothing is in flight, move the cursor back to the first of them."""
-        if self._unrouted_low is None:
-            return True
-        if now < self._rewind_at or self._inflight:
-            return False
-        self._flush_acks(force=True)  # rows delivered meanwhile are not sent again
-        self._cursor = self._unrouted_low - 1
-        self._unrouted_low = None
-        return True
 
     def _wire(self, row: OutboxRow) -> bytes:
         data = json.loads(row.payload)
         data["sent_ms"] = now_ms()
-        data["historical"] = row.seq < self._live_from_seq
+        data["historical"] = self._window.is_replay(row.seq)
         return json.dumps(data, separators=(",", ":")).encode()
 
     # ------------------------------------------------------------------ shutdown
 
     def _shutdown(self) -> None:
-        client = self._client
-        if client is None:
+        link = self._link
+        if link is None:
             return
         deadline = time.monotonic() + self._close_timeout_s
         if self._up:
             # Let PUBACKs of what is in flight arrive, so the next start resends less.
-            while self._inflight and self._up and time.monotonic() < deadline:
-                client.loop(self._poll_s)
-            info = client.publish(self._topics[Channel.AVAILABILITY], OFFLINE, qos=1, retain=True)
-            while not info.is_published() and self._up and time.monotonic() < deadline:
-                client.loop(self._poll_s)
+            while self._window.inflight and self._up and time.monotonic() < deadline:
+                link.loop(self._poll_s)
+            sent = link.publish(self._topics[Channel.AVAILABILITY], OFFLINE, qos=1, retain=True)
+            while not sent.done() and self._up and time.monotonic() < deadline:
+                link.loop(self._poll_s)
             self._up = False
         self._flush_acks(force=True)
-        client.disconnect()  # paho writes it at once and closes the socket
+        link.disconnect()  # paho writes it at once and closes the socket
         self._connecting_since = None

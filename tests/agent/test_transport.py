@@ -19,7 +19,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-import agent.transport.facade as transport_mod
 from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox
 from agent.protocol import (
@@ -33,7 +32,7 @@ from agent.protocol import (
     parse_event,
     topic,
 )
-from agent.transport import LinkState, Transport, backoff_delay, first_retry_delay
+from agent.transport import LinkState, Transport, Tuning
 from server.broker import EmbeddedBroker, MosquittoBroker, free_port
 from tests.agent import Subscriber, draft, persist_sessions, wait_until
 
@@ -49,14 +48,6 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 def cfg(b: MosquittoBroker | EmbeddedBroker) -> BrokerConfig:
     return BrokerConfig(host=b.host, port=b.port, keepalive_s=5)
-
-
-def test_backoff_is_capped_exponential_with_jitter() -> None:
-    lo = [backoff_delay(a, 0.5, 8.0, rand=lambda: 0.0) for a in range(8)]
-    hi = [backoff_delay(a, 0.5, 8.0, rand=lambda: 1.0) for a in range(8)]
-    assert lo == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
-    assert hi == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
-    assert backoff_delay(10_000, 0.5, 60.0, rand=lambda: 1.0) == 60.0  # no overflow
 
 
 def test_delivers_in_order_live_and_marks_replays_historical(
@@ -179,16 +170,11 @@ def test_commands_are_validated_and_always_answered(
 
 
 def test_backpressure_when_paho_refuses_publishes(broker: MosquittoBroker, outbox: Outbox) -> None:
-    class TightQueue(Transport):
-        def _make_client(self) -> mqtt.Client:
-            client = super()._make_client()
-            client.max_queued_messages_set(3)  # paho answers MQTT_ERR_QUEUE_SIZE beyond it
-            return client
-
+    tight = Tuning(max_queued_messages=3)  # paho answers MQTT_ERR_QUEUE_SIZE beyond it
     sub = Subscriber(broker.host, broker.port)
     for i in range(200):
         outbox.add(draft(i))
-    with TightQueue(cfg(broker), SITE, "w01", outbox, max_inflight=32) as link:
+    with Transport(cfg(broker), SITE, "w01", outbox, max_inflight=32, tuning=tight) as link:
         assert link.flush(30), f"not drained: {link.stats()}"
         assert link.stats().queue_full > 0, "the refusal path was never taken"
     wait_until(lambda: len(sub.unique()) == 200, 10, "200 events")
@@ -212,32 +198,24 @@ def test_reconnects_after_broker_restart_with_backoff(
     sub.close()
 
 
-def test_first_retry_delay_adds_a_share_of_the_spread() -> None:
-    assert first_retry_delay(30.0, 0.5, 60.0, rand=lambda: 0.0) == 0.25
-    assert first_retry_delay(30.0, 0.5, 60.0, rand=lambda: 1.0) == 30.5
-    assert first_retry_delay(0.0, 0.5, 60.0, rand=lambda: 1.0) == 0.5  # a hall: no spread
-
-
 def test_reconnect_after_a_drop_waits_its_share_of_the_spread(
-    broker: MosquittoBroker, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+    broker: MosquittoBroker, outbox: Outbox
 ) -> None:
-    monkeypatch.setattr(transport_mod, "_STABLE_AFTER_S", 0.2)
-    spreads: list[float] = []
-
-    def whole_spread(spread: float, base: float, cap: float) -> float:
-        spreads.append(spread)
-        return first_retry_delay(spread, base, cap, rand=lambda: 1.0)
-
-    monkeypatch.setattr(transport_mod, "first_retry_delay", whole_spread)
     config = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5, reconnect_spread_s=2)
-    with Transport(config, SITE, "w01", outbox) as link:
+    # Stable after 0.2 s, and every jitter at its maximum: the whole spread is waited.
+    link = Transport(
+        config, SITE, "w01", outbox, tuning=Tuning(stable_after_s=0.2), rand=lambda: 1.0
+    )
+    with link:
         wait_until(lambda: link.connected, 10, "connection")
         time.sleep(0.3)  # stable, so the drop resets the backoff and spreads the retry
         dropped = time.monotonic()
         broker.restart()
+        restarted = time.monotonic() - dropped
         wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
         waited = time.monotonic() - dropped
-    assert spreads == [2.0]
+    # Without the spread the retry would go 0.5 s after the drop, once the broker is back.
+    assert restarted < 2.0, f"the broker took {restarted:.1f} s to restart: no margin left"
     assert waited >= 2.5  # first backoff step (0.5 s at most) + the whole 2 s spread
 
 
@@ -265,10 +243,11 @@ def test_falls_back_to_mqtt_311_on_amqtt(outbox: Outbox) -> None:
     amqtt.start()
     try:
         sub = Subscriber(amqtt.host, amqtt.port)
-        with Transport(cfg(amqtt), SITE, "w01", outbox) as link:
+        quick = Tuning(connack_timeout_s=1.0)  # a terminal waits 5 s
+        with Transport(cfg(amqtt), SITE, "w01", outbox, tuning=quick) as link:
             for i in range(30):
                 outbox.add(draft(i))
-            # two silent 5 s CONNACK waits, then 3.1.1
+            # two silent CONNACK waits, then 3.1.1
             assert link.flush(30), f"not drained: {link.stats()}"
             assert link.stats().protocol == "3.1.1"
         wait_until(lambda: len(sub.unique()) == 30, 10, "30 events")
@@ -322,7 +301,8 @@ def test_one_unanswered_connect_keeps_mqtt_5(broker: MosquittoBroker, outbox: Ou
     sub = Subscriber(broker.host, broker.port)
     try:
         conf = BrokerConfig(host="127.0.0.1", port=proxy.port, keepalive_s=5)
-        with Transport(conf, SITE, "w01", outbox) as link:
+        quick = Tuning(connack_timeout_s=1.0)  # a terminal waits 5 s
+        with Transport(conf, SITE, "w01", outbox, tuning=quick) as link:
             outbox.add(draft(0))
             assert link.flush(30), f"not drained: {link.stats()}"
             assert proxy.accepted >= 2
