@@ -151,7 +151,7 @@ class AlertOut(Out):
     window: str
     kind: str = Field(
         description="e.g. away_without_sign, conduct, bad_review, offline, fault, "
-        "sign_while_present."
+        "sign_while_present, case_overdue, terminal_silent."
     )
     ts_ms: TimeMs
     detail: JsonObject = Field(description="What happened; its keys depend on the kind.")
