@@ -26,8 +26,10 @@ from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
 from server.api.schemas import HealthOut
 from server.ingest import Ingest
+from server.policy.rows import AlertRow
 from server.prometheus import metrics_router
 from server.store.db import Store
+from server.sweep import Sweeper
 from server.tokens import Tokens
 
 __all__ = ["Hub", "ServerSettings", "create_app"]
@@ -95,9 +97,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ingest.add_listener(hub.publish)
             await asyncio.to_thread(ingest.start)
         app.state.ingest = ingest
+
+        # What the clock causes (overdue cases, silent terminals), once a minute; every
+        # replica may run it: the alerts' ids make a second raise a no-op.
+        def announce(raised: list[AlertRow]) -> None:
+            for a in raised:
+                hub.publish({"type": "alert", "site": a["site"], "alert": a})
+
+        sweeper = Sweeper(store, on_raised=announce)
+        sweeper.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(sweeper.stop)
             if ingest is not None:
                 await asyncio.to_thread(ingest.stop)
             store.close()

@@ -151,6 +151,8 @@ function onLive(msg) {
     if (tbody && e.site === S.site) { tbody.prepend(eventRow(e)); while (tbody.children.length > 30) tbody.lastChild.remove(); }
     // today's figures and alert lists change with summaries, evaluations and absences
     if (["session_summary", "evaluated", "away", "fault", "sign_while_present"].includes(e.kind)) scheduleRefresh(route);
+  } else if (msg.type === "alert") {
+    scheduleRefresh(route);  // raised by the clock (overdue cases, silent terminals)
   }
 }
 
