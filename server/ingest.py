@@ -228,6 +228,9 @@ class Ingest:
         self._client = self._make_client()
         self._live: mqtt.Client | None = None
         self._live_ready = threading.Event()
+        #: Set when the broker has acknowledged our subscriptions (SUBACK): from then on
+        #: it routes to us what terminals publish.
+        self._subscribed = threading.Event()
 
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
@@ -260,6 +263,7 @@ class Ingest:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda *_: self._subscribed.set()
         client.on_message = self._on_message
         return client
 
@@ -277,6 +281,7 @@ class Ingest:
             log.warning("ingest connect refused: %s", reason)
             return
         self.stats.connected = True
+        self._subscribed.clear()
         events_topic = subscription(Channel.EVENT)
         if self.settings.share_group:
             events_topic = f"$share/{self.settings.share_group}/{events_topic}"
@@ -590,9 +595,16 @@ class Ingest:
         self._client.loop_start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Connected and subscribed (the broker acknowledged our subscriptions), so what a
+        terminal publishes from now on reaches us; the live feed too, when there is one."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.stats.connected and (self._live is None or self._live_ready.is_set()):
+            subscribed = self._subscribed.is_set()
+            if (
+                self.stats.connected
+                and subscribed
+                and (self._live is None or self._live_ready.is_set())
+            ):
                 return True
             time.sleep(0.02)
         return False
