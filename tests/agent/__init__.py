@@ -14,9 +14,7 @@ import json
 import select
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,14 +48,6 @@ def persist_sessions(broker: MosquittoBroker) -> None:
     fixture's private directory, silently disabling persistence)."""
     assert "user " in broker.conf_path.read_text() or not broker.conf_path.exists()
     broker.restart()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Subscriber:

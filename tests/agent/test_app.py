@@ -17,8 +17,9 @@ from agent.config import BrokerConfig, load_site
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import OFFLINE, ONLINE, Channel, Health, WindowState
 from server.broker import MosquittoBroker, free_port
-from tests.agent import Subscriber, wait_until
+from tests.agent import Subscriber
 from tests.conftest import EXAMPLE_SITE, REPO
+from tests.waiting import wait_until
 
 
 def press(factory: MockFactory, pin: int) -> None:

@@ -34,7 +34,8 @@ from agent.protocol import (
 )
 from agent.transport import LinkState, Transport, Tuning
 from server.broker import EmbeddedBroker, MosquittoBroker, free_port
-from tests.agent import Subscriber, draft, persist_sessions, wait_until
+from tests.agent import Subscriber, draft, persist_sessions
+from tests.waiting import wait_until
 
 SITE = "qingpu"
 

@@ -26,7 +26,8 @@ from agent.outbox import Outbox
 from agent.protocol import OFFLINE, ONLINE, Channel
 from agent.transport import LinkState, Transport
 from server.broker import MosquittoBroker
-from tests.agent import CuttableLink, Subscriber, draft, persist_sessions, wait_until
+from tests.agent import CuttableLink, Subscriber, draft, persist_sessions
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = "qingpu"

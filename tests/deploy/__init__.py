@@ -11,9 +11,7 @@ import importlib.util
 import ssl
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEPLOY = REPO / "deploy"
@@ -35,15 +35,6 @@ def load_script(path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 class MqttPeer:
@@ -118,18 +109,18 @@ class MqttPeer:
     # test API
     def wait_connack(self, timeout: float = 5.0) -> bool:
         """True when the broker accepted us; False when refused or silent."""
-        wait_for(lambda: self.connected is not None, timeout)
+        wait_until(lambda: self.connected is not None, timeout)
         return bool(self.connected)
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> list[ReasonCode]:
         rc, mid = self.client.subscribe(topic_filter, qos)
         assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None, mqtt.error_string(rc)
-        assert wait_for(lambda: mid in self.subacks), f"no SUBACK for {topic_filter}"
+        assert wait_until(lambda: mid in self.subacks), f"no SUBACK for {topic_filter}"
         return self.subacks[mid]
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> ReasonCode:
         info = self.client.publish(topic, payload, qos=qos)
-        assert wait_for(lambda: info.mid in self.pubacks), f"no PUBACK for {topic}"
+        assert wait_until(lambda: info.mid in self.pubacks), f"no PUBACK for {topic}"
         return self.pubacks[info.mid]
 
     def received(self, topic: str | None = None) -> list[tuple[str, bytes]]:

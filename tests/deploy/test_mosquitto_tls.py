@@ -21,8 +21,9 @@ from agent.outbox import Outbox
 from agent.protocol import ONLINE, Channel, topic
 from agent.transport import Transport
 from tests.agent import draft
-from tests.deploy import MqttPeer, load_script, wait_for
+from tests.deploy import MqttPeer, load_script
 from tests.deploy.conftest import SITE, Pki, ProductionMosquitto
+from tests.waiting import stays_false, wait_until
 
 NOT_AUTHORIZED = 0x87
 
@@ -64,7 +65,7 @@ def test_window_cannot_publish_as_another_window(
             assert rc.value == NOT_AUTHORIZED, f"window wrote its own {ch}: {rc}"
         own = payload()
         assert not w01.publish(topic(SITE, "w01", Channel.EVENT), own).is_failure
-        assert wait_for(lambda: bool(server.received(topic(SITE, "w01", Channel.EVENT))))
+        assert wait_until(lambda: bool(server.received(topic(SITE, "w01", Channel.EVENT))))
         bodies = {p.decode() for _, p in server.received()}
         assert own in bodies
         assert not bodies & set(forged.values()), "a forged message reached the server"
@@ -87,7 +88,7 @@ def test_window_cannot_read_another_windows_commands(
         assert not server.publish(topic(SITE, "w02", Channel.CMD), other).is_failure
         assert not server.publish(topic(SITE, "w02", Channel.CONFIG), config).is_failure
         assert not server.publish(topic(SITE, "w01", Channel.CMD), own).is_failure
-        assert wait_for(lambda: bool(w01.received(topic(SITE, "w01", Channel.CMD))))
+        assert wait_until(lambda: bool(w01.received(topic(SITE, "w01", Channel.CMD))))
         got = {p.decode() for _, p in w01.received()}
         assert own in got
         assert other not in got, "w01 read w02's command"
@@ -97,7 +98,7 @@ def test_window_cannot_read_another_windows_commands(
         try:
             secret = payload()
             w02.publish(topic(SITE, "w02", Channel.EVENT), secret)
-            assert wait_for(lambda: secret in {p.decode() for _, p in server.received()})
+            assert wait_until(lambda: secret in {p.decode() for _, p in server.received()})
             assert secret not in {p.decode() for _, p in w01.received()}
         finally:
             w02.close()
@@ -149,7 +150,7 @@ def test_certificate_not_in_acl_has_no_rights(
         assert not server.publish(topic(SITE, "w09", Channel.CMD), probe).is_failure
         # Delivery is checked against the ACL when the message is routed, synchronously
         # with the server's PUBACK flow; a short wait makes a wrong delivery visible.
-        assert not wait_for(lambda: bool(stray.received()), 0.5)
+        assert stays_false(lambda: bool(stray.received()), 0.5)
     finally:
         stray.close()
 
@@ -167,7 +168,7 @@ def test_server_reads_through_a_shared_subscription(
         assert not codes[0].is_failure, codes
         body = payload()
         w02.publish(topic(SITE, "w02", Channel.EVENT), body)
-        assert wait_for(lambda: body in {p.decode() for _, p in replica.received()})
+        assert wait_until(lambda: body in {p.decode() for _, p in replica.received()})
     finally:
         replica.close()
         w02.close()
@@ -190,7 +191,7 @@ def test_agent_transport_delivers_over_mutual_tls(
     )
     with Outbox(tmp_path / "outbox.db", SITE, "w02") as box, Transport(cfg, SITE, "w02", box) as t:
         ids = [str(box.add(draft(i)).event_id) for i in range(5)]
-        assert wait_for(lambda: box.depth == 0, 15), f"not delivered: {t.stats()}"
+        assert wait_until(lambda: box.depth == 0, 15), f"not delivered: {t.stats()}"
         assert t.stats().protocol == "5" and t.stats().rejected == 0
     got = [json.loads(p) for tp, p in server.received(topic(SITE, "w02", Channel.EVENT))]
     assert [e["event_id"] for e in got if e.get("event_id") in ids] == ids
@@ -256,7 +257,7 @@ def test_server_pushes_a_signed_bundle_to_one_terminal(
         Outbox(tmp_path / "outbox.db", SITE, "w01") as box,
         Transport(cfg, SITE, "w01", box, on_config=received.append),
     ):
-        assert wait_for(lambda: bool(received), 10), "retained bundle not delivered"
+        assert wait_until(lambda: bool(received), 10), "retained bundle not delivered"
     assert received[0] == data and is_bundle(received[0])
     updater = Updater(tmp_path / "bundles", [key.public_key()], identity=f"{SITE}/w01")
     updater.seed(models)

@@ -32,8 +32,9 @@ from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.agent import draft
 from tests.conftest import EXAMPLE_SITE
-from tests.deploy import REPO, MqttPeer, wait_for
+from tests.deploy import REPO, MqttPeer
 from tests.deploy.conftest import SITE, Pki, ProductionMosquitto
+from tests.waiting import wait_until
 
 
 class Notify:
@@ -101,8 +102,8 @@ def test_agent_notifies_systemd_ready_watchdog_stopping(
     agent_proc: tuple[subprocess.Popen[str], Notify, Ed25519PrivateKey],
 ) -> None:
     proc, notify, _key = agent_proc
-    assert wait_for(lambda: any(m.startswith("READY=1") for m in notify.poll()), 30), proc.pid
-    assert wait_for(lambda: notify.poll().count("WATCHDOG=1") >= 2, 10)
+    assert wait_until(lambda: any(m.startswith("READY=1") for m in notify.poll()), 30), proc.pid
+    assert wait_until(lambda: notify.poll().count("WATCHDOG=1") >= 2, 10)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert "STOPPING=1" in notify.poll()
@@ -115,7 +116,7 @@ def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     models_dir: Path,
 ) -> None:
     proc, notify, key = agent_proc
-    assert wait_for(lambda: any(m.startswith("READY=1") for m in notify.poll()), 30)
+    assert wait_until(lambda: any(m.startswith("READY=1") for m in notify.poll()), 30)
     watcher = MqttPeer(broker.host, broker.port, ca=None, cert_dir=None)
     assert watcher.wait_connack()
     watcher.subscribe(topic("qingpu", "w03", Channel.REPLY))
@@ -126,7 +127,7 @@ def test_running_agent_installs_pushed_bundle_reports_and_restarts(
     assert proc.wait(60) == 0, "agent did not exit to restart on the new models"
     current = tmp_path / "state" / "bundles" / "current"
     assert current.resolve().name == "9-v9"
-    assert wait_for(lambda: len(watcher.received()) >= 7, 10)
+    assert wait_until(lambda: len(watcher.received()) >= 7, 10)
     steps = [Reply.model_validate_json(p) for _, p in watcher.received()]
     assert all(r.ok for r in steps) and "check" in steps[-1].error  # type: ignore[operator]
     watcher.close()
@@ -166,7 +167,7 @@ def test_server_ingest_stores_events_over_mutual_tls(
         with Outbox(tmp_path / "o.db", SITE, "w01") as box, Transport(cfg, SITE, "w01", box):
             for i in range(20):
                 box.add(draft(i))
-            assert wait_for(lambda: ingest.stats.stored >= 20, 20), ingest.stats
+            assert wait_until(lambda: ingest.stats.stored >= 20, 20), ingest.stats
         assert store.event_count() == 20
         assert ingest.stats.rejected.total() == 0
     finally:

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from gpiozero import Button, DigitalInputDevice
@@ -24,6 +24,7 @@ from agent.protocol import Rating
 from agent.rules import Call, Evaluation, Finish, RuleInput, ServiceRules, Sign
 from agent.rules.engine import Step
 from tests.rules.script import CFG, brief, ev, gone, ids, seen
+from tests.waiting import wait_until
 
 CALL, FINISH, SIGN, LED_PIN, BUZZER = 17, 27, 22, 23, 24
 EVAL5 = [5, 6, 13, 19, 26]
@@ -55,14 +56,6 @@ def drain(q: Q) -> list[tuple[int, RuleInput]]:
     while not q.empty():
         out.append(q.get_nowait())
     return out
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def states(factory: MockFactory, pin: int) -> list[bool]:
@@ -202,7 +195,7 @@ def test_buzzer_beeps_once_per_accepted_press(factory: MockFactory, clock: FakeC
     with WindowPanel(gpio(), q, pin_factory=factory, clock=clock, ack_s=0.01):
         press(factory, 5)
         press(factory, 5)  # same ms: bounce, no second beep
-        wait_for(lambda: states(factory, BUZZER) == [False, True, False])
+        wait_until(lambda: states(factory, BUZZER) == [False, True, False])
         time.sleep(0.05)
         assert states(factory, BUZZER) == [False, True, False]
 
@@ -216,7 +209,7 @@ def test_without_a_buzzer_the_status_led_flashes_and_returns_to_its_mode(
         assert states(factory, LED_PIN) == [False, True]
         press(factory, CALL)
         # Flash (off for a moment on a steady LED), then steady again.
-        wait_for(lambda: states(factory, LED_PIN) == [False, True, False, True])
+        wait_until(lambda: states(factory, LED_PIN) == [False, True, False, True])
         assert p.status_led is not None and p.status_led.is_lit
 
 
@@ -229,10 +222,10 @@ def test_status_led_modes(factory: MockFactory, clock: FakeClock) -> None:
         assert led.is_lit and panel.status == "connected"
         factory.pin(LED_PIN).clear_states()
         panel.set_status("fault")  # 0.1 s on / 0.1 s off
-        wait_for(lambda: len(factory.pin(LED_PIN).states) >= 4)
+        wait_until(lambda: len(factory.pin(LED_PIN).states) >= 4)
         panel.set_status("buffering")
         assert panel.status == "buffering"
-        wait_for(lambda: bool(led.is_lit))  # a blink starts lit, from its own thread
+        wait_until(lambda: bool(led.is_lit))  # a blink starts lit, from its own thread
         panel.set_status("off")
         assert not led.is_lit
         factory.pin(LED_PIN).clear_states()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.conftest import EXAMPLE_SITE
+from tests.waiting import wait_until
 
 
 def make_event(seq: int, window: str = "w01", site: str = "qingpu") -> SessionOpened:
@@ -52,15 +52,6 @@ def publisher(b: MosquittoBroker) -> mqtt.Client:
     return c
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_events_stored_once_and_bad_messages_counted(broker: MosquittoBroker, store: Store) -> None:
     ingest = Ingest(store, IngestSettings(port=broker.port, client_id="ww-test-ingest"))
     ingest.start()
@@ -81,8 +72,8 @@ def test_events_stored_once_and_bad_messages_counted(broker: MosquittoBroker, st
         topic("qingpu", "w99", Channel.EVENT), make_event(3, "w99").model_dump_json(), qos=1
     )
     pub.publish(topic("qingpu", "w03", Channel.AVAILABILITY), "online", qos=1, retain=True)
-    wait_for(lambda: sum(ingest.stats.rejected.values()) >= 4 and ingest.stats.duplicates >= 30)
-    wait_for(lambda: any(w["online"] for w in store.windows()))
+    wait_until(lambda: sum(ingest.stats.rejected.values()) >= 4 and ingest.stats.duplicates >= 30)
+    wait_until(lambda: any(w["online"] for w in store.windows()))
     ingest.stop()
     pub.loop_stop()
     assert store.event_count() == 100
@@ -109,7 +100,7 @@ def test_persistent_session_keeps_events_while_server_down(
     pub.loop_stop()
     ingest = Ingest(store, settings)
     ingest.start()
-    wait_for(lambda: store.event_count() == 50)
+    wait_until(lambda: store.event_count() == 50)
     ingest.stop()
 
 
@@ -135,7 +126,7 @@ def test_falls_back_to_mqtt_311_on_the_embedded_broker(tmp_path: Path) -> None:
         t = topic("qingpu", "w02", Channel.EVENT)
         for ev in [make_event(i, "w02") for i in range(1, 11)]:
             pub.publish(t, ev.model_dump_json(), qos=1).wait_for_publish(5)
-        wait_for(lambda: store.event_count() == 10)
+        wait_until(lambda: store.event_count() == 10)
         pub.loop_stop()
     finally:
         ingest.stop()
@@ -298,7 +289,7 @@ def test_duplicates_in_one_batch_are_measured_once(
     ingest = Ingest(via, settings)
     ingest.start()
     try:
-        wait_for(lambda: ingest.stats.stored + ingest.stats.duplicates >= len(published), 30)
+        wait_until(lambda: ingest.stats.stored + ingest.stats.duplicates >= len(published), 30)
     finally:
         ingest.stop()
     assert ingest.stats.stored == len(events)

@@ -29,7 +29,8 @@ from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestHealth, IngestSettings
 from server.store.db import Store
 from tests.conftest import EXAMPLE_SITE, PG_URL
-from tests.server.test_ingest import publisher, wait_for
+from tests.server.test_ingest import publisher
+from tests.waiting import wait_until
 
 WINDOWS = [f"w{i:02d}" for i in range(1, 13)]
 
@@ -156,7 +157,7 @@ def test_poison_is_set_aside_and_the_rest_stored(
         assert last is not None
         last.wait_for_publish(60)
         try:
-            wait_for(lambda: store.event_count() == 10_000 and ingest.stats.waiting == 0, 120)
+            wait_until(lambda: store.event_count() == 10_000 and ingest.stats.waiting == 0, 120)
         except AssertionError:
             raise AssertionError(f"{store.event_count()} stored; {ingest.stats}") from None
     took = time.monotonic() - t0
@@ -265,7 +266,7 @@ def test_unhealthy_while_the_store_is_unreachable_and_healthy_again(
         assert ingest.wait_connected()
         for ev in evs[:100]:
             pub.publish(t, ev.model_dump_json(), qos=1)
-        wait_for(lambda: store.event_count() == 100)
+        wait_until(lambda: store.event_count() == 100)
         code, body = healthz()
         assert (code, body["status"], body["ingest_connected"]) == (200, "ok", True)
         assert body["last_commit_ms"] is not None
@@ -273,14 +274,14 @@ def test_unhealthy_while_the_store_is_unreachable_and_healthy_again(
         with outage(store):
             for ev in evs[100:]:
                 pub.publish(t, ev.model_dump_json(), qos=1)
-            wait_for(lambda: not ingest.health().healthy, 15)
+            wait_until(lambda: not ingest.health().healthy, 15)
             code, body = healthz()
             assert (code, body["status"]) == (503, "unhealthy")
             assert "nothing committed" in body["reason"] and body["waiting"] > 0
             # blocked first (SQLite waits out its busy timeout), then failing: retried
-            wait_for(lambda: ingest.stats.write_failures > 0, 20)
+            wait_until(lambda: ingest.stats.write_failures > 0, 20)
             assert not ingest.health().healthy and ingest.stats.dead_letters == 0
-        wait_for(lambda: ingest.health().healthy and ingest.stats.waiting == 0, 30)
+        wait_until(lambda: ingest.health().healthy and ingest.stats.waiting == 0, 30)
         code, body = healthz()
         assert (code, body["status"]) == (200, "ok")
         ingest.stop()
@@ -311,9 +312,9 @@ def test_a_lone_refused_message_in_a_quiet_moment_is_set_aside(
         refuse_event_id(store, str(lone.event_id))
         t = topic("qingpu", "w06", Channel.EVENT)
         pub.publish(t, first.model_dump_json(), qos=1).wait_for_publish(5)
-        wait_for(lambda: store.event_count() == 1)
+        wait_until(lambda: store.event_count() == 1)
         pub.publish(t, lone.model_dump_json(), qos=1).wait_for_publish(5)
-        wait_for(lambda: ingest.stats.dead_letters == 1, 10)
+        wait_until(lambda: ingest.stats.dead_letters == 1, 10)
         assert ingest.health().healthy and ingest.stats.waiting == 0
         pub.loop_stop()
     finally:
@@ -338,7 +339,7 @@ def test_nothing_set_aside_when_the_store_refuses_everything(
         evs = [event(seq, "w08") for seq in range(1, 51)]
         for ev in evs:
             pub.publish(topic("qingpu", "w08", Channel.EVENT), ev.model_dump_json(), qos=1)
-        wait_for(lambda: not ingest.health().healthy, 15)
+        wait_until(lambda: not ingest.health().healthy, 15)
         assert ingest.stats.dead_letters == 0
         with store.engine.begin() as conn:
             conn.execute(
@@ -347,7 +348,7 @@ def test_nothing_set_aside_when_the_store_refuses_everything(
                     + ("" if conn.dialect.name == "sqlite" else " ON events")
                 )
             )
-        wait_for(lambda: store.event_count() == 50 and ingest.stats.waiting == 0, 30)
+        wait_until(lambda: store.event_count() == 50 and ingest.stats.waiting == 0, 30)
         assert ingest.health().healthy
         pub.loop_stop()
     finally:

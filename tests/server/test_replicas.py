@@ -13,7 +13,8 @@ from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.conftest import EXAMPLE_SITE
-from tests.server.test_ingest import make_event, wait_for
+from tests.server.test_ingest import make_event
+from tests.waiting import wait_until
 
 TOTAL = 20_000
 
@@ -56,9 +57,9 @@ def test_two_replicas_store_each_event_exactly_once(broker: MosquittoBroker, pg_
         infos.append(pub.publish(topic("qingpu", w, Channel.EVENT), ev.model_dump_json(), qos=1))
     for info in infos:
         info.wait_for_publish(30)
-    wait_for(lambda: store.event_count() >= TOTAL, timeout=120)
+    wait_until(lambda: store.event_count() >= TOTAL, timeout=120)
     # each replica's dashboards see every event live, not just the replica's share
-    wait_for(lambda: all(len(seen) == TOTAL for seen in live), timeout=60)
+    wait_until(lambda: all(len(seen) == TOTAL for seen in live), timeout=60)
     for r in replicas:
         r.stop()
         r.store.close()

@@ -16,8 +16,8 @@ from server.policy.rows import AlertRow
 from server.store.db import Store, StoredEvent
 from server.sweep import Sweeper, run_once
 from tests.conftest import EXAMPLE_SITE
-from tests.server.test_ingest import wait_for
 from tests.server.test_measures import ms
+from tests.waiting import wait_until
 
 MIN = 60_000
 REVIEWED = ms(2026, 11, 2, 10, 0)  # Monday; due at the end of Monday 23 Nov
@@ -119,13 +119,13 @@ def test_the_sweeper_runs_every_interval_and_survives_a_failed_sweep(tmp_path: P
     sweeper = Sweeper(store, every_s=0.02, clock=lambda: DUE + MIN, on_raised=on_raised)
     try:
         with sweeper:
-            wait_for(lambda: sweeper.failures >= 2)
+            wait_until(lambda: sweeper.failures >= 2)
             store.create()
             store.register_site(load_site(EXAMPLE_SITE))
             case_id = bad_review(store)
             assert got.wait(5)
             done = sweeper.sweeps
-            wait_for(lambda: sweeper.sweeps >= done + 3)
+            wait_until(lambda: sweeper.sweeps >= done + 3)
         stopped_at = sweeper.sweeps
         assert [[a["alert_id"] for a in s] for s in seen] == [[f"overdue-{case_id}"]]
         assert not any(t.name == "ww-sweeper" for t in threading.enumerate())
