@@ -34,7 +34,7 @@ from agent.hardware.gpio import WindowPanel
 from agent.observation import Observation
 from agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from agent.perception import Perception
-from agent.protocol import Command, Fault, Health, Reply, WindowState
+from agent.protocol import Command, Fault, Health, Reply, WindowState, now_ms
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import RuleInput, Shutdown, from_command
 from agent.transport import LinkState, Transport
@@ -44,10 +44,6 @@ from agent.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 Item = tuple[int, RuleInput]
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def in_opening_hours(site: Site, t_ms: int) -> bool:
@@ -182,7 +178,7 @@ class WindowAgent:
         pin_factory: Factory,
         pump: Pump,
         broker: BrokerConfig | None = None,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] = now_ms,
         health_s: float = 60.0,
         tick_s: float = 0.5,
         watchdog: Watchdog | None = None,

@@ -36,7 +36,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Final, cast
 
 from agent.events import Draft
-from agent.protocol import EVENT_TYPES, Event
+from agent.protocol import EVENT_TYPES, Event, now_ms
 
 #: Kinds whose every outcome is repeated in the session's summary: dropped first at the cap.
 SUMMARISED_KINDS: Final = ("session_opened", "stood_up", "smiled")
@@ -60,10 +59,6 @@ class OutboxError(RuntimeError):
 
 class OutboxLocked(OutboxError):
     """Another process holds this outbox file."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ whole ingest batch it rode in.
 
 from __future__ import annotations
 
+import time
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -57,6 +58,12 @@ DurationMs = Annotated[int, Field(ge=0, le=7 * 86_400_000)]
 #: A count (outbox depth, dropped frames, presses): fits an ``Integer``.
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+def now_ms() -> int:
+    """The wall clock as the contract counts time: milliseconds since the epoch, UTC.
+    The one clock helper of both sides; code that decides takes time as an argument."""
+    return time.time_ns() // 1_000_000
 
 
 class Channel(StrEnum):

@@ -21,9 +21,10 @@ import numpy as np
 import numpy.typing as npt
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import FrameRate, Item, ScriptedPump, WindowAgent, wall_ms
+from agent.app import FrameRate, Item, ScriptedPump, WindowAgent
 from agent.config import BrokerConfig, Site, WindowConfig
 from agent.perception import CARELESS, EXEMPLARY, TYPICAL, ClerkProfile, ScriptedClerk
+from agent.protocol import now_ms
 
 
 class ScenePump:
@@ -103,7 +104,7 @@ class SimClock:
 
     def __init__(self, start_ms: int | None = None, speed: float = 1.0) -> None:
         self.speed = speed
-        self.start_ms = wall_ms() if start_ms is None else start_ms
+        self.start_ms = now_ms() if start_ms is None else start_ms
         self._origin = time.monotonic()
 
     def __call__(self) -> int:

@@ -23,7 +23,6 @@ import hmac
 import math
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -31,6 +30,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from agent.protocol import now_ms
 from server.store.schema import audit_log, auth_sessions, login_failures, units, users
 
 Role = Literal["district_admin", "centre_manager", "inspector", "readonly"]
@@ -47,10 +47,6 @@ SESSION_S: Final = 8 * 3600  # one working day; then log in again
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _USERNAME = re.compile(r"^[\w.@-]{1,64}$")
 _SCOPE = re.compile(r"^(all|district:[^\x00-\x1f]{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def hash_password(password: str) -> str:

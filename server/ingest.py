@@ -49,6 +49,7 @@ from agent.protocol import (
     EventHeader,
     Health,
     WindowState,
+    now_ms,
     parse_event,
     parse_topic,
     subscription,
@@ -58,10 +59,6 @@ from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

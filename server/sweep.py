@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
 
+from agent.protocol import now_ms
 from server.policy.clock import SILENT_AFTER_MS, OpenCase, Terminal, due
 from server.policy.rows import AlertRow
 from server.store.db import Store
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def run_once(

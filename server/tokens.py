@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from typing import Any, Final
 
 from sqlalchemy import Engine, select, update
 
+from agent.protocol import now_ms
 from server.accounts import Principal, scope_sites, write_audit
 from server.store.schema import service_tokens
 
@@ -33,10 +33,6 @@ PREFIX: Final = "wwt_"
 _FORMAT = re.compile(r"^wwt_([a-z0-9]{12})_([A-Za-z0-9_-]{20,64})$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")
 _SCOPE = re.compile(r"^(district:[^\x00-\x1f\x7f]{1,80}|site:[a-z0-9][a-z0-9-]{0,31})$")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _hash(secret: str) -> str:

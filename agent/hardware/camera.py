@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from agent.protocol import now_ms
+
 if TYPE_CHECKING:
     from agent.config import CameraConfig
 
@@ -51,10 +53,6 @@ class FrameSource(Protocol):
     def __iter__(self) -> Iterator[Frame]: ...
 
     def set_rate(self, fps: float) -> None: ...
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def to_gray(img: npt.NDArray[Any], size: tuple[int, int] | None) -> U8:

@@ -34,7 +34,6 @@ it) and the behaviour must be the same on the bench as in the field.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
@@ -44,7 +43,7 @@ from gpiozero import LED, Buzzer, DigitalInputDevice
 from gpiozero.pins import Factory
 
 from agent.config import GpioConfig
-from agent.protocol import Rating
+from agent.protocol import Rating, now_ms
 from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Sign
 
 StatusMode: TypeAlias = Literal["off", "connected", "buffering", "fault"]
@@ -71,11 +70,6 @@ class Sink(Protocol):
     """Where the panel puts ``(t_ms, input)``; ``queue.Queue`` and ``SimpleQueue`` fit."""
 
     def put(self, item: tuple[int, RuleInput], /) -> None: ...
-
-
-def wall_ms() -> int:
-    """UTC ms: the event timestamps on the wire are wall-clock."""
-    return time.time_ns() // 1_000_000
 
 
 def ratings_for(buttons: int) -> tuple[Rating, ...]:
@@ -111,7 +105,7 @@ class WindowPanel:
         sink: Sink,
         *,
         pin_factory: Factory,
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], int] = now_ms,
         ack_s: float = 0.08,
         sign_shown_when: Literal["closed", "open"] = "closed",
     ) -> None:

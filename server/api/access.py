@@ -16,7 +16,6 @@ The rules, applied here and nowhere else:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import func, or_, select, update
 
+from agent.protocol import now_ms
 from server import views
 from server.accounts import Accounts, Principal, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
@@ -44,10 +44,6 @@ from server.store.schema import (
 
 OUTSIDE = "outside your units"
 CLERK_ONLY = "a clerk account reads only its own records"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def local_day(at_ms: int, tz: str) -> str:
