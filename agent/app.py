@@ -111,13 +111,17 @@ class CameraPump:
 
     kind: Literal["camera", "scripted"] = "camera"
 
-    def __init__(self, window: WindowConfig, frozen_after_s: float = 10.0) -> None:
+    def __init__(
+        self, window: WindowConfig, frozen_after_s: float = 10.0, model_dir: Path | None = None
+    ) -> None:
         from agent.hardware.camera import open_source
         from agent.vision.pipeline import Vision
         from agent.vision.rate import AdaptiveRate
+        from agent.vision.runtime import model_version
 
         self.source = open_source(window.camera)
-        self.vision = Vision()
+        self.vision = Vision(model_dir=model_dir)
+        self.model_version = model_version(model_dir)[:64]
         self.rate = AdaptiveRate.from_camera(window.camera)
         self.frozen_after_s = frozen_after_s
         self.rate_meter = FrameRate()
@@ -222,7 +226,7 @@ class WindowAgent:
         self._reported_disk = False
         #: Drafts a full disk refused, oldest first; bounded so memory cannot run out.
         self._unstored: deque[Draft] = deque(maxlen=10_000)
-        self.model_version = "scripted" if pump.kind == "scripted" else _model_version()
+        self.model_version = str(getattr(pump, "model_version", pump.kind))
         self.config_version = f"{window.window}-{os.environ.get('WW_CONFIG_VERSION', 'local')}"
 
     # ----------------------------------------------------------------- lifecycle
@@ -373,13 +377,16 @@ def _cpu_temp() -> float | None:
     return round(int(raw) / 1000, 1)
 
 
-def _model_version() -> str:
-    try:
-        from agent.vision.runtime import model_version
+def pin_factory(kind: Literal["lgpio", "mock"]) -> Factory:
+    """The gpiozero pin factory, chosen by name: ``lgpio`` on a Raspberry Pi (python3-lgpio
+    from Raspberry Pi OS), ``mock`` (MockFactory) in tests and simulations."""
+    if kind == "mock":
+        from gpiozero.pins.mock import MockFactory
 
-        return model_version()[:64]
-    except Exception:
-        return "unknown"
+        return MockFactory()
+    from gpiozero.pins.lgpio import LGPIOFactory
+
+    return LGPIOFactory()
 
 
 def run_agent_cli(args: argparse.Namespace) -> int:
@@ -399,19 +406,13 @@ def run_agent_cli(args: argparse.Namespace) -> int:
             identity=f"{site.site.site}/{window.window}",
         )
         updater.seed(Path(models.__file__).parent)
-        os.environ.setdefault("WW_MODEL_DIR", str(updater.model_dir))
         rolled_back = updater.boot_check()
         if rolled_back is not None:
             log.warning("update rolled back at start: %s", rolled_back.steps)
-    factory: Factory
-    if args.mock_pins:
-        from gpiozero.pins.mock import MockFactory
-
-        factory = MockFactory()
-    else:
-        from gpiozero import Device
-
-        factory = Device._default_pin_factory()
+    # The models: the installed bundle release, else --model-dir (WW_MODEL_DIR), else the
+    # package's own; passed down explicitly, never through the environment.
+    model_dir = updater.model_dir if updater is not None else args.model_dir
+    factory = pin_factory("mock" if args.mock_pins else args.pins)
     pump: Pump
     if args.scripted:
         import random
@@ -420,7 +421,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
         pump = ScriptedPump(ScriptedClerk(TYPICAL, random.Random()))
     else:
-        pump = CameraPump(window)
+        pump = CameraPump(window, model_dir=model_dir)
     broker = site.site.broker
     if args.broker:
         host, _, port = args.broker.rpartition(":")

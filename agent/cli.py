@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -77,7 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--site", type=Path, required=True, help="site directory")
     agent.add_argument("--window", required=True, help="window slug, e.g. w03")
     agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/warmwindow"))
-    agent.add_argument("--mock-pins", action="store_true", help="gpiozero MockFactory pins")
+    agent.add_argument(
+        "--pins",
+        choices=["lgpio", "mock"],
+        default="lgpio",
+        help="gpiozero pin factory: lgpio on a Raspberry Pi, mock for simulations",
+    )
+    agent.add_argument("--mock-pins", action="store_true", help="same as --pins mock")
+    agent.add_argument(
+        "--model-dir",
+        type=Path,
+        default=os.environ.get("WW_MODEL_DIR") or None,
+        help="ONNX models directory (default $WW_MODEL_DIR, else the package's own); "
+        "an installed bundle release takes precedence",
+    )
     agent.add_argument("--scripted", action="store_true", help="scripted perception (no camera)")
     agent.add_argument("--broker", default=None, help="HOST:PORT, overriding the site file")
     agent.set_defaults(func=_agent)

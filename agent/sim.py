@@ -38,6 +38,7 @@ class ScenePump:
         import cv2
 
         from agent.vision.pipeline import Vision
+        from agent.vision.runtime import model_version
         from agent.vision.scenes import Geometry, background
 
         folder = resources.files("agent") / "demo_faces"
@@ -53,6 +54,7 @@ class ScenePump:
         self.bg = background(self.rng).astype(np.float32)
         self.tone = float(self.rng.uniform(40, 180))
         self.vision = Vision()
+        self.model_version = model_version()[:64]
         self.step_s = 1 / fps
         self.rate_meter = FrameRate()
         self.inference_ms = 0.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from agent.observation import Observation
 from agent.vision.detector import Face, FaceDetector
 from agent.vision.posture import Posture, PostureConfig
+from agent.vision.runtime import model_path
 from agent.vision.smile import SmileClassifier
 
 U8 = npt.NDArray[np.uint8]
@@ -85,10 +87,11 @@ class Vision:
         *,
         detector: FaceDetector | None = None,
         smile: SmileClassifier | None = None,
+        model_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg or VisionConfig()
-        self.detector = detector or FaceDetector()
-        self.smile = smile or SmileClassifier()
+        self.detector = detector or FaceDetector(model_path("face_detector.onnx", model_dir))
+        self.smile = smile or SmileClassifier(model_path("smile.onnx", model_dir))
         self.posture = Posture(self.cfg.posture)
         self.clerk = Clerk(self.cfg, self.posture)
         self.present = False

@@ -9,7 +9,6 @@ they work from a checkout, an installed wheel or a zip alike. Nothing is downloa
 from __future__ import annotations
 
 import json
-import os
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
@@ -24,14 +23,15 @@ class ModelError(RuntimeError):
     """A model file is missing, damaged or not the one the manifest names."""
 
 
-def model_path(name: str) -> Path:
-    """Filesystem path of a model file: from ``$WW_MODEL_DIR`` when set (the installed
-    bundle release, ``/var/lib/warmwindow/bundles/current``), else the ``models`` package."""
-    override = os.environ.get("WW_MODEL_DIR")
-    if override:
-        path = Path(override) / name
+def model_path(name: str, model_dir: Path | None = None) -> Path:
+    """Filesystem path of a model file: in ``model_dir`` when given (the installed bundle
+    release, ``/var/lib/warmwindow/bundles/current``), else in the ``models`` package.
+    The directory is passed down from the command line; nothing here reads the
+    environment."""
+    if model_dir is not None:
+        path = Path(model_dir) / name
         if not path.is_file():
-            raise ModelError(f"model file {name!r} is not in WW_MODEL_DIR={override}")
+            raise ModelError(f"model file {name!r} is not in {model_dir}")
         return path
     ref = resources.files("models").joinpath(name)
     if not ref.is_file():
@@ -41,16 +41,17 @@ def model_path(name: str) -> Path:
     return Path(_KEEP.enter_context(resources.as_file(ref)))
 
 
-def manifest() -> dict[str, Any]:
+def manifest(model_dir: Path | None = None) -> dict[str, Any]:
     """The models/manifest.json written by the build (file, sha256, version ...)."""
-    data: dict[str, Any] = json.loads(model_path("manifest.json").read_text(encoding="utf-8"))
+    text = model_path("manifest.json", model_dir).read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
     return data
 
 
-def model_version() -> str:
+def model_version(model_dir: Path | None = None) -> str:
     """Short version string for health messages, e.g. 'fd1-smile3'."""
     try:
-        return str(manifest().get("version", "unknown"))
+        return str(manifest(model_dir).get("version", "unknown"))
     except (ModelError, ValueError):
         return "unknown"
 
