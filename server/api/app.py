@@ -24,7 +24,7 @@ from server.api import admin, export, routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
-from server.api.schemas import HealthOut
+from server.api.schemas import ERRORS, HealthOut
 from server.ingest import Ingest
 from server.policy.rows import AlertRow
 from server.prometheus import metrics_router
@@ -114,7 +114,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 await asyncio.to_thread(ingest.stop)
             store.close()
 
-    app = FastAPI(title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="WarmWindow aggregator", version="0.1.0", lifespan=lifespan, responses=ERRORS
+    )
     from server.api.security import install_security_headers
 
     app.add_middleware(RefuseControlCharacters)  # a %00 never reaches a query

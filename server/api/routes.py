@@ -277,7 +277,11 @@ def close_case(
     return Closed(closed=True)
 
 
-@router.post("/clerks", status_code=201)
+@router.post(
+    "/clerks",
+    status_code=201,
+    responses={200: {"model": ClerkRef, "description": "An existing clerk renamed."}},
+)
 def add_clerk(
     body: ClerkIn, response: Response, a: Annotated[Access, changing("roster")]
 ) -> ClerkRef:

@@ -13,7 +13,7 @@ null when there is nothing to divide by (never a misleading 0 or 1).
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -431,3 +431,29 @@ class MetaOut(Out):
     timezone: str = Field(description="IANA time zone of local days and the dashboard's clock.")
     ratings: list[RatingLevel] = Field(description="The 5-level scale, best first.")
     version: str = Field(description="The aggregator's version.")
+
+
+class ErrorOut(Out):
+    """Every refusal: a message, or (422 from request validation) FastAPI's list of what
+    was wrong with which field."""
+
+    detail: str | list[dict[str, JsonValue]] = Field(
+        description="Why the request was refused; a list of field errors for a malformed request."
+    )
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": text}
+
+
+#: The refusals any route may answer (declared once, app-wide, so /openapi.json lists
+#: them for every operation).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("A control character in the URL."),
+    401: _error("Not signed in, or an unknown or revoked token."),
+    403: _error("Outside your units, your role or your token's grants; or no CSRF token."),
+    404: _error("No such object within your units."),
+    409: _error("Conflicts with the current state (already closed, already in use, ...)."),
+    422: _error("The request's values are not valid."),
+    429: _error("Too many failed sign-ins: locked for a while (see Retry-After)."),
+}
