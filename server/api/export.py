@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query
@@ -72,7 +72,22 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"  # agent.protocol.Slug
 PERIOD_PATTERN = r"^\d{4}-(\d{2}(-\d{2})?|Q[1-4])$"  # YYYY-MM-DD, YYYY-MM, YYYY-Qn
 
 
-@router.get("/api/export/{name}.{fmt}")
+XLSX: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get(
+    "/api/export/{name}.{fmt}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The table as a download (Content-Disposition: attachment).",
+            "content": {
+                "text/csv": {"schema": {"type": "string", "description": "UTF-8 with BOM"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 def export_table(
     name: str,
     fmt: Literal["csv", "xlsx"],
@@ -91,7 +106,7 @@ def export_table(
         body, media = to_csv(rows), "text/csv; charset=utf-8"
     else:
         body = to_xlsx(rows, name)
-        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        media = XLSX
     return Response(
         body,
         media_type=media,
