@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from agent.config import BrokerConfig
 from agent.outbox import Outbox, OutboxRow, now_ms
@@ -43,6 +44,11 @@ __all__ = ["ConfigHandler", "LinkState", "Transport", "TransportStats", "Tuning"
 log = logging.getLogger(__name__)
 
 ConfigHandler = Callable[[bytes], None]
+
+# json.dumps(data, separators=(",", ":")) builds a new encoder on every call; this one
+# is that encoder, made once (same options, same bytes).
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))
+_DELIVERED: Final = Puback.DELIVERED  # bound once: a class lookup per PUBACK costs
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,8 @@ class Transport:
             else None
         )
         self._topics = {ch: topic(site, window, ch) for ch in Channel}
+        self._event_topic = self._topics[Channel.EVENT]
+        self._event_qos = CHANNEL_QOS[Channel.EVENT]
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -441,8 +449,7 @@ class Transport:
         if seq is None:
             return  # birth, state, health or a reply
         now = time.monotonic()
-        verdict = self._pubacks.on_puback(seq, code, now)
-        if verdict is Puback.DELIVERED:
+        if self._pubacks.on_puback(seq, code, now) is _DELIVERED:
             self._window.release(seq, now)
         else:
             self._last_error = short(f"PUBACK seq {seq}: {reason}")
@@ -512,16 +519,18 @@ class Transport:
         room = self._window.room(self._outbox.last_seq)
         if room <= 0:
             return
-        qos, retain = CHANNEL_QOS[Channel.EVENT]
-        for row in self._outbox.peek(room, after_seq=self._window.cursor):
-            sent = link.publish(self._topics[Channel.EVENT], self._wire(row), qos, retain)
+        # The loop runs once per event: what it uses is looked up once, here.
+        event_topic, (qos, retain) = self._event_topic, self._event_qos
+        publish, wire, window = link.publish, self._wire, self._window
+        for row in self._outbox.peek(room, after_seq=window.cursor):
+            sent = publish(event_topic, wire(row), qos, retain)
             if sent.queue_full:
                 # Not taken: the row stays next in line; back off instead of spinning.
                 self._queue_full += 1
                 self._drain_paused_until = now + self.tuning.queue_full_pause_s
                 return
             # Any other outcome: paho holds the message (and resends it on reconnect).
-            self._window.sent(sent.mid, row.seq)
+            window.sent(sent.mid, row.seq)
             if sent.error is not None:
                 self._last_error = short(sent.error)
                 return
@@ -530,7 +539,7 @@ class Transport:
         data = json.loads(row.payload)
         data["sent_ms"] = now_ms()
         data["historical"] = self._window.is_replay(row.seq)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _COMPACT.encode(data).encode()
 
     # ------------------------------------------------------------------ shutdown
 

@@ -39,11 +39,20 @@ class Puback(StrEnum):
     REFUSED = "refused"  #: keep it; reset the session after a pause
 
 
+# The members, bound once: a lookup on the class (an enum descriptor) costs as much as
+# the rest of the decision, which is made once per event.
+_DELIVERED: Final = Puback.DELIVERED
+_UNROUTED: Final = Puback.UNROUTED
+_REFUSED: Final = Puback.REFUSED
+
+
 def classify(code: int) -> Puback:
     """The meaning of PUBACK reason code ``code`` (MQTT 5; 3.1.1 PUBACKs read as 0)."""
+    if code == 0:
+        return _DELIVERED
     if code == NO_MATCHING_SUBSCRIBERS:
-        return Puback.UNROUTED
-    return Puback.REFUSED if code >= 0x80 else Puback.DELIVERED
+        return _UNROUTED
+    return _REFUSED if code >= 0x80 else _DELIVERED
 
 
 class PubackPolicy:
@@ -84,11 +93,11 @@ class PubackPolicy:
     def on_puback(self, seq: int, code: int, now: float) -> Puback:
         """Row ``seq`` got a PUBACK with ``code`` at ``now``; what that means for it."""
         verdict = classify(code)
-        if verdict is Puback.DELIVERED:
+        if verdict is _DELIVERED:
             self._streak = 0
             return verdict
         self.rejected += 1
-        if verdict is Puback.UNROUTED:
+        if verdict is _UNROUTED:
             if self._unrouted_low is None:
                 self._resend_at = now + backoff_delay(
                     self._streak, self.resend_base_s, self.resend_cap_s, self._rand
