@@ -32,19 +32,6 @@ def make_event(seq: int, window: str = "w01", site: str = "qingpu") -> SessionOp
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ww.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = Store(url)
-    s.create()
-    s.register_site(load_site(EXAMPLE_SITE))
-    yield s
-    s.close()
-
-
 def publisher(b: MosquittoBroker) -> mqtt.Client:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:6]}")
     c.connect(b.host, b.port)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent import protocol as p
-from agent.config import load_site
 from server.metrics.assessment import PassThresholds, probation, verdict
 from server.metrics.measures import Scope, compute, smile_star_ranking, wilson_lower_bound
 from server.metrics.periods import period_bounds
 from server.store.db import Store, StoredEvent
 from server.workdays import add_working_days
-from tests.conftest import EXAMPLE_SITE
 
 SH = ZoneInfo("Asia/Shanghai")
 BOOT = uuid.UUID(int=7)
@@ -135,20 +131,6 @@ def scenario() -> tuple[Fleet, dict[str, Any]]:
         e for e in f.events if isinstance(e, p.Evaluated) and e.rating is R.DISSATISFIED
     )
     return f, {"w03": w03, "away": away_v, "bad_eval": bad_eval}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        f"sqlite:///{tmp_path / 'ww.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    s = Store(url)
-    s.create()
-    s.register_site(load_site(EXAMPLE_SITE))
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -16,36 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from agent.config import load_site
 from agent.protocol import Channel, SessionOpened, topic
 from server.api.app import create_app
 from server.api.deps import ServerSettings
 from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestHealth, IngestSettings
 from server.store.db import Store
-from tests.conftest import EXAMPLE_SITE, PG_URL
+from tests.conftest import PG_URL
 from tests.server.test_ingest import publisher
 from tests.waiting import wait_until
 
 WINDOWS = [f"w{i:02d}" for i in range(1, 13)]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ww.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = Store(url)
-    s.create()
-    s.register_site(load_site(EXAMPLE_SITE))
-    yield s
-    s.close()
 
 
 def event(seq: int, window: str) -> SessionOpened:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from agent import protocol as p
 from agent.config import load_site
@@ -22,20 +19,6 @@ from tests.waiting import wait_until
 MIN = 60_000
 REVIEWED = ms(2026, 11, 2, 10, 0)  # Monday; due at the end of Monday 23 Nov
 DUE = ms(2026, 11, 23, 23, 59) + 59_999
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        f"sqlite:///{tmp_path / 'ww.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    s = Store(url)
-    s.create()
-    s.register_site(load_site(EXAMPLE_SITE))
-    yield s
-    s.close()
 
 
 def bad_review(store: Store, window: str = "w03", at_ms: int = REVIEWED) -> str:
