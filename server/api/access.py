@@ -374,6 +374,15 @@ class Access:
             self._audit(conn, "transfer_clerk", clerk_id, detail, to_site)
         return home
 
+    def _window(self, site: str, window: str) -> None:
+        """404 unless the centre has that window."""
+        with self._e.connect() as conn:
+            known = conn.execute(
+                select(devices.c.window).where(devices.c.site == site, devices.c.window == window)
+            ).first()
+        if known is None:
+            raise HTTPException(404, "no such window")
+
     def sign_in(
         self, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None
     ) -> None:
@@ -382,12 +391,7 @@ class Access:
         home = self.clerk_home(clerk_id)
         if home != site:
             raise HTTPException(409, "the clerk belongs to another centre; transfer first")
-        with self._e.connect() as conn:
-            known = conn.execute(
-                select(devices.c.window).where(devices.c.site == site, devices.c.window == window)
-            ).first()
-        if known is None:
-            raise HTTPException(404, "no such window")
+        self._window(site, window)
         self.store.sign_in(clerk_id, site, window, start_ms, end_ms)
         self.audit(
             "roster",
@@ -400,12 +404,7 @@ class Access:
         self, site: str, window: str, day: str, requests: int, fast: int, resolved: int
     ) -> None:
         self.site(site)
-        with self._e.connect() as conn:
-            known = conn.execute(
-                select(devices.c.window).where(devices.c.site == site, devices.c.window == window)
-            ).first()
-        if known is None:
-            raise HTTPException(404, "no such window")
+        self._window(site, window)
         self.store.put_helpdesk_kpis(site, window, day, requests, fast, resolved)
         self.audit(
             "helpdesk_kpis",
