@@ -1,10 +1,16 @@
-"""One window's agent: wiring and the run loop.
+"""One window's agent: its parts, the one function that wires them, and the run loop.
 
 Data flows one way: pins (``WindowPanel``) and perception (a camera pump or the scripted
-clerk) put ``(t_ms, input)`` on one queue; the loop alone feeds the rules, stores every
-draft in the outbox, and tells the transport what the window looks like. The transport
-drains the outbox on its own thread. ``stop()`` closes the open session, flushes what
-the broker will take, and publishes ``offline``.
+clerk) put ``(t_ms, input)`` on one inbox; the loop alone feeds the rules, stores every
+draft in the outbox, and tells the link what the window looks like. The link (the MQTT
+``Transport``) drains the outbox on its own thread. ``stop()`` closes the open session,
+flushes what the broker will take, and publishes ``offline``.
+
+``WindowAgent`` receives its parts (inbox, rules, outbox, link, panel, pump, clock);
+``build_agent`` builds the production ones, and is what the CLI, the demo's simulated
+windows, the benches and the tests call. The link talks back only through the handlers
+it is built with: ``Commands`` for ``cmd`` (it needs the inbox and the pump, not the
+agent, so there is no cycle) and the caller's ``on_config``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -37,7 +44,7 @@ from agent.perception import Perception
 from agent.protocol import Command, Fault, Health, Reply, WindowState, now_ms
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import RuleInput, Shutdown, from_command
-from agent.transport import LinkState, Transport
+from agent.transport import ConfigHandler, LinkState, Transport
 from agent.update import Updater, UpdateReport, UpdateWorker, load_public_key
 from agent.watchdog import Watchdog
 
@@ -170,24 +177,90 @@ class CameraPump:
             self.on_fault("camera_dead", str(exc)[:64])
 
 
+class Link(Protocol):
+    """What the agent needs from its connection to the centre (Frigate's ``Communicator``):
+    ``Transport`` is one, structurally; a test passes a recording one.
+
+    Commands and config travel the other way: the link calls the handlers it was built
+    with (``Transport(on_command=..., on_config=...)``) on its own thread, so the agent
+    registers nothing here.
+    """
+
+    @property
+    def link(self) -> LinkState:
+        """What the status LED shows: offline (buffering), draining or online."""
+        ...
+
+    def start(self) -> None: ...
+
+    def publish_state(self, state: WindowState) -> None:
+        """Hand over the retained window state; the latest value wins."""
+        ...
+
+    def publish_health(self, health: Health) -> None: ...
+
+    def publish_reply(self, reply: Reply) -> None:
+        """A reply not tied to a command (an update report)."""
+        ...
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the outbox to drain; whether it did."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Say ``offline`` and disconnect."""
+        ...
+
+
+class Commands:
+    """What a ``cmd`` from the centre does: ``recalibrate`` goes to the pump, ``call`` and
+    ``finish`` join the inbox exactly like a press, ``ping`` only answers.
+
+    The link calls it on its own thread; the rules see a command only through the inbox,
+    so they stay fed by the loop alone.
+    """
+
+    def __init__(
+        self, inbox: queue.SimpleQueue[Item], pump: Pump, clock: Callable[[], int]
+    ) -> None:
+        self.inbox = inbox
+        self.pump = pump
+        self.clock = clock
+
+    def __call__(self, cmd: Command) -> Reply:
+        if cmd.action == "recalibrate":
+            self.pump.recalibrate()
+        elif cmd.action != "ping":
+            item = from_command(cmd)
+            if item is not None:
+                self.inbox.put((self.clock(), item))
+        return Reply(cmd_id=cmd.cmd_id, ok=True)
+
+
 class WindowAgent:
-    """Owns one window's panel, perception, rules, outbox and transport, and their threads."""
+    """Runs one window from its parts and owns them from then on: ``stop()`` closes the
+    link, the panel and the outbox. ``build_agent`` builds the production parts.
+
+    ``inbox`` is the queue the panel (and ``Commands``) put ``(t_ms, input)`` on; the
+    agent's perception thread runs ``pump`` into it too.
+    """
 
     def __init__(
         self,
         site: Site,
         window: WindowConfig,
-        state_dir: Path,
         *,
-        pin_factory: Factory,
+        inbox: queue.SimpleQueue[Item],
+        rules: ServiceRules,
+        outbox: Outbox,
+        link: Link,
+        panel: WindowPanel,
         pump: Pump,
-        broker: BrokerConfig | None = None,
         clock: Callable[[], int] = now_ms,
         health_s: float = 60.0,
         tick_s: float = 0.5,
         watchdog: Watchdog | None = None,
-        on_config: Callable[[bytes], None] | None = None,
-        outbox_max_rows: int = DEFAULT_MAX_ROWS,
+        config_version: str = "local",
     ) -> None:
         self.site = site
         self.watchdog = watchdog or Watchdog(None)
@@ -197,27 +270,13 @@ class WindowAgent:
         self.health_s = health_s
         self.tick_s = tick_s
         self.started = time.monotonic()
-        self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.queue = inbox
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        slug = f"{site.site.site}-{window.window}"
-        self.outbox = Outbox(
-            state_dir / f"{slug}.outbox.db",
-            site.site.site,
-            window.window,
-            uuid.uuid4(),
-            max_rows=outbox_max_rows,
-        )
-        self.rules = ServiceRules(window.rules, in_hours=in_opening_hours(site, clock()))
-        self.transport = Transport(
-            broker or site.site.broker,
-            site.site.site,
-            window.window,
-            self.outbox,
-            on_command=self._on_command,
-            on_config=on_config,
-        )
-        self.panel = WindowPanel(window.gpio, self.queue, pin_factory=pin_factory, clock=clock)
+        self.outbox = outbox
+        self.rules = rules
+        self.link = link
+        self.panel = panel
         if isinstance(pump, CameraPump):
             pump.on_fault = self._fault
         self._faults: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -227,12 +286,12 @@ class WindowAgent:
         #: Drafts a full disk refused, oldest first; bounded so memory cannot run out.
         self._unstored: deque[Draft] = deque(maxlen=10_000)
         self.model_version = str(getattr(pump, "model_version", pump.kind))
-        self.config_version = f"{window.window}-{os.environ.get('WW_CONFIG_VERSION', 'local')}"
+        self.config_version = f"{window.window}-{config_version}"
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self.transport.start()
+        self.link.start()
         for name, target in (("rules", self._loop), ("perception", self._perceive)):
             t = threading.Thread(target=target, name=f"{self.window.window}-{name}", daemon=True)
             t.start()
@@ -245,8 +304,8 @@ class WindowAgent:
         for t in self._threads:
             t.join(timeout=10)
         self._store(self.rules.feed(self.clock(), Shutdown()))
-        self.transport.flush(flush_s)
-        self.transport.close()
+        self.link.flush(flush_s)
+        self.link.close()
         self.panel.close()
         self.outbox.close()
 
@@ -277,10 +336,10 @@ class WindowAgent:
                 self._store([self._fault_draft(code, detail)])
             self._publish_state()
             self.panel.set_status(
-                "connected" if self.transport.link is LinkState.ONLINE else "buffering"
+                "connected" if self.link.link is LinkState.ONLINE else "buffering"
             )
             if time.monotonic() >= next_health:
-                self.transport.publish_health(self.health())
+                self.link.publish_health(self.health())
                 next_health = time.monotonic() + self.health_s
             # Pinged from this loop, and only while it and its helper threads are alive:
             # a wedged loop or a dead camera thread ends in a systemd restart.
@@ -337,16 +396,7 @@ class WindowAgent:
             update={"ts_ms": 0}
         ):
             self._last_state = state
-            self.transport.publish_state(state)
-
-    def _on_command(self, cmd: Command) -> Reply | None:
-        if cmd.action == "recalibrate":
-            self.pump.recalibrate()
-        elif cmd.action != "ping":
-            item = from_command(cmd)
-            if item is not None:
-                self.queue.put((self.clock(), item))
-        return Reply(cmd_id=cmd.cmd_id, ok=True)
+            self.link.publish_state(state)
 
     def health(self) -> Health:
         stats = self.outbox.stats()
@@ -375,6 +425,82 @@ def _cpu_temp() -> float | None:
     except OSError:
         return None
     return round(int(raw) / 1000, 1)
+
+
+def build_agent(
+    site: Site,
+    window: WindowConfig,
+    state_dir: Path,
+    *,
+    pin_factory: Factory,
+    pump: Pump,
+    broker: BrokerConfig | None = None,
+    clock: Callable[[], int] = now_ms,
+    health_s: float = 60.0,
+    tick_s: float = 0.5,
+    watchdog: Watchdog | None = None,
+    on_config: ConfigHandler | None = None,
+    outbox_max_rows: int | None = None,
+    outbox: Outbox | None = None,
+    agent_type: type[WindowAgent] = WindowAgent,
+) -> WindowAgent:
+    """One window's agent with its production parts: the outbox
+    ``<state_dir>/<site>-<window>.outbox.db``, the rules of ``window``, a ``Transport`` to
+    ``broker`` (the site's by default) answering commands through ``Commands``, and the
+    panel on ``pin_factory``. Nothing runs until ``start()``.
+
+    ``outbox`` replaces the one opened here (a test's failing disk; then
+    ``outbox_max_rows`` cannot be given), and ``agent_type`` the agent (a bench's counting
+    subclass); the agent owns the outbox once built. If building fails half-way, what
+    was opened here is closed again.
+
+    Example::
+
+        agent = build_agent(site, window, tmp, pin_factory=MockFactory(), pump=pump)
+        with agent:
+            ...  # presses on the factory's pins become events in agent.outbox
+    """
+    if outbox is not None and outbox_max_rows is not None:
+        raise TypeError("pass outbox or outbox_max_rows, not both")
+    with ExitStack() as undo:
+        if outbox is None:
+            outbox = Outbox(
+                state_dir / f"{site.site.site}-{window.window}.outbox.db",
+                site.site.site,
+                window.window,
+                uuid.uuid4(),
+                max_rows=DEFAULT_MAX_ROWS if outbox_max_rows is None else outbox_max_rows,
+            )
+            undo.callback(outbox.close)
+        inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        rules = ServiceRules(window.rules, in_hours=in_opening_hours(site, clock()))
+        link = Transport(
+            broker or site.site.broker,
+            site.site.site,
+            window.window,
+            outbox,
+            on_command=Commands(inbox, pump, clock),
+            on_config=on_config,
+        )
+        panel = WindowPanel(window.gpio, inbox, pin_factory=pin_factory, clock=clock)
+        undo.callback(panel.close)
+        agent = agent_type(
+            site,
+            window,
+            inbox=inbox,
+            rules=rules,
+            outbox=outbox,
+            link=link,
+            panel=panel,
+            pump=pump,
+            clock=clock,
+            health_s=health_s,
+            tick_s=tick_s,
+            watchdog=watchdog,
+            config_version=os.environ.get("WW_CONFIG_VERSION", "local"),
+        )
+        undo.pop_all()
+    return agent
 
 
 def pin_factory(kind: Literal["lgpio", "mock"]) -> Factory:
@@ -437,7 +563,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
     def _report(report: UpdateReport) -> None:
         for reply in report.replies():
-            agent_ref[0].transport.publish_reply(reply)
+            agent_ref[0].link.publish_reply(reply)
 
     def _installed(report: UpdateReport) -> None:
         log.info("bundle %s installed: restarting on it", report.version)
@@ -445,7 +571,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
     if updater is not None:
         updates = UpdateWorker(updater, on_report=_report, on_installed=_installed)
-    with WindowAgent(
+    with build_agent(
         site,
         window,
         args.state_dir,
@@ -468,4 +594,13 @@ def run_agent_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CameraPump", "Observation", "ScriptedPump", "WindowAgent", "run_agent_cli"]
+__all__ = [
+    "CameraPump",
+    "Commands",
+    "Link",
+    "Observation",
+    "ScriptedPump",
+    "WindowAgent",
+    "build_agent",
+    "run_agent_cli",
+]

@@ -1,8 +1,8 @@
 """Simulated windows for the demo: the real agent, with MockFactory pins a scenario
 presses and a scripted clerk instead of a camera.
 
-Each window runs ``WindowAgent`` unchanged (panel, rules, outbox, transport over real
-MQTT); only the world around it is invented: citizens called, served and evaluating,
+Each window runs the agent as shipped (``build_agent``: panel, rules, outbox, transport
+over real MQTT); only the world around it is invented: citizens called, served and evaluating,
 and a clerk who follows the standard more or less reliably.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import FrameRate, Item, ScriptedPump, WindowAgent
+from agent.app import FrameRate, Item, ScriptedPump, WindowAgent, build_agent
 from agent.config import BrokerConfig, Site, WindowConfig
 from agent.perception import CARELESS, EXEMPLARY, TYPICAL, ClerkProfile, ScriptedClerk
 from agent.protocol import now_ms
@@ -124,7 +124,10 @@ RATING_WEIGHTS = (0.55, 0.28, 0.10, 0.05, 0.02)
 
 
 class SimulatedWindow:
-    """One window: the real agent plus a scenario thread that drives its pins."""
+    """One window: the real agent plus a scenario thread that drives its pins.
+
+    ``agent_type`` is the agent ``build_agent`` makes (a bench's counting subclass).
+    """
 
     def __init__(
         self,
@@ -136,6 +139,8 @@ class SimulatedWindow:
         seed: int,
         clock: SimClock,
         camera: bool = False,
+        *,
+        agent_type: type[WindowAgent] = WindowAgent,
     ) -> None:
         self.window = window
         self.clock = clock
@@ -143,7 +148,7 @@ class SimulatedWindow:
         self.pace = 1 / clock.speed  # scenario waits are in simulated seconds
         self.factory = MockFactory()
         self.clerk = ScriptedClerk(profile, random.Random(seed + 1))
-        self.agent = WindowAgent(
+        self.agent = build_agent(
             site,
             window,
             state_dir,
@@ -151,6 +156,7 @@ class SimulatedWindow:
             pump=ScenePump(self.clerk, seed) if camera else ScriptedPump(self.clerk),
             broker=broker,
             clock=clock,
+            agent_type=agent_type,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._scenario, name=f"{window.window}-scenario")

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import uvicorn
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import ScriptedPump, WindowAgent
+from agent.app import ScriptedPump, build_agent
 from agent.config import BrokerConfig, load_site
 from agent.perception import TYPICAL, ScriptedClerk
 from server.api.app import ServerSettings, create_app
@@ -108,7 +108,7 @@ def main() -> None:
         app.state.accounts.add_user("bench", "bench-pass-1", "inspector")
         factory = MockFactory()
         window = site.window("w03")
-        agent = WindowAgent(
+        agent = build_agent(
             site,
             window,
             Path(tmp),

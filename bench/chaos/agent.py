@@ -2,13 +2,14 @@
 
 ``python -m bench.chaos.agent --site DIR --window w01 --state-dir DIR --port P --status F``
 
-It is the demo's window unchanged (``agent.sim.SimulatedWindow``: the real
-``WindowAgent`` with its rules, outbox and transport, MockFactory pins pressed by the
-scenario, a scripted clerk), sped up by ``--pace`` (its ``SimClock`` runs 1/pace times
-faster). The one addition is bookkeeping: the agent's ``_store`` is wrapped to count the
-drafts the rules produced and those the outbox refused (a full disk), because a draft
-that never got a sequence number is invisible in the outbox's ``last_seq``. The wrapper
-re-raises, so the agent behaves exactly as shipped.
+It is the demo's window unchanged (``agent.sim.SimulatedWindow``: the agent as
+``build_agent`` wires it, with its rules, outbox and transport, MockFactory pins pressed
+by the scenario, a scripted clerk), sped up by ``--pace`` (its ``SimClock`` runs 1/pace
+times faster). The one addition is bookkeeping: the window is built with
+``agent_type=CountingAgent``, whose ``_store`` counts the drafts the rules produced and
+those lost when storing failed, because a draft that never got a sequence number is
+invisible in the outbox's ``last_seq``. It re-raises, so the agent behaves exactly as
+shipped.
 
 Every 0.5 s it writes ``--status`` (JSON): drafts, refused, last_seq, depth, whether the
 rule loop is alive (what the systemd watchdog watches), link state.
@@ -22,7 +23,6 @@ import os
 import time
 from pathlib import Path
 
-import agent.sim
 from agent.app import WindowAgent
 from agent.config import BrokerConfig, load_site
 from agent.events import Draft
@@ -69,8 +69,6 @@ def main() -> int:
     stop = stop_on_signals()
 
     site = load_site(args.site)
-    # SimulatedWindow builds its WindowAgent by this name: give it the counting one.
-    agent.sim.WindowAgent = CountingAgent  # type: ignore[misc]
     sim = SimulatedWindow(
         site,
         site.window(args.window),
@@ -79,6 +77,7 @@ def main() -> int:
         TYPICAL,
         seed=args.seed,
         clock=SimClock(speed=1 / args.pace),
+        agent_type=CountingAgent,
     )
     wa = sim.agent
     assert isinstance(wa, CountingAgent)
@@ -95,7 +94,7 @@ def main() -> int:
                 "last_seq": wa.outbox.last_seq,
                 "depth": wa.outbox.depth,
                 "healthy": wa.healthy(),
-                "link": str(wa.transport.link),
+                "link": str(wa.link.link),
                 "calls": sim.calls,
                 "final": final,
             },

@@ -12,10 +12,11 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
-from agent.app import ScriptedPump, WindowAgent
+from agent.app import ScriptedPump, build_agent
 from agent.config import BrokerConfig, load_site
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import OFFLINE, ONLINE, Channel, Health, WindowState
+from agent.transport import LinkState
 from server.broker import MosquittoBroker, free_port
 from tests.agent import Subscriber
 from tests.conftest import EXAMPLE_SITE, REPO
@@ -36,7 +37,7 @@ def test_presses_become_events_state_and_health(broker: MosquittoBroker, tmp_pat
     kinds = lambda: [e["kind"] for e in sub.unique()]  # noqa: E731
     factory = MockFactory()
     clerk = ScriptedClerk(EXEMPLARY, random.Random(7))
-    agent = WindowAgent(
+    agent = build_agent(
         site,
         window,
         tmp_path,
@@ -46,7 +47,7 @@ def test_presses_become_events_state_and_health(broker: MosquittoBroker, tmp_pat
         health_s=1.0,
     )
     with agent:
-        wait_until(lambda: agent.transport.connected, 10, "connected")
+        wait_until(lambda: agent.link.link is not LinkState.OFFLINE, 10, "connected")
         press(factory, window.gpio.call_button)
         wait_until(lambda: "session_opened" in kinds(), 5, "session opened")
         clerk.on_call(int(time.time() * 1000) - 3000)  # stands and smiles right away
@@ -82,7 +83,7 @@ def test_full_outbox_raises_one_fault(tmp_path: Path) -> None:
     window = site.window("w05")
     factory = MockFactory()
     dead = BrokerConfig(host="127.0.0.1", port=free_port())  # nobody listens: stays offline
-    agent = WindowAgent(
+    agent = build_agent(
         site,
         window,
         tmp_path,
@@ -180,7 +181,7 @@ def test_full_disk_holds_events_and_keeps_the_rules_running(tmp_path: Path) -> N
     window = site.window("w06")
     factory = MockFactory()
     dead = BrokerConfig(host="127.0.0.1", port=free_port())
-    agent = WindowAgent(
+    agent = build_agent(
         site,
         window,
         tmp_path,
