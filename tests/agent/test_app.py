@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
 from agent.app import ScriptedPump, build_agent
 from agent.config import BrokerConfig, load_site
+from agent.events import Draft
+from agent.outbox import Outbox
 from agent.perception import EXEMPLARY, ScriptedClerk
-from agent.protocol import OFFLINE, ONLINE, Channel, Health, WindowState
+from agent.protocol import OFFLINE, ONLINE, Channel, Event, Health, WindowState
 from agent.transport import LinkState
 from server.broker import MosquittoBroker, free_port
 from tests.agent import Subscriber
@@ -174,13 +176,24 @@ def test_frozen_and_dead_camera_raise_faults(tmp_path: Path) -> None:
     assert faults[-1][0] == "camera_dead"
 
 
-def test_full_disk_holds_events_and_keeps_the_rules_running(tmp_path: Path) -> None:
-    import sqlite3
+class FullDisk(Outbox):
+    """An outbox on a disk that is full until ``full`` is cleared: ``add`` raises what
+    SQLite raises then, and stores nothing."""
 
+    full = True
+
+    def add(self, draft: Draft) -> Event:
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().add(draft)
+
+
+def test_full_disk_holds_events_and_keeps_the_rules_running(tmp_path: Path) -> None:
     site = load_site(EXAMPLE_SITE)
     window = site.window("w06")
     factory = MockFactory()
     dead = BrokerConfig(host="127.0.0.1", port=free_port())
+    box = FullDisk(tmp_path / "full.outbox.db", site.site.site, window.window)
     agent = build_agent(
         site,
         window,
@@ -188,23 +201,16 @@ def test_full_disk_holds_events_and_keeps_the_rules_running(tmp_path: Path) -> N
         pin_factory=factory,
         pump=ScriptedPump(ScriptedClerk(EXEMPLARY, random.Random(1)), step_s=0.05),
         broker=dead,
+        outbox=box,
     )
-    real_add = agent.outbox.add
-    full = True
-
-    def add(draft: Any) -> Any:
-        if full:
-            raise sqlite3.OperationalError("database or disk is full")
-        return real_add(draft)
-
-    agent.outbox.add = add  # type: ignore[method-assign]
+    assert agent.outbox is box
     with agent:
         for _ in range(3):
             press(factory, window.gpio.eval_buttons[0])
             time.sleep(0.15)
         time.sleep(0.3)
         assert agent.outbox.last_seq == 0 and agent._threads[0].is_alive()  # rules alive
-        full = False  # space freed: held events go in, oldest first, with the fault
+        box.full = False  # space freed: held events go in, oldest first, with the fault
         press(factory, window.gpio.eval_buttons[0])
         wait_until(lambda: agent.outbox.last_seq >= 5, 5, "held events stored")
         kinds = [r.kind for r in agent.outbox.peek(100)]
