@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
-from agent.config import RuleConfig
+from agent.app import WindowAgent
+from agent.config import BrokerConfig, RuleConfig, load_site
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import Rating, SessionSummary
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import Call, Evaluation
-from agent.sim import ScenePump
+from agent.sim import ScenePump, SimClock, SimulatedWindow
+from server.broker import free_port
+from tests.conftest import EXAMPLE_SITE
 
 
 def test_pipeline_follows_the_rendered_clerk_and_rules_pass_an_exemplary_session() -> None:
@@ -37,3 +41,22 @@ def test_pipeline_follows_the_rendered_clerk_and_rules_pass_an_exemplary_session
     summary = next(d for d in drafts if d.kind is SessionSummary)
     assert summary.fields["stood_on_call"] and summary.fields["smiled_at_greeting"]
     assert summary.fields["stood_at_farewell"] and summary.fields["rating"] is Rating.SATISFIED
+
+
+def test_a_simulated_window_builds_the_agent_type_it_is_given(tmp_path: Path) -> None:
+    class Counting(WindowAgent):
+        pass
+
+    site = load_site(EXAMPLE_SITE)
+    dead = BrokerConfig(host="127.0.0.1", port=free_port())  # nothing starts here
+    sim = SimulatedWindow(
+        site, site.window("w02"), dead, tmp_path, EXEMPLARY, 0, SimClock(), agent_type=Counting
+    )
+    plain = SimulatedWindow(site, site.window("w03"), dead, tmp_path, EXEMPLARY, 1, SimClock())
+    try:
+        assert type(sim.agent) is Counting and type(plain.agent) is WindowAgent
+        assert sim.agent.outbox.path == tmp_path / f"{site.site.site}-w02.outbox.db"
+    finally:
+        for w in (sim, plain):
+            w.agent.panel.close()
+            w.agent.outbox.close()
