@@ -11,6 +11,13 @@ Topic tree (``<site>`` and ``<window>`` are lower-case slugs)::
     ww/v1/<site>/<window>/config        retained, QoS 1   server -> terminal
     ww/v1/<site>/<window>/cmd           QoS 1, never retained   server/queue system -> terminal
     ww/v1/<site>/<window>/reply         QoS 1             terminal's answer to a cmd
+    ww/v1/_server/accepts/<server>      retained, QoS 1   versions an ingest accepts
+
+Versions: the event contract grows only by optional fields (``Contract``): version N of
+an event is version N-1 plus fields with a default. Every ingest accepts each version
+its ``Contract`` knows and announces them on its ``accepts`` topic; a terminal sends the
+highest version it shares with every announcing server, dropping the fields an older
+version lacks on the way out. Servers are upgraded first.
 
 Privacy: no payload can carry an image. Every model forbids unknown fields, every
 string is short and bounded, every list is bounded, and there is no bytes field;
@@ -25,12 +32,15 @@ whole ingest batch it rode in.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "ww/v1"
@@ -261,9 +271,222 @@ EVENT_TYPES: Final = (
 )
 
 
+# --------------------------------------------------------------------------- versions
+
+
+class UnsupportedVersion(ValueError):
+    """An event claims a ``schema_version`` this side does not know (not malformed: it
+    may be valid for a newer server)."""
+
+    def __init__(self, version: int, known: tuple[int, ...]) -> None:
+        super().__init__(f"schema_version {version} not among {known}")
+        self.version = version
+        self.known = known
+
+
+#: Fields added to an event in a new version: ``{kind: {field: (annotation, Field(...))}}``.
+Additions = Mapping[str, Mapping[str, tuple[Any, Any]]]
+
+
+class Contract:
+    """The versions of the event contract one side knows, oldest first.
+
+    The one rule of evolution: version N of an event is version N-1 plus optional
+    fields (each with a default), under ``schema_version: Literal[N]``; no field is
+    removed, renamed or narrowed, no kind added. ``extend`` is the only way to make
+    version N, so the rule holds by construction: its models subclass version N-1's,
+    so code reading an event (the store, the rules) reads every version alike. A change
+    the rule does not allow needs a new topic root (``ww/v2``).
+
+    ``parse_event`` dispatches on ``schema_version`` and raises ``UnsupportedVersion``
+    for an integer version it does not know; ``downgrade`` turns an event's JSON object
+    into an older version's by dropping the fields that version lacks.
+
+    Example::
+
+        v2 = CONTRACT.extend({"smiled": {"note": (ShortText | None, Field(None))}})
+        v2.versions                      # (1, 2)
+        v2.downgrade(smiled_v2_dict, 1)  # the same event without "note", version 1
+    """
+
+    __slots__ = ("_adapters", "_fields", "_models", "versions")
+
+    def __init__(self, event_types: Iterable[type[EventHeader]]) -> None:
+        models = {_kind_of(m): m for m in event_types}
+        self._models: tuple[dict[str, type[EventHeader]], ...] = (models,)
+        self.versions: tuple[int, ...] = (_version_of(next(iter(models.values()))),)
+        self._fields: dict[int, dict[str, frozenset[str]]] = {}
+        self._adapters: tuple[TypeAdapter[Any], TypeAdapter[Any]] | None = None
+        self._index()
+
+    def _index(self) -> None:
+        self._fields = {
+            v: {k: frozenset(m.model_fields) for k, m in ms.items()}
+            for v, ms in zip(self.versions, self._models, strict=True)
+        }
+        unions: list[Any] = [
+            Annotated[Union[tuple(ms.values())], Field(discriminator="kind")]  # noqa: UP007
+            for ms in self._models
+        ]
+        # One version: the plain kind union. Several: nested, dispatched on
+        # schema_version first (a string discriminator: as fast as the plain union).
+        newest: Any = (
+            unions[0]
+            if len(unions) == 1
+            else Annotated[Union[tuple(unions)], Field(discriminator="schema_version")]  # noqa: UP007
+        )
+        self._adapters = (TypeAdapter(newest), TypeAdapter(unions[0]))
+
+    @property
+    def base(self) -> int:
+        """The oldest version: what a terminal sends before it knows better."""
+        return self.versions[0]
+
+    @property
+    def newest(self) -> int:
+        return self.versions[-1]
+
+    def event_types(self, version: int) -> tuple[type[EventHeader], ...]:
+        return tuple(self._models[self.versions.index(version)].values())
+
+    def extend(self, additions: Additions) -> Contract:
+        """A new contract: these versions plus the next, which adds optional fields to
+        the kinds named (the other kinds only change ``schema_version``). Raises
+        ValueError when an addition breaks the rule."""
+        version = self.newest + 1
+        previous = self._models[-1]
+        unknown = set(additions) - set(previous)
+        if unknown:
+            raise ValueError(f"no such event kinds: {sorted(unknown)}")
+        models: dict[str, type[EventHeader]] = {}
+        for kind, base in previous.items():
+            added = dict(additions.get(kind, {}))
+            clash = set(added) & set(base.model_fields)
+            if clash:
+                raise ValueError(f"{kind}: fields exist already: {sorted(clash)}")
+            doc = f"Wire schema version {version}."
+            fields: dict[str, Any] = {
+                "schema_version": (Literal[version], Field(version, description=doc)),
+                **added,
+            }
+            model = cast(
+                "type[EventHeader]",
+                create_model(base.__name__, __base__=base, __module__=base.__module__, **fields),
+            )
+            required = [f for f in added if model.model_fields[f].is_required()]
+            if required:
+                raise ValueError(f"{kind}: added fields need a default: {required}")
+            models[kind] = model
+        out = object.__new__(Contract)
+        out._models = (*self._models, models)
+        out.versions = (*self.versions, version)
+        out._index()
+        return out
+
+    def parse_event(self, raw: bytes | str) -> Event:
+        """Validate one event payload of any version known here.
+
+        Raises ``UnsupportedVersion`` for an integer ``schema_version`` not known here,
+        ``pydantic.ValidationError`` for anything else that does not validate."""
+        assert self._adapters is not None
+        try:
+            event: Event = self._adapters[0].validate_json(raw)
+        except ValidationError:
+            claimed = _claimed_version(raw)  # the failure path only: the hot one parses once
+            if claimed is None and len(self.versions) > 1:
+                # No schema_version: version 1 said it defaults, so it is the base version.
+                return self._adapters[1].validate_json(raw)
+            if claimed is not None and claimed not in self.versions:
+                raise UnsupportedVersion(claimed, self.versions) from None
+            raise
+        return event
+
+    def common(self, accepted: Iterable[int]) -> int:
+        """The highest version known here and in ``accepted``; the base version when none."""
+        shared = set(self.versions).intersection(accepted)
+        return max(shared) if shared else self.base
+
+    def downgrade(self, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """An event's JSON object (a ``model_dump(mode="json")``) as ``version`` has it:
+        the fields that version lacks are dropped, whatever their value (the older
+        server could not have stored them), and ``schema_version`` says ``version``."""
+        keep = self._fields[version][data["kind"]]
+        out = {k: v for k, v in data.items() if k in keep}
+        out["schema_version"] = version
+        return out
+
+
+def _kind_of(model: type[EventHeader]) -> str:
+    default = model.model_fields["kind"].default
+    assert isinstance(default, str), model
+    return default
+
+
+def _version_of(model: type[EventHeader]) -> int:
+    default = model.model_fields["schema_version"].default
+    assert isinstance(default, int), model
+    return default
+
+
+def _claimed_version(raw: bytes | str) -> int | None:
+    """The integer ``schema_version`` a payload claims, if it is a JSON object with one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    return version if type(version) is int else None
+
+
+#: The contract of this build. Later versions are made with ``CONTRACT.extend`` here.
+CONTRACT: Final = Contract(EVENT_TYPES)
+
+
 def parse_event(raw: bytes | str) -> Event:
-    """Validate one event payload; raises pydantic.ValidationError."""
-    return EVENT_ADAPTER.validate_json(raw)
+    """Validate one event payload of any version of ``CONTRACT``; raises
+    ``UnsupportedVersion`` or pydantic.ValidationError."""
+    return CONTRACT.parse_event(raw)
+
+
+# --------------------------------------------------------------------------- accepts
+
+#: Where an ingest announces what it accepts: ``ww/v1/_server/accepts/<server>``, one
+#: retained message per ingest (``_server`` cannot be a site slug).
+ACCEPTS_ROOT: Final = f"{TOPIC_ROOT}/_server/accepts"
+ACCEPTS_SUBSCRIPTION: Final = f"{ACCEPTS_ROOT}/+"
+#: (qos, retain) of the announcement.
+ACCEPTS_QOS: Final = (1, True)
+#: An ingest's MQTT client id, as the last level of its accepts topic.
+ServerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)]
+_SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def accepts_topic(server: str) -> str:
+    """The retained topic of one ingest's announcement; ValueError for an id that
+    cannot be a topic level."""
+    if not _SERVER_ID.match(server):
+        raise ValueError(f"server id {server!r} cannot name an accepts topic")
+    return f"{ACCEPTS_ROOT}/{server}"
+
+
+def parse_accepts_topic(name: str) -> str | None:
+    """The server id of an accepts topic; None when ``name`` is not one."""
+    prefix, _, server = name.rpartition("/")
+    return server if prefix == ACCEPTS_ROOT and _SERVER_ID.match(server) else None
+
+
+class Accepts(Wire):
+    """Ingest -> terminals: the event versions this ingest accepts (retained).
+
+    Version 1 forever: every terminal must read it. A terminal that cannot read one
+    takes it as accepting the base version only."""
+
+    schema_version: Literal[1] = 1
+    server: ServerId = Field(description="The ingest's client id; also the topic's last level.")
+    versions: tuple[Annotated[int, Field(ge=1, le=INT32_MAX)], ...] = Field(
+        min_length=1, max_length=16, description="Event schema versions it accepts."
+    )
+    ts_ms: TimestampMs = Field(description="When the ingest connected, UTC ms.")
 
 
 # --------------------------------------------------------------------------- state etc.
@@ -323,6 +546,9 @@ class Reply(Wire):
 def json_schemas() -> dict[str, dict[str, Any]]:
     """Every payload's JSON schema, keyed by a readable name (docs and tests use it)."""
     out: dict[str, dict[str, Any]] = {}
-    for model in (*EVENT_TYPES, WindowState, Health, Command, Reply):
+    for model in (*EVENT_TYPES, WindowState, Health, Command, Reply, Accepts):
         out[model.__name__] = model.model_json_schema()
+    for version in CONTRACT.versions[1:]:  # each later version, so the walks cover it
+        for later in CONTRACT.event_types(version):
+            out[f"{later.__name__} v{version}"] = later.model_json_schema()
     return out

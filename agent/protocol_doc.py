@@ -103,6 +103,7 @@ def examples() -> list[BaseModel]:
         ),
         p.Command(cmd_id=_EV, action="call", ticket="A018"),
         p.Reply(cmd_id=_EV, ok=False, error="unknown action"),
+        p.Accepts(server="ww-server-1", versions=p.CONTRACT.versions, ts_ms=_T),
     ]
 
 
@@ -130,6 +131,45 @@ def _limits(spec: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _versions() -> list[str]:
+    known = ", ".join(str(v) for v in p.CONTRACT.versions)
+    return [
+        "## Versions",
+        "",
+        f"Event schema versions of this contract: {known}. The topic root stays "
+        f"`{p.TOPIC_ROOT}`: a version grows the payloads, never the topic tree.",
+        "",
+        "- **One rule.** Version N of an event is version N-1 plus optional fields (each "
+        "with a default) under `schema_version` N; nothing is removed, renamed or "
+        "narrowed, and no kind is added. `Contract.extend` in `agent/protocol.py` is the "
+        "only way to make a version, so the rule holds by construction; a change it does "
+        "not allow needs a new topic root.",
+        "- **The server accepts every version it knows.** `parse_event` dispatches on "
+        "`schema_version` (a payload without one is version 1). An integer version the "
+        "ingest does not know is rejected and counted as `unsupported_version` "
+        '(`ww_ingest_rejected_total{reason="unsupported_version"}`), not as `malformed`.',
+        f"- **It says so.** On every connect each ingest publishes an `Accepts` "
+        f"(below), retained, QoS 1, on `{p.ACCEPTS_ROOT}/<server>`, `<server>` being its "
+        "MQTT client id. Terminals may read these topics (the broker ACL).",
+        "- **A terminal sends what every server accepts.** It subscribes to "
+        f"`{p.ACCEPTS_SUBSCRIPTION}` and sends events at the highest version that it and "
+        "every announcing ingest know; before any announcement arrives, and for an "
+        "announcement it cannot read, that is the base version (1). An empty retained "
+        "message (the announcement cleared) forgets that ingest; clear the topic of an "
+        "ingest taken out of service, or the fleet keeps to its versions.",
+        "- **Downgrade on the way out.** The outbox keeps each event in the newest form "
+        "the terminal made; the transport drops the fields the version it sends lacks "
+        "(whatever their value: the older server could not store them) and writes that "
+        "`schema_version`. An event already handed to MQTT is resent as it was sent.",
+        "- **Servers are upgraded first**, then terminals. A version goes out only once "
+        "every announcing ingest accepts it, so a server never receives a version it "
+        "does not know from a terminal that has read the announcements.",
+        "",
+        "Payloads other than events (state, health, commands, replies, `Accepts` itself) "
+        "are version 1 and not yet under this rule.",
+    ]
+
+
 def render() -> str:
     out = [
         "# WarmWindow wire protocol (v1)",
@@ -148,6 +188,8 @@ def render() -> str:
         out.append(
             f"| `{p.topic('<site>', '<window>', ch)}` | {qos} | {'yes' if retain else 'no'} |"
         )
+    qos, retain = p.ACCEPTS_QOS
+    out.append(f"| `{p.ACCEPTS_ROOT}/<server>` | {qos} | {'yes' if retain else 'no'} |")
     out += [
         "",
         f"Availability payloads are the plain strings `{p.ONLINE}` (birth, retained) and "
@@ -156,6 +198,8 @@ def render() -> str:
         "Privacy: every payload model forbids unknown fields, strings are bounded "
         "(64 characters at most), lists are bounded, and no field is binary: "
         "no payload can carry an image.",
+        "",
+        *_versions(),
         "",
         "## Payloads",
     ]

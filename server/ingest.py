@@ -19,6 +19,12 @@ goes in, the refused messages wait at the head of the next batch (the store, not
 message, is at fault); a lone one in a quiet moment is set aside after
 ``suspect_wait_s`` if this process has stored such a message before. ``health()`` says
 whether the ingest makes progress (``/healthz``, ``ww_ingest_healthy``).
+
+Versions: events of every version of the ingest's ``Contract`` are accepted; an event
+claiming a version it does not know is rejected as ``unsupported_version`` (valid for a
+newer server, so not ``malformed``). On every connect the ingest announces its versions
+as a retained ``Accepts`` on ``ww/v1/_server/accepts/<client id>``; terminals send no
+newer version than every announcing ingest accepts (docs/protocol.md, "Versions").
 """
 
 from __future__ import annotations
@@ -43,14 +49,19 @@ from sqlalchemy import exc as sa_exc
 from agent.config import TlsConfig
 from agent.mqtt import make_client
 from agent.protocol import (
+    ACCEPTS_QOS,
+    CONTRACT,
     OFFLINE,
     ONLINE,
+    Accepts,
     Channel,
+    Contract,
     EventHeader,
     Health,
+    UnsupportedVersion,
     WindowState,
+    accepts_topic,
     now_ms,
-    parse_event,
     parse_topic,
     subscription,
 )
@@ -205,9 +216,14 @@ def describe(exc: BaseException) -> str:
 class Ingest:
     """Consume the fleet's topics into ``store``; ``start()``/``stop()`` own two threads."""
 
-    def __init__(self, store: Store, settings: IngestSettings) -> None:
+    def __init__(
+        self, store: Store, settings: IngestSettings, *, contract: Contract = CONTRACT
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.contract = contract
+        #: Raises ValueError now for a client id that cannot name a topic level.
+        self._accepts_topic = accepts_topic(settings.client_id)
         self.stats = IngestStats(stall_s=settings.stall_s)
         self._known = store.known_devices()
         #: Messages refused on their own, waiting for proof that the store takes writes.
@@ -291,6 +307,12 @@ class Ingest:
                 (subscription(Channel.HEALTH), 0),
             ]
         )
+        # Retained, so a terminal connecting later (or while we are down) reads it.
+        accepts = Accepts(
+            server=self.settings.client_id, versions=self.contract.versions, ts_ms=now_ms()
+        )
+        qos, retain = ACCEPTS_QOS
+        client.publish(self._accepts_topic, accepts.model_dump_json(), qos=qos, retain=retain)
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.stats.connected = False
@@ -315,7 +337,9 @@ class Ingest:
             item.reject = "unknown_device"
         elif channel is Channel.EVENT:
             try:
-                ev = parse_event(payload)
+                ev = self.contract.parse_event(payload)
+            except UnsupportedVersion:
+                item.reject = "unsupported_version"
             except ValidationError:
                 item.reject = "malformed"
             else:

@@ -33,6 +33,10 @@ events, the app owns the state and health it asks us to publish. What it guarant
   ``BrokerConfig.reconnect_spread_s`` the first reconnect after a drop also waits a
   random part of that spread: a broker restarted in front of 10,000 terminals otherwise
   gets them all within the first backoff step (the city run).
+* **It sends what the servers accept.** It reads every ingest's retained announcement
+  (``ww/v1/_server/accepts/+``) and sends each event at the highest schema version that
+  it and every announcing ingest know, dropping the fields an older version lacks; the
+  base version until an announcement arrives (``Transport.send_version``).
 * **Commands never crash it.** ``cmd`` payloads are validated as ``protocol.Command``;
   an invalid one, or one whose handler raises, is answered on ``reply`` with ``ok=false``.
 

@@ -19,16 +19,24 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from pydantic import ValidationError
+
 from agent.config import BrokerConfig
 from agent.outbox import Outbox, OutboxRow, now_ms
 from agent.protocol import (
+    ACCEPTS_QOS,
+    ACCEPTS_SUBSCRIPTION,
     CHANNEL_QOS,
+    CONTRACT,
     OFFLINE,
     ONLINE,
+    Accepts,
     Channel,
+    Contract,
     Health,
     Reply,
     WindowState,
+    parse_accepts_topic,
     parse_topic,
     topic,
 )
@@ -95,6 +103,8 @@ class TransportStats:
     rejected: int  #: PUBACKs with an error reason code (rows kept and retried)
     bad_commands: int  #: cmd payloads that failed validation
     last_error: str | None
+    #: The event schema version events go out at now (see ``Transport.send_version``).
+    send_version: int = 1
 
 
 class Transport:
@@ -125,6 +135,7 @@ class Transport:
         retry_rejected_s: float = 5.0,
         tuning: Tuning = Tuning(),
         rand: Callable[[], float] = random.random,
+        contract: Contract = CONTRACT,
     ) -> None:
         if outbox.site != site or outbox.window != window:
             raise ValueError("outbox belongs to another window")
@@ -148,6 +159,12 @@ class Transport:
         self._topics = {ch: topic(site, window, ch) for ch in Channel}
         self._event_topic = self._topics[Channel.EVENT]
         self._event_qos = CHANNEL_QOS[Channel.EVENT]
+        self._contract = contract
+        #: What each ingest announced (by its client id); kept across reconnects, since
+        #: a retained announcement changes only when its ingest reconnects.
+        self._accepted: dict[str, frozenset[int]] = {}
+        #: The version events go out at: the base one until announcements say more.
+        self._send_version = contract.base
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -278,7 +295,14 @@ class Transport:
             rejected=self._pubacks.rejected,
             bad_commands=self._bad_commands,
             last_error=self._last_error,
+            send_version=self._send_version,
         )
+
+    @property
+    def send_version(self) -> int:
+        """The highest event version this terminal and every announcing ingest know:
+        the contract's base version until an announcement arrives."""
+        return self._send_version
 
     def _check_ours(self, site: str, window: str) -> None:
         if (site, window) != (self.site, self.window):
@@ -432,6 +456,7 @@ class Transport:
             [
                 (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
                 (self._topics[Channel.CMD], CHANNEL_QOS[Channel.CMD][0]),
+                (ACCEPTS_SUBSCRIPTION, ACCEPTS_QOS[0]),
             ]
         )
         # The broker may have restarted without our last state: send it again.
@@ -458,6 +483,9 @@ class Transport:
         try:
             site, window, channel = parse_topic(topic_name)
         except ValueError:
+            server = parse_accepts_topic(topic_name)
+            if server is not None:
+                self._on_accepts(server, payload)
             return
         if (site, window) != (self.site, self.window):
             return
@@ -475,6 +503,30 @@ class Transport:
                 self._on_config(payload)
             except Exception:
                 log.exception("config handler failed")
+
+    def _on_accepts(self, server: str, payload: bytes) -> None:
+        """One ingest's announcement. An empty payload (the retained message cleared)
+        forgets that ingest; one that does not validate counts as the base version only,
+        the safe reading of an ingest we cannot understand."""
+        if not payload:
+            self._accepted.pop(server, None)
+        else:
+            try:
+                accepts = Accepts.model_validate_json(payload)
+            except ValidationError:
+                accepts = None
+            if accepts is None or accepts.server != server:
+                log.warning("unreadable announcement from ingest %s: base version only", server)
+                self._accepted[server] = frozenset({self._contract.base})
+            else:
+                self._accepted[server] = frozenset(accepts.versions)
+        common: set[int] = set(self._contract.versions)
+        for versions in self._accepted.values():
+            common &= versions
+        version = self._contract.common(common) if self._accepted else self._contract.base
+        if version != self._send_version:
+            log.info("events go out at schema version %d (was %d)", version, self._send_version)
+            self._send_version = version
 
     # ------------------------------------------------------------------ draining
 
@@ -537,6 +589,10 @@ class Transport:
 
     def _wire(self, row: OutboxRow) -> bytes:
         data = json.loads(row.payload)
+        # The outbox keeps the newest form; an ingest that accepts no newer version gets
+        # the fields its version has (one comparison per event when nothing is dropped).
+        if data["schema_version"] > self._send_version:
+            data = self._contract.downgrade(data, self._send_version)
         data["sent_ms"] = now_ms()
         data["historical"] = self._window.is_replay(row.seq)
         return _COMPACT.encode(data).encode()

@@ -14,9 +14,10 @@ are the certificate CNs (``use_identity_as_username true``), ``<site>/<window>``
 
 A window may only:
   write ww/v1/<site>/<window>/{availability,event,state,health,reply}
-  read  ww/v1/<site>/<window>/{config,cmd}
+  read  ww/v1/<site>/<window>/{config,cmd}, and ww/v1/_server/accepts/+
 The aggregator (``ww-server``) may read every window's availability/event/state/health/
-reply, also through a shared subscription, and write every window's config and cmd.
+reply, also through a shared subscription, and write every window's config and cmd, and
+the announcements of the event versions its ingests accept (ww/v1/_server/accepts/+).
 Anything not granted is denied: Mosquitto's ACL is default-deny once a file is given.
 """
 
@@ -33,6 +34,8 @@ DEVICE_WRITE = ("availability", "event", "state", "health", "reply")
 DEVICE_READ = ("config", "cmd")
 SERVER_READ = ("availability", "event", "state", "health", "reply")
 SERVER_WRITE = ("config", "cmd")
+#: Each ingest's retained announcement of the event versions it accepts (agent.protocol).
+ACCEPTS = f"{ROOT}/_server/accepts/+"
 SERVER_IDENTITY = "ww-server"
 SHARE_GROUP = "ww-ingest"
 
@@ -66,6 +69,7 @@ def render_acl(
         lines.append(f"topic read $share/{share_group}/{ROOT}/+/+/event")
         for ch in SERVER_WRITE:
             lines.append(f"topic write {ROOT}/+/+/{ch}")
+        lines.append(f"topic write {ACCEPTS}")
         lines.append("")
     seen: set[tuple[str, str]] = set()
     for site, window in windows:
@@ -77,6 +81,7 @@ def render_acl(
             lines.append(f"topic write {ROOT}/{site}/{window}/{ch}")
         for ch in DEVICE_READ:
             lines.append(f"topic read {ROOT}/{site}/{window}/{ch}")
+        lines.append(f"topic read {ACCEPTS}")
         lines.append("")
     return "\n".join(lines)
 
@@ -105,6 +110,8 @@ def render_emqx_acl(
         reads = [f"{ROOT}/+/+/{ch}" for ch in SERVER_READ]
         reads.append(f"$share/{share_group}/{ROOT}/+/+/event")
         writes = [f"{ROOT}/+/+/{ch}" for ch in SERVER_WRITE]
+        # Terminals on EMQX cannot read it yet, so they send the base version.
+        writes.append(ACCEPTS)
         lines.append(f'{{allow, {{username, "{identity}"}}, subscribe, [{topics(reads)}]}}.')
         lines.append(f'{{allow, {{username, "{identity}"}}, publish, [{topics(writes)}]}}.')
     seen: set[tuple[str, str]] = set()
