@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 
 from agent.protocol import now_ms
 from server import views
@@ -30,6 +30,7 @@ from server.accounts import Accounts, Principal, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
+from server.store.cases import acknowledge, close_open_case
 from server.store.db import Store
 from server.store.schema import (
     alerts,
@@ -37,8 +38,6 @@ from server.store.schema import (
     cases,
     clerks,
     devices,
-    events,
-    rejects,
     units,
 )
 
@@ -166,28 +165,14 @@ class Access:
 
     def latest_events(self, limit: int, site: str | None) -> list[dict[str, Any]]:
         self.not_clerk()
-        sites = self.sites(site)
-        q = select(events).order_by(events.c.received_ms.desc()).limit(limit)
-        if sites is not None:
-            q = q.where(events.c.site.in_(sites))
-        with self._e.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+        return self.store.latest_events(limit, sites=self.sites(site))
 
     def stats(self) -> dict[str, Any]:
         """Stored events in the principal's units; reject counters (not attributable to a
         unit: unknown devices, bad topics) only for city-wide principals."""
         self.not_clerk()
-        q = select(func.count()).select_from(events)
-        if self.p.sites is not None:
-            q = q.where(events.c.site.in_(self.p.sites))
-        with self._e.connect() as conn:
-            n = int(conn.execute(q).scalar_one())
-            rejected = (
-                {r[0]: int(r[1]) for r in conn.execute(select(rejects.c.reason, rejects.c.count))}
-                if self.p.sites is None
-                else None
-            )
-        return {"events": n, "rejected": rejected}
+        rejected = self.store.reject_counts() if self.p.sites is None else None
+        return {"events": self.store.event_count(self.p.sites), "rejected": rejected}
 
     def fleet(self) -> list[dict[str, Any]]:
         self.not_clerk()
@@ -275,16 +260,7 @@ class Access:
         )
 
     def cases(self, status: str | None, site: str | None) -> list[dict[str, Any]]:
-        sites = self.sites(site)
-        q = select(cases).order_by(cases.c.due_ms)
-        if status:
-            q = q.where(cases.c.status == status)
-        if sites is not None:
-            q = q.where(cases.c.site.in_(sites))
-        if self.p.clerk_id is not None:
-            q = q.where(cases.c.clerk_id == self.p.clerk_id)
-        with self._e.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+        return self.store.list_cases(status, sites=self.sites(site), clerk_id=self.p.clerk_id)
 
     def helpdesk(self, first_day: str, last_day: str, site: str | None) -> dict[str, Any]:
         self.not_clerk()
@@ -316,24 +292,14 @@ class Access:
     def ack_alert(self, alert_id: str, note: str) -> None:
         with self._e.begin() as conn:
             site = self._site_of(conn, alerts.c.alert_id, alert_id, "alert")
-            done = conn.execute(
-                update(alerts)
-                .where(alerts.c.alert_id == alert_id, alerts.c.acked_ms.is_(None))
-                .values(acked_by=self.p.username, acked_ms=now_ms(), note=note)
-            ).rowcount
-            if not done:
+            if not acknowledge(conn, alert_id, self.p.username, note, now_ms()):
                 raise HTTPException(409, "already acknowledged")
             self._audit(conn, "ack_alert", alert_id, {"note": note}, site)
 
     def close_case(self, case_id: str, note: str, at_ms: int) -> None:
         with self._e.begin() as conn:
             site = self._site_of(conn, cases.c.case_id, case_id, "case")
-            done = conn.execute(
-                update(cases)
-                .where(cases.c.case_id == case_id, cases.c.status == "open")
-                .values(status="closed", closed_ms=at_ms, note=note)
-            ).rowcount
-            if not done:
+            if not close_open_case(conn, case_id, note, at_ms):
                 raise HTTPException(409, "case already closed")
             self._audit(conn, "close_case", case_id, {"note": note, "at_ms": at_ms}, site)
 

@@ -75,7 +75,6 @@ def get_principal(request: Request) -> Principal:
     return principal
 
 
-StoreDep = Annotated[Store, Depends(get_store)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -98,11 +97,6 @@ def acting(action: str) -> object:
         return principal
 
     return Depends(check)
-
-
-def check_site(principal: Principal, site: str | None) -> None:
-    if site is not None and not principal.sees(site):
-        raise HTTPException(403, "outside your units")
 
 
 def bounds(settings: ServerSettings, period: str) -> tuple[int, int]:

@@ -9,33 +9,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from server.policy.rows import AlertRow
 from server.store.base import StoreBase
 from server.store.schema import alerts, cases
 
 
+def close_open_case(conn: Connection, case_id: str, note: str, at_ms: int) -> bool:
+    """Close the case if it is open, in the caller's transaction; False when it was not."""
+    res = conn.execute(
+        update(cases)
+        .where(cases.c.case_id == case_id, cases.c.status == "open")
+        .values(status="closed", closed_ms=at_ms, note=note)
+    )
+    return bool(res.rowcount)
+
+
+def acknowledge(conn: Connection, alert_id: str, username: str, note: str, at_ms: int) -> bool:
+    """Acknowledge the alert if it is not yet, in the caller's transaction."""
+    res = conn.execute(
+        update(alerts)
+        .where(alerts.c.alert_id == alert_id, alerts.c.acked_ms.is_(None))
+        .values(acked_by=username, acked_ms=at_ms, note=note)
+    )
+    return bool(res.rowcount)
+
+
 class Cases(StoreBase):
     def list_cases(
-        self, status: str | None = None, site: str | None = None
+        self,
+        status: str | None = None,
+        site: str | None = None,
+        *,
+        sites: frozenset[str] | None = None,
+        clerk_id: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Cases by due time, of one ``site`` or of ``sites`` (None: all), or one clerk's."""
         q = select(cases).order_by(cases.c.due_ms)
         if status:
             q = q.where(cases.c.status == status)
         if site:
             q = q.where(cases.c.site == site)
+        if sites is not None:
+            q = q.where(cases.c.site.in_(sites))
+        if clerk_id is not None:
+            q = q.where(cases.c.clerk_id == clerk_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def close_case(self, case_id: str, note: str, at_ms: int) -> bool:
         with self.engine.begin() as conn:
-            res = conn.execute(
-                update(cases)
-                .where(cases.c.case_id == case_id, cases.c.status == "open")
-                .values(status="closed", closed_ms=at_ms, note=note)
-            )
-            return bool(res.rowcount)
+            return close_open_case(conn, case_id, note, at_ms)
 
     def raise_alerts(self, rows: Sequence[AlertRow]) -> list[str]:
         """Insert alerts whose id is new (one transaction); return the ids inserted."""
@@ -60,16 +85,6 @@ class Cases(StoreBase):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def alert_site(self, alert_id: str) -> str | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(alerts.c.site).where(alerts.c.alert_id == alert_id)).first()
-        return row[0] if row else None
-
     def ack_alert(self, alert_id: str, username: str, note: str, at_ms: int) -> bool:
         with self.engine.begin() as conn:
-            res = conn.execute(
-                update(alerts)
-                .where(alerts.c.alert_id == alert_id, alerts.c.acked_ms.is_(None))
-                .values(acked_by=username, acked_ms=at_ms, note=note)
-            )
-            return bool(res.rowcount)
+            return acknowledge(conn, alert_id, username, note, at_ms)

@@ -12,16 +12,24 @@ from server.store.schema import dead_letters, events, rejects
 
 
 class Reads(StoreBase):
-    def latest_events(self, limit: int = 50, site: str | None = None) -> list[dict[str, Any]]:
+    def latest_events(
+        self, limit: int = 50, site: str | None = None, *, sites: frozenset[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest received events, of one ``site`` or of ``sites`` (None: all)."""
         q = select(events).order_by(events.c.received_ms.desc())
         if site:
             q = q.where(events.c.site == site)
+        if sites is not None:
+            q = q.where(events.c.site.in_(sites))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.limit(limit))]
 
-    def event_count(self) -> int:
+    def event_count(self, sites: frozenset[str] | None = None) -> int:
+        q = select(func.count()).select_from(events)
+        if sites is not None:
+            q = q.where(events.c.site.in_(sites))
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+            return int(conn.execute(q).scalar_one())
 
     def event_counts_by_device(self) -> dict[tuple[str, str], int]:
         q = select(events.c.site, events.c.window, func.count()).group_by(

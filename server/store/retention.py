@@ -45,40 +45,21 @@ class Retention(StoreBase):
         alerts_cut = now_ms - (measures_days if alerts_days is None else alerts_days) * day
         roster_cut = now_ms - (measures_days if roster_days is None else roster_days) * day
         dead_cut = now_ms - dead_letters_days * day
+        deletes = {
+            "events": events.delete().where(events.c.received_ms < raw_cut),
+            "sessions": sessions.delete().where(sessions.c.opened_ms < cut),
+            "evaluations": evaluations.delete().where(evaluations.c.ts_ms < cut),
+            "away_periods": away_periods.delete().where(away_periods.c.started_ms < cut),
+            "cases": cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open"),
+            "daily_rollups": daily_rollups.delete().where(daily_rollups.c.day_ms < cut),
+            "audit_log": audit_log.delete().where(audit_log.c.ts_ms < audit_cut),
+            "alerts": alerts.delete().where(
+                alerts.c.acked_ms.is_not(None), alerts.c.ts_ms < alerts_cut
+            ),
+            "roster": roster.delete().where(
+                roster.c.end_ms.is_not(None), roster.c.end_ms < roster_cut
+            ),
+            "dead_letters": dead_letters.delete().where(dead_letters.c.received_ms < dead_cut),
+        }
         with self.engine.begin() as conn:
-            return {
-                "events": conn.execute(
-                    events.delete().where(events.c.received_ms < raw_cut)
-                ).rowcount,
-                "sessions": conn.execute(
-                    sessions.delete().where(sessions.c.opened_ms < cut)
-                ).rowcount,
-                "evaluations": conn.execute(
-                    evaluations.delete().where(evaluations.c.ts_ms < cut)
-                ).rowcount,
-                "away_periods": conn.execute(
-                    away_periods.delete().where(away_periods.c.started_ms < cut)
-                ).rowcount,
-                "cases": conn.execute(
-                    cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open")
-                ).rowcount,
-                "daily_rollups": conn.execute(
-                    daily_rollups.delete().where(daily_rollups.c.day_ms < cut)
-                ).rowcount,
-                "audit_log": conn.execute(
-                    audit_log.delete().where(audit_log.c.ts_ms < audit_cut)
-                ).rowcount,
-                "alerts": conn.execute(
-                    alerts.delete().where(
-                        alerts.c.acked_ms.is_not(None), alerts.c.ts_ms < alerts_cut
-                    )
-                ).rowcount,
-                "roster": conn.execute(
-                    roster.delete().where(
-                        roster.c.end_ms.is_not(None), roster.c.end_ms < roster_cut
-                    )
-                ).rowcount,
-                "dead_letters": conn.execute(
-                    dead_letters.delete().where(dead_letters.c.received_ms < dead_cut)
-                ).rowcount,
-            }
+            return {name: conn.execute(stmt).rowcount for name, stmt in deletes.items()}
