@@ -26,7 +26,7 @@ from sqlalchemy import or_, select, update
 
 from agent.protocol import now_ms
 from server import views
-from server.accounts import Accounts, Principal, write_audit
+from server.accounts import Accounts, Principal, scope_sites, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
@@ -111,7 +111,8 @@ class Access:
         self.site(site)
         p = self.p
         if district is not None and p.sites is not None:
-            in_district = set(self._district_sites(district))
+            with self._e.connect() as conn:
+                in_district = scope_sites(conn, f"district:{district}") or frozenset()
             if not in_district or not in_district <= p.sites:
                 raise HTTPException(403, OUTSIDE)
         if p.clerk_id is not None:
@@ -124,12 +125,6 @@ class Access:
             else:
                 site = next(iter(sorted(p.sites)), "-")
         return Scope(district, site, window, clerk_id)
-
-    def _district_sites(self, district: str) -> list[str]:
-        with self._e.connect() as conn:
-            return [
-                r[0] for r in conn.execute(select(units.c.site).where(units.c.district == district))
-            ]
 
     def _audit(
         self,
