@@ -110,7 +110,6 @@ def render_emqx_acl(
         reads = [f"{ROOT}/+/+/{ch}" for ch in SERVER_READ]
         reads.append(f"$share/{share_group}/{ROOT}/+/+/event")
         writes = [f"{ROOT}/+/+/{ch}" for ch in SERVER_WRITE]
-        # Terminals on EMQX cannot read it yet, so they send the base version.
         writes.append(ACCEPTS)
         lines.append(f'{{allow, {{username, "{identity}"}}, subscribe, [{topics(reads)}]}}.')
         lines.append(f'{{allow, {{username, "{identity}"}}, publish, [{topics(writes)}]}}.')
@@ -121,7 +120,9 @@ def render_emqx_acl(
         seen.add((site, window))
         user = f"{site}/{window}"
         pubs = topics(f"{ROOT}/{user}/{ch}" for ch in DEVICE_WRITE)
-        subs = topics(f"{ROOT}/{user}/{ch}" for ch in DEVICE_READ)
+        # Read only: a window that could publish an announcement would move the fleet's
+        # event version up or down; only the server identities write there.
+        subs = topics([*(f"{ROOT}/{user}/{ch}" for ch in DEVICE_READ), ACCEPTS])
         lines.append(f'{{allow, {{username, "{user}"}}, publish, [{pubs}]}}.')
         lines.append(f'{{allow, {{username, "{user}"}}, subscribe, [{subs}]}}.')
     lines += ["", "{deny, all}.", ""]

@@ -118,8 +118,10 @@ class MqttPeer:
         assert wait_until(lambda: mid in self.subacks), f"no SUBACK for {topic_filter}"
         return self.subacks[mid]
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> ReasonCode:
-        info = self.client.publish(topic, payload, qos=qos)
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, *, retain: bool = False
+    ) -> ReasonCode:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         assert wait_until(lambda: info.mid in self.pubacks), f"no PUBACK for {topic}"
         return self.pubacks[info.mid]
 

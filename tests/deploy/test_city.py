@@ -9,8 +9,10 @@ import subprocess
 import sys
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
 
+from agent.protocol import ACCEPTS_SUBSCRIPTION, accepts_topic
 from server.settings import ServerEnv
 from tests.conftest import EXAMPLE_SITE
 from tests.deploy import DEPLOY
@@ -90,5 +92,46 @@ def test_emqx_acl_generated_from_sites() -> None:
     assert set(re.findall(r'"(ww/[^"]+)"', sub)) == {
         "ww/v1/qingpu/w03/config",
         "ww/v1/qingpu/w03/cmd",
+        ACCEPTS_SUBSCRIPTION,
     }
     assert all(r.endswith(".") for r in rules)
+
+
+def grants(rules: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(username, action, topic filters) of every allow rule of an EMQX acl.conf."""
+    out = []
+    for rule in rules:
+        m = re.fullmatch(r'\{allow, \{username, "([^"]+)"\}, (\w+), \[(.*)\]\}\.', rule)
+        if m:
+            out.append((m.group(1), m.group(2), re.findall(r'"([^"]+)"', m.group(3))))
+    return out
+
+
+def test_emqx_acl_windows_read_but_never_write_the_accepts_announcements() -> None:
+    """A forged announcement would move the fleet's event version, so only ww-server
+    may publish on ww/v1/_server/accepts/<id>; every window may subscribe to them."""
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY / "mosquitto" / "acl.py"), "--format", "emqx", EXAMPLE_SITE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rules = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    allowed = grants(rules)
+    assert len(allowed) == len(rules) - 1, "every rule but the last is a parsed allow rule"
+    announcement = accepts_topic("ww-server")
+    windows = {user for user, _, _ in allowed if user != "ww-server"}
+    assert windows, "no window in the example site"
+    for user in windows:
+        actions = {action for u, action, _ in allowed if u == user}
+        assert actions == {"publish", "subscribe"}, f"{user}: {actions}"
+        subs = [f for u, action, fs in allowed if u == user and action == "subscribe" for f in fs]
+        assert ACCEPTS_SUBSCRIPTION in subs, f"{user} cannot read the announcements"
+        pubs = [f for u, action, fs in allowed if u == user and action == "publish" for f in fs]
+        for forged in (announcement, accepts_topic(user.replace("/", "-"))):
+            assert not any(mqtt.topic_matches_sub(f, forged) for f in pubs), (user, forged)
+    server_pubs = [
+        f for u, action, fs in allowed if u == "ww-server" and action == "publish" for f in fs
+    ]
+    assert any(mqtt.topic_matches_sub(f, announcement) for f in server_pubs)

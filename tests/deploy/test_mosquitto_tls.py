@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from agent.config import BrokerConfig, TlsConfig
 from agent.outbox import Outbox
-from agent.protocol import ONLINE, Channel, topic
+from agent.protocol import ACCEPTS_SUBSCRIPTION, ONLINE, Accepts, Channel, accepts_topic, topic
 from agent.transport import Transport
 from tests.agent import draft
 from tests.deploy import MqttPeer, load_script
@@ -264,3 +265,59 @@ def test_server_pushes_a_signed_bundle_to_one_terminal(
     report = updater.apply(received[0])
     assert report.ok, report.steps
     assert updater.current_serial() == 2
+
+
+def test_windows_read_the_accepts_announcements_but_cannot_forge_them(
+    tls_broker: ProductionMosquitto, pki: Pki
+) -> None:
+    """An ingest's retained Accepts reaches every window; a window's forged one (it would
+    move the whole fleet's event version up or down) is refused and reaches no window.
+
+    The server identity may write these topics but not read them, so the witnesses are
+    windows: w01 sees the genuine update that follows its refused forgery, and w02,
+    subscribing afterwards, gets the genuine retained announcement, not the forged one.
+    """
+    server_id = f"ww-test-{uuid.uuid4().hex[:8]}"
+    announced = accepts_topic(server_id)
+    connected_ms = int(time.time() * 1000)
+
+    def announcement(*versions: int, later_ms: int = 0) -> str:
+        return Accepts(
+            server=server_id, versions=versions, ts_ms=connected_ms + later_ms
+        ).model_dump_json()
+
+    ingest = window(tls_broker, pki, "ww-server")
+    w01 = window(tls_broker, pki, f"{SITE}/w01")
+    w02: MqttPeer | None = None
+    try:
+        genuine = announcement(1)
+        assert not ingest.publish(announced, genuine, retain=True).is_failure
+        assert not w01.subscribe(ACCEPTS_SUBSCRIPTION)[0].is_failure
+        assert wait_until(
+            lambda: genuine.encode() in {p for _, p in w01.received(announced)},
+            5,
+            "the retained announcement at a window",
+        )
+
+        forged = announcement(1, 2, later_ms=1)
+        for target in (announced, accepts_topic(f"{SITE}-w01")):
+            rc = w01.publish(target, forged, retain=True)
+            assert rc.value == NOT_AUTHORIZED, f"window announced on {target}: {rc}"
+        update = announcement(1, later_ms=2)  # the ingest reconnected
+        assert not ingest.publish(announced, update, retain=True).is_failure
+        assert wait_until(
+            lambda: update.encode() in {p for _, p in w01.received(announced)},
+            5,
+            "the ingest's update after the refused forgery",
+        )
+        assert forged.encode() not in {p for _, p in w01.received()}, "forgery delivered"
+
+        w02 = window(tls_broker, pki, f"{SITE}/w02")
+        assert not w02.subscribe(ACCEPTS_SUBSCRIPTION)[0].is_failure
+        assert wait_until(lambda: bool(w02.received(announced)), 5, "the retained one at w02")
+        assert w02.received() == [(announced, update.encode())], "retained forgery"
+    finally:
+        ingest.publish(announced, b"", retain=True)  # clear it for the module's broker
+        for peer in (ingest, w01, w02):
+            if peer is not None:
+                peer.close()
