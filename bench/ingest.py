@@ -29,9 +29,9 @@ import paho.mqtt.client as mqtt
 from sqlalchemy import create_engine, text
 
 from agent.config import load_site
+from agent.localbroker import MosquittoBroker
 from agent.protocol import Channel, EventHeader, Rating, topic
 from bench.city.model import EVENTS_PER_SESSION, draft_for
-from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 

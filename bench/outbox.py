@@ -33,10 +33,10 @@ import paho.mqtt.client as mqtt
 
 from agent.config import BrokerConfig
 from agent.events import Draft
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.protocol import Channel, SessionSummary, topic
 from agent.transport import Transport
-from server.broker import MosquittoBroker
 
 SITE = "qingpu"
 WINDOW = 32  # in-flight window, the same for the baseline and the transport

@@ -25,9 +25,9 @@ from gpiozero.pins.mock import MockFactory
 
 from agent.app import ScriptedPump, build_agent
 from agent.config import BrokerConfig, load_site
+from agent.localbroker import MosquittoBroker, free_port, wait_port
 from agent.perception import TYPICAL, ScriptedClerk
 from server.api.app import ServerSettings, create_app
-from server.broker import MosquittoBroker, free_port, wait_port
 from server.ingest import IngestSettings
 
 REPO = Path(__file__).resolve().parent.parent

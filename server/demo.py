@@ -20,9 +20,9 @@ from types import FrameType
 import uvicorn
 
 from agent.config import load_site
+from agent.localbroker import local_broker, wait_port
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
-from server.broker import local_broker, wait_port
 from server.ingest import IngestSettings
 
 

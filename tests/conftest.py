@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.broker import MosquittoBroker, find_mosquitto
+from agent.localbroker import MosquittoBroker, find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -22,10 +22,10 @@ from pydantic import Field, ValidationError
 from agent import protocol as p
 from agent.config import BrokerConfig
 from agent.events import Draft
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.protocol_doc import examples
 from agent.transport import Transport
-from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.server import conftest as server_fixtures

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from server.broker import free_port
+from agent.localbroker import free_port
 from tests.conftest import REPO
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from agent.app import WindowAgent
 from agent.config import BrokerConfig, RuleConfig, load_site
+from agent.localbroker import free_port
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import Rating, SessionSummary
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import Call, Evaluation
 from agent.sim import ScenePump, SimClock, SimulatedWindow
-from server.broker import free_port
 from tests.conftest import EXAMPLE_SITE
 
 

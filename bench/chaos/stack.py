@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agent.localbroker import wait_port
 from bench.city.broker import persistent_mosquitto, quiet_port
 from bench.city.verify import Device, outbox_last_seq, stored_by_device
-from server.broker import wait_port
 from server.store.db import Store
 
 REPO = Path(__file__).resolve().parents[2]

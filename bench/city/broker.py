@@ -4,7 +4,7 @@ Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write a
 temporary directory: persistence then does nothing, silently, and a restarted broker has
 forgotten every session and the QoS 1 messages queued for the aggregator. A ``user`` line
 naming the current user keeps it as root (it is only read when started as root). Added
-only when ``server.broker.MosquittoBroker`` does not already write one.
+only when ``agent.localbroker.MosquittoBroker`` does not already write one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import random
 import socket
 from pathlib import Path
 
-from server.broker import MosquittoBroker
+from agent.localbroker import MosquittoBroker
 
 
 def quiet_port(lo: int = 20_000, hi: int = 32_000) -> int:

@@ -21,7 +21,6 @@ import paho.mqtt.client as mqtt
 
 from agent.events import Draft
 from agent.protocol import Channel, SessionOpened, StoodUp, subscription
-from server.broker import MosquittoBroker
 
 _counter = itertools.count()
 
@@ -40,14 +39,6 @@ def draft(i: int | None = None) -> Draft:
             },
         )
     return Draft(kind=SessionOpened, ts_ms=1_700_000_000_000 + n, fields={"source": "bell"})
-
-
-def persist_sessions(broker: MosquittoBroker) -> None:
-    """Kept for the tests that call it: ``server/broker.py`` now writes a ``user`` line
-    (Mosquitto started as root would otherwise drop to a user that cannot write the
-    fixture's private directory, silently disabling persistence)."""
-    assert "user " in broker.conf_path.read_text() or not broker.conf_path.exists()
-    broker.restart()
 
 
 class Subscriber:

@@ -15,11 +15,11 @@ from gpiozero.pins.mock import MockFactory
 from agent.app import ScriptedPump, build_agent
 from agent.config import BrokerConfig, load_site
 from agent.events import Draft
+from agent.localbroker import MosquittoBroker, free_port
 from agent.outbox import Outbox
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import OFFLINE, ONLINE, Channel, Event, Health, WindowState
 from agent.transport import LinkState
-from server.broker import MosquittoBroker, free_port
 from tests.agent import Subscriber
 from tests.conftest import EXAMPLE_SITE, REPO
 from tests.waiting import wait_until

@@ -18,12 +18,12 @@ from gpiozero.pins.mock import MockFactory
 
 from agent.app import Commands, Item, ScriptedPump, WindowAgent, build_agent
 from agent.config import BrokerConfig, load_site
+from agent.localbroker import MosquittoBroker, free_port
 from agent.outbox import Outbox, OutboxError
 from agent.perception import EXEMPLARY, ScriptedClerk
 from agent.protocol import Channel, Command, Health, Reply, WindowState, topic
 from agent.rules import Call, Finish, ServiceRules
 from agent.transport import LinkState, Transport
-from server.broker import MosquittoBroker, free_port
 from tests.agent import Subscriber
 from tests.agent.test_app import press
 from tests.conftest import EXAMPLE_SITE

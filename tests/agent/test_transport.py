@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.config import BrokerConfig, TlsConfig
+from agent.localbroker import EmbeddedBroker, MosquittoBroker, free_port
 from agent.outbox import Outbox
 from agent.protocol import (
     OFFLINE,
@@ -33,9 +34,8 @@ from agent.protocol import (
     topic,
 )
 from agent.transport import LinkState, Transport, Tuning
-from server.broker import EmbeddedBroker, MosquittoBroker, free_port
-from tests.agent import Subscriber, draft, persist_sessions
-from tests.waiting import wait_until
+from tests.agent import Subscriber, draft
+from tests.waiting import stays_false, wait_until
 
 SITE = "qingpu"
 
@@ -202,10 +202,16 @@ def test_reconnects_after_broker_restart_with_backoff(
 def test_reconnect_after_a_drop_waits_its_share_of_the_spread(
     broker: MosquittoBroker, outbox: Outbox
 ) -> None:
-    config = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5, reconnect_spread_s=2)
+    config = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5, reconnect_spread_s=1)
     # Stable after 0.2 s, and every jitter at its maximum: the whole spread is waited.
     link = Transport(
-        config, SITE, "w01", outbox, tuning=Tuning(stable_after_s=0.2), rand=lambda: 1.0
+        config,
+        SITE,
+        "w01",
+        outbox,
+        backoff_base_s=0.1,
+        tuning=Tuning(stable_after_s=0.2),
+        rand=lambda: 1.0,
     )
     with link:
         wait_until(lambda: link.connected, 10, "connection")
@@ -215,20 +221,25 @@ def test_reconnect_after_a_drop_waits_its_share_of_the_spread(
         restarted = time.monotonic() - dropped
         wait_until(lambda: link.stats().connects == 2, 15, "reconnection")
         waited = time.monotonic() - dropped
-    # Without the spread the retry would go 0.5 s after the drop, once the broker is back.
-    assert restarted < 2.0, f"the broker took {restarted:.1f} s to restart: no margin left"
-    assert waited >= 2.5  # first backoff step (0.5 s at most) + the whole 2 s spread
+    # Without the spread the retry would go 0.1 s after the drop, once the broker is back.
+    assert restarted < 1.0, f"the broker took {restarted:.1f} s to restart: no margin left"
+    assert waited >= 1.1  # first backoff step (0.1 s at most) + the whole 1 s spread
 
 
 def test_no_matching_subscribers_keeps_the_event(broker: MosquittoBroker, outbox: Outbox) -> None:
     """PUBACK 0x10: the broker took it but nobody will get it (e.g. a restarted Mosquitto
     that forgot the aggregator's shared subscription). The row must stay until one does."""
-    with Transport(cfg(broker), SITE, "w01", outbox, protocol="5", backoff_max_s=1.0) as link:
+    # Resends back off like reconnects: here from 0.05 s, capped at 0.2 s.
+    link = Transport(
+        cfg(broker), SITE, "w01", outbox, protocol="5", backoff_base_s=0.05, backoff_max_s=0.2
+    )
+    with link:
         wait_until(lambda: link.connected, 10, "connection")
         for i in range(5):
             outbox.add(draft(i))
         wait_until(lambda: link.stats().rejected >= 5, 10, "the 0x10 PUBACKs")
-        time.sleep(2.5)  # a few resends that find nobody either
+        # a few resends that find nobody either
+        wait_until(lambda: link.stats().rejected >= 15, 5, "resends, refused again")
         assert outbox.depth == 5
         sub = Subscriber(broker.host, broker.port)
         assert link.flush(10), link.stats()
@@ -244,8 +255,9 @@ def test_falls_back_to_mqtt_311_on_amqtt(outbox: Outbox) -> None:
     amqtt.start()
     try:
         sub = Subscriber(amqtt.host, amqtt.port)
-        quick = Tuning(connack_timeout_s=1.0)  # a terminal waits 5 s
-        with Transport(cfg(amqtt), SITE, "w01", outbox, tuning=quick) as link:
+        quick = Tuning(connack_timeout_s=0.3)  # a terminal waits 5 s
+        link = Transport(cfg(amqtt), SITE, "w01", outbox, backoff_base_s=0.1, tuning=quick)
+        with link:
             for i in range(30):
                 outbox.add(draft(i))
             # two silent CONNACK waits, then 3.1.1
@@ -302,8 +314,8 @@ def test_one_unanswered_connect_keeps_mqtt_5(broker: MosquittoBroker, outbox: Ou
     sub = Subscriber(broker.host, broker.port)
     try:
         conf = BrokerConfig(host="127.0.0.1", port=proxy.port, keepalive_s=5)
-        quick = Tuning(connack_timeout_s=1.0)  # a terminal waits 5 s
-        with Transport(conf, SITE, "w01", outbox, tuning=quick) as link:
+        quick = Tuning(connack_timeout_s=0.3)  # a terminal waits 5 s
+        with Transport(conf, SITE, "w01", outbox, backoff_base_s=0.1, tuning=quick) as link:
             outbox.add(draft(0))
             assert link.flush(30), f"not drained: {link.stats()}"
             assert proxy.accepted >= 2
@@ -324,16 +336,23 @@ def test_forced_311_talks_to_mosquitto(broker: MosquittoBroker, outbox: Outbox) 
 def test_events_refused_by_the_broker_are_kept_until_it_accepts_them(
     broker: MosquittoBroker, outbox: Outbox, tmp_path: Path
 ) -> None:
-    persist_sessions(broker)
     acl = tmp_path / "acl"
     # Everything but events may be written (a will it may not write gets a CONNACK refusal).
     # Mosquitto 2.0.11 answers a refused MQTT 5 publish with PUBACK 0x87 and then drops
     # the connection; either way the row must stay until a broker takes it.
     acl.write_text("topic read ww/#\ntopic write ww/v1/qingpu/w01/availability\n")
     broker.extra_conf += f"acl_file {acl}\n"
-    broker.restart()
+    broker.restart()  # with the ACL
     sub = Subscriber(broker.host, broker.port)
-    link = Transport(cfg(broker), SITE, "w01", outbox, backoff_max_s=0.5, retry_rejected_s=0.2)
+    link = Transport(
+        cfg(broker),
+        SITE,
+        "w01",
+        outbox,
+        backoff_base_s=0.05,
+        backoff_max_s=0.1,
+        retry_rejected_s=0.1,
+    )
     with link:
         for i in range(20):
             outbox.add(draft(i))
@@ -406,7 +425,6 @@ def test_tls_with_client_certificate(
     pki.mkdir()
     _make_pki(pki)
     tls_port = free_port()
-    persist_sessions(broker)  # as root, Mosquitto could not read the keys either
     broker.extra_conf += (
         f"listener {tls_port} 127.0.0.1\n"
         f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
@@ -423,11 +441,11 @@ def test_tls_with_client_certificate(
         ),
     )
     no_cert = good.model_copy(update={"tls": TlsConfig(ca_file=pki / "ca.crt")})
-    with Transport(no_cert, SITE, "w01", outbox, backoff_max_s=0.5) as link:
+    with Transport(no_cert, SITE, "w01", outbox, backoff_base_s=0.05, backoff_max_s=0.1) as link:
         outbox.add(draft(0))
         wait_until(lambda: link.stats().last_error is not None, 10, "a refused handshake")
-        time.sleep(1.0)
-        assert link.stats().connects == 0 and outbox.depth == 1
+        assert stays_false(lambda: link.stats().connects > 0, 0.5), "connected without a cert"
+        assert outbox.depth == 1
     with Transport(good, SITE, "w01", outbox) as link:
         assert link.flush(10), f"not drained: {link.stats()}"
     wait_until(lambda: len(sub.unique()) == 1, 5, "the event")
@@ -437,7 +455,6 @@ def test_tls_with_client_certificate(
 def test_retained_config_reaches_the_handler_on_every_connect(
     broker: MosquittoBroker, outbox: Outbox
 ) -> None:
-    persist_sessions(broker)
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-config-server")
     pub.connect(broker.host, broker.port)
     pub.loop_start()

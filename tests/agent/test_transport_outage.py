@@ -1,8 +1,10 @@
-"""No event is lost: a 30 s broker outage mid-stream, and the agent SIGKILLed mid-stream.
+"""No event is lost: a broker outage mid-stream, and the agent SIGKILLed mid-stream.
 
 Both use a real Mosquitto and a subscriber that plays the aggregator (persistent session,
-QoS 1, de-duplication by event_id). The outage length can be shortened locally with
-``WW_OUTAGE_S=5``; the committed default is the issue's 30 s.
+QoS 1, de-duplication by event_id). The outage lasts 0.8 s here, with the backoff scaled
+down to match (what is tested is the order of things: in flight, offline, buffered,
+reconnected, replayed); ``WW_OUTAGE_S=30`` runs the delivery issue's 30 s outage with a
+terminal's 1 s backoff cap, and ``python -m bench.chaos`` runs outages at fleet scale.
 
 Run as a module, this file is the crash test's agent process:
 ``python -m tests.agent.test_transport_outage OUTBOX HOST PORT TOTAL``.
@@ -19,19 +21,19 @@ from collections import defaultdict
 from pathlib import Path
 from typing import IO, Any
 
-import pytest
-
 from agent.config import BrokerConfig
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.protocol import OFFLINE, ONLINE, Channel
 from agent.transport import LinkState, Transport
-from server.broker import MosquittoBroker
-from tests.agent import CuttableLink, Subscriber, draft, persist_sessions
+from tests.agent import CuttableLink, Subscriber, draft
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = "qingpu"
-OUTAGE_S = float(os.environ.get("WW_OUTAGE_S", "30"))
+OUTAGE_S = float(os.environ.get("WW_OUTAGE_S", "0.8"))
+#: Reconnect backoff cap: 1 s for a long outage, a tenth of a short one.
+BACKOFF_MAX_S = min(1.0, OUTAGE_S / 10)
 
 
 def assert_complete_and_ordered(
@@ -53,14 +55,14 @@ def assert_complete_and_ordered(
     assert seqs == sorted(seqs), "events arrived out of seq order after de-duplication"
 
 
-@pytest.mark.slow
 def test_broker_outage_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -> None:
-    total, stop_at, restart_at = 5000, 1500, 3500
-    persist_sessions(broker)
+    total, stop_at, restart_at = 1000, 300, 700
     sub = Subscriber(broker.host, broker.port)
     box = Outbox(tmp_path / "outbox.db", SITE, "w01")
     cfg = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5)
-    link = Transport(cfg, SITE, "w01", box, backoff_max_s=1.0)
+    link = Transport(
+        cfg, SITE, "w01", box, backoff_base_s=BACKOFF_MAX_S / 4, backoff_max_s=BACKOFF_MAX_S
+    )
     link.start()
     try:
         wait_until(lambda: link.connected, 10, "connection")
@@ -68,7 +70,7 @@ def test_broker_outage_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_pat
             box.add(draft(i))
             if i % 10 == 0:
                 time.sleep(0.005)  # a stream, not one burst
-        wait_until(lambda: len(sub.copies) >= 500, 20, "live delivery before the outage")
+        wait_until(lambda: len(sub.copies) >= 100, 20, "live delivery before the outage")
         broker.stop()  # with rows in flight and more unsent
         stopped = time.monotonic()
         offline_seen = False
@@ -140,7 +142,7 @@ def _spawn(outbox: Path, host: str, port: int, total: int) -> subprocess.Popen[s
 
 
 def test_agent_sigkilled_mid_stream_loses_nothing(broker: MosquittoBroker, tmp_path: Path) -> None:
-    total, kill_after = 3000, 1200
+    total, kill_after = 1500, 600
     outbox = tmp_path / "outbox.db"
     sub = Subscriber(broker.host, broker.port, (Channel.EVENT, Channel.AVAILABILITY))
     first = _spawn(outbox, broker.host, broker.port, total)
@@ -191,7 +193,7 @@ def test_agent_sigkilled_during_a_network_cut_loses_nothing(
     broker: MosquittoBroker, tmp_path: Path
 ) -> None:
     """Rows published into a dead link get no PUBACK: they must outlive the agent."""
-    total = 1500
+    total = 1000
     outbox = tmp_path / "outbox.db"
     sub = Subscriber(broker.host, broker.port)
     net = CuttableLink(broker.host, broker.port)

@@ -19,9 +19,9 @@ import pytest
 from agent import protocol as p
 from agent.config import BrokerConfig
 from agent.events import Draft
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.transport import Transport
-from server.broker import MosquittoBroker
 from tests.agent import Subscriber, draft
 from tests.test_contract_versions import SMILED_V2, V2
 from tests.waiting import wait_until

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from server.broker import MosquittoBroker, find_mosquitto
+from agent.localbroker import MosquittoBroker, find_mosquitto
 from tests.deploy import DEPLOY
 
 SITE = "s1"

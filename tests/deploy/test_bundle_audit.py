@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.localbroker import MosquittoBroker
 from server.accounts import Accounts
-from server.broker import MosquittoBroker
 from server.store.db import Store
 
 

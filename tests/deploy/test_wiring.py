@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import BrokerConfig, Site, TlsConfig, load_site
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.protocol import Channel, Reply, topic
 from agent.transport import Transport
-from server.broker import MosquittoBroker
 from server.bundles import build_bundle, model_files, push_bundle
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.config import load_site
+from agent.localbroker import MosquittoBroker
 from agent.protocol import Channel, SessionOpened, topic
-from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.conftest import EXAMPLE_SITE
@@ -93,7 +93,7 @@ def test_persistent_session_keeps_events_while_server_down(
 
 def test_falls_back_to_mqtt_311_on_the_embedded_broker(tmp_path: Path) -> None:
     """The demo's broker without Mosquitto (amqtt) speaks only MQTT 3.1.1."""
-    from server.broker import EmbeddedBroker
+    from agent.localbroker import EmbeddedBroker
 
     b = EmbeddedBroker()
     b.start()

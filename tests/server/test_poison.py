@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from agent.localbroker import MosquittoBroker
 from agent.protocol import Channel, SessionOpened, topic
 from server.api.app import create_app
 from server.api.deps import ServerSettings
-from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestHealth, IngestSettings
 from server.store.db import Store
 from tests.conftest import PG_URL

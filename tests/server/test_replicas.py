@@ -8,8 +8,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from agent.config import load_site
+from agent.localbroker import MosquittoBroker
 from agent.protocol import Channel, topic
-from server.broker import MosquittoBroker
 from server.ingest import Ingest, IngestSettings
 from server.store.db import Store
 from tests.conftest import EXAMPLE_SITE

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import uvicorn
 
+from agent.localbroker import MosquittoBroker, free_port, wait_port
 from server.api.app import ServerSettings, create_app
-from server.broker import MosquittoBroker, free_port, wait_port
 from server.ingest import IngestSettings
 from tests.conftest import EXAMPLE_SITE
 

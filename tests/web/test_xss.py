@@ -34,8 +34,8 @@ import pytest
 import uvicorn
 
 from agent import protocol as proto
+from agent.localbroker import free_port, wait_port
 from server.api.app import ServerSettings, create_app
-from server.broker import free_port, wait_port
 from server.store.db import StoredEvent
 from server.tokens import Tokens
 from tests.conftest import EXAMPLE_SITE

@@ -1,4 +1,5 @@
-"""Run a local MQTT broker for the demo and the tests.
+"""Run a private MQTT broker on loopback: for the demo, the tests of both halves and a
+terminal tried on a bench. Part of the shared contract (the server's demo imports it).
 
 Mosquitto when its binary is installed (Debian keeps it in /usr/sbin, often off PATH),
 otherwise the embedded pure-Python amqtt broker (MQTT 3.1.1 only).
