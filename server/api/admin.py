@@ -4,11 +4,16 @@ An administrator sees and changes only the accounts and tokens whose scope lies 
 their own (``Principal.covers``): a district administrator those of their district and
 its sites, one with scope "all" everyone. Anything else answers 404, as if it did not
 exist. Every change is audited (who, what, whom; never a password or a token value).
+
+The response models here are closed like those of ``schemas.py`` (``schemas.Out``) and
+are built from the records field by field (``UserOut.from_user``, ``TokenOut.from_row``),
+so a field added to an account or token record stays internal until a field is added
+here: nothing reaches a client by accident, least of all a password or token hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -33,6 +38,7 @@ from server.api.deps import (
     acting,
     get_tokens,
 )
+from server.api.schemas import Out, TimeMs
 from server.tokens import GRANTS, Tokens
 
 router = APIRouter(prefix="/api")
@@ -49,33 +55,55 @@ class LoginIn(BaseModel):
     password: StorableText = Field(max_length=PASSWORD_MAX)
 
 
-class LoginOut(BaseModel):
-    username: str
-    role: str
-    csrf: str
+ROLE = "district_admin, centre_manager, inspector or readonly"
+SCOPE = '"all", "district:<name>" or "site:<slug>"'
 
 
-class OkOut(BaseModel):
-    ok: bool
+class LoginOut(Out):
+    """A new session; its cookie (httponly, same-site strict) comes with this answer."""
+
+    username: str = Field(description="The account's user name.")
+    role: str = Field(description=f"The account's role: {ROLE}.")
+    csrf: str = Field(
+        description="The session's CSRF token: send it as X-CSRF-Token on every change."
+    )
 
 
-class CanOut(BaseModel):
-    acknowledge: bool
-    close_case: bool
-    roster: bool
-    kpis: bool
-    users: bool
+class OkOut(Out):
+    """What ``POST /api/logout`` did."""
+
+    ok: bool = Field(description="A session was ended; false for a service token, which has none.")
 
 
-class MeOut(BaseModel):
-    username: str
-    display_name: str
-    role: str
-    scope: str
-    sites: list[str] | None  # None: every site
-    csrf: str | None  # None for a service token
-    clerk_id: str | None
-    can: CanOut
+class CanOut(Out):
+    """What the caller may do beyond reading its units: its role's permissions, or a
+    service token's grants."""
+
+    acknowledge: bool = Field(description="May acknowledge alerts.")
+    close_case: bool = Field(description="May close (rectify) bad-review cases.")
+    roster: bool = Field(description="May add and transfer clerks and sign them in at windows.")
+    kpis: bool = Field(description="May push help-desk daily figures (H-ONLINE).")
+    users: bool = Field(description="May manage accounts and service tokens within its scope.")
+
+
+class MeOut(Out):
+    """Who is asking: the signed-in user or the service token, its units and rights."""
+
+    username: str = Field(description="The user name; token:<token_id> for a service token.")
+    display_name: str = Field(description="The name to show; a service token's name.")
+    role: str = Field(description=f"{ROLE}; service for a service token.")
+    scope: str = Field(description=f"The units it may reach: {SCOPE}.")
+    sites: list[str] | None = Field(
+        description="The site slugs the scope reaches, sorted; null: every site."
+    )
+    csrf: str | None = Field(
+        description="The session's CSRF token (X-CSRF-Token); null for a service token."
+    )
+    clerk_id: str | None = Field(
+        description="The clerk the account belongs to, whose own records alone it reads; "
+        "null for other accounts."
+    )
+    can: CanOut = Field(description="What it may do beyond reading.")
 
 
 @router.post(
@@ -158,16 +186,24 @@ RoleStr = Annotated[StorableText, Field(max_length=32)]
 UserPath = Annotated[str, PathParam(pattern=USERNAME)]
 
 
-class UserOut(BaseModel):
-    username: str
-    display_name: str
-    role: str
-    scope: str
-    disabled: bool
-    clerk_id: str | None
+class UserOut(Out):
+    """An account within your scope, as ``GET /api/users`` lists it (never its password
+    hash, sessions or sign-in failures)."""
+
+    username: str = Field(description="The user name it signs in with.")
+    display_name: str = Field(description="The name to show; may be empty.")
+    role: str = Field(description=f"{ROLE}.")
+    scope: str = Field(description=f"The units it may reach: {SCOPE}.")
+    disabled: bool = Field(description="Disabled: it cannot sign in and has no sessions.")
+    clerk_id: str | None = Field(
+        description="The clerk the account belongs to, whose own records alone it reads; "
+        "null for other accounts."
+    )
 
     @classmethod
-    def of(cls, u: User) -> UserOut:
+    def from_user(cls, u: User) -> UserOut:
+        """The API's view of an account record: each field named here, so a field the
+        record gains is not answered until this model documents it."""
         return cls(
             username=u.username,
             display_name=u.display_name,
@@ -217,7 +253,7 @@ def list_users(p: PrincipalDep, accounts: AccountsDep) -> list[UserOut]:
     """The accounts within your scope (never their password hashes)."""
     if not p.can("users"):
         raise HTTPException(403, f"role {p.role} may not manage users")
-    return [UserOut.of(u) for u in accounts.list_users() if p.covers(u.scope)]
+    return [UserOut.from_user(u) for u in accounts.list_users() if p.covers(u.scope)]
 
 
 @router.post("/users", status_code=201, responses={409: {"description": "exists"}})
@@ -231,7 +267,7 @@ def create_user(body: UserIn, p: Admin, accounts: AccountsDep) -> UserOut:
         raise HTTPException(409, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return UserOut.of(user)
+    return UserOut.from_user(user)
 
 
 @router.post("/users/{username}/disable")
@@ -239,13 +275,13 @@ def disable_user(username: UserPath, p: Admin, accounts: AccountsDep) -> UserOut
     """Disable the account; its sessions end at once."""
     _visible(p, accounts, username)
     _not_self(p, username, "disable")
-    return UserOut.of(_changed(lambda: accounts.set_disabled(username, True, p.username)))
+    return UserOut.from_user(_changed(lambda: accounts.set_disabled(username, True, p.username)))
 
 
 @router.post("/users/{username}/enable")
 def enable_user(username: UserPath, p: Admin, accounts: AccountsDep) -> UserOut:
     _visible(p, accounts, username)
-    return UserOut.of(_changed(lambda: accounts.set_disabled(username, False, p.username)))
+    return UserOut.from_user(_changed(lambda: accounts.set_disabled(username, False, p.username)))
 
 
 @router.post("/users/{username}/password")
@@ -254,7 +290,7 @@ def reset_password(
 ) -> UserOut:
     """A new password; the user's sessions end (yours too, if it is your own)."""
     _visible(p, accounts, username)
-    return UserOut.of(
+    return UserOut.from_user(
         _changed(lambda: accounts.reset_password(username, body.password, p.username))
     )
 
@@ -265,7 +301,7 @@ def change_role(username: UserPath, body: RoleIn, p: Admin, accounts: AccountsDe
     _visible(p, accounts, username)
     _not_self(p, username, "change the role of")
     _grantable(p, body.scope)
-    return UserOut.of(
+    return UserOut.from_user(
         _changed(lambda: accounts.set_role(username, body.role, body.scope, p.username))
     )
 
@@ -282,15 +318,26 @@ def _changed(change: Callable[[], User]) -> User:
 # ----------------------------------------------------------------- service tokens
 
 
-class TokenOut(BaseModel):
-    token_id: str
-    name: str
-    scope: str
-    grants: list[str]
-    created_by: str
-    created_ms: int
-    revoked_ms: int | None
-    last_used_ms: int | None
+class TokenOut(Out):
+    """A service token within your scope (never its value or its hash)."""
+
+    token_id: str = Field(
+        description="12 lower-case letters or digits: the <id> of wwt_<id>_<secret>."
+    )
+    name: str = Field(description="What uses it, as its creator named it.")
+    scope: str = Field(description=f"The units it may reach: {SCOPE}.")
+    grants: list[str] = Field(description=f"What it may call: some of {', '.join(GRANTS)}.")
+    created_by: str = Field(description="The administrator who created it.")
+    created_ms: TimeMs = Field(description="When it was created, UTC ms.")
+    revoked_ms: TimeMs | None = Field(description="When it was revoked, UTC ms; null while valid.")
+    last_used_ms: TimeMs | None = Field(
+        description="Its last accepted use, UTC ms; null if never used."
+    )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> TokenOut:
+        """The API's view of a ``service_tokens`` row: the columns named here, no others."""
+        return cls.model_validate({name: row[name] for name in cls.model_fields})
 
 
 class TokenIn(BaseModel):
@@ -302,13 +349,13 @@ class TokenIn(BaseModel):
 TokenPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]{12}$")]
 
 
-class TokenCreated(BaseModel):
-    token_id: str
-    token: str  # the bearer value: shown once, never stored
+class TokenCreated(Out):
+    """A new service token; its value is in this answer only."""
 
-
-def _token_out(row: dict[str, object]) -> TokenOut:
-    return TokenOut.model_validate(row)
+    token_id: str = Field(description="The new token's id (12 lower-case letters or digits).")
+    token: str = Field(
+        description="The bearer value for Authorization: Bearer; shown once, never stored."
+    )
 
 
 @router.get("/tokens")
@@ -316,7 +363,7 @@ def list_tokens(p: PrincipalDep, tokens: TokensDep) -> list[TokenOut]:
     """The service tokens within your scope, revoked ones included (never their values)."""
     if not p.can("users"):
         raise HTTPException(403, f"role {p.role} may not manage tokens")
-    return [_token_out(t) for t in tokens.list() if p.covers(str(t["scope"]))]
+    return [TokenOut.from_row(t) for t in tokens.list() if p.covers(str(t["scope"]))]
 
 
 @router.post("/tokens", status_code=201)
@@ -339,4 +386,4 @@ def revoke_token(token_id: TokenPath, p: Admin, tokens: TokensDep) -> TokenOut:
         raise HTTPException(409, f"token {token_id} is already revoked")
     revoked = tokens.get(token_id)
     assert revoked is not None
-    return _token_out(revoked)
+    return TokenOut.from_row(revoked)

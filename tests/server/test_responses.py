@@ -4,6 +4,10 @@
 items, a map of documented values, a scalar or an enum. A route that returns
 ``dict[str, Any]`` (``{"type": "object", "additionalProperties": true}``) or a bare
 ``Response`` (``{}``) documents nothing and fails ``test_every_operation_documents_its_answer``.
+
+``response_models`` collects every model an answer reaches (any status, through ``$ref``,
+items, maps and unions): each must be closed (``additionalProperties: false``, i.e.
+``extra="forbid"``) and say what each of its fields holds (a ``description``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.protocol import RATING_ZH, Rating
-from server.api import schemas
+from server.accounts import User
+from server.api import admin, schemas
 from server.api.app import ServerSettings, create_app
 from server.metrics.measures import Measures
 from tests.conftest import EXAMPLE_SITE
@@ -28,6 +33,48 @@ Schema = dict[str, Any]
 #: Operations known to document no answer, with the reason; each one is a strict xfail, so
 #: it fails the suite once it is typed and the entry must go.
 UNDOCUMENTED: dict[tuple[str, str], str] = {}
+#: Response models (all in ``schemas.py``) with fields that have no description yet; a
+#: model described since fails ``test_every_response_field_is_described`` until its entry
+#: goes, and any other model with an undescribed field fails it at once.
+UNDESCRIBED: frozenset[str] = frozenset(
+    {
+        "Acknowledged",
+        "AlertOut",
+        "AssessmentRow",
+        "AuditEntry",
+        "CallStep",
+        "CaseOut",
+        "ClerkOut",
+        "ClerkRef",
+        "Closed",
+        "CompareResponse",
+        "EvaluatedStep",
+        "EventOut",
+        "Failure",
+        "FarewellStep",
+        "FleetRow",
+        "GapOut",
+        "HallTile",
+        "HealthOut",
+        "HeatCell",
+        "HelpdeskOut",
+        "KpisStored",
+        "MeasuresOut",
+        "MeasuresResponse",
+        "ProbationOut",
+        "RankingRow",
+        "RatingCounts",
+        "RatingLevel",
+        "SessionOut",
+        "SmiledStep",
+        "StoodStep",
+        "Transferred",
+        "TrendDay",
+        "UnitOut",
+        "VerdictOut",
+        "WindowOut",
+    }
+)
 
 
 def documented(schema: Schema, doc: Schema, seen: frozenset[str] = frozenset()) -> bool:
@@ -56,6 +103,34 @@ def operations(doc: Schema) -> Iterator[tuple[str, str, Schema]]:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             yield method.upper(), path, op
+
+
+def response_models(doc: Schema) -> dict[str, Schema]:
+    """The component schemas with properties that some operation's answer reaches."""
+    components: dict[str, Schema] = doc.get("components", {}).get("schemas", {})
+    found: dict[str, Schema] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.removeprefix("#/components/schemas/")
+                if name not in found:
+                    found[name] = components[name]
+                    walk(components[name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, _, op in operations(doc):
+        walk(op.get("responses", {}))
+    return {name: s for name, s in found.items() if s.get("type") == "object" and "properties" in s}
+
+
+def undescribed(schema: Schema) -> list[str]:
+    return [name for name, prop in schema["properties"].items() if not prop.get("description")]
 
 
 def success_schemas(op: Schema) -> list[Schema]:
@@ -132,6 +207,139 @@ def test_the_walk_finds_an_untyped_route() -> None:
     }
     assert verdicts == {"/loose": False, "/loose-list": False, "/typed": True}
     assert not documented({}, doc)
+
+
+def _app_doc() -> Schema:
+    app = create_app(ServerSettings(db_url="sqlite://", sites=[], mqtt=None))
+    return app.openapi()
+
+
+def test_response_models_are_found(doc: Schema) -> None:
+    """The walk reaches the models of every router, nested ones and error answers too."""
+    names = set(response_models(doc))
+    admin_out = {"LoginOut", "OkOut", "MeOut", "CanOut", "UserOut", "TokenOut", "TokenCreated"}
+    assert admin_out <= names
+    assert {"ErrorOut", "HallTile", "MeasuresOut", "RatingCounts", "StoodStep"} <= names
+    assert not {"LoginIn", "UserIn", "TokenIn"} & names  # request bodies are not answers
+    assert names >= UNDESCRIBED, "an UNDESCRIBED entry names no response model"
+
+
+def test_every_response_model_is_closed_in_the_document(doc: Schema) -> None:
+    """Every answer's model forbids extra keys, so the document lists all a client gets."""
+    models = response_models(doc)
+    assert [n for n, s in models.items() if s.get("additionalProperties") is not False] == []
+
+
+def test_every_response_field_is_described(doc: Schema) -> None:
+    """A reader of /openapi.json learns what each field holds (unit, who, when)."""
+    missing = {n: undescribed(s) for n, s in response_models(doc).items() if undescribed(s)}
+    assert {n: f for n, f in missing.items() if n not in UNDESCRIBED} == {}, "describe these"
+    assert sorted(UNDESCRIBED - missing.keys()) == [], "described now: drop from UNDESCRIBED"
+
+
+class Inner(BaseModel):
+    x: int
+
+
+class Loose(BaseModel):
+    inner: list[Inner] = Field(description="described, but Inner is not")
+
+
+class Body(BaseModel):
+    z: int
+
+
+class Strict(schemas.Out):
+    """Closed and described."""
+
+    y: int = Field(description="a number")
+
+
+def test_the_walk_finds_a_loose_model() -> None:
+    """The checks above can fail: an open model, or a field without a description, nested
+    in an answer, is caught; a closed and described one passes."""
+
+    router = APIRouter()
+
+    @router.get("/loose")
+    def loose() -> Loose:
+        return Loose(inner=[])
+
+    @router.post("/strict", responses={409: {"model": Strict, "description": "also"}})
+    def strict(body: Body) -> dict[str, Strict]:
+        return {}
+
+    app = FastAPI(responses=schemas.ERRORS)  # as the app: no FastAPI HTTPValidationError
+    app.include_router(router)
+    models = response_models(app.openapi())
+    assert sorted(models) == ["ErrorOut", "Inner", "Loose", "Strict"]  # not Body: a request
+    assert {n: s.get("additionalProperties") is False for n, s in models.items()} == {
+        "ErrorOut": True,
+        "Inner": False,
+        "Loose": False,
+        "Strict": True,
+    }
+    assert {n: undescribed(s) for n, s in models.items()} == {
+        "ErrorOut": [],
+        "Inner": ["x"],
+        "Loose": [],
+        "Strict": [],
+    }
+
+
+def test_user_out_is_built_from_the_record_field_by_field() -> None:
+    """A field the account record gains (a hash, say) is not answered until ``UserOut``
+    documents it; ``UserOut`` has no field the record lacks."""
+    record_fields = [f.name for f in dataclasses.fields(User)]
+    assert set(admin.UserOut.model_fields) <= set(record_fields)
+
+    @dataclasses.dataclass(frozen=True)
+    class Grown(User):
+        password_hash: str = "scrypt$00$11"
+        sessions: int = 3
+
+    user = Grown("u", "U", "readonly", "site:qingpu", False, None)
+    out = admin.UserOut.from_user(user).model_dump()
+    assert list(out) == list(admin.UserOut.model_fields)
+    assert out == {
+        "username": "u",
+        "display_name": "U",
+        "role": "readonly",
+        "scope": "site:qingpu",
+        "disabled": False,
+        "clerk_id": None,
+    }
+    row = {**dataclasses.asdict(user), "token_hash": "ab" * 32}
+    row |= {"token_id": "abc123def456", "name": "feed", "grants": ["read"], "created_by": "u"}
+    row |= {"created_ms": 1, "revoked_ms": None, "last_used_ms": None}
+    token = admin.TokenOut.from_row(row).model_dump()
+    assert list(token) == list(admin.TokenOut.model_fields)
+    assert "token_hash" not in token and "password_hash" not in token
+
+
+def test_admin_answers_hold_no_secret(tmp_path: Path) -> None:
+    """Users and tokens as the API answers them: the documented keys, no hash or value."""
+    app = create_app(
+        ServerSettings(db_url=f"sqlite:///{tmp_path / 'a.db'}", sites=[EXAMPLE_SITE], mqtt=None)
+    )
+    with TestClient(app) as c:
+        app.state.accounts.add_user("root", "root-pass-123", "district_admin", "all")
+        r = c.post("/api/login", json={"username": "root", "password": "root-pass-123"})
+        assert r.status_code == 200, r.text
+        assert list(r.json()) == list(admin.LoginOut.model_fields)
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        made = c.post("/api/tokens", json={"name": "feed", "scope": "all", "grants": ["read"]})
+        assert made.status_code == 201, made.text
+        assert list(made.json()) == list(admin.TokenCreated.model_fields)
+        users = c.get("/api/users")
+        tokens = c.get("/api/tokens")
+        me = c.get("/api/me")
+    assert [list(u) for u in users.json()] == [list(admin.UserOut.model_fields)]
+    assert [list(t) for t in tokens.json()] == [list(admin.TokenOut.model_fields)]
+    assert list(me.json()) == list(admin.MeOut.model_fields)
+    for answer in (users.text, tokens.text, me.text):
+        assert "scrypt$" not in answer and "hash" not in answer
+        assert made.json()["token"] not in answer
 
 
 def test_every_response_model_is_closed() -> None:
