@@ -44,6 +44,7 @@ from agent.perception import Perception
 from agent.protocol import Command, Fault, Health, Reply, WindowState, now_ms
 from agent.rules.engine import ServiceRules
 from agent.rules.inputs import RuleInput, Shutdown, from_command
+from agent.settings import AgentEnv
 from agent.transport import ConfigHandler, LinkState, Transport
 from agent.update import Updater, UpdateReport, UpdateWorker, load_public_key
 from agent.watchdog import Watchdog
@@ -443,6 +444,7 @@ def build_agent(
     outbox_max_rows: int | None = None,
     outbox: Outbox | None = None,
     agent_type: type[WindowAgent] = WindowAgent,
+    config_version: str = "local",
 ) -> WindowAgent:
     """One window's agent with its production parts: the outbox
     ``<state_dir>/<site>-<window>.outbox.db``, the rules of ``window``, a ``Transport`` to
@@ -497,7 +499,7 @@ def build_agent(
             health_s=health_s,
             tick_s=tick_s,
             watchdog=watchdog,
-            config_version=os.environ.get("WW_CONFIG_VERSION", "local"),
+            config_version=config_version,
         )
         undo.pop_all()
     return agent
@@ -517,18 +519,19 @@ def pin_factory(kind: Literal["lgpio", "mock"]) -> Factory:
 
 def run_agent_cli(args: argparse.Namespace) -> int:
     """``warmwindow agent``: run until SIGTERM/SIGINT, then shut down cleanly."""
+    env = AgentEnv.read()
     site = load_site(args.site)
     window = site.window(args.window)
     # Bundles first: the boot guard may roll the models back before anything loads them.
     updates: UpdateWorker | None = None
     updater: Updater | None = None
-    key = os.environ.get("WW_BUNDLE_KEY")
-    if key:
+    key = env.bundle_key
+    if key is not None:
         import models
 
         updater = Updater(
             args.state_dir / "bundles",
-            [load_public_key(Path(key))],
+            [load_public_key(key)],
             identity=f"{site.site.site}/{window.window}",
         )
         updater.seed(Path(models.__file__).parent)
@@ -537,7 +540,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
             log.warning("update rolled back at start: %s", rolled_back.steps)
     # The models: the installed bundle release, else --model-dir (WW_MODEL_DIR), else the
     # package's own; passed down explicitly, never through the environment.
-    model_dir = updater.model_dir if updater is not None else args.model_dir
+    model_dir = updater.model_dir if updater is not None else args.model_dir or env.model_dir
     factory = pin_factory("mock" if args.mock_pins else args.pins)
     pump: Pump
     if args.scripted:
@@ -580,6 +583,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         broker=broker,
         watchdog=Watchdog.from_env(),
         on_config=updates.submit if updates is not None else None,
+        config_version=env.config_version,
     ) as agent:
         agent_ref.append(agent)
         if updates is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -52,8 +51,18 @@ def _docs_protocol(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from agent.app import run_agent_cli
+    from agent.config import ConfigError
+    from agent.settings import AgentEnvError
 
-    return run_agent_cli(args)
+    try:
+        return run_agent_cli(args)
+    except AgentEnvError as exc:
+        print(f"warmwindow agent: bad environment: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"warmwindow agent: {problem}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument(
         "--model-dir",
         type=Path,
-        default=os.environ.get("WW_MODEL_DIR") or None,
+        default=None,
         help="ONNX models directory (default $WW_MODEL_DIR, else the package's own); "
         "an installed bundle release takes precedence",
     )
