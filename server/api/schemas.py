@@ -30,6 +30,33 @@ Rate = Annotated[
 TimeMs = Annotated[int, Field(description="UTC epoch milliseconds.")]
 Result = Literal["pass", "fail", "insufficient_data"]
 
+# Fields many models share, described once (a field may still say more of its own).
+SiteSlug = Annotated[str, Field(description="The centre's slug (as in /api/units).")]
+WindowSlug = Annotated[str, Field(description="The window's slug within its centre.")]
+WindowLabel = Annotated[str, Field(description="The window's label shown to citizens.")]
+WindowRole = Annotated[
+    Literal["front_desk", "comprehensive", "help_desk"],
+    Field(description="front_desk 总服务台, comprehensive 综合窗口 or help_desk 帮办窗口."),
+]
+ONLINE = "As the terminal's last online/offline message said; false before one."
+LAST_SEEN = (
+    "When an event, state or health message from the terminal last arrived (server "
+    "clock), UTC ms; null before any."
+)
+AVAILABILITY = "When its last online/offline message arrived, UTC ms; null before one."
+MAX_SEQ = "The highest device sequence number received; 0 before any event."
+PERIOD = (
+    "The period as asked: YYYY-MM-DD, YYYY-MM or YYYY-Qn, in local days of the server's "
+    "time zone (/api/meta)."
+)
+GROUPS = 'By group key: "<site>/<window>", clerk id, site slug or district name as grouped.'
+RESULT = (
+    "pass or fail against the thresholds; insufficient_data below min_sessions sessions "
+    "(no criterion checked)."
+)
+FAILURES = "The criteria the month missed; empty unless the result is fail."
+CLERK_MEASURES = "The clerk's measures for the month."
+
 
 class Out(BaseModel):
     """Base of every response: closed, so the document lists every key a client gets."""
@@ -41,98 +68,135 @@ class Out(BaseModel):
 
 
 class UnitOut(Out):
+    """A service centre as its site configuration declares it."""
+
     site: str = Field(description="The centre's slug.")
-    name: str
-    district: str
-    unit_kind: Literal["district_centre", "branch_centre", "community_centre"]
-    timezone: str = Field(description="IANA time zone of the centre's local days.")
+    name: str = Field(description="The centre's display name.")
+    district: str = Field(description="The district it belongs to.")
+    unit_kind: Literal["district_centre", "branch_centre", "community_centre"] = Field(
+        description="Its level in the rollout hierarchy (A-ROLLOUT)."
+    )
+    timezone: str = Field(
+        description="IANA time zone of the centre: its daily rollups and cases' due times."
+    )
 
 
 class HallTile(Out):
-    """One window of a centre with today's figures (the centre's local day)."""
+    """One window of a centre with today's figures (today: the server's time zone)."""
 
-    site: str
-    window: str
-    label: str
-    role: Literal["front_desk", "comprehensive", "help_desk"]
-    online: bool
-    last_seen_ms: TimeMs | None = Field(description="Last state or health message, UTC ms.")
-    availability_ms: TimeMs | None = Field(description="Last online/offline change, UTC ms.")
+    site: SiteSlug
+    window: WindowSlug
+    label: WindowLabel
+    role: WindowRole
+    online: bool = Field(description=ONLINE)
+    last_seen_ms: TimeMs | None = Field(description=LAST_SEEN)
+    availability_ms: TimeMs | None = Field(description=AVAILABILITY)
     state: JsonObject | None = Field(
         description="The window's last WindowState message (agent/protocol.py); null before one."
     )
-    clerk_id: str | None = Field(description="The clerk signed in now; null when nobody is.")
-    sessions_today: int
-    stand_rate_today: Rate
-    smile_rate_today: Rate
-    good_rate_today: Rate
+    clerk_id: str | None = Field(
+        description="The clerk signed in at the window now (POST /api/roster); null when nobody is."
+    )
+    sessions_today: int = Field(description="Sessions opened today.")
+    stand_rate_today: Rate = Field(
+        description="Today's sessions where the clerk stood on the call; null without sessions."
+    )
+    smile_rate_today: Rate = Field(
+        description="Today's sessions with a smile at the greeting; null without sessions."
+    )
+    good_rate_today: Rate = Field(
+        description="Today's good evaluations (basically satisfied or better) / evaluations; "
+        "null without any."
+    )
 
 
 class WindowOut(Out):
     """A terminal as the store knows it, with its centre's name."""
 
-    site: str
-    window: str
-    label: str
-    role: Literal["front_desk", "comprehensive", "help_desk"]
-    online: bool
-    availability_ms: TimeMs | None = Field(description="Last online/offline change, UTC ms.")
-    last_seen_ms: TimeMs | None = Field(description="Last state or health message, UTC ms.")
+    site: SiteSlug
+    window: WindowSlug
+    label: WindowLabel
+    role: WindowRole
+    online: bool = Field(description=ONLINE)
+    availability_ms: TimeMs | None = Field(description=AVAILABILITY)
+    last_seen_ms: TimeMs | None = Field(description=LAST_SEEN)
     state: JsonObject | None = Field(description="The last WindowState message; null before one.")
     health: JsonObject | None = Field(description="The last Health message; null before one.")
-    max_seq: int = Field(description="The highest device sequence number received.")
-    boot_id: str | None = Field(description="The terminal's current boot (UUID).")
-    site_name: str
+    max_seq: int = Field(description=MAX_SEQ)
+    boot_id: str | None = Field(
+        description="Not recorded by the store (always null): each event carries its boot_id."
+    )
+    site_name: str = Field(description="The centre's display name.")
 
 
 class FleetRow(Out):
     """A terminal's health: the fields of its last Health message, null before one."""
 
-    site: str
-    site_name: str
-    window: str
-    label: str
-    online: bool
-    last_seen_ms: TimeMs | None
-    max_seq: int = Field(description="The highest device sequence number received.")
-    fps: float | None = Field(description="Camera frames analysed per second.")
-    inference_ms: float | None = Field(description="Model inference time per frame, ms.")
-    cpu_temp_c: float | None = Field(description="CPU temperature, °C.")
-    load1: float | None = Field(description="One-minute load average.")
-    outbox_depth: int | None = Field(description="Events waiting on the terminal to be sent.")
-    outbox_oldest_age_s: float | None = Field(
-        description="Age of the oldest unsent event, seconds."
+    site: SiteSlug
+    site_name: str = Field(description="The centre's display name.")
+    window: WindowSlug
+    label: WindowLabel
+    online: bool = Field(description=ONLINE)
+    last_seen_ms: TimeMs | None = Field(description=LAST_SEEN)
+    max_seq: int = Field(description=MAX_SEQ)
+    fps: float | None = Field(description="Camera frames analysed per second (a 5 s average).")
+    inference_ms: float | None = Field(
+        description="Vision processing time of the latest frame, ms (0 when scripted)."
     )
-    dropped: int | None = Field(description="Events dropped by the outbox cap since boot.")
-    model_version: str | None
-    config_version: str | None
+    cpu_temp_c: float | None = Field(description="CPU temperature, °C; null where unreadable.")
+    load1: float | None = Field(description="One-minute load average.")
+    outbox_depth: int | None = Field(
+        description="Events stored on the terminal, not yet acknowledged by the broker."
+    )
+    outbox_oldest_age_s: float | None = Field(
+        description="Age of the oldest unsent event, seconds; null when the outbox is empty."
+    )
+    dropped: int | None = Field(
+        description="Events the outbox's disk cap has dropped, in all (kept across reboots)."
+    )
+    model_version: str | None = Field(
+        description="The vision models' version (their manifest); the perception kind when "
+        "simulated."
+    )
+    config_version: str | None = Field(
+        description="The configuration the agent runs: <window>-<WW_CONFIG_VERSION>."
+    )
     uptime_s: int | None = Field(description="Seconds since the terminal's agent started.")
-    health_ms: TimeMs | None = Field(description="When the health message was taken, UTC ms.")
+    health_ms: TimeMs | None = Field(
+        description="When the terminal took the health report (its clock), UTC ms."
+    )
 
 
 class GapOut(Out):
     """Device sequence numbers never received, ``from_seq``..``to_seq`` inclusive."""
 
-    site: str
-    window: str
-    from_seq: int
-    to_seq: int
+    site: SiteSlug
+    window: WindowSlug
+    from_seq: int = Field(description="The first missing sequence number.")
+    to_seq: int = Field(description="The last missing one (to_seq + 1 was received).")
 
 
 class EventOut(Out):
     """A stored event; ``payload`` is the event message as the terminal sent it."""
 
-    event_id: str
-    site: str
-    window: str
+    event_id: str = Field(description="The event's UUID, given by the terminal.")
+    site: SiteSlug
+    window: WindowSlug
     seq: int = Field(description="The device's sequence number.")
-    boot_id: str
+    boot_id: str = Field(description="The UUID of the agent run that made it (new each start).")
     ts_ms: TimeMs = Field(description="When it happened, on the terminal's clock, UTC ms.")
     received_ms: TimeMs = Field(description="When the aggregator received it, UTC ms.")
-    kind: str = Field(description="The message kind, e.g. session_summary, evaluated, away.")
-    session_id: str | None
+    kind: str = Field(
+        description="The message kind: session_opened, stood_up, smiled, evaluated, "
+        "session_summary, away, sign_while_present or fault."
+    )
+    session_id: str | None = Field(
+        description="The service session it belongs to; null outside a session."
+    )
     historical: bool = Field(description="Sent late from the terminal's outbox backlog.")
-    payload: JsonObject = Field(description="The event message (agent/protocol.py) as JSON.")
+    payload: JsonObject = Field(
+        description="The event message (agent/protocol.py) as validated, defaults filled in."
+    )
 
 
 class StatsOut(Out):
@@ -146,50 +210,78 @@ class StatsOut(Out):
 
 
 class AlertOut(Out):
-    alert_id: str = Field(description="The event id, or offline-<site>-<window>-<ms>.")
-    site: str
-    window: str
+    """Something that needs a person's attention, until acknowledged with a note."""
+
+    alert_id: str = Field(
+        description="The event id; away-<site>-<window>-<started_ms>, "
+        "offline-<site>-<window>-<ms>, overdue-<case_id>, or a UUID for terminal_silent."
+    )
+    site: SiteSlug
+    window: WindowSlug
     kind: str = Field(
-        description="e.g. away_without_sign, conduct, bad_review, offline, fault, "
+        description="One of away_without_sign, conduct, bad_review, offline, fault, "
         "sign_while_present, case_overdue, terminal_silent."
     )
-    ts_ms: TimeMs
-    detail: JsonObject = Field(description="What happened; its keys depend on the kind.")
-    acked_by: str | None
-    acked_ms: TimeMs | None
-    note: str | None = Field(description="The acknowledgement's note.")
+    ts_ms: TimeMs = Field(
+        description="When it happened: the event's time on the terminal; for offline the "
+        "message's arrival, case_overdue the case's due time, terminal_silent when the "
+        "silence limit passed."
+    )
+    detail: JsonObject = Field(
+        description="What happened, by kind: conduct {misses, session_id}; bad_review "
+        "{rating}; away_without_sign {started_ms, ended_ms}; fault {code, detail}; "
+        "sign_while_present {duration_ms}; offline {}; case_overdue {case_id, due_ms, "
+        "clerk_id, rating}; terminal_silent {last_heard_ms, silent_after_ms}."
+    )
+    acked_by: str | None = Field(description="Who acknowledged it; null while open.")
+    acked_ms: TimeMs | None = Field(
+        description="When it was acknowledged, UTC ms; null while open."
+    )
+    note: str | None = Field(description="The acknowledgement's note; null while open.")
 
 
 class AuditEntry(Out):
-    id: int
-    ts_ms: TimeMs
-    username: str = Field(description="Who acted (a user, or a service token's name).")
-    action: str
-    target: str | None
-    detail: JsonValue = Field(description="What changed (never a password or token value).")
-    site: str | None = Field(description="The unit it concerns; null for accounts and tokens.")
+    """One entry of the audit log: who did what to which object."""
+
+    id: int = Field(description="The entry's number, increasing as entries are written.")
+    ts_ms: TimeMs = Field(description="When it was done (server clock), UTC ms.")
+    username: str = Field(description="Who acted: a user name, or token:<token_id>.")
+    action: str = Field(
+        description="e.g. login, ack_alert, close_case, add_clerk, transfer_clerk, helpdesk_kpis, "
+        "export, user_add, token_use."
+    )
+    target: str | None = Field(
+        description="What it was done to (an alert, case or clerk id, <site>/<window>, a "
+        "user name, ...); null when nothing in particular."
+    )
+    detail: JsonValue = Field(
+        description="What changed (never a password or token value); null when nothing more."
+    )
+    site: str | None = Field(
+        description="The unit it concerns; null when none (accounts, tokens, sign-ins)."
+    )
 
 
 class Acknowledged(Out):
-    acknowledged: bool
+    acknowledged: bool = Field(description="Always true: the alert is acknowledged now.")
 
 
 class Closed(Out):
-    closed: bool
+    closed: bool = Field(description="Always true: the case is closed now.")
 
 
 class ClerkRef(Out):
-    clerk_id: str
+    clerk_id: str = Field(description="The clerk registered, renamed or signed in.")
 
 
 class Transferred(Out):
-    clerk_id: str
+    clerk_id: str = Field(description="The clerk moved.")
     from_: str = Field(alias="from", description="The centre the clerk left.")
     to: str = Field(description="The centre the clerk moved to.")
 
 
 class KpisStored(Out):
-    day: date
+    day: date = Field(description="The local day whose help-desk figures were stored.")
 
 
 # ----------------------------------------------------------------- measures
@@ -198,32 +290,54 @@ class KpisStored(Out):
 class RatingCounts(Out):
     """Evaluations per level of the 5-level scale (suspect presses not counted)."""
 
-    very_satisfied: int
-    satisfied: int
-    basically_satisfied: int
-    dissatisfied: int
-    very_dissatisfied: int
+    very_satisfied: int = Field(description="非常满意 evaluations.")
+    satisfied: int = Field(description="满意 evaluations.")
+    basically_satisfied: int = Field(description="基本满意 evaluations.")
+    dissatisfied: int = Field(description="不满意 evaluations (bad reviews).")
+    very_dissatisfied: int = Field(description="非常不满意 evaluations (bad reviews).")
 
 
 class MeasuresOut(Out):
-    """``server.metrics.measures.Measures``: compliance and satisfaction of a scope."""
+    """``server.metrics.measures.Measures``: compliance and satisfaction of a scope.
 
-    sessions: int
-    stand_on_call_rate: Rate
-    smile_at_greeting_rate: Rate
-    farewell_stand_rate: Rate
-    see_off_rate: Rate = Field(description="Stood to see off for at least 3 s; 0..1 or null.")
-    too_broad_smiles: int
-    evaluation_coverage: Rate = Field(description="Sessions with an evaluation; 0..1 or null.")
-    ratings: RatingCounts
+    Sessions count by their opening time, evaluations by theirs, absences by their start;
+    the limits (by default: stand within 5 s, smile within 8 s) are the terminal's rules.
+    """
+
+    sessions: int = Field(description="Service sessions opened in the period.")
+    stand_on_call_rate: Rate = Field(
+        description="Sessions where the clerk stood within the limit after the call / sessions."
+    )
+    smile_at_greeting_rate: Rate = Field(
+        description="Sessions where the clerk smiled within the greeting window / sessions."
+    )
+    farewell_stand_rate: Rate = Field(
+        description="Sessions where the clerk stood at the farewell and did not sit down "
+        "before the see-off time / sessions."
+    )
+    see_off_rate: Rate = Field(
+        description="Sessions where the clerk stood to see off for at least 3 s / sessions."
+    )
+    too_broad_smiles: int = Field(description="Sessions with a smile beyond 'not too broad'.")
+    evaluation_coverage: Rate = Field(description="Sessions with an evaluation / sessions.")
+    ratings: RatingCounts = Field(description="Evaluations per level.")
     evaluations: int = Field(description="Evaluations counted (suspect presses excluded).")
-    good_review_rate: Rate = Field(description="Good (satisfied or better) / evaluations.")
-    bad_reviews: int
+    good_review_rate: Rate = Field(
+        description="Good (basically satisfied or better) / evaluations."
+    )
+    bad_reviews: int = Field(description="Evaluations rated dissatisfied or very dissatisfied.")
     suspect_presses: int = Field(description="Evaluations set aside as suspect.")
-    away_without_sign_min: float = Field(description="Minutes away without the sign up.")
-    away_violations: int
-    open_cases: int
-    overdue_cases: int
+    away_without_sign_min: float = Field(
+        description="Minutes of absences that were violations (away without the sign up)."
+    )
+    away_violations: int = Field(description="Absences without the sign up (violations).")
+    open_cases: int = Field(
+        description="Bad-review cases opened before the period's end and still open now."
+    )
+    overdue_cases: int = Field(
+        description="Open cases due before the period's end (while the period runs, some "
+        "are not overdue yet)."
+    )
 
     @classmethod
     def of(cls, m: Measures) -> MeasuresOut:
@@ -231,46 +345,57 @@ class MeasuresOut(Out):
 
 
 class MeasuresResponse(Out):
-    period: str
+    period: str = Field(description=PERIOD)
     groups: dict[str, MeasuresOut] = Field(
-        description='By group key (site/window, clerk id, site, district); "all" ungrouped.'
+        description=GROUPS + ' Ungrouped, the one entry "all"; grouped by clerk, records '
+        'without a clerk fall under "all".'
     )
 
 
 class CompareResponse(Out):
-    period: str
-    by: GroupBy
-    groups: dict[str, MeasuresOut]
+    period: str = Field(description=PERIOD)
+    by: GroupBy = Field(description="What the groups are.")
+    groups: dict[str, MeasuresOut] = Field(
+        description=GROUPS + ' Grouped by clerk, records without a clerk fall under "None".'
+    )
 
 
 class CallStep(Out):
-    step: Literal["call"]
-    at_ms: TimeMs
+    step: Literal["call"] = Field(description="The number was called: the session opened.")
+    at_ms: TimeMs = Field(description="When, on the terminal's clock (the session's opened_ms).")
 
 
 class StoodStep(Out):
-    step: Literal["stood"]
-    ok: bool
-    after_ms: int | None = Field(description="Milliseconds after the call.")
+    step: Literal["stood"] = Field(description="The greeting stand.")
+    ok: bool = Field(description="The clerk stood within the limit after the call.")
+    after_ms: int | None = Field(
+        description="Milliseconds after the call (late ones too); null if the clerk never stood."
+    )
 
 
 class SmiledStep(Out):
-    step: Literal["smiled"]
-    ok: bool
-    after_ms: int | None = Field(description="Milliseconds after the call.")
-    too_broad: bool
+    step: Literal["smiled"] = Field(description="The greeting smile.")
+    ok: bool = Field(description="The clerk smiled within the greeting window.")
+    after_ms: int | None = Field(
+        description="Milliseconds after the call; null when there was no smile."
+    )
+    too_broad: bool = Field(
+        description="A smile beyond 'not too broad', at the greeting or the farewell."
+    )
 
 
 class EvaluatedStep(Out):
-    step: Literal["evaluated"]
-    ok: bool
-    rating: Rating | None
+    step: Literal["evaluated"] = Field(description="The citizen's evaluation.")
+    ok: bool = Field(description="The session was rated.")
+    rating: Rating | None = Field(description="The rating; null when not rated.")
 
 
 class FarewellStep(Out):
-    step: Literal["farewell"]
-    ok: bool
-    see_off_ms: int | None = Field(description="How long the clerk stood to see off, ms.")
+    step: Literal["farewell"] = Field(description="The farewell stand.")
+    ok: bool = Field(description="The clerk stood at the farewell and saw the citizen off.")
+    see_off_ms: int | None = Field(
+        description="How long the clerk stood to see off, ms; null when they did not stand."
+    )
 
 
 Step = Annotated[
@@ -280,42 +405,62 @@ Step = Annotated[
 
 
 class SessionOut(Out):
-    session_id: str
-    event_id: str
-    site: str
-    window: str
-    clerk_id: str | None
-    opened_ms: TimeMs
-    closed_ms: TimeMs
-    closed_by: Literal["evaluation", "finish_key", "next_call", "timeout", "shutdown"]
-    rating: Rating | None
+    """One service session, from the call to the farewell (its session_summary event)."""
+
+    session_id: str = Field(
+        description="The session's UUID (the summary's event id when it had none)."
+    )
+    event_id: str = Field(description="The id of the session_summary event it comes from.")
+    site: SiteSlug
+    window: WindowSlug
+    clerk_id: str | None = Field(
+        description="The clerk signed in at the window when it opened; null when nobody was."
+    )
+    opened_ms: TimeMs = Field(description="The call, on the terminal's clock, UTC ms.")
+    closed_ms: TimeMs = Field(
+        description="The end of service (before the farewell), terminal's clock, UTC ms."
+    )
+    closed_by: Literal["evaluation", "finish_key", "next_call", "timeout", "shutdown"] = Field(
+        description="What ended it."
+    )
+    rating: Rating | None = Field(description="The session's evaluation; null when not rated.")
     steps: list[Step] = Field(description="call, stood, smiled, evaluated, farewell.")
 
 
 class TrendDay(Out):
+    """One local day (the server's time zone) of the period, empty days included."""
+
     day: date = Field(description="The local day.")
-    sessions: int
-    stand_rate: Rate
-    smile_rate: Rate
-    farewell_rate: Rate
-    evaluations: int
-    good_rate: Rate
-    bad_reviews: int
+    sessions: int = Field(description="Sessions opened that day.")
+    stand_rate: Rate = Field(description="Sessions where the clerk stood on the call / sessions.")
+    smile_rate: Rate = Field(description="Sessions with a smile at the greeting / sessions.")
+    farewell_rate: Rate = Field(description="Sessions with the farewell stand / sessions.")
+    evaluations: int = Field(description="Evaluations that day (suspect presses excluded).")
+    good_rate: Rate = Field(description="Good (basically satisfied or better) / evaluations.")
+    bad_reviews: int = Field(description="Evaluations rated dissatisfied or very dissatisfied.")
 
 
 class HeatCell(Out):
+    """Sessions of one weekday and hour (the server's time zone); only cells with any."""
+
     weekday: int = Field(ge=1, le=7, description="ISO weekday, 1 = Monday.")
     hour: int = Field(ge=0, le=23, description="Local hour.")
-    sessions: int
+    sessions: int = Field(description="Sessions opened in that hour of that weekday.")
     compliance: Rate = Field(description="Sessions with stand and smile at the call; 0..1.")
 
 
 class RankingRow(Out):
-    clerk_id: str
-    sessions: int
-    exemplary: int = Field(description="Stood, smiled (not too broad), saw off, not rated badly.")
+    """A clerk in the smile-star ranking (A-STAR), best first, ineligible clerks last."""
+
+    clerk_id: str = Field(description="The clerk.")
+    sessions: int = Field(description="The clerk's sessions in the period and scope.")
+    exemplary: int = Field(
+        description="Stood, smiled (not too broad), saw off for 3 s, not rated badly."
+    )
     rate: float = Field(ge=0, le=1, description="exemplary / sessions.")
-    score: float = Field(ge=0, le=1, description="Wilson lower bound of the exemplary rate.")
+    score: float = Field(
+        ge=0, le=1, description="Wilson lower bound (95%) of the exemplary rate: sorts the ranking."
+    )
     eligible: bool = Field(description="Enough sessions (min_sessions) to be ranked.")
     rank: int | None = Field(description="1 = best; null when not eligible.")
 
@@ -324,6 +469,8 @@ class RankingRow(Out):
 
 
 class Failure(Out):
+    """A criterion a clerk's month missed (A-PASS)."""
+
     criterion: Literal[
         "stand_on_call_rate",
         "smile_at_greeting_rate",
@@ -332,18 +479,23 @@ class Failure(Out):
         "good_review_rate",
         "away_without_sign_min",
         "overdue_cases",
-    ]
+    ] = Field(description="The measure (MeasuresOut) that missed its threshold.")
     value: int | float = Field(description="The month's value: a rate 0..1, minutes or a count.")
     threshold: int | float = Field(description="The limit it missed, in the same unit.")
-    evidence: list[str] = Field(description="Event ids behind the failure (capped).")
+    evidence: list[str] = Field(
+        description="Event ids behind the failure (session summaries, bad evaluations or "
+        "absences), by id, capped (50 by default); empty for overdue_cases."
+    )
 
 
 class VerdictOut(Out):
-    clerk_id: str
-    month: str
-    result: Result
-    measures: MeasuresOut
-    failures: list[Failure]
+    """A clerk's monthly pass/fail (A-PASS)."""
+
+    clerk_id: str = Field(description="The clerk assessed.")
+    month: str = Field(description="The month, YYYY-MM (the server's time zone).")
+    result: Result = Field(description=RESULT)
+    measures: MeasuresOut = Field(description=CLERK_MEASURES)
+    failures: list[Failure] = Field(description=FAILURES)
 
 
 ProbationStatus = Literal[
@@ -353,53 +505,74 @@ ProbationStatus = Literal[
     "probation_passed",
     "replace_recommended",
 ]
+PROBATION = (
+    "From the previous and this month's results: failing a month puts the clerk on "
+    "probation for the next; failing on probation recommends replacement."
+)
 
 
 class ProbationOut(Out):
-    clerk_id: str
-    month: str
-    status: ProbationStatus
+    """A clerk's probation status for a month (A-REVIEW)."""
+
+    clerk_id: str = Field(description="The clerk.")
+    month: str = Field(description="The month, YYYY-MM (the server's time zone).")
+    status: ProbationStatus = Field(description=PROBATION)
     previous: Result = Field(description="The previous month's result.")
-    current: Result
+    current: Result = Field(description="This month's result.")
 
 
 class AssessmentRow(Out):
-    clerk_id: str
-    name: str
-    site: str
-    result: Result
-    failures: list[Failure]
-    probation: ProbationStatus
-    measures: MeasuresOut
+    """One clerk's month: verdict, probation status and measures."""
+
+    clerk_id: str = Field(description="The clerk.")
+    name: str = Field(description="The clerk's name.")
+    site: str = Field(description="The clerk's centre.")
+    result: Result = Field(description=RESULT)
+    failures: list[Failure] = Field(description=FAILURES)
+    probation: ProbationStatus = Field(description=PROBATION)
+    measures: MeasuresOut = Field(description=CLERK_MEASURES)
 
 
 # ----------------------------------------------------------------- cases, clerks, KPIs
 
 
 class CaseOut(Out):
+    """A bad review (不满意 / 非常不满意) the centre must rectify in 15 working days."""
+
     case_id: str = Field(description="The bad evaluation's event id.")
-    site: str
-    window: str
-    clerk_id: str | None
-    session_id: str | None
-    rating: Rating
-    opened_ms: TimeMs
-    due_ms: TimeMs = Field(description="15 working days after it opened, UTC ms.")
-    status: Literal["open", "closed"]
-    closed_ms: TimeMs | None = Field(description="When it was rectified, UTC ms.")
-    note: str | None
+    site: SiteSlug
+    window: WindowSlug
+    clerk_id: str | None = Field(
+        description="The clerk signed in at the window at the evaluation; null when nobody was."
+    )
+    session_id: str | None = Field(
+        description="The session evaluated; null when the press had none."
+    )
+    rating: Rating = Field(description="dissatisfied or very_dissatisfied.")
+    opened_ms: TimeMs = Field(description="The evaluation's time on the terminal, UTC ms.")
+    due_ms: TimeMs = Field(
+        description="End (23:59:59.999 local) of the 15th working day (Mon-Fri) after it "
+        "opened, UTC ms."
+    )
+    status: Literal["open", "closed"] = Field(description="closed once rectified.")
+    closed_ms: TimeMs | None = Field(
+        description="When it was rectified (as the closer said), UTC ms; null while open."
+    )
+    note: str | None = Field(description="What was done about it; null while open.")
 
 
 class ClerkOut(Out):
-    clerk_id: str
-    name: str
-    site: str
+    clerk_id: str = Field(description="The clerk's id.")
+    name: str = Field(description="The clerk's name.")
+    site: str = Field(description="The centre the clerk belongs to.")
 
 
 class HelpdeskOut(Out):
-    requests: int
+    """H-ONLINE over the days asked, as the help-desk system reported them."""
+
+    requests: int = Field(description="Help-desk requests.")
     first_response_rate: Rate = Field(description="Answered within a minute / requests.")
-    resolved_rate: Rate
+    resolved_rate: Rate = Field(description="Resolved / requests; null without requests.")
     meets_standard: bool | None = Field(
         description="Every request answered within a minute and 90% resolved; null without any."
     )
@@ -411,18 +584,26 @@ class HelpdeskOut(Out):
 class HealthOut(Out):
     """``/healthz``: the ingest's fields only when the server runs one (``mqtt`` set)."""
 
-    status: Literal["ok", "unhealthy"]
+    status: Literal["ok", "unhealthy"] = Field(description="ok, or unhealthy (answered 503).")
     reason: str | None = Field(None, description='Why unhealthy; "" when healthy.')
     waiting: int | None = Field(None, description="Messages received, not yet stored.")
-    last_commit_ms: TimeMs | None = Field(None, description="The ingest's last commit.")
-    dead_letters: int | None = Field(None, description="Messages the store refused, set aside.")
-    write_failures: int | None = None
-    last_error: str | None = None
+    last_commit_ms: TimeMs | None = Field(
+        None, description="The ingest's last commit, UTC ms; null before one."
+    )
+    dead_letters: int | None = Field(
+        None, description="Messages the store refused, set aside (since the server started)."
+    )
+    write_failures: int | None = Field(
+        None, description="Store write attempts that failed since the server started."
+    )
+    last_error: str | None = Field(
+        None, description="The last failed write's error (class: first line); null before one."
+    )
     ingest_connected: bool = Field(description="Connected to the MQTT broker.")
 
 
 class RatingLevel(Out):
-    code: Rating
+    code: Rating = Field(description="The level's code.")
     zh: str = Field(description="The standard's Chinese label.")
     bad: bool = Field(description="A bad review: opens a case.")
 
