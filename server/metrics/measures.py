@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.protocol import Rating
+from agent.protocol import now_ms as wall_clock_ms
 from server.store.rollups import (
     ROLLUP_SEE_OFF_MS,
     SUMS,
@@ -176,7 +177,7 @@ def compute(
     )
     if group_by:
         qa = qa.group_by("k")
-    now = now_ms if now_ms is not None else end_ms
+    now = min(end_ms, now_ms if now_ms is not None else wall_clock_ms())  # overdue as of then
     c_where = and_(c.c.opened_ms < end_ms, c.c.status == "open", *scope_filter(c, scope))
     qc = (
         select(

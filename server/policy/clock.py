@@ -8,8 +8,11 @@ raises each alert once (the store skips ids it holds).
 >>> due(2_000, [OpenCase("c1", "qingpu", "w01", due_ms=1_000)], [])[0]["alert_id"]
 'overdue-c1'
 
-* A case is overdue once ``now_ms`` is past its ``due_ms`` while it is still open
-  (the measures count it so: ``due_ms < now``). The alert is stamped at ``due_ms``.
+* A case is overdue once ``now_ms`` is past its ``due_ms`` while it is still open,
+  never before: a case inside its 15 working days is not overdue. The measures count
+  it so (``due_ms < now``, ``now`` the time asked for, or the wall clock, and at most
+  the period's end). The alert is stamped at ``due_ms``. ``due_ms`` comes from
+  ``server.policy.events.case_due`` (official working days, ``server.workdays``).
 * A terminal is silent when it is online and nothing came from it (an event, a state,
   a health report, its birth message) for more than ``silent_after_ms``. The alert is
   stamped when that limit passed, and keyed by the device and the last time it was
@@ -92,8 +95,13 @@ def overdue_cases(now_ms: int, cases: Iterable[OpenCase]) -> list[AlertRow]:
             },
         }
         for c in cases
-        if c.status == "open" and c.due_ms < now_ms
+        if is_overdue(c, now_ms)
     ]
+
+
+def is_overdue(case: OpenCase, now_ms: int) -> bool:
+    """Still open and past its due time (due at this very ms: not yet)."""
+    return case.status == "open" and case.due_ms < now_ms
 
 
 def silent_terminals(

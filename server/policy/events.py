@@ -22,7 +22,10 @@ What each event causes
       stand at farewell, if any.
     * ``Evaluated``: an ``evaluations`` row (suspect presses too: they are kept, not
       counted). A bad rating that is not suspect raises ``bad_review`` and opens a case
-      due at the end of the ``CASE_WORKING_DAYS``-th working day in the site's zone.
+      due at the end of the ``CASE_WORKING_DAYS``-th official working day in the site's
+      zone (``server.workdays``: holidays and adjusted working weekends count as the
+      State Council's notice says; ``due_provisional`` when a year on the way had no
+      official calendar and was counted Monday to Friday).
     * ``Away``: the closing record (``ended_ms`` set) is an ``away_periods`` row (the
       clerk signed in when the absence began). A violation raises
       ``away_without_sign``, keyed by the absence's start, so its open and closing
@@ -48,7 +51,7 @@ from server.policy.rows import (
     EvaluationRow,
     SessionRow,
 )
-from server.workdays import add_working_days
+from server.workdays import Due, WorkCalendar, default_calendar
 
 #: A bad review must be rectified within this many working days (the standard's clock).
 CASE_WORKING_DAYS: Final = 15
@@ -83,11 +86,15 @@ def projected(events: Iterable[EventHeader]) -> list[EventHeader]:
 
 
 def derive(
-    events: Iterable[EventHeader], timezones: Mapping[str, str], clerk_at: ClerkAt
+    events: Iterable[EventHeader],
+    timezones: Mapping[str, str],
+    clerk_at: ClerkAt,
+    *,
+    calendar: WorkCalendar | None = None,
 ) -> Derived:
     """The rows ``events`` cause, in event order, the first of each key kept (two
     summaries of one session, or the open and closing records of one absence, give one
-    row)."""
+    row). Cases fall due by ``calendar`` (None: ``server.workdays.default_calendar()``)."""
     sess: list[SessionRow] = []
     evals: list[EvaluationRow] = []
     aways: list[AwayRow] = []
@@ -100,7 +107,8 @@ def derive(
         elif isinstance(ev, Evaluated):
             clerk = clerk_at(ev.site, ev.window, ev.ts_ms)
             evals.append(evaluation_row(ev, clerk))
-            case = case_of(ev, clerk, timezones.get(ev.site, DEFAULT_TIMEZONE))
+            tz = timezones.get(ev.site, DEFAULT_TIMEZONE)
+            case = case_of(ev, clerk, tz, calendar)
             if case is not None:
                 new_cases.append(case)
         elif isinstance(ev, Away) and ev.ended_ms is not None:
@@ -137,10 +145,20 @@ def away_alert_id(ev: Away) -> str:
     return f"away-{ev.site}-{ev.window}-{ev.started_ms}"
 
 
-def case_of(ev: Evaluated, clerk_id: str | None, tz: str) -> CaseRow | None:
+def case_due(opened_ms: int, tz: str, calendar: WorkCalendar | None = None) -> Due:
+    """When a case opened at ``opened_ms`` falls due: the end (23:59:59.999 in ``tz``) of
+    the ``CASE_WORKING_DAYS``-th official working day after its opening day, and whether
+    that count is provisional (a day on the way of a year no calendar knows)."""
+    return (calendar or default_calendar()).add_working_days(opened_ms, CASE_WORKING_DAYS, tz)
+
+
+def case_of(
+    ev: Evaluated, clerk_id: str | None, tz: str, calendar: WorkCalendar | None = None
+) -> CaseRow | None:
     """The rectification case a review opens: bad and not suspect; keyed by the event."""
     if not ev.rating.is_bad or ev.suspect:
         return None
+    due = case_due(ev.ts_ms, tz, calendar)
     return {
         "case_id": str(ev.event_id),
         "site": ev.site,
@@ -149,7 +167,8 @@ def case_of(ev: Evaluated, clerk_id: str | None, tz: str) -> CaseRow | None:
         "session_id": str(ev.session_id) if ev.session_id else None,
         "rating": ev.rating.value,
         "opened_ms": ev.ts_ms,
-        "due_ms": add_working_days(ev.ts_ms, CASE_WORKING_DAYS, tz),
+        "due_ms": due.ms,
+        "due_provisional": due.provisional,
         "status": "open",
     }
 

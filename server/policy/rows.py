@@ -73,6 +73,8 @@ class CaseRow(TypedDict):
     rating: str
     opened_ms: int
     due_ms: int
+    #: ``due_ms`` counted Monday to Friday for a year no official calendar knows.
+    due_provisional: bool
     status: Literal["open"]
 
 

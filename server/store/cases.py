@@ -2,6 +2,9 @@
 
 Which events open a case or raise an alert, and which become due with time, is decided
 in ``server.policy``; here they are read, raised (each id once), closed and acknowledged.
+A case row carries ``due_provisional``: its due time was counted Monday to Friday over a
+year no official calendar knew (``server.workdays``); ``refresh_provisional_dues``
+counts the open ones again once the calendar knows that year.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from server.policy.events import DEFAULT_TIMEZONE, case_due
 from server.policy.rows import AlertRow
 from server.store.base import StoreBase
-from server.store.schema import alerts, cases
+from server.store.schema import alerts, cases, units
+from server.workdays import WorkCalendar
 
 
 def close_open_case(conn: Connection, case_id: str, note: str, at_ms: int) -> bool:
@@ -57,6 +62,34 @@ class Cases(StoreBase):
             q = q.where(cases.c.clerk_id == clerk_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def refresh_provisional_dues(self, calendar: WorkCalendar | None = None) -> list[str]:
+        """Count the due time of every open provisional case again with ``calendar``
+        (None: the default one) and store what changed; return the ids whose due time or
+        flag changed. A case stays provisional while a year on its way is still unknown.
+        Cheap when there is nothing to do: one indexed-column read of the open cases."""
+        q = select(cases.c.case_id, cases.c.site, cases.c.opened_ms, cases.c.due_ms).where(
+            cases.c.status == "open", cases.c.due_provisional
+        )
+        changed: list[str] = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return changed
+            zones = {
+                r.site: r.timezone for r in conn.execute(select(units.c.site, units.c.timezone))
+            }
+            for r in rows:
+                due = case_due(r.opened_ms, zones.get(r.site, DEFAULT_TIMEZONE), calendar)
+                if due.provisional and due.ms == r.due_ms:
+                    continue
+                conn.execute(
+                    update(cases)
+                    .where(cases.c.case_id == r.case_id, cases.c.due_provisional)
+                    .values(due_ms=due.ms, due_provisional=due.provisional)
+                )
+                changed.append(str(r.case_id))
+        return changed
 
     def close_case(self, case_id: str, note: str, at_ms: int) -> bool:
         with self.engine.begin() as conn:

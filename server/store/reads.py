@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from server.store.base import StoreBase
-from server.store.schema import dead_letters, events, rejects
+from server.store.schema import dead_letters, events, rejects, seq_floors
 
 
 class Reads(StoreBase):
@@ -43,14 +43,36 @@ class Reads(StoreBase):
             return [r[0] for r in conn.execute(select(events.c.event_id))]
 
     def sequence_gaps(self) -> list[dict[str, int | str]]:
-        """Missing device sequence numbers below each device's highest one."""
-        prev = func.lag(events.c.seq).over(
-            partition_by=(events.c.site, events.c.window), order_by=events.c.seq
+        """Missing device sequence numbers below each device's highest one, above what
+        retention deleted of it (``seq_floors``; 0 where it deleted nothing): a run of
+        retention is not a gap from 1, a hole above its floor still is."""
+        floor = func.coalesce(seq_floors.c.floor_seq, 0)
+        kept = (
+            select(events.c.site, events.c.window, events.c.seq, floor.label("floor"))
+            .select_from(
+                events.outerjoin(
+                    seq_floors,
+                    and_(
+                        seq_floors.c.site == events.c.site,
+                        seq_floors.c.window == events.c.window,
+                    ),
+                )
+            )
+            .where(events.c.seq > floor)
+            .subquery()
         )
-        inner = select(events.c.site, events.c.window, events.c.seq, prev.label("prev")).subquery()
+        prev = func.lag(kept.c.seq).over(
+            partition_by=(kept.c.site, kept.c.window), order_by=kept.c.seq
+        )
+        inner = select(
+            kept.c.site,
+            kept.c.window,
+            kept.c.seq,
+            func.coalesce(prev, kept.c.floor).label("prev"),
+        ).subquery()
         q = (
             select(inner.c.site, inner.c.window, inner.c.prev, inner.c.seq)
-            .where(inner.c.seq - func.coalesce(inner.c.prev, 0) > 1)
+            .where(inner.c.seq - inner.c.prev > 1)
             .order_by(inner.c.site, inner.c.window, inner.c.seq)
         )
         with self.engine.connect() as conn:
@@ -58,7 +80,7 @@ class Reads(StoreBase):
                 {
                     "site": r[0],
                     "window": r[1],
-                    "from_seq": int(r[2] or 0) + 1,
+                    "from_seq": int(r[2]) + 1,
                     "to_seq": int(r[3]) - 1,
                 }
                 for r in conn.execute(q)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
 from server.store.base import StoreBase
 from server.store.schema import (
     alerts,
@@ -13,6 +17,7 @@ from server.store.schema import (
     evaluations,
     events,
     roster,
+    seq_floors,
     sessions,
 )
 
@@ -37,7 +42,10 @@ class Retention(StoreBase):
         ``alerts_days`` (open ones are kept), roster rows that ended more than
         ``roster_days`` ago (both default to ``measures_days``: the measures they
         attribute or explain are gone by then) and dead letters after
-        ``dead_letters_days``."""
+        ``dead_letters_days``.
+
+        Per device, the highest seq among the raw events deleted becomes its floor
+        (``seq_floors``, in the same transaction): sequence gaps are looked for above it."""
         day = 86_400_000
         raw_cut = now_ms - raw_events_days * day
         cut = now_ms - measures_days * day
@@ -62,4 +70,34 @@ class Retention(StoreBase):
             "dead_letters": dead_letters.delete().where(dead_letters.c.received_ms < dead_cut),
         }
         with self.engine.begin() as conn:
+            self._raise_seq_floors(conn, raw_cut, now_ms)
             return {name: conn.execute(stmt).rowcount for name, stmt in deletes.items()}
+
+    def _raise_seq_floors(self, conn: Connection, raw_cut: int, now_ms: int) -> None:
+        """Record, per device, the highest seq of the events about to be deleted; a floor
+        only rises (a later run deleting less, or two replicas at once, lowers nothing)."""
+        q = (
+            select(events.c.site, events.c.window, func.max(events.c.seq))
+            .where(events.c.received_ms < raw_cut)
+            .group_by(events.c.site, events.c.window)
+        )
+        rows = [
+            {"site": r[0], "window": r[1], "floor_seq": int(r[2]), "updated_ms": now_ms}
+            for r in conn.execute(q)
+        ]
+        if not rows:
+            return
+        ins: Any = self._insert(seq_floors)
+        higher = ins.excluded.floor_seq > seq_floors.c.floor_seq
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[seq_floors.c.site, seq_floors.c.window],
+                set_={
+                    "floor_seq": case(
+                        (higher, ins.excluded.floor_seq), else_=seq_floors.c.floor_seq
+                    ),
+                    "updated_ms": ins.excluded.updated_ms,
+                },
+            ),
+            rows,
+        )

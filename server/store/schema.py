@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -70,6 +71,17 @@ events = Table(
     Index("ix_events_received", "received_ms"),
     Index("ix_events_site_received", "site", "received_ms"),
     Index("ix_events_session", "session_id"),
+)
+
+# What retention deleted of each device's sequence: the highest seq among the events it
+# deleted. Sequence gaps are looked for above it only (reads.sequence_gaps).
+seq_floors = Table(
+    "seq_floors",
+    metadata,
+    Column("site", String(32), primary_key=True),
+    Column("window", String(32), primary_key=True),
+    Column("floor_seq", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )
 
 clerks = Table(
@@ -164,6 +176,8 @@ cases = Table(
     Column("rating", String(24), nullable=False),
     Column("opened_ms", BigInteger, nullable=False),
     Column("due_ms", BigInteger, nullable=False),
+    # due_ms counted Monday to Friday over a year no official calendar knew (workdays.py)
+    Column("due_provisional", Boolean, nullable=False, default=False, server_default=false()),
     Column("status", String(16), nullable=False, default="open"),
     Column("closed_ms", BigInteger, nullable=True),
     Column("note", Text, nullable=True),
