@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Final, cast
 
 from agent.events import Draft
-from agent.protocol import EVENT_TYPES, Event, now_ms
+from agent.protocol import CONTRACT, Contract, Event, now_ms
 
 #: Kinds whose every outcome is repeated in the session's summary: dropped first at the cap.
 SUMMARISED_KINDS: Final = ("session_opened", "stood_up", "smiled")
@@ -100,6 +100,7 @@ class Outbox:
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         clock_ms: Callable[[], int] = now_ms,
+        contract: Contract = CONTRACT,
     ) -> None:
         for name, value in (("site", site), ("window", window)):
             if not _SLUG.match(value):
@@ -112,6 +113,7 @@ class Outbox:
         self.boot_id = boot_id or uuid.uuid4()
         self.max_rows = max_rows
         self._clock_ms = clock_ms
+        self._contract = contract
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_file_lock()
@@ -188,11 +190,12 @@ class Outbox:
         Raises ``pydantic.ValidationError`` for a draft that is not a valid event, and
         then consumes no sequence number.
         """
-        if draft.kind not in EVENT_TYPES:
-            raise TypeError(f"{draft.kind!r} is not an event type of agent.protocol")
+        # The newest version of the draft's kind: the outbox keeps the newest form, and
+        # the transport sends each ingest the version it accepts (agent/protocol.py).
+        model = self._contract.model_for(draft.kind)
         # Validate outside the lock with a placeholder seq; the real one is set under the
         # lock with model_copy (seq is a plain positive int, nothing left to validate).
-        template = draft.kind.model_validate(
+        template = model.model_validate(
             {
                 **draft.fields,
                 "event_id": uuid.uuid4(),
@@ -205,7 +208,7 @@ class Outbox:
                 "clauses": draft.clauses,
             }
         )
-        kind = str(template.kind)  # every EVENT_TYPES member has a kind literal
+        kind = str(model.model_fields["kind"].default)  # every event kind has its literal
         with self._lock:
             self._check_open()
             seq = self._last_seq + 1

@@ -42,7 +42,8 @@ from typing import Annotated, Any, Final, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-SCHEMA_VERSION: Final = 1
+#: The newest event schema version this build speaks (``CONTRACT.newest``).
+SCHEMA_VERSION: Final = 2
 TOPIC_ROOT: Final = "ww/v1"
 
 #: Largest value of a signed 64-bit column (``BigInteger``).
@@ -284,6 +285,17 @@ class UnsupportedVersion(ValueError):
         self.known = known
 
 
+class NotInVersion(ValueError):
+    """An event of a kind the receiving side's version lacks: it cannot be downgraded
+    and waits (the terminal keeps it in its outbox) until the server accepts ``needs``."""
+
+    def __init__(self, kind: str, version: int, needs: int) -> None:
+        super().__init__(f"{kind} needs schema version {needs}; the server accepts {version}")
+        self.kind = kind
+        self.version = version
+        self.needs = needs
+
+
 #: Fields added to an event in a new version: ``{kind: {field: (annotation, Field(...))}}``.
 Additions = Mapping[str, Mapping[str, tuple[Any, Any]]]
 
@@ -349,15 +361,43 @@ class Contract:
     def event_types(self, version: int) -> tuple[type[EventHeader], ...]:
         return tuple(self._models[self.versions.index(version)].values())
 
-    def extend(self, additions: Additions) -> Contract:
+    def model_for(self, kind: type[EventHeader] | str) -> type[EventHeader]:
+        """The newest model of an event kind (given by name or by any version's model):
+        what a terminal builds its events with."""
+        if isinstance(kind, str):
+            name = kind
+        elif "kind" in kind.model_fields:
+            name = _kind_of(kind)
+        else:
+            raise TypeError(f"{kind!r} is not an event kind")
+        for models in reversed(self._models):
+            if name in models:
+                return models[name]
+        raise TypeError(f"{name!r} is not an event kind of this contract")
+
+    def since(self, kind: str) -> int:
+        """The first version that has ``kind``."""
+        for version, models in zip(self.versions, self._models, strict=True):
+            if kind in models:
+                return version
+        raise TypeError(f"{kind!r} is not an event kind of this contract")
+
+    def extend(self, additions: Additions, new_kinds: Iterable[type[EventHeader]] = ()) -> Contract:
         """A new contract: these versions plus the next, which adds optional fields to
-        the kinds named (the other kinds only change ``schema_version``). Raises
+        the kinds named (the other kinds only change ``schema_version``) and may add new
+        kinds (each declaring ``schema_version: Literal[<the new version>]``). Raises
         ValueError when an addition breaks the rule."""
         version = self.newest + 1
         previous = self._models[-1]
         unknown = set(additions) - set(previous)
         if unknown:
             raise ValueError(f"no such event kinds: {sorted(unknown)}")
+        added_kinds = {_kind_of(m): m for m in new_kinds}
+        for name, model in added_kinds.items():
+            if name in previous:
+                raise ValueError(f"{name}: the kind exists already")
+            if _version_of(model) != version:
+                raise ValueError(f"{name}: a new kind of version {version} must say so")
         models: dict[str, type[EventHeader]] = {}
         for kind, base in previous.items():
             added = dict(additions.get(kind, {}))
@@ -377,6 +417,7 @@ class Contract:
             if required:
                 raise ValueError(f"{kind}: added fields need a default: {required}")
             models[kind] = model
+        models.update(added_kinds)
         out = object.__new__(Contract)
         out._models = (*self._models, models)
         out.versions = (*self.versions, version)
@@ -409,8 +450,11 @@ class Contract:
     def downgrade(self, data: dict[str, Any], version: int) -> dict[str, Any]:
         """An event's JSON object (a ``model_dump(mode="json")``) as ``version`` has it:
         the fields that version lacks are dropped, whatever their value (the older
-        server could not have stored them), and ``schema_version`` says ``version``."""
-        keep = self._fields[version][data["kind"]]
+        server could not have stored them), and ``schema_version`` says ``version``.
+        Raises ``NotInVersion`` for a kind that version does not have at all."""
+        keep = self._fields[version].get(data["kind"])
+        if keep is None:
+            raise NotInVersion(data["kind"], version, self.since(data["kind"]))
         out = {k: v for k, v in data.items() if k in keep}
         out["schema_version"] = version
         return out
@@ -438,8 +482,91 @@ def _claimed_version(raw: bytes | str) -> int | None:
     return version if type(version) is int else None
 
 
-#: The contract of this build. Later versions are made with ``CONTRACT.extend`` here.
-CONTRACT: Final = Contract(EVENT_TYPES)
+#: Version 1 alone: what every terminal and server since the first release speaks.
+BASE_CONTRACT: Final = Contract(EVENT_TYPES)
+
+# --------------------------------------------------------------------------- version 2
+# Who served whom, with which ticket (the queue system's call), and the farewell smile.
+
+#: H-PRIORITY: the citizens served first and one-to-one (the queue ticket's category, or
+#: the panel's priority key, which gives "other").
+PriorityCategory = Literal["elderly", "military", "disabled", "sick", "pregnant", "other"]
+PRIORITY_CATEGORIES: Final[tuple[str, ...]] = (
+    "elderly",
+    "military",
+    "disabled",
+    "sick",
+    "pregnant",
+    "other",
+)
+#: A clerk's staff id (the queue system's and the roster's).
+ClerkId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", max_length=32)]
+#: The queue system's id of one call (idempotency key of the bridge).
+CallId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64)]
+
+_CALL: Final[dict[str, tuple[Any, Any]]] = {
+    "call_id": (CallId | None, Field(None, description="The queue system's call id.")),
+    "matter_code": (ShortText | None, Field(None, description="Service matter (事项) code.")),
+    "matter_name": (ShortText | None, Field(None, description="Service matter name.")),
+    "priority_category": (
+        PriorityCategory | None,
+        Field(None, description="H-PRIORITY category; None: not a priority citizen."),
+    ),
+    "case_number": (
+        ShortText | None,
+        Field(None, description="Service case number (办件编号), if the business system gave it."),
+    ),
+}
+
+
+class ClerkAtTerminal(EventHeader):
+    """A clerk signing in or out at the terminal (badge reader or PIN on the panel), or a
+    refused attempt. Carries the staff id only: never the badge number or the PIN."""
+
+    # A kind new in version 2 (``Contract.extend(new_kinds=...)``) narrows the header's
+    # version literal, as the models ``extend`` makes do.
+    schema_version: Literal[2] = Field(2, description="Wire schema version.")  # type: ignore[assignment]
+    kind: Literal["clerk_at_terminal"] = "clerk_at_terminal"
+    action: Literal["sign_in", "sign_out"]
+    method: Literal["badge", "pin"]
+    clerk_id: ClerkId | None = Field(None, description="Who; None when refused.")
+    refused: Literal["unknown", "other_centre"] | None = Field(
+        None, description="Why the terminal refused it (counted, signalled on the panel)."
+    )
+
+
+#: The contract of this build: version 1 and what version 2 adds. A terminal sends
+#: version 2 only to servers that announce it (``Accepts``).
+CONTRACT: Final = BASE_CONTRACT.extend(
+    {
+        "session_opened": dict(_CALL),
+        "session_summary": {
+            "source": (
+                Literal["bell", "queue", "presence"] | None,
+                Field(None, description="What opened the session."),
+            ),
+            "ticket": (ShortText | None, Field(None, description="Queue ticket number.")),
+            **_CALL,
+            "smiled_at_farewell": (
+                bool | None,
+                Field(None, description="W-FAREWELL: smiled while seeing the citizen off."),
+            ),
+            "farewell_smile_after_ms": (
+                DurationMs | None,
+                Field(None, description="Delay of that smile from the end of service."),
+            ),
+            "greeted_first": (
+                bool | None,
+                Field(
+                    None,
+                    description="F-RECEIVE (front desk): stood and smiled within the limits "
+                    "of the citizen's approach; None at other windows.",
+                ),
+            ),
+        },
+    },
+    new_kinds=(ClerkAtTerminal,),
+)
 
 
 def parse_event(raw: bytes | str) -> Event:

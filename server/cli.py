@@ -30,8 +30,11 @@ def _server(args: argparse.Namespace) -> int:
 
     if args.from_env:
         from server.settings import ServerEnv
+        from server.workdays import use_calendar_file
 
         env = ServerEnv()
+        # The case clock's calendar: a bad override file stops the server here.
+        use_calendar_file(env.calendar_file)
         uvicorn.run(
             create_app(env.server_settings()),
             host=env.http_host,
@@ -239,6 +242,7 @@ def _demo(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         camera=not args.scripted_perception,
         speed=args.speed,
+        shift_change_after_s=args.shift_change_after,
     )
 
 
@@ -336,6 +340,13 @@ def register(sub: Any) -> None:
     demo.add_argument("--speed", type=float, default=4.0, help="simulated seconds per second")
     demo.add_argument(
         "--scripted-perception", action="store_true", help="skip the frames and the models"
+    )
+    demo.add_argument(
+        "--shift-change-after",
+        type=float,
+        default=40.0,
+        metavar="S",
+        help="real seconds before the relief clerk takes over the first window",
     )
     demo.set_defaults(func=_demo)
 

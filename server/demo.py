@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -24,6 +25,7 @@ from agent.localbroker import local_broker, wait_port
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.ingest import IngestSettings
+from server.policy.shifts import ShiftConflict
 
 
 def opening_time_today(tz: str) -> int:
@@ -53,6 +55,61 @@ def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
     return ["demo accounts (new passwords every run):", *lines]
 
 
+#: The demo's clerks (invented names), one per window in order, and a relief clerk.
+DEMO_CLERKS = (
+    "李敏",
+    "王芳",
+    "张伟",
+    "刘洋",
+    "陈静",
+    "杨帆",
+    "赵磊",
+    "黄丽",
+    "周杰",
+    "吴婷",
+    "徐强",
+    "孙悦",
+)
+RELIEF = ("c-relief", "郑佳")
+
+
+class ShiftChange:
+    """The demo's one shift change: the relief clerk takes over the first window after
+    ``after_s`` real seconds, through the same sign-in rule as every source."""
+
+    def __init__(self, store: Any, site: str, window: str, after_s: float) -> None:
+        self.store, self.site, self.window, self.after_s = store, site, window, after_s
+        self.done = False
+        self.note = f"{RELIEF[1]} ({RELIEF[0]}) takes over {window} after {after_s:.0f} s"
+
+    def due(self, elapsed_s: float, now_ms: int) -> None:
+        if self.done or elapsed_s < self.after_s:
+            return
+        self.done = True
+        try:
+            self.store.sign_in(RELIEF[0], self.site, self.window, now_ms, source="demo")
+        except ShiftConflict as exc:  # a database kept from an earlier demo run
+            print(f"shift change skipped: {exc}", flush=True)
+            return
+        print(f"shift change: {self.note.split(' after')[0]} now", flush=True)
+
+
+def sign_in_demo_clerks(store: Any, site: Any, at_ms: int, after_s: float = 40.0) -> ShiftChange:
+    """Register the demo's clerks and sign one in at every window from the demo's start,
+    so per-clerk verdicts and the smile-star ranking have rows from the first sessions."""
+    code = site.site.site
+    windows = sorted(w.window for w in site.windows)
+    for i, window in enumerate(windows):
+        clerk = f"c-{code}-{i + 1:02d}"
+        store.add_clerk(clerk, DEMO_CLERKS[i % len(DEMO_CLERKS)], code)
+        try:
+            store.sign_in(clerk, code, window, at_ms, source="demo")
+        except ShiftConflict as exc:  # a database kept from an earlier demo run
+            print(f"{clerk} keeps the shifts recorded before: {exc}")
+    store.add_clerk(RELIEF[0], RELIEF[1], code)
+    return ShiftChange(store, code, windows[0], after_s)
+
+
 def run_demo(
     site_dir: Path,
     http_port: int,
@@ -61,6 +118,7 @@ def run_demo(
     duration_s: float | None = None,
     camera: bool = True,
     speed: float = 4.0,
+    shift_change_after_s: float = 40.0,
 ) -> int:
     from agent.sim import SimClock, SimulatedFleet
 
@@ -107,6 +165,10 @@ def run_demo(
         for line in demo_users(accounts, site.site.site, site.site.district):
             print(line)
         clock = SimClock(opening_time_today(site.site.timezone), speed)
+        shift_change = sign_in_demo_clerks(
+            app.state.store, site, clock(), after_s=shift_change_after_s
+        )
+        print(f"clerks signed in at all {len(site.windows)} windows; {shift_change.note}")
         fleet = SimulatedFleet(
             site, broker.host, broker.port, workdir / "agents", clock=clock, camera=camera
         )
@@ -124,6 +186,7 @@ def run_demo(
         started = time.monotonic()
         while not stop.wait(5.0):
             print(fleet.progress_line(), flush=True)
+            shift_change.due(time.monotonic() - started, clock())
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
     finally:

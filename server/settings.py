@@ -26,6 +26,7 @@ WW_MQTT_CERT_FILE / _KEY_FILE  the server identity's client certificate/key   (n
 WW_METRICS_TOKEN_FILE      bearer token /metrics requires, if set              (none)
 WW_RAW_EVENTS_DAYS         retention of raw events                             400
 WW_MEASURES_DAYS           retention of measures                               1098
+WW_CALENDAR_FILE           working-day overrides (years the library lacks)     the bundled file
 =========================  ==================================================  ====================
 """
 
@@ -71,6 +72,9 @@ class ServerEnv(BaseSettings):
     metrics_token_file: Path | None = Field(None, description="Bearer token for /metrics.")
     raw_events_days: int = Field(400, ge=1, description="Retention of raw events, days.")
     measures_days: int = Field(3 * 366, ge=1, description="Retention of measures, days.")
+    calendar_file: Path | None = Field(
+        None, description="Official working-day overrides (default: the bundled file)."
+    )
 
     @model_validator(mode="after")
     def _no_password_in_url(self) -> Self:

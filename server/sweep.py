@@ -30,6 +30,8 @@ def run_once(
     store: Store, now_ms: int, *, silent_after_ms: int = SILENT_AFTER_MS
 ) -> list[AlertRow]:
     """Raise the alerts due at ``now_ms``; return those that were new."""
+    # Provisional due dates (a year no calendar knew) are counted again once it is known.
+    store.refresh_provisional_dues()
     cases = [
         OpenCase(
             case_id=c["case_id"],

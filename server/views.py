@@ -17,7 +17,7 @@ from sqlalchemy import Engine, and_, func, select
 
 from server.metrics.measures import BAD, GOOD, Scope, compute, scope_filter
 from server.store.rollups import count_true
-from server.store.schema import devices, evaluations, roster, sessions, units
+from server.store.schema import devices, evaluations, roster, roster_plan, sessions, units
 
 DAY = 86_400_000
 HOUR = 3_600_000
@@ -249,3 +249,65 @@ def site_units(engine: Engine, sites: frozenset[str] | None) -> list[dict[str, A
         q = q.where(units.c.site.in_(sites))
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def roster_day(
+    engine: Engine, site: str, start_ms: int, end_ms: int, now_ms: int
+) -> dict[str, Any]:
+    """One centre's day of who served where: every shift overlapping it (source, who
+    recorded it), the planned roster beside it with "rostered but not signed in" flags,
+    and per window the sessions no shift covers (unattributed: in no clerk's verdict)."""
+    with engine.connect() as conn:
+        shifts = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(roster)
+                .where(
+                    roster.c.site == site,
+                    roster.c.start_ms < end_ms,
+                    roster.c.end_ms.is_(None) | (roster.c.end_ms > start_ms),
+                )
+                .order_by(roster.c.window, roster.c.start_ms)
+            )
+        ]
+        plans = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(roster_plan)
+                .where(
+                    roster_plan.c.site == site,
+                    roster_plan.c.from_ms < end_ms,
+                    roster_plan.c.to_ms > start_ms,
+                )
+                .order_by(roster_plan.c.window, roster_plan.c.from_ms)
+            )
+        ]
+        unattributed = {
+            r.window: int(r.n)
+            for r in conn.execute(
+                select(sessions.c.window, func.count().label("n"))
+                .where(
+                    sessions.c.site == site,
+                    sessions.c.clerk_id.is_(None),
+                    sessions.c.opened_ms >= start_ms,
+                    sessions.c.opened_ms < end_ms,
+                )
+                .group_by(sessions.c.window)
+            )
+        }
+    for plan in plans:
+        plan["signed_in"] = any(
+            s["clerk_id"] == plan["clerk_id"]
+            and s["window"] == plan["window"]
+            and s["start_ms"] < plan["to_ms"]
+            and (s["end_ms"] is None or s["end_ms"] > plan["from_ms"])
+            for s in shifts
+        )
+        # only a plan whose time has come can be missed
+        plan["missing"] = not plan["signed_in"] and plan["from_ms"] <= now_ms
+    return {
+        "site": site,
+        "shifts": shifts,
+        "planned": plans,
+        "unattributed": [{"window": w, "sessions": n} for w, n in sorted(unattributed.items())],
+    }

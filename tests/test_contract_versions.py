@@ -1,10 +1,11 @@
 """A contract that can grow: versions of the event contract, the server's side of it,
 and one terminal and one server over a real Mosquitto.
 
-The product has version 1 only; ``V2`` is a test-only second version that adds one
-optional field to ``smiled``, so the mechanism is exercised without inventing product
-fields. The terminal's own side (announcements, downgrade) is in
-``tests/agent/test_transport_versions.py``.
+``V2`` is a test-only second version grown from the base contract (version 1 alone)
+that adds one optional field to ``smiled``, so the mechanism is exercised apart from the
+product's own version 2 (the call's ticket and matter, the farewell smile, sign-ins at
+the terminal), which is checked at the end of the contract section. The terminal's own
+side (announcements, downgrade) is in ``tests/agent/test_transport_versions.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.waiting import wait_until
 store = server_fixtures.store
 
 #: The test-only version 2: ``smiled`` gains an optional ``note``.
-V2 = p.CONTRACT.extend(
+V2 = p.BASE_CONTRACT.extend(
     {"smiled": {"note": (p.ShortText | None, Field(None, description="Test-only field."))}}
 )
 SMILED_V2 = next(m for m in V2.event_types(2) if m.__name__ == "Smiled")
@@ -54,16 +55,58 @@ def smiled_v2(note: str | None = "farewell too") -> dict[str, Any]:
 # --------------------------------------------------------------------------- the contract
 
 
-def test_the_product_contract_is_version_1() -> None:
-    assert p.CONTRACT.versions == (1,) and p.CONTRACT.newest == p.SCHEMA_VERSION
-    assert p.CONTRACT.event_types(1) == p.EVENT_TYPES
+def test_the_base_contract_is_version_1() -> None:
+    assert p.BASE_CONTRACT.versions == (1,)
+    assert p.BASE_CONTRACT.event_types(1) == p.EVENT_TYPES
     for ex in examples():
-        if isinstance(ex, p.EventHeader):
+        if isinstance(ex, p.EventHeader) and ex.schema_version == 1:
+            assert p.BASE_CONTRACT.parse_event(ex.model_dump_json()) == ex
             assert p.parse_event(ex.model_dump_json()) == ex
 
 
+def test_the_product_contract_is_version_1_and_2() -> None:
+    assert p.CONTRACT.versions == (1, 2) and p.CONTRACT.newest == p.SCHEMA_VERSION
+    opened = p.CONTRACT.model_for("session_opened")
+    summary = p.CONTRACT.model_for(p.SessionSummary)
+    assert issubclass(summary, p.SessionSummary) and issubclass(opened, p.SessionOpened)
+    assert set(opened.model_fields) - set(p.SessionOpened.model_fields) == {
+        "call_id",
+        "matter_code",
+        "matter_name",
+        "priority_category",
+        "case_number",
+    }
+    assert {"smiled_at_farewell", "ticket", "source", "greeted_first"} <= set(summary.model_fields)
+    # sign-ins at the terminal are new in version 2: a v1 server never gets one
+    assert p.CONTRACT.since("clerk_at_terminal") == 2
+    signed = p.ClerkAtTerminal(
+        event_id=uuid.uuid4(),
+        site="qingpu",
+        window="w01",
+        seq=1,
+        boot_id=uuid.uuid4(),
+        ts_ms=1,
+        action="sign_in",
+        method="badge",
+        clerk_id="c-li",
+    )
+    assert p.parse_event(signed.model_dump_json()) == signed
+    with pytest.raises(p.NotInVersion) as held:
+        p.CONTRACT.downgrade(signed.model_dump(mode="json"), 1)
+    assert (held.value.kind, held.value.needs) == ("clerk_at_terminal", 2)
+    with pytest.raises(p.UnsupportedVersion):
+        p.BASE_CONTRACT.parse_event(signed.model_dump_json())
+    # a v2 summary downgrades to what a v1 server stores
+    v2 = summary.model_validate(
+        next(e for e in examples() if isinstance(e, p.SessionSummary)).model_dump()
+        | {"schema_version": 2, "ticket": "A013", "smiled_at_farewell": True}
+    )
+    old = p.CONTRACT.downgrade(v2.model_dump(mode="json"), 1)
+    assert "ticket" not in old and p.BASE_CONTRACT.parse_event(json.dumps(old)).schema_version == 1
+
+
 def test_a_version_is_the_previous_one_plus_optional_fields() -> None:
-    assert V2.versions == (1, 2) and p.CONTRACT.versions == (1,)  # extend makes a new one
+    assert V2.versions == (1, 2) and p.BASE_CONTRACT.versions == (1,)  # extend makes a new one
     assert issubclass(SMILED_V2, p.Smiled)  # code reading v1 events reads v2 alike
     for v1, v2 in zip(V2.event_types(1), V2.event_types(2), strict=True):
         assert issubclass(v2, v1) and set(v2.model_fields) >= set(v1.model_fields)
@@ -71,11 +114,15 @@ def test_a_version_is_the_previous_one_plus_optional_fields() -> None:
     assert not SMILED_V2.model_fields["note"].is_required()
     # What the rule forbids, extend refuses.
     with pytest.raises(ValueError, match="exist already"):
-        p.CONTRACT.extend({"smiled": {"score": (int, Field(0))}})
+        p.BASE_CONTRACT.extend({"smiled": {"score": (int, Field(0))}})
     with pytest.raises(ValueError, match="need a default"):
-        p.CONTRACT.extend({"smiled": {"matter": (p.ShortText, Field(...))}})
+        p.BASE_CONTRACT.extend({"smiled": {"matter": (p.ShortText, Field(...))}})
     with pytest.raises(ValueError, match="no such event kinds"):
-        p.CONTRACT.extend({"greeted": {"x": (int, Field(0))}})
+        p.BASE_CONTRACT.extend({"greeted": {"x": (int, Field(0))}})
+    with pytest.raises(ValueError, match="exists already"):
+        p.BASE_CONTRACT.extend({}, new_kinds=(p.Smiled,))
+    with pytest.raises(ValueError, match="must say so"):  # version 2's kind in a version 3
+        V2.extend({}, new_kinds=(p.ClerkAtTerminal,))
 
 
 def test_parse_event_dispatches_on_schema_version() -> None:
@@ -96,7 +143,7 @@ def test_parse_event_dispatches_on_schema_version() -> None:
 
 def test_an_unknown_version_is_unsupported_not_malformed() -> None:
     with pytest.raises(p.UnsupportedVersion) as v1_only:
-        p.parse_event(json.dumps(smiled_v2()))
+        p.BASE_CONTRACT.parse_event(json.dumps(smiled_v2()))
     assert (v1_only.value.version, v1_only.value.known) == (2, (1,))
     with pytest.raises(p.UnsupportedVersion):
         V2.parse_event(json.dumps(smiled_v1() | {"schema_version": 3}))
@@ -117,7 +164,7 @@ def test_an_unknown_version_is_unsupported_not_malformed() -> None:
 def test_downgrade_drops_what_the_older_version_lacks() -> None:
     old = V2.downgrade(smiled_v2(), 1)
     assert old == smiled_v1()
-    assert p.parse_event(json.dumps(old)) == p.parse_event(json.dumps(smiled_v1()))
+    assert p.BASE_CONTRACT.parse_event(json.dumps(old)) == p.parse_event(json.dumps(smiled_v1()))
     # A kind that gained nothing only changes its version.
     stood = next(e for e in examples() if isinstance(e, p.StoodUp)).model_dump(mode="json")
     assert V2.downgrade(stood | {"schema_version": 2}, 1) == stood
@@ -129,7 +176,7 @@ def test_the_common_version_is_the_highest_both_know() -> None:
     assert V2.common({1}) == 1
     assert V2.common({1, 2, 3}) == 2  # a newer server: what this side knows
     assert V2.common(()) == 1  # nothing in common: the base version
-    assert p.CONTRACT.common({1, 2}) == 1
+    assert p.BASE_CONTRACT.common({1, 2}) == 1
 
 
 def test_accepts_topics() -> None:
@@ -184,7 +231,8 @@ def _retained_accepts(b: MosquittoBroker) -> dict[str, p.Accepts]:
 
 
 def test_a_v1_server_rejects_v2_and_counts_it(broker: MosquittoBroker, store: Store) -> None:
-    ingest = Ingest(store, IngestSettings(port=broker.port, client_id="ww-test-v1"))
+    settings = IngestSettings(port=broker.port, client_id="ww-test-v1")
+    ingest = Ingest(store, settings, contract=p.BASE_CONTRACT)
     ingest.start()
     try:
         assert ingest.wait_connected()
@@ -239,21 +287,19 @@ def test_a_bad_client_id_cannot_name_an_announcement(store: Store) -> None:
 
 
 def test_a_v2_terminal_sends_v1_to_a_v1_server_and_v2_once_it_is_upgraded(
-    broker: MosquittoBroker, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: MosquittoBroker, store: Store, tmp_path: Path
 ) -> None:
     """The rollout: the server is upgraded first, the terminal follows its announcement.
     Nothing is rejected on the way: a v1 server never receives a v2 event."""
-    # The product outbox takes the product's event types; this terminal's newest are V2's.
-    monkeypatch.setattr("agent.outbox.EVENT_TYPES", (*p.EVENT_TYPES, *V2.event_types(2)))
     fields = {k: smiled_v2()[k] for k in ("phase", "on_time", "after_ms", "score", "note")}
 
     def add(box: Outbox) -> str:
         return str(box.add(Draft(kind=SMILED_V2, ts_ms=p.now_ms(), fields=fields)).event_id)
 
     settings = IngestSettings(port=broker.port, client_id="ww-test-rollout")
-    box = Outbox(tmp_path / "outbox.db", "qingpu", "w01")
+    box = Outbox(tmp_path / "outbox.db", "qingpu", "w01", contract=V2)  # V2's newest
     cfg = BrokerConfig(host=broker.host, port=broker.port, keepalive_s=5)
-    ingest = Ingest(store, settings)  # version 1 only
+    ingest = Ingest(store, settings, contract=p.BASE_CONTRACT)  # version 1 only
     ingest.start()
     try:
         assert ingest.wait_connected()

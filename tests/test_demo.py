@@ -10,7 +10,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -31,6 +34,8 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
             str(port),
             "--workdir",
             str(tmp_path),
+            "--shift-change-after",
+            "5",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -69,7 +74,32 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         windows = http.get("/api/windows").json()
         assert {w["window"] for w in windows if w["online"]} == {f"w{i:02d}" for i in range(1, 13)}
         assert all(w["state"] and w["state"]["perception"] == "camera" for w in windows)
-        time.sleep(3)
+        # A clerk signed in at every window from the start, and the relief clerk takes
+        # over w01 (the demo's one shift change): per-clerk rows from the first sessions.
+        hall = http.get("/api/hall/qingpu").json()
+        assert all(t["clerk_id"] for t in hall), [t["clerk_id"] for t in hall]
+        today = datetime.now(ZoneInfo("Asia/Shanghai"))
+        month = today.strftime("%Y-%m")
+        deadline = time.monotonic() + 45
+        ranked: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            ranked = http.get("/api/ranking", params={"period": month}).json()
+            roster = http.get(
+                "/api/roster", params={"site": "qingpu", "day": today.date().isoformat()}
+            ).json()
+            relieved = any(s["clerk_id"] == "c-relief" for s in roster["shifts"])
+            if ranked and relieved:
+                break
+            time.sleep(1)
+        assert ranked, "no clerk has a session in the ranking"
+        assert relieved, roster
+        assert all(r["clerk_id"].startswith("c-") for r in ranked)
+        w01 = [s for s in roster["shifts"] if s["window"] == "w01"]
+        assert [s["clerk_id"] for s in w01] == ["c-qingpu-01", "c-relief"]
+        assert w01[0]["end_ms"] == w01[1]["start_ms"] and w01[1]["source"] == "demo"
+        verdicts = http.get("/api/assessments", params={"month": month}).json()
+        assert {v["clerk_id"] for v in verdicts} >= {f"c-qingpu-{i:02d}" for i in range(1, 13)}
+        time.sleep(1)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)

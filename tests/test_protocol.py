@@ -137,12 +137,13 @@ def _unstorable(node: Any, path: str, problems: list[str]) -> None:
 def test_every_value_fits_the_store() -> None:
     """What validates can be stored: bounded integers and floats, no NUL in any string;
     the same for the HTTP API's request bodies."""
-    from server.api import models
+    from server.api import models, roster
 
     problems: list[str] = []
     for name, schema in p.json_schemas().items():
         _unstorable(schema, name, problems)
-    for api in (models.CaseClose, models.ClerkIn, models.SignIn, models.HelpdeskKpiIn):
+    bodies = (models.CaseClose, models.ClerkIn, models.HelpdeskKpiIn)
+    for api in (*bodies, roster.SignIn, roster.SignOut, roster.PlanIn):
         _unstorable(api.model_json_schema(), api.__name__, problems)
     assert problems == []
     caught: list[str] = []

@@ -34,6 +34,7 @@ from agent.protocol import (
     Channel,
     Contract,
     Health,
+    NotInVersion,
     Reply,
     WindowState,
     parse_accepts_topic,
@@ -165,6 +166,7 @@ class Transport:
         self._accepted: dict[str, frozenset[int]] = {}
         #: The version events go out at: the base one until announcements say more.
         self._send_version = contract.base
+        self._held: str | None = None  # the kind of a row waiting for a newer ingest
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -575,7 +577,17 @@ class Transport:
         event_topic, (qos, retain) = self._event_topic, self._event_qos
         publish, wire, window = link.publish, self._wire, self._window
         for row in self._outbox.peek(room, after_seq=window.cursor):
-            sent = publish(event_topic, wire(row), qos, retain)
+            try:
+                payload = wire(row)
+            except NotInVersion as exc:
+                # A kind the ingests do not know yet (servers are upgraded first): it and
+                # what follows wait in the outbox, in order, until they announce it.
+                if self._held != exc.kind:
+                    log.warning("event %d held: %s", row.seq, exc)
+                self._held = exc.kind
+                return
+            self._held = None
+            sent = publish(event_topic, payload, qos, retain)
             if sent.queue_full:
                 # Not taken: the row stays next in line; back off instead of spinning.
                 self._queue_full += 1

@@ -30,8 +30,10 @@ from server.accounts import Accounts, Principal, scope_sites, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
+from server.policy.shifts import ShiftConflict, Source
 from server.store.cases import acknowledge, close_open_case
 from server.store.db import Store
+from server.store.people import SignedIn
 from server.store.schema import (
     alerts,
     audit_log,
@@ -42,6 +44,8 @@ from server.store.schema import (
 )
 
 OUTSIDE = "outside your units"
+#: How far ahead of the server's clock a sign-in's time may be (terminal clocks drift).
+CLOCK_SKEW_MS = 120_000
 CLERK_ONLY = "a clerk account reads only its own records"
 
 
@@ -345,19 +349,103 @@ class Access:
             raise HTTPException(404, "no such window")
 
     def sign_in(
-        self, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None
-    ) -> None:
-        """Roster a clerk of this centre onto one of its windows."""
+        self,
+        clerk_id: str,
+        site: str,
+        window: str,
+        start_ms: int | None,
+        end_ms: int | None,
+        source: Source = "manager",
+    ) -> SignedIn:
+        """Sign a clerk of this centre in at one of its windows, by the attribution rule
+        (``server.policy.shifts``): from ``start_ms`` (default now). A conflict is 409
+        with the rule's reason; a repeated sign-in changes nothing."""
         self.site(site)
         home = self.clerk_home(clerk_id)
         if home != site:
             raise HTTPException(409, "the clerk belongs to another centre; transfer first")
         self._window(site, window)
-        self.store.sign_in(clerk_id, site, window, start_ms, end_ms)
+        now = now_ms()
+        start = now if start_ms is None else start_ms
+        if start > now + CLOCK_SKEW_MS or (end_ms is not None and end_ms > now + CLOCK_SKEW_MS):
+            raise HTTPException(422, "a sign-in cannot be recorded for the future")
+        try:
+            done = self.store.sign_in(
+                clerk_id,
+                site,
+                window,
+                start,
+                end_ms,
+                source=source,
+                recorded_by=self.p.username,
+                recorded_ms=now,
+            )
+        except ShiftConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not done.noop:
+            self.audit(
+                "sign_in",
+                f"{site}/{window}",
+                {
+                    "clerk_id": clerk_id,
+                    "source": source,
+                    "asked_from_ms": start,
+                    "start_ms": done.start_ms,
+                    "end_ms": done.end_ms,
+                    "closed_shifts": [list(c) for c in done.closed],
+                    "sessions_taken": done.sessions_taken,
+                },
+                site,
+            )
+        return done
+
+    def sign_out(
+        self,
+        site: str,
+        window: str | None,
+        clerk_id: str | None,
+        at_ms: int | None,
+        source: Source = "manager",
+    ) -> tuple[str, str, int]:
+        """End the shift at a window (or a clerk's, wherever it is); ``(clerk, window, at)``."""
+        self.site(site)
+        if clerk_id is not None and self.clerk_home(clerk_id) != site:
+            raise HTTPException(404, "no such clerk")
+        if window is not None:
+            self._window(site, window)
+        now = now_ms()
+        at = now if at_ms is None else at_ms
+        if at > now + CLOCK_SKEW_MS:
+            raise HTTPException(422, "a sign-out cannot be recorded for the future")
+        try:
+            clerk, where = self.store.sign_out(
+                site, at, window=window, clerk_id=clerk_id, source=source
+            )
+        except ShiftConflict as exc:
+            raise HTTPException(409, str(exc)) from None
         self.audit(
-            "roster",
+            "sign_out", f"{site}/{where}", {"clerk_id": clerk, "at_ms": at, "source": source}, site
+        )
+        return clerk, where, at
+
+    def roster(self, site: str, day: str) -> dict[str, Any]:
+        """A centre's day: the shifts (with their sources), the planned roster, who was
+        rostered but never signed in, and each window's unattributed sessions."""
+        self.site(site)
+        self.not_clerk()
+        pd = self.period(day)
+        return views.roster_day(self._e, site, pd.start_ms, pd.end_ms, now_ms())
+
+    def plan_roster(self, site: str, window: str, clerk_id: str, from_ms: int, to_ms: int) -> None:
+        self.site(site)
+        if self.clerk_home(clerk_id) != site:
+            raise HTTPException(409, "the clerk belongs to another centre; transfer first")
+        self._window(site, window)
+        self.store.plan_roster(site, window, clerk_id, from_ms, to_ms, self.p.username)
+        self.audit(
+            "plan_roster",
             f"{site}/{window}",
-            {"clerk_id": clerk_id, "start_ms": start_ms, "end_ms": end_ms},
+            {"clerk_id": clerk_id, "from_ms": from_ms, "to_ms": to_ms},
             site,
         )
 

@@ -30,20 +30,6 @@ class ClerkIn(ApiModel):
     site: Slug
 
 
-class SignIn(ApiModel):
-    clerk_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    site: Slug
-    window: Slug
-    start_ms: TimestampMs
-    end_ms: TimestampMs | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.end_ms is not None and self.end_ms <= self.start_ms:
-            raise ValueError("end_ms must be after start_ms")
-        return self
-
-
 class HelpdeskKpiIn(ApiModel):
     site: Slug
     window: Slug

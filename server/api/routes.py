@@ -11,7 +11,7 @@ from pydantic import Field
 
 from agent.protocol import RATING_ZH, Rating, Slug
 from server.api.access import Access, AccessDep, Period, changing, reading
-from server.api.models import ApiModel, CaseClose, ClerkIn, HelpdeskKpiIn, SignIn
+from server.api.models import ApiModel, CaseClose, ClerkIn, HelpdeskKpiIn
 from server.api.schemas import (
     Acknowledged,
     AlertOut,
@@ -152,6 +152,17 @@ def audit(
 # ----------------------------------------------------------------- measures
 
 
+#: The group of records no clerk was signed in for: shown, never in a clerk's verdict.
+UNATTRIBUTED = "unattributed"
+
+
+def _group_key(group_by: GroupBy | None, key: str | None) -> str:
+    """``all`` for an ungrouped result; a grouped row with no key is unattributed."""
+    if group_by is None:
+        return "all"
+    return key if key is not None else UNATTRIBUTED
+
+
 @router.get("/measures")
 def measures(
     period: str,
@@ -167,7 +178,7 @@ def measures(
     result = a.measures(a.scope(district, site, window, clerk_id), pd, group_by)
     return MeasuresResponse(
         period=period,
-        groups={str(k) if k is not None else "all": MeasuresOut.of(m) for k, m in result.items()},
+        groups={_group_key(group_by, k): MeasuresOut.of(m) for k, m in result.items()},
     )
 
 
@@ -254,7 +265,7 @@ def compare_units(
     """A-ROLLOUT: the same measures side by side per site or district."""
     pd = a.period(period)
     result = a.measures(a.scope(district), pd, group_by=by)
-    groups = {str(k): MeasuresOut.of(m) for k, m in result.items()}
+    groups = {_group_key(by, k): MeasuresOut.of(m) for k, m in result.items()}
     return CompareResponse(period=period, by=by, groups=groups)
 
 
@@ -304,13 +315,6 @@ def transfer_clerk(
 @router.get("/clerks")
 def clerks(a: AccessDep, site: str | None = None) -> list[ClerkOut]:
     return [ClerkOut.model_validate(c) for c in a.clerks(site)]
-
-
-@router.post("/roster", status_code=201)
-def sign_in(body: SignIn, a: Annotated[Access, changing("roster")]) -> ClerkRef:
-    """Which clerk staffs a window from when (sign-in or roster; never faces)."""
-    a.sign_in(body.clerk_id, body.site, body.window, body.start_ms, body.end_ms)
-    return ClerkRef(clerk_id=body.clerk_id)
 
 
 @router.post("/helpdesk/kpis", status_code=201)

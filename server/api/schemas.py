@@ -551,8 +551,13 @@ class CaseOut(Out):
     rating: Rating = Field(description="dissatisfied or very_dissatisfied.")
     opened_ms: TimeMs = Field(description="The evaluation's time on the terminal, UTC ms.")
     due_ms: TimeMs = Field(
-        description="End (23:59:59.999 local) of the 15th working day (Mon-Fri) after it "
-        "opened, UTC ms."
+        description="End (23:59:59.999 local) of the 15th official working day after it "
+        "opened (holidays and adjusted working weekends as the State Council's notice "
+        "sets them), UTC ms."
+    )
+    due_provisional: bool = Field(
+        description="True when due_ms was counted Monday to Friday because no official "
+        "calendar knew a year on the way; show a warning. Counted again once it is known."
     )
     status: Literal["open", "closed"] = Field(description="closed once rectified.")
     closed_ms: TimeMs | None = Field(

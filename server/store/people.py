@@ -2,13 +2,76 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from server.policy.shifts import Shift, Source, plan_sign_in, plan_sign_out
 from server.store import rollups
 from server.store.base import StoreBase
-from server.store.schema import away_periods, cases, clerks, evaluations, roster, sessions, units
+from server.store.schema import (
+    away_periods,
+    cases,
+    clerks,
+    evaluations,
+    roster,
+    roster_plan,
+    sessions,
+    units,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """What a sign-in did: the shift it made, the shifts it closed and how many
+    unattributed sessions it took."""
+
+    start_ms: int
+    end_ms: int | None
+    closed: tuple[tuple[int, int], ...]
+    sessions_taken: int
+    noop: bool = False
+
+
+def _served_after(conn: Any, site: str, clerk: str, window: str, t_ms: int) -> int | None:
+    q = select(func.max(sessions.c.opened_ms)).where(
+        sessions.c.site == site,
+        sessions.c.window == window,
+        sessions.c.clerk_id == clerk,
+        sessions.c.opened_ms >= t_ms,
+    )
+    got = conn.execute(q).scalar()
+    return int(got) if got is not None else None
+
+
+def _attribute(
+    conn: Any, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None
+) -> int:
+    """Give the clerk the window's unattributed rows inside the shift; returns the
+    sessions taken. Rows already attributed are never touched."""
+    end = end_ms if end_ms is not None else 2**62
+    taken = 0
+    for table, col in (
+        (sessions, sessions.c.opened_ms),
+        (evaluations, evaluations.c.ts_ms),
+        (away_periods, away_periods.c.started_ms),
+        (cases, cases.c.opened_ms),
+    ):
+        n = conn.execute(
+            update(table)
+            .where(
+                table.c.site == site,
+                table.c.window == window,
+                table.c.clerk_id.is_(None),
+                col >= start_ms,
+                col < end,
+            )
+            .values(clerk_id=clerk_id)
+        ).rowcount
+        if table is sessions:
+            taken = int(n or 0)
+    return taken
 
 
 class People(StoreBase):
@@ -33,31 +96,143 @@ class People(StoreBase):
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def sign_in(
-        self, clerk_id: str, site: str, window: str, start_ms: int, end_ms: int | None = None
-    ) -> None:
-        """Record who staffed a window when, and attribute what is already stored."""
+        self,
+        clerk_id: str,
+        site: str,
+        window: str,
+        start_ms: int,
+        end_ms: int | None = None,
+        *,
+        source: Source = "manager",
+        recorded_by: str | None = None,
+        recorded_ms: int | None = None,
+    ) -> SignedIn:
+        """Sign a clerk in at a window from ``start_ms`` by the one attribution rule
+        (``server.policy.shifts``), and give the new shift the window's unattributed
+        sessions, evaluations, away periods and cases inside it. Raises
+        ``ShiftConflict``."""
         with self.engine.begin() as conn:
+            at_window = self._shifts(conn, site, roster.c.window == window, start_ms)
+            own = [
+                s
+                for s in self._shifts(conn, site, roster.c.clerk_id == clerk_id, start_ms)
+                if s.window != window
+            ]
+            plan = plan_sign_in(
+                clerk_id,
+                window,
+                start_ms,
+                until_ms=end_ms,
+                at_window=at_window,
+                own=own,
+                served_after=lambda c, w, t: _served_after(conn, site, c, w, t),
+            )
+            if plan.noop:
+                return SignedIn(plan.start_ms, None, (), 0, noop=True)
+            for shift_id, end in plan.close:
+                conn.execute(
+                    update(roster)
+                    .where(roster.c.id == shift_id)
+                    .values(end_ms=end, end_source=source)
+                )
             conn.execute(
                 roster.insert().values(
-                    clerk_id=clerk_id, site=site, window=window, start_ms=start_ms, end_ms=end_ms
+                    clerk_id=clerk_id,
+                    site=site,
+                    window=window,
+                    start_ms=plan.start_ms,
+                    end_ms=plan.end_ms,
+                    source=source,
+                    recorded_ms=recorded_ms,
+                    recorded_by=recorded_by,
                 )
             )
-            end = end_ms if end_ms is not None else 2**62
-            for table, col in (
-                (sessions, sessions.c.opened_ms),
-                (evaluations, evaluations.c.ts_ms),
-                (away_periods, away_periods.c.started_ms),
-                (cases, cases.c.opened_ms),
-            ):
-                conn.execute(
-                    update(table)
-                    .where(
-                        table.c.site == site,
-                        table.c.window == window,
-                        col >= start_ms,
-                        col < end,
-                    )
-                    .values(clerk_id=clerk_id)
+            taken = _attribute(conn, clerk_id, site, window, plan.start_ms, plan.end_ms)
+            if taken:  # the re-attributed days' rollups move to the clerk
+                rollups.rebuild(conn, plan.start_ms, plan.end_ms, site=site, window=window)
+            return SignedIn(plan.start_ms, plan.end_ms, plan.close, taken)
+
+    def sign_out(
+        self,
+        site: str,
+        at_ms: int,
+        *,
+        window: str | None = None,
+        clerk_id: str | None = None,
+        source: Source = "manager",
+    ) -> tuple[str, str]:
+        """End the open shift at ``window`` (or ``clerk_id``'s, wherever it is) at
+        ``at_ms``; returns ``(clerk_id, window)``. Raises ``ShiftConflict``."""
+        if (window is None) == (clerk_id is None):
+            raise ValueError("give a window or a clerk")
+        which = roster.c.window == window if window is not None else roster.c.clerk_id == clerk_id
+        with self.engine.begin() as conn:
+            open_ = [s for s in self._shifts(conn, site, which, at_ms) if s.end_ms is None]
+            shift = open_[-1] if open_ else None
+            shift_id, end = plan_sign_out(
+                shift,
+                at_ms,
+                served_after=lambda c, w, t: _served_after(conn, site, c, w, t),
+            )
+            conn.execute(
+                update(roster).where(roster.c.id == shift_id).values(end_ms=end, end_source=source)
+            )
+            assert shift is not None
+            return shift.clerk_id, shift.window
+
+    @staticmethod
+    def _shifts(conn: Any, site: str, which: Any, from_ms: int) -> list[Shift]:
+        """The shifts at ``site`` matching ``which`` that are open or end after ``from_ms``."""
+        q = (
+            select(roster)
+            .where(
+                roster.c.site == site,
+                which,
+                roster.c.end_ms.is_(None) | (roster.c.end_ms > from_ms),
+            )
+            .order_by(roster.c.start_ms, roster.c.id)
+        )
+        return [Shift(r.id, r.clerk_id, r.window, r.start_ms, r.end_ms) for r in conn.execute(q)]
+
+    def shifts(self, site: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """The shifts at a centre that overlap ``[since_ms, until_ms)``, oldest first."""
+        q = (
+            select(roster)
+            .where(
+                roster.c.site == site,
+                roster.c.start_ms < until_ms,
+                roster.c.end_ms.is_(None) | (roster.c.end_ms > since_ms),
+            )
+            .order_by(roster.c.window, roster.c.start_ms)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def plan_roster(
+        self, site: str, window: str, clerk_id: str, from_ms: int, to_ms: int, created_by: str
+    ) -> None:
+        """Add who is expected at a window when (a plan: it attributes nothing)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                roster_plan.insert().values(
+                    site=site,
+                    window=window,
+                    clerk_id=clerk_id,
+                    from_ms=from_ms,
+                    to_ms=to_ms,
+                    created_by=created_by,
                 )
-            # the re-attributed days' rollups move to the clerk
-            rollups.rebuild(conn, start_ms, end_ms, site=site, window=window)
+            )
+
+    def planned(self, site: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        q = (
+            select(roster_plan)
+            .where(
+                roster_plan.c.site == site,
+                roster_plan.c.from_ms < until_ms,
+                roster_plan.c.to_ms > since_ms,
+            )
+            .order_by(roster_plan.c.window, roster_plan.c.from_ms)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]

@@ -92,7 +92,8 @@ clerks = Table(
     Column("site", String(32), nullable=False),
 )
 
-# Who staffed which window when: from sign-in or the roster, never from faces.
+# Shifts: who was signed in at which window when (server/policy/shifts.py keeps them
+# from overlapping), from the queue system, a badge or PIN, or a manager; never faces.
 roster = Table(
     "roster",
     metadata,
@@ -102,7 +103,28 @@ roster = Table(
     Column("window", String(32), nullable=False),
     Column("start_ms", BigInteger, nullable=False),
     Column("end_ms", BigInteger, nullable=True),
+    # where the sign-in came from (policy.shifts.SOURCES) and who recorded it when
+    Column("source", String(16), nullable=False, server_default="manager"),
+    Column("recorded_ms", BigInteger, nullable=True),
+    Column("recorded_by", String(64), nullable=True),
+    Column("end_source", String(16), nullable=True),
     Index("ix_roster_device", "site", "window", "start_ms"),
+    Index("ix_roster_clerk", "clerk_id", "start_ms"),
+)
+
+# The planned roster: who is expected at which window when. Shown beside the shifts
+# ("rostered but not signed in"); never a sign-in, never attributes anything.
+roster_plan = Table(
+    "roster_plan",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=False),
+    Column("from_ms", BigInteger, nullable=False),
+    Column("to_ms", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Index("ix_roster_plan_site", "site", "from_ms"),
 )
 
 sessions = Table(

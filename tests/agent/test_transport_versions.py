@@ -31,10 +31,9 @@ NOTE = {"phase": "farewell", "on_time": True, "after_ms": 900, "note": "see-off 
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
-    """An outbox that also takes V2's events (the product's takes the product's)."""
-    monkeypatch.setattr("agent.outbox.EVENT_TYPES", (*p.EVENT_TYPES, *V2.event_types(2)))
-    box = Outbox(tmp_path / "outbox.db", SITE, "w01")
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    """An outbox whose events are V2's (the test-only contract's newest)."""
+    box = Outbox(tmp_path / "outbox.db", SITE, "w01", contract=V2)
     yield box
     box.close()
 
@@ -90,11 +89,11 @@ def test_v1_and_v2_announced_sends_v2_and_every_ingest_must_accept_it(
     with Transport(cfg(broker), SITE, "w01", outbox, contract=V2) as link:
         wait_until(lambda: link.send_version == 2, 10, "the v1+v2 announcement")
         outbox.add(Draft(kind=SMILED_V2, ts_ms=1_700_000_000_000, fields=NOTE))
-        outbox.add(draft(0))  # a version 1 row goes out as it is: rows are never upgraded
-        first, older = sent(sub, 2)
+        outbox.add(draft(0))  # a kind V2 did not grow: the newest version all the same
+        first, other = sent(sub, 2)
         assert first["schema_version"] == 2 and first["note"] == "see-off smile"
-        assert older["schema_version"] == 1
-        for ev in (first, older):
+        assert other["schema_version"] == 2
+        for ev in (first, other):
             V2.parse_event(json.dumps(ev))
         # A second ingest that knows version 1 only: back to version 1 at once.
         announce(broker, "ww-server-2", (1,))
@@ -114,9 +113,10 @@ def test_a_newer_server_gets_the_newest_version_this_terminal_knows(
     announce(broker, "ww-server-1", (1, 2, 3))
     with Transport(cfg(broker), SITE, "w01", outbox, contract=V2) as link:
         wait_until(lambda: link.send_version == 2, 10, "the announcement")
-    with Transport(cfg(broker), SITE, "w01", outbox) as product:  # knows version 1 only
-        wait_until(lambda: product.connected, 10, "connection")
-        assert product.send_version == 1
+    base = p.BASE_CONTRACT  # a terminal that knows version 1 only
+    with Transport(cfg(broker), SITE, "w01", outbox, contract=base) as old:
+        wait_until(lambda: old.connected, 10, "connection")
+        assert old.send_version == 1
 
 
 def test_cleared_and_unreadable_announcements_are_safe(

@@ -203,8 +203,29 @@ def _transfer(w: World, who: Who, i: int) -> Request:
 
 
 def _roster(w: World, who: Who, i: int) -> Request:
-    body = {"clerk_id": f"c-{OWN}", "site": OWN, "window": "w04", "start_ms": NOV + i}
+    # a clerk who served nowhere else: the rule has nothing to refuse
+    body = {"clerk_id": "c-ros", "site": OWN, "window": "w04", "start_ms": NOV + i}
     return ("/api/roster", {"json": body})
+
+
+def _sign_out(w: World, who: Who, i: int) -> Request:
+    # someone to sign out: the same clerk signed in again after each success
+    w.app.state.store.sign_in("c-so", OWN, "w05", NOV + i * 60_000)
+    return (
+        "/api/roster/sign-out",
+        {"json": {"site": OWN, "window": "w05", "at_ms": NOV + i * 60_000 + 1000}},
+    )
+
+
+def _plan(w: World, who: Who, i: int) -> Request:
+    body = {
+        "clerk_id": f"c-{OWN}",
+        "site": OWN,
+        "window": "w04",
+        "from_ms": NOV,
+        "to_ms": NOV + i + 1,
+    }
+    return ("/api/roster/plan", {"json": body})
 
 
 def _kpis(w: World, who: Who, i: int) -> Request:
@@ -292,6 +313,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("GET", "/api/events"): Entry("read", get("/api/events", limit=500)),
     ("GET", "/api/stats"): Entry("read", get("/api/stats")),
     ("GET", "/api/fleet"): Entry("read", get("/api/fleet")),
+    ("GET", "/api/roster"): Entry(
+        "read", get("/api/roster", site=OWN, day="2026-11-02"), target="site"
+    ),
     ("GET", "/api/gaps"): Entry("read", get("/api/gaps")),
     ("GET", "/api/alerts"): Entry("read", get("/api/alerts", limit=1000)),
     ("GET", "/api/stream"): Entry("read", get("/api/stream")),
@@ -336,6 +360,8 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("POST", "/api/clerks"): Entry("change", _clerk, "site", "roster", ok=201),
     ("POST", "/api/clerks/{clerk_id}/transfer"): Entry("change", _transfer, "transfer", "roster"),
     ("POST", "/api/roster"): Entry("change", _roster, "site", "roster", ok=201),
+    ("POST", "/api/roster/sign-out"): Entry("change", _sign_out, "site", "roster"),
+    ("POST", "/api/roster/plan"): Entry("change", _plan, "site", "roster", ok=201),
     ("POST", "/api/helpdesk/kpis"): Entry("change", _kpis, "site", "kpis", ok=201),
     ("POST", "/api/users"): Entry("change", _user_add, "site", "users", ok=201),
     ("POST", "/api/users/{username}/disable"): Entry("change", _user("disable"), "object", "users"),
@@ -426,6 +452,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             evs += se.events
         for i in range(N):
             store.add_clerk(f"c-mv-{i}", "to move", OWN)
+        store.add_clerk("c-so", "signs out", OWN)
+        store.add_clerk("c-ros", "signs in", OWN)
         store.insert_events([StoredEvent(e, e.ts_ms) for e in evs])
         for site in SITES:
             w.cases[site] = [x["case_id"] for x in store.list_cases("open", site)]

@@ -122,6 +122,7 @@ def test_a_bad_review_raises_an_alert_and_opens_a_case_due_in_15_working_days() 
         "rating": "dissatisfied",
         "opened_ms": ms(2, 10),
         "due_ms": 0,
+        "due_provisional": False,
         "status": "open",
     }
     [row] = got.evaluations

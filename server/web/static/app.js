@@ -344,6 +344,66 @@ async function viewFleet(root) {
         h("td", {}, d.uptime_s != null ? `${Math.round(d.uptime_s / 60)} min` : "—")))))));
 }
 
+// ------------------------------------------------------------------ roster: who served where
+
+// A local date and time (the server's zone) from an <input type=datetime-local> value.
+const localToMs = (value) => {
+  if (!value) return undefined;
+  const [d, t] = value.split("T");
+  const [y, mo, da] = d.split("-").map(Number);
+  const [hh, mm] = t.split(":").map(Number);
+  const guess = Date.UTC(y, mo - 1, da, hh, mm);
+  // the zone's offset at that moment, read back through Intl (no offset tables here)
+  const shown = new Date(guess).toLocaleString("sv-SE", { timeZone: tz() }).replace(" ", "T").slice(0, 16);
+  const [sd, st] = shown.split("T");
+  const [sy, smo, sda] = sd.split("-").map(Number);
+  const [sh, sm] = st.split(":").map(Number);
+  return guess - (Date.UTC(sy, smo - 1, sda, sh, sm) - guess);
+};
+
+async function viewRoster(root) {
+  const day = S.rosterDay || localDay();
+  const [data, clerks, windows] = await Promise.all([
+    api(`/api/roster?${qs({ site: S.site, day })}`), api(`/api/clerks?${qs({ site: S.site })}`),
+    api(`/api/windows?${qs({ site: S.site })}`)]);
+  const names = new Map(clerks.map((c) => [c.clerk_id, c.name]));
+  const who = (id) => (names.get(id) ? `${names.get(id)} (${id})` : id);
+  const picker = h("input", { type: "date", id: "roster-day", value: day, "aria-label": T().day,
+    onchange: (ev) => { S.rosterDay = ev.target.value; render(); } });
+  const can = S.me.can.roster;
+  const signOut = (s) => h("button", { type: "button", class: "sign-out-btn",
+    onclick: async (ev) => { await act(ev, () => api("/api/roster/sign-out", { method: "POST", body: JSON.stringify({ site: S.site, window: s.window }) })); } }, T().signOut);
+  root.append(h("section", { class: "card" }, h("h2", {}, T().shifts, picker),
+    data.shifts.length === 0 ? h("p", { class: "muted" }, T().noShifts) : h("div", { class: "scroll" },
+      h("table", { id: "shifts" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().source, T().recordedBy, ""].map((x) => h("th", {}, x)))),
+        h("tbody", {}, data.shifts.map((s) => h("tr", { dataset: { window: s.window, clerk: s.clerk_id } },
+          h("td", {}, s.window), h("td", {}, who(s.clerk_id)), h("td", {}, fmtDateTime(s.start_ms)),
+          h("td", {}, s.end_ms ? fmtDateTime(s.end_ms) : T().onShift), h("td", {}, T().sources[s.source] || s.source),
+          h("td", {}, s.recorded_by || ""), h("td", {}, can && !s.end_ms ? signOut(s) : ""))))))));
+  if (can) {
+    const form = adminForm("sign-in", [
+        h("select", { name: "clerk", "aria-label": T().clerk, required: true }, clerks.map((c) => h("option", { value: c.clerk_id }, who(c.clerk_id)))),
+        h("select", { name: "window", "aria-label": T().window, required: true }, windows.map((w) => h("option", { value: w.window }, `${w.window} ${w.label || ""}`))),
+        h("label", { class: "late" }, T().lateFrom, h("input", { type: "datetime-local", name: "from", "aria-label": T().lateFrom }))],
+      T().signIn, async (f) => {
+        const e = f.elements;
+        const r = await api("/api/roster", { method: "POST", body: JSON.stringify({ clerk_id: e.clerk.value, site: S.site, window: e.window.value, start_ms: localToMs(e.from.value) }) });
+        S.rosterNote = r.sessions_taken ? `${T().taken}: ${r.sessions_taken}` : "";
+        await render();
+      });
+    root.lastChild.append(form, S.rosterNote ? h("p", { class: "ok", id: "roster-note" }, S.rosterNote) : "");
+    S.rosterNote = "";
+  }
+  root.append(h("section", { class: "card" }, h("h2", {}, T().planned),
+    h("div", { class: "scroll" }, h("table", { id: "planned" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().status].map((x) => h("th", {}, x)))),
+      h("tbody", {}, data.planned.map((p) => h("tr", { class: p.missing ? "bad" : "" },
+        h("td", {}, p.window), h("td", {}, who(p.clerk_id)), h("td", {}, fmtDateTime(p.from_ms)), h("td", {}, fmtDateTime(p.to_ms)),
+        h("td", {}, p.missing ? T().missing : p.signed_in ? T().signedIn : "—"))))))));
+  root.append(h("section", { class: "card" }, h("h2", {}, T().unattributed),
+    h("table", { id: "unattributed" }, h("thead", {}, h("tr", {}, [T().window, T().sessions].map((x) => h("th", {}, x)))),
+      h("tbody", {}, data.unattributed.map((u) => h("tr", {}, h("td", {}, u.window), h("td", {}, u.sessions)))))));
+}
+
 // ------------------------------------------------------------------ administration (can.users)
 
 const ROLES = ["district_admin", "centre_manager", "inspector", "readonly"];
@@ -467,6 +527,7 @@ async function render() {
     else if (route[0] === "assessment") await viewAssessment(root);
     else if (route[0] === "units") await viewUnits(root);
     else if (route[0] === "fleet") await viewFleet(root);
+    else if (route[0] === "roster") await viewRoster(root);
     else if (route[0] === "admin") await viewAdmin(root);
     else await viewHall(root);
   } catch (err) { root.append(h("p", { class: "bad" }, String(err))); }
