@@ -1,0 +1,1 @@
+"""Recorded inputs the tests replay (no device needed)."""
