@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy  # noqa: F401  (the server extra: without it, no server commands)
 import uvicorn
 
-from server import bundles
+from server import bundles, queue_replay
 from server.accounts import ROLES
 from server.tokens import GRANTS
 
@@ -351,3 +351,4 @@ def register(sub: Any) -> None:
     demo.set_defaults(func=_demo)
 
     bundles.register(sub)
+    queue_replay.register(sub)

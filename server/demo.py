@@ -74,7 +74,7 @@ RELIEF = ("c-relief", "郑佳")
 
 
 class ShiftChange:
-    """The demo's one shift change: the relief clerk takes over the first window after
+    """The demo's one shift change: the relief clerk takes over the first bell window after
     ``after_s`` real seconds, through the same sign-in rule as every source."""
 
     def __init__(self, store: Any, site: str, window: str, after_s: float) -> None:
@@ -107,7 +107,11 @@ def sign_in_demo_clerks(store: Any, site: Any, at_ms: int, after_s: float = 40.0
         except ShiftConflict as exc:  # a database kept from an earlier demo run
             print(f"{clerk} keeps the shifts recorded before: {exc}")
     store.add_clerk(RELIEF[0], RELIEF[1], code)
-    return ShiftChange(store, code, windows[0], after_s)
+    # the shift change at the first window with a bell (a front desk has none)
+    bell = next(
+        w.window for w in sorted(site.windows, key=lambda w: w.window) if w.role != "front_desk"
+    )
+    return ShiftChange(store, code, bell, after_s)
 
 
 def run_demo(

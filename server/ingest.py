@@ -55,6 +55,7 @@ from agent.protocol import (
     ONLINE,
     Accepts,
     Channel,
+    Command,
     Contract,
     EventHeader,
     Health,
@@ -64,6 +65,7 @@ from agent.protocol import (
     now_ms,
     parse_topic,
     subscription,
+    topic,
 )
 from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 
@@ -247,6 +249,23 @@ class Ingest:
 
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
+
+    def send_command(
+        self, command: Command, site: str, window: str, timeout_s: float = 5.0
+    ) -> bool:
+        """Publish a command to one window (QoS 1, as the server identity the ACL lets
+        write ``cmd``); True once the broker acknowledged it. The caller keeps what it
+        sent (the queue bridge stores the call first), so a False loses nothing."""
+        info = self._client.publish(
+            topic(site, window, Channel.CMD), command.model_dump_json(exclude_none=True), qos=1
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def refresh_devices(self) -> None:
         self._known = self.store.known_devices()

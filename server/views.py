@@ -91,7 +91,12 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
             )
             steps.append({"step": "evaluated", "ok": r.rating is not None, "rating": r.rating})
             steps.append(
-                {"step": "farewell", "ok": r.stood_at_farewell, "see_off_ms": r.see_off_ms}
+                {
+                    "step": "farewell",
+                    "ok": r.stood_at_farewell,
+                    "see_off_ms": r.see_off_ms,
+                    "smiled": r.smiled_at_farewell,
+                }
             )
             out.append(
                 {
@@ -104,6 +109,15 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
                     "closed_ms": r.closed_ms,
                     "closed_by": r.closed_by,
                     "rating": r.rating,
+                    "source": r.source,
+                    "ticket": r.ticket,
+                    "call_id": r.call_id,
+                    "matter_code": r.matter_code,
+                    "matter_name": r.matter_name,
+                    "priority": r.priority,
+                    "priority_category": r.priority_category,
+                    "case_number": r.case_number,
+                    "greeted_first": r.greeted_first,
                     "steps": steps,
                 }
             )

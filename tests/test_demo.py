@@ -75,7 +75,7 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         assert {w["window"] for w in windows if w["online"]} == {f"w{i:02d}" for i in range(1, 13)}
         assert all(w["state"] and w["state"]["perception"] == "camera" for w in windows)
         # A clerk signed in at every window from the start, and the relief clerk takes
-        # over w01 (the demo's one shift change): per-clerk rows from the first sessions.
+        # over w02 (the demo's one shift change): per-clerk rows from the first sessions.
         hall = http.get("/api/hall/qingpu").json()
         assert all(t["clerk_id"] for t in hall), [t["clerk_id"] for t in hall]
         today = datetime.now(ZoneInfo("Asia/Shanghai"))
@@ -94,9 +94,9 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         assert ranked, "no clerk has a session in the ranking"
         assert relieved, roster
         assert all(r["clerk_id"].startswith("c-") for r in ranked)
-        w01 = [s for s in roster["shifts"] if s["window"] == "w01"]
-        assert [s["clerk_id"] for s in w01] == ["c-qingpu-01", "c-relief"]
-        assert w01[0]["end_ms"] == w01[1]["start_ms"] and w01[1]["source"] == "demo"
+        w02 = [s for s in roster["shifts"] if s["window"] == "w02"]  # w01: the front desk
+        assert [s["clerk_id"] for s in w02] == ["c-qingpu-02", "c-relief"]
+        assert w02[0]["end_ms"] == w02[1]["start_ms"] and w02[1]["source"] == "demo"
         verdicts = http.get("/api/assessments", params={"month": month}).json()
         assert {v["clerk_id"] for v in verdicts} >= {f"c-qingpu-{i:02d}" for i in range(1, 13)}
         time.sleep(1)

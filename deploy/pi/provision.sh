@@ -9,7 +9,8 @@
 # Reboot afterwards when it says so (boot settings change).
 #
 # What it does, in order:
-#   1. apt: python3-venv, python3-picamera2, python3-lgpio, mosquitto-clients
+#   1. apt: python3-venv, python3-picamera2, python3-lgpio, python3-evdev (the badge
+#      reader; pip would otherwise compile it), mosquitto-clients
 #   2. a system user "warmwindow" in the gpio and video groups
 #   3. the source in /opt/warmwindow/src, a venv with --system-site-packages (picamera2
 #      and lgpio come from apt, everything else from pip) and the agent installed in it
@@ -127,7 +128,7 @@ install_file() {
 log "apt packages"
 run apt-get update
 run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    python3-venv python3-picamera2 python3-lgpio mosquitto-clients rsync
+    python3-venv python3-picamera2 python3-lgpio python3-evdev mosquitto-clients rsync
 
 # --- 2. user ---------------------------------------------------------------------------
 log "system user warmwindow (groups gpio, video)"

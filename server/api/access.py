@@ -16,6 +16,7 @@ The rules, applied here and nowhere else:
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -427,6 +428,43 @@ class Access:
             "sign_out", f"{site}/{where}", {"clerk_id": clerk, "at_ms": at, "source": source}, site
         )
         return clerk, where, at
+
+    def queue_call(self, call: dict[str, Any]) -> tuple[bool, bool]:
+        """Store a queue call once (False: seen before, nothing done) and, when it names
+        a clerk who is not on shift at that window, sign them in (source queue) from the
+        call's time. ``(stored, signed_in)``."""
+        site, window = call["site"], call["window"]
+        self.site(site)
+        self._window(site, window)
+        clerk = call.get("clerk_id")
+        if clerk is not None and self.clerk_home(clerk) != site:
+            raise HTTPException(409, "the clerk belongs to another centre")
+        row = call | {
+            "received_ms": now_ms(),
+            "cmd_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{call['call_id']}")),
+            "sent": False,
+            "token": self.p.username[:64],
+        }
+        if not self.store.add_call(row):
+            return False, False
+        signed_in = False
+        if (
+            clerk is not None
+            and views.clerks_on_duty(self._e, site, call["called_ms"]).get(window) != clerk
+        ):
+            done = self.sign_in(clerk, site, window, call["called_ms"], None, source="queue")
+            signed_in = not done.noop
+        self.audit("queue_call", f"{site}/{window}", {"call_id": call["call_id"]}, site)
+        return True, signed_in
+
+    def window_commands(self, site: str, window: str) -> int:
+        """The Command version a window's terminal takes (its retained state says; 1 when
+        it has not said)."""
+        for w in self.store.windows(site):
+            if w["window"] == window:
+                state = w.get("state") or {}
+                return int(state.get("commands", 1))
+        return 1
 
     def roster(self, site: str, day: str) -> dict[str, Any]:
         """A centre's day: the shifts (with their sources), the planned roster, who was

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agent.config import load_site
 from server.accounts import Accounts
-from server.api import admin, export, roster, routes
+from server.api import admin, export, queue, roster, routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
@@ -130,6 +130,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(routes.router)
     app.include_router(roster.router)
+    app.include_router(queue.router)
     app.include_router(export.router)
 
     def metrics_grant(value: str, path: str) -> bool:

@@ -335,8 +335,21 @@ class MeasuresOut(Out):
         description="Bad-review cases opened before the period's end and still open now."
     )
     overdue_cases: int = Field(
-        description="Open cases due before the period's end (while the period runs, some "
-        "are not overdue yet)."
+        description="Open cases past their due time: now, or at the period's end for a "
+        "period that is over."
+    )
+    priority_sessions: int = Field(
+        description="H-PRIORITY: sessions of priority citizens (elderly, military, "
+        "disabled, sick, pregnant, other), from the queue ticket."
+    )
+    priority_share: Rate = Field(description="Priority sessions / sessions.")
+    priority_own_session_rate: Rate = Field(
+        description="Of the priority sessions, those served to their own end (evaluation or "
+        "finish key), not cut short by the next call; null without priority sessions."
+    )
+    farewell_smile_rate: Rate = Field(
+        description="W-FAREWELL: smiled while seeing the citizen off, of the sessions whose "
+        "terminal reports it (contract version 2); null when none does."
     )
 
     @classmethod
@@ -348,7 +361,7 @@ class MeasuresResponse(Out):
     period: str = Field(description=PERIOD)
     groups: dict[str, MeasuresOut] = Field(
         description=GROUPS + ' Ungrouped, the one entry "all"; grouped by clerk, records '
-        'without a clerk fall under "all".'
+        'without a clerk fall under "unattributed" (in no clerk\'s verdict).'
     )
 
 
@@ -356,7 +369,7 @@ class CompareResponse(Out):
     period: str = Field(description=PERIOD)
     by: GroupBy = Field(description="What the groups are.")
     groups: dict[str, MeasuresOut] = Field(
-        description=GROUPS + ' Grouped by clerk, records without a clerk fall under "None".'
+        description=GROUPS + ' Grouped by clerk, records without a clerk fall under "unattributed".'
     )
 
 
@@ -396,6 +409,10 @@ class FarewellStep(Out):
     see_off_ms: int | None = Field(
         description="How long the clerk stood to see off, ms; null when they did not stand."
     )
+    smiled: bool | None = Field(
+        description="W-FAREWELL: smiled while seeing the citizen off; null from a terminal "
+        "that does not report it (contract version 1)."
+    )
 
 
 Step = Annotated[
@@ -424,6 +441,23 @@ class SessionOut(Out):
         description="What ended it."
     )
     rating: Rating | None = Field(description="The session's evaluation; null when not rated.")
+    source: Literal["bell", "queue", "presence"] | None = Field(
+        description="What opened it: the bell, a queue call, a citizen at the front desk; "
+        "null from a version 1 terminal."
+    )
+    ticket: str | None = Field(description="The queue ticket number.")
+    call_id: str | None = Field(description="The queue system's call id.")
+    matter_code: str | None = Field(description="Service matter (事项) code, from the call.")
+    matter_name: str | None = Field(description="Service matter name, from the call.")
+    priority: bool = Field(description="H-PRIORITY: a priority citizen, served first.")
+    priority_category: str | None = Field(
+        description="elderly, military, disabled, sick, pregnant or other; null: none given."
+    )
+    case_number: str | None = Field(description="Service case number (办件编号), if given.")
+    greeted_first: bool | None = Field(
+        description="F-RECEIVE (front desk): stood and smiled within the limits of the "
+        "citizen's approach; null at other windows."
+    )
     steps: list[Step] = Field(description="call, stood, smiled, evaluated, farewell.")
 
 

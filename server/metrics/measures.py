@@ -76,6 +76,13 @@ class Measures:
     away_violations: int = 0
     open_cases: int = 0
     overdue_cases: int = 0
+    #: H-PRIORITY: sessions of priority citizens, their share, and the share of them
+    #: served to the end of their own session (not cut short by the next call).
+    priority_sessions: int = 0
+    priority_share: float | None = None
+    priority_own_session_rate: float | None = None
+    #: W-FAREWELL: smiled while seeing off, of the sessions whose terminal reports it.
+    farewell_smile_rate: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +218,7 @@ def compute(
                 m.see_off_rate = _rate(r.see_off, r.n)
                 m.too_broad_smiles = int(r.broad or 0)
                 m.evaluation_coverage = _rate(r.rated, r.n)
+                _priority_and_farewell(m, r, int(r.n))
             for r in conn.execute(qe):
                 m = get(key_of(r))
                 if r.suspect:
@@ -283,12 +291,21 @@ def _from_rollups(
             m.see_off_rate = _rate(row.see_off, n)
             m.too_broad_smiles = int(row.broad or 0)
             m.evaluation_coverage = _rate(row.rated, n)
+            _priority_and_farewell(m, row, n)
         for rating in Rating:
             m.ratings[rating.value] += int(getattr(row, rating.value) or 0)
         m.suspect_presses += int(row.suspect or 0)
         if row.away_violations:
             m.away_violations = int(row.away_violations)
             m.away_without_sign_min = round(int(row.away_ms or 0) / 60_000, 2)
+
+
+def _priority_and_farewell(m: Measures, row: Any, n: int) -> None:
+    """H-PRIORITY and the farewell smile from a row of session counts (raw or rollup)."""
+    m.priority_sessions = int(row.priority or 0)
+    m.priority_share = _rate(row.priority, n)
+    m.priority_own_session_rate = _rate(row.priority_own, m.priority_sessions)
+    m.farewell_smile_rate = _rate(row.farewell_smiled, int(row.farewell_smile_seen or 0))
 
 
 def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:

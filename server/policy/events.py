@@ -205,7 +205,24 @@ def session_row(ev: SessionSummary, clerk_id: str | None) -> SessionRow:
         "see_off_ms": ev.see_off_ms,
         "rating": ev.rating.value if ev.rating else None,
         "priority": ev.priority,
+        # version 2 (a version 1 summary has none of them)
+        **{name: getattr(ev, name, None) for name in V2_SESSION_FIELDS},  # type: ignore[typeddict-item]
     }
+
+
+#: The summary's fields that version 2 added, stored as they come (None from version 1).
+V2_SESSION_FIELDS: Final = (
+    "source",
+    "ticket",
+    "call_id",
+    "matter_code",
+    "matter_name",
+    "priority_category",
+    "case_number",
+    "smiled_at_farewell",
+    "farewell_smile_after_ms",
+    "greeted_first",
+)
 
 
 def evaluation_row(ev: Evaluated, clerk_id: str | None) -> EvaluationRow:

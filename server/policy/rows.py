@@ -39,6 +39,17 @@ class SessionRow(TypedDict):
     see_off_ms: int | None
     rating: str | None
     priority: bool
+    # contract version 2; None from a version 1 summary
+    source: str | None
+    ticket: str | None
+    call_id: str | None
+    matter_code: str | None
+    matter_name: str | None
+    priority_category: str | None
+    case_number: str | None
+    smiled_at_farewell: bool | None
+    farewell_smile_after_ms: int | None
+    greeted_first: bool | None
 
 
 class EvaluationRow(TypedDict):

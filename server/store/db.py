@@ -7,7 +7,8 @@ one engine (``server.store.base``):
 ==========================  =====================================================
 ``writes.Writes``           ingest batches, device status, rejects, dead letters
 ``registry.Registry``       units and window terminals from the site files
-``people.People``           clerks and the roster
+``people.People``           clerks, shifts (sign-ins) and the planned roster
+``calls.Calls``             the queue system's calls, joined to their sessions
 ``cases.Cases``             bad-review cases and alerts
 ``kpis.Kpis``               help-desk (H-ONLINE) figures
 ``reads.Reads``             stored events, sequence gaps, rejects, dead letters
@@ -24,6 +25,7 @@ from sqlalchemy import select
 
 from server.store import migrate, rollups
 from server.store.base import make_engine
+from server.store.calls import Calls
 from server.store.cases import Cases
 from server.store.kpis import Kpis
 from server.store.people import People
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class Store(Writes, Registry, People, Cases, Kpis, Reads, Retention):
+class Store(Writes, Registry, People, Calls, Cases, Kpis, Reads, Retention):
     """The store: ``Store(url)``, then ``create()`` once before use.
 
     >>> store = Store("sqlite://")

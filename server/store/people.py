@@ -74,6 +74,95 @@ def _attribute(
     return taken
 
 
+def _shifts(conn: Any, site: str, which: Any, from_ms: int) -> list[Shift]:
+    """The shifts at ``site`` matching ``which`` that are open or end after ``from_ms``."""
+    q = (
+        select(roster)
+        .where(
+            roster.c.site == site,
+            which,
+            roster.c.end_ms.is_(None) | (roster.c.end_ms > from_ms),
+        )
+        .order_by(roster.c.start_ms, roster.c.id)
+    )
+    return [Shift(r.id, r.clerk_id, r.window, r.start_ms, r.end_ms) for r in conn.execute(q)]
+
+
+def sign_in_at(
+    conn: Any,
+    clerk_id: str,
+    site: str,
+    window: str,
+    start_ms: int,
+    end_ms: int | None,
+    *,
+    source: Source,
+    recorded_by: str | None,
+    recorded_ms: int | None,
+) -> SignedIn:
+    """``People.sign_in`` inside the caller's transaction (the ingest applies a terminal's
+    sign-in in the batch that stores it)."""
+    at_window = _shifts(conn, site, roster.c.window == window, start_ms)
+    mine = _shifts(conn, site, roster.c.clerk_id == clerk_id, start_ms)
+    own = [s for s in mine if s.window != window]
+    plan = plan_sign_in(
+        clerk_id,
+        window,
+        start_ms,
+        until_ms=end_ms,
+        at_window=at_window,
+        own=own,
+        served_after=lambda c, w, t: _served_after(conn, site, c, w, t),
+    )
+    if plan.noop:
+        return SignedIn(plan.start_ms, None, (), 0, noop=True)
+    for shift_id, end in plan.close:
+        conn.execute(
+            update(roster).where(roster.c.id == shift_id).values(end_ms=end, end_source=source)
+        )
+    conn.execute(
+        roster.insert().values(
+            clerk_id=clerk_id,
+            site=site,
+            window=window,
+            start_ms=plan.start_ms,
+            end_ms=plan.end_ms,
+            source=source,
+            recorded_ms=recorded_ms,
+            recorded_by=recorded_by,
+        )
+    )
+    taken = _attribute(conn, clerk_id, site, window, plan.start_ms, plan.end_ms)
+    if taken:  # the re-attributed days' rollups move to the clerk
+        rollups.rebuild(conn, plan.start_ms, plan.end_ms, site=site, window=window)
+    return SignedIn(plan.start_ms, plan.end_ms, plan.close, taken)
+
+
+def sign_out_at(
+    conn: Any,
+    site: str,
+    at_ms: int,
+    *,
+    window: str | None,
+    clerk_id: str | None,
+    source: Source,
+) -> tuple[str, str]:
+    """``People.sign_out`` inside the caller's transaction."""
+    if (window is None) == (clerk_id is None):
+        raise ValueError("give a window or a clerk")
+    which = roster.c.window == window if window is not None else roster.c.clerk_id == clerk_id
+    open_ = [s for s in _shifts(conn, site, which, at_ms) if s.end_ms is None]
+    shift = open_[-1] if open_ else None
+    shift_id, end = plan_sign_out(
+        shift, at_ms, served_after=lambda c, w, t: _served_after(conn, site, c, w, t)
+    )
+    conn.execute(
+        update(roster).where(roster.c.id == shift_id).values(end_ms=end, end_source=source)
+    )
+    assert shift is not None
+    return shift.clerk_id, shift.window
+
+
 class People(StoreBase):
     def add_clerk(self, clerk_id: str, name: str, site: str) -> None:
         row = {"clerk_id": clerk_id, "name": name, "site": site}
@@ -112,45 +201,17 @@ class People(StoreBase):
         sessions, evaluations, away periods and cases inside it. Raises
         ``ShiftConflict``."""
         with self.engine.begin() as conn:
-            at_window = self._shifts(conn, site, roster.c.window == window, start_ms)
-            own = [
-                s
-                for s in self._shifts(conn, site, roster.c.clerk_id == clerk_id, start_ms)
-                if s.window != window
-            ]
-            plan = plan_sign_in(
+            return sign_in_at(
+                conn,
                 clerk_id,
+                site,
                 window,
                 start_ms,
-                until_ms=end_ms,
-                at_window=at_window,
-                own=own,
-                served_after=lambda c, w, t: _served_after(conn, site, c, w, t),
+                end_ms,
+                source=source,
+                recorded_by=recorded_by,
+                recorded_ms=recorded_ms,
             )
-            if plan.noop:
-                return SignedIn(plan.start_ms, None, (), 0, noop=True)
-            for shift_id, end in plan.close:
-                conn.execute(
-                    update(roster)
-                    .where(roster.c.id == shift_id)
-                    .values(end_ms=end, end_source=source)
-                )
-            conn.execute(
-                roster.insert().values(
-                    clerk_id=clerk_id,
-                    site=site,
-                    window=window,
-                    start_ms=plan.start_ms,
-                    end_ms=plan.end_ms,
-                    source=source,
-                    recorded_ms=recorded_ms,
-                    recorded_by=recorded_by,
-                )
-            )
-            taken = _attribute(conn, clerk_id, site, window, plan.start_ms, plan.end_ms)
-            if taken:  # the re-attributed days' rollups move to the clerk
-                rollups.rebuild(conn, plan.start_ms, plan.end_ms, site=site, window=window)
-            return SignedIn(plan.start_ms, plan.end_ms, plan.close, taken)
 
     def sign_out(
         self,
@@ -163,36 +224,8 @@ class People(StoreBase):
     ) -> tuple[str, str]:
         """End the open shift at ``window`` (or ``clerk_id``'s, wherever it is) at
         ``at_ms``; returns ``(clerk_id, window)``. Raises ``ShiftConflict``."""
-        if (window is None) == (clerk_id is None):
-            raise ValueError("give a window or a clerk")
-        which = roster.c.window == window if window is not None else roster.c.clerk_id == clerk_id
         with self.engine.begin() as conn:
-            open_ = [s for s in self._shifts(conn, site, which, at_ms) if s.end_ms is None]
-            shift = open_[-1] if open_ else None
-            shift_id, end = plan_sign_out(
-                shift,
-                at_ms,
-                served_after=lambda c, w, t: _served_after(conn, site, c, w, t),
-            )
-            conn.execute(
-                update(roster).where(roster.c.id == shift_id).values(end_ms=end, end_source=source)
-            )
-            assert shift is not None
-            return shift.clerk_id, shift.window
-
-    @staticmethod
-    def _shifts(conn: Any, site: str, which: Any, from_ms: int) -> list[Shift]:
-        """The shifts at ``site`` matching ``which`` that are open or end after ``from_ms``."""
-        q = (
-            select(roster)
-            .where(
-                roster.c.site == site,
-                which,
-                roster.c.end_ms.is_(None) | (roster.c.end_ms > from_ms),
-            )
-            .order_by(roster.c.start_ms, roster.c.id)
-        )
-        return [Shift(r.id, r.clerk_id, r.window, r.start_ms, r.end_ms) for r in conn.execute(q)]
+            return sign_out_at(conn, site, at_ms, window=window, clerk_id=clerk_id, source=source)
 
     def shifts(self, site: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
         """The shifts at a centre that overlap ``[since_ms, until_ms)``, oldest first."""

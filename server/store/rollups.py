@@ -16,11 +16,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, case, func, select, text
+from sqlalchemy import Connection, and_, case, func, select, text
 from sqlalchemy.dialects import sqlite
 
 from agent.protocol import Rating
 from server.store.schema import away_periods, daily_rollups, evaluations, sessions, units
+
+#: H-PRIORITY's "served one-to-one": the session ended by its own evaluation or the finish
+#: key, not cut short by the next call (nor by a timeout or a shutdown).
+OWN_SESSION_ENDS: Final = ("evaluation", "finish_key")
 
 #: The see-off threshold the rollup counts against (the measures' default).
 ROLLUP_SEE_OFF_MS: Final = 3000
@@ -77,6 +81,12 @@ def from_projections(
         r["see_off"] += (s["see_off_ms"] or 0) >= ROLLUP_SEE_OFF_MS
         r["broad"] += bool(s["smile_too_broad"])
         r["rated"] += s["rating"] is not None
+        if s["priority"]:
+            r["priority"] += 1
+            r["priority_own"] += s["closed_by"] in OWN_SESSION_ENDS
+        if s.get("smiled_at_farewell") is not None:
+            r["farewell_smile_seen"] += 1
+            r["farewell_smiled"] += bool(s["smiled_at_farewell"])
     for e in evaluation_rows:
         r = row(e["site"], e["window"], e["clerk_id"], e["ts_ms"])
         if e["suspect"]:
@@ -138,6 +148,10 @@ def session_counts(see_off_ms: int) -> list[Any]:
         count_true(s.c.see_off_ms >= see_off_ms).label("see_off"),
         count_true(s.c.smile_too_broad).label("broad"),
         count_true(s.c.rating.is_not(None)).label("rated"),
+        count_true(s.c.priority).label("priority"),
+        count_true(and_(s.c.priority, s.c.closed_by.in_(OWN_SESSION_ENDS))).label("priority_own"),
+        count_true(s.c.smiled_at_farewell.is_not(None)).label("farewell_smile_seen"),
+        count_true(s.c.smiled_at_farewell).label("farewell_smiled"),
     ]
 
 

@@ -148,11 +148,45 @@ sessions = Table(
     Column("see_off_ms", BigInteger, nullable=True),
     Column("rating", String(24), nullable=True),
     Column("priority", Boolean, nullable=False),
+    # contract version 2 (0008): what opened it, the queue call, the farewell smile, the
+    # front desk's greeting; None from terminals that send version 1
+    Column("source", String(16), nullable=True),
+    Column("ticket", String(64), nullable=True),
+    Column("call_id", String(64), nullable=True),
+    Column("matter_code", String(64), nullable=True),
+    Column("matter_name", String(64), nullable=True),
+    Column("priority_category", String(16), nullable=True),
+    Column("case_number", String(64), nullable=True),
+    Column("smiled_at_farewell", Boolean, nullable=True),
+    Column("farewell_smile_after_ms", BigInteger, nullable=True),
+    Column("greeted_first", Boolean, nullable=True),
     Index("ix_sessions_device_opened", "site", "window", "opened_ms"),
     Index("ix_sessions_clerk_opened", "clerk_id", "opened_ms"),
     Index("ix_sessions_opened", "opened_ms"),
     # unit comparisons: a few sites over a month, without reading every site's month
     Index("ix_sessions_site_opened", "site", "opened_ms"),
+)
+
+# The queue system's calls (0008), stored once by call id (the bridge's idempotency key):
+# what the bridge told the terminal, and what a session's ticket is joined with.
+queue_calls = Table(
+    "queue_calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("ticket", String(64), nullable=False),
+    Column("matter_code", String(64), nullable=True),
+    Column("matter_name", String(64), nullable=True),
+    Column("priority_category", String(16), nullable=True),
+    Column("clerk_id", String(32), nullable=True),
+    Column("case_number", String(64), nullable=True),
+    Column("called_ms", BigInteger, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("cmd_id", String(36), nullable=False),
+    Column("sent", Boolean, nullable=False),
+    Column("token", String(64), nullable=True),
+    Index("ix_queue_calls_window", "site", "window", "called_ms"),
 )
 
 evaluations = Table(
@@ -313,6 +347,12 @@ daily_rollups = Table(
     Column("suspect", Integer, nullable=False, default=0),
     Column("away_violations", Integer, nullable=False, default=0),
     Column("away_ms", BigInteger, nullable=False, default=0),
+    # 0008: H-PRIORITY (priority citizens; of them, served to the end of their session
+    # before the next call) and W-FAREWELL's smile (sessions that report it; smiled)
+    Column("priority", Integer, nullable=False, default=0, server_default="0"),
+    Column("priority_own", Integer, nullable=False, default=0, server_default="0"),
+    Column("farewell_smile_seen", Integer, nullable=False, default=0, server_default="0"),
+    Column("farewell_smiled", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # ------------------------------------------------------------------ access and poison (0005)

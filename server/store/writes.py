@@ -14,14 +14,19 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, tuple_, update
 
-from agent.protocol import EventHeader, Health, WindowState
+from agent.protocol import ClerkAtTerminal, EventHeader, Health, WindowState
 from server.policy import events as policy
+from server.policy.shifts import ShiftConflict
 from server.store import rollups
 from server.store.base import StoreBase
+from server.store.calls import call_fields
+from server.store.people import sign_in_at, sign_out_at
 from server.store.schema import (
     alerts,
+    audit_log,
     away_periods,
     cases,
+    clerks,
     dead_letters,
     devices,
     evaluations,
@@ -197,8 +202,14 @@ class Writes(StoreBase):
         )
         inserted = self._insert_new(conn, events, rows, "event_id")
         new = set(inserted)
+        fresh = [i for i in batch if str(i.event.event_id) in new]
+        # Sign-ins at the terminal first: the sessions of the same batch are attributed
+        # by the shifts they make.
+        apply_terminal_sign_ins(
+            conn, [(i.event, i.received_ms) for i in fresh if isinstance(i.event, ClerkAtTerminal)]
+        )
         # Only the rows this statement inserted, once each (``batch`` is deduplicated).
-        self._project(conn, [i.event for i in batch if str(i.event.event_id) in new])
+        self._project(conn, [i.event for i in fresh])
         return inserted
 
     def _timezones(self, conn: Any, sites: set[str]) -> dict[str, str]:
@@ -216,6 +227,7 @@ class Writes(StoreBase):
             return  # e.g. session_opened: no lookups, no round trips
         tz = self._timezones(conn, {e.site for e in new_events})
         got = policy.derive(new_events, tz, ClerkLookup.read(conn, new_events))
+        call_fields(conn, got.sessions)  # type: ignore[arg-type]
         inserted: dict[str, list[Mapping[str, Any]]] = {}
         writes: tuple[tuple[Table, Sequence[Mapping[str, Any]], str], ...] = (
             (sessions, got.sessions, "session_id"),
@@ -299,3 +311,47 @@ class ClerkLookup:
             if start <= t_ms < end:
                 return clerk
         return None
+
+
+def apply_terminal_sign_ins(conn: Any, signed: Sequence[tuple[EventHeader, int]]) -> None:
+    """Badge and PIN sign-ins from the terminals, through the one attribution rule, in
+    the transaction that stores them. What the rule refuses (or a clerk of another centre,
+    which the terminal should have refused) is kept as the event and put on the record
+    for the centre's manager; refusals the terminal made are counted from the events."""
+    for ev, received_ms in sorted(signed, key=lambda x: x[0].ts_ms):
+        assert isinstance(ev, ClerkAtTerminal)
+        if ev.refused is not None or ev.clerk_id is None:
+            continue
+        who = f"terminal:{ev.site}/{ev.window}"
+        home = conn.execute(select(clerks.c.site).where(clerks.c.clerk_id == ev.clerk_id)).scalar()
+        try:
+            if home != ev.site:
+                raise ShiftConflict(f"{ev.clerk_id} is not a clerk of {ev.site}")
+            with conn.begin_nested():  # a refusal undoes only its own writes
+                if ev.action == "sign_in":
+                    sign_in_at(
+                        conn,
+                        ev.clerk_id,
+                        ev.site,
+                        ev.window,
+                        ev.ts_ms,
+                        None,
+                        source=ev.method,
+                        recorded_by=who,
+                        recorded_ms=received_ms,
+                    )
+                else:
+                    sign_out_at(
+                        conn, ev.site, ev.ts_ms, window=None, clerk_id=ev.clerk_id, source=ev.method
+                    )
+        except ShiftConflict as exc:
+            conn.execute(
+                audit_log.insert().values(
+                    ts_ms=received_ms,
+                    username=who,
+                    action=f"terminal_{ev.action}_refused",
+                    target=f"{ev.site}/{ev.window}",
+                    detail={"clerk_id": ev.clerk_id, "event_id": str(ev.event_id), "why": str(exc)},
+                    site=ev.site,
+                )
+            )

@@ -95,7 +95,7 @@ def test_agent_unit_has_watchdog_and_hardening() -> None:
     assert d["Restart"] == ["always"]
     assert d["ProtectSystem"] == ["strict"]
     assert d["ReadWritePaths"] == ["/var/lib/warmwindow"]
-    assert set(d["SupplementaryGroups"][0].split()) == {"gpio", "video"}
+    assert set(d["SupplementaryGroups"][0].split()) == {"gpio", "video", "input"}
     assert d["User"] == ["warmwindow"] and d["NoNewPrivileges"] == ["yes"]
 
 

@@ -147,6 +147,8 @@ WHO = [
     Who("token_kpis_own", frozenset({OWN}), "token", grants=frozenset({"kpis"})),
     Who("token_kpis_other", frozenset({"xuhui"}), "token", grants=frozenset({"kpis", "read"})),
     Who("token_metrics", None, "token", grants=frozenset({"metrics"})),
+    Who("token_queue_own", frozenset({OWN}), "token", grants=frozenset({"queue"})),
+    Who("token_queue_other", frozenset({"xuhui"}), "token", grants=frozenset({"queue"})),
 ]
 USERS = {
     "manager_own": ("centre_manager", f"site:{OWN}"),
@@ -226,6 +228,31 @@ def _plan(w: World, who: Who, i: int) -> Request:
         "to_ms": NOV + i + 1,
     }
     return ("/api/roster/plan", {"json": body})
+
+
+def _queue_call(w: World, who: Who, i: int) -> Request:
+    body = {
+        "call_id": f"call-{i}",
+        "site": OWN,
+        "window": "w06",
+        "ticket": f"A{i:03d}",
+        "called_ms": NOV + i * 60_000,
+        "matter_name": "居住证办理",
+        "priority_category": "elderly",
+        "clerk_id": "c-q",
+    }
+    return ("/api/queue/v1/calls", {"json": body})
+
+
+def _queue_sign_in(w: World, who: Who, i: int) -> Request:
+    body = {"site": OWN, "window": "w07", "clerk_id": "c-qs", "at_ms": NOV + i * 60_000}
+    return ("/api/queue/v1/sign-in", {"json": body})
+
+
+def _queue_sign_out(w: World, who: Who, i: int) -> Request:
+    w.app.state.store.sign_in("c-qo", OWN, "w08", NOV + i * 60_000)
+    body = {"site": OWN, "window": "w08", "at_ms": NOV + i * 60_000 + 1000}
+    return ("/api/queue/v1/sign-out", {"json": body})
 
 
 def _kpis(w: World, who: Who, i: int) -> Request:
@@ -363,6 +390,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("POST", "/api/roster/sign-out"): Entry("change", _sign_out, "site", "roster"),
     ("POST", "/api/roster/plan"): Entry("change", _plan, "site", "roster", ok=201),
     ("POST", "/api/helpdesk/kpis"): Entry("change", _kpis, "site", "kpis", ok=201),
+    ("POST", "/api/queue/v1/calls"): Entry("change", _queue_call, "site", "queue", ok=201),
+    ("POST", "/api/queue/v1/sign-in"): Entry("change", _queue_sign_in, "site", "queue", ok=201),
+    ("POST", "/api/queue/v1/sign-out"): Entry("change", _queue_sign_out, "site", "queue"),
     ("POST", "/api/users"): Entry("change", _user_add, "site", "users", ok=201),
     ("POST", "/api/users/{username}/disable"): Entry("change", _user("disable"), "object", "users"),
     ("POST", "/api/users/{username}/enable"): Entry("change", _user("enable"), "object", "users"),
@@ -454,6 +484,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             store.add_clerk(f"c-mv-{i}", "to move", OWN)
         store.add_clerk("c-so", "signs out", OWN)
         store.add_clerk("c-ros", "signs in", OWN)
+        for clerk in ("c-q", "c-qs", "c-qo"):
+            store.add_clerk(clerk, "queue system's", OWN)
         store.insert_events([StoredEvent(e, e.ts_ms) for e in evs])
         for site in SITES:
             w.cases[site] = [x["case_id"] for x in store.list_cases("open", site)]
