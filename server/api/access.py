@@ -296,12 +296,16 @@ class Access:
                 raise HTTPException(409, "already acknowledged")
             self._audit(conn, "ack_alert", alert_id, {"note": note}, site)
 
-    def close_case(self, case_id: str, note: str, at_ms: int) -> None:
+    def close_case(self, case_id: str, note: str) -> int:
+        """Close an open case of the principal's units now (the server's clock); the
+        time it was closed."""
+        at_ms = now_ms()
         with self._e.begin() as conn:
             site = self._site_of(conn, cases.c.case_id, case_id, "case")
             if not close_open_case(conn, case_id, note, at_ms):
                 raise HTTPException(409, "case already closed")
             self._audit(conn, "close_case", case_id, {"note": note, "at_ms": at_ms}, site)
+        return at_ms
 
     def add_clerk(self, clerk_id: str, name: str, site: str) -> bool:
         """Register a clerk at a centre, or rename one of that centre's clerks; True when new.

@@ -12,7 +12,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.protocol import Count, Slug, StorableText, TimestampMs
+from agent.protocol import Count, Slug, StorableText
 
 
 class ApiModel(BaseModel):
@@ -20,8 +20,10 @@ class ApiModel(BaseModel):
 
 
 class CaseClose(ApiModel):
+    """Closing a bad-review case. The server records when (its own clock): a close time is
+    never what the caller says."""
+
     note: StorableText = Field(min_length=1, max_length=2000, description="What was done about it.")
-    at_ms: TimestampMs = Field(description="When it was rectified, UTC ms.")
 
 
 class ClerkIn(ApiModel):

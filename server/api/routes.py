@@ -284,7 +284,7 @@ def list_cases(
 def close_case(
     case_id: str, body: CaseClose, a: Annotated[Access, changing("close_case")]
 ) -> Closed:
-    a.close_case(case_id, body.note, body.at_ms)
+    a.close_case(case_id, body.note)
     return Closed(closed=True)
 
 

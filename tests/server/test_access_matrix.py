@@ -189,7 +189,7 @@ def get(url: str, **params: Any) -> Callable[[World, Who, int], Request]:
 
 
 def _case(w: World, who: Who, i: int) -> Request:
-    return (f"/api/cases/{w.cases[OWN][i]}/close", {"json": {"note": "called back", "at_ms": NOV}})
+    return (f"/api/cases/{w.cases[OWN][i]}/close", {"json": {"note": "called back"}})
 
 
 def _ack(w: World, who: Who, i: int) -> Request:

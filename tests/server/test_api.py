@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,14 +74,17 @@ def test_measures_ranking_cases_and_kpis(client: TestClient) -> None:
 
     cases = client.get("/api/cases", params={"status": "open"}).json()
     assert [c["case_id"] for c in cases] == [str(refs["bad_eval"].event_id)]
-    closed = client.post(
-        f"/api/cases/{cases[0]['case_id']}/close", json={"note": "called back", "at_ms": nov1}
-    )
+    case_url = f"/api/cases/{cases[0]['case_id']}/close"
+    # the close time is the server's: a caller cannot back-date (or post-date) it
+    assert client.post(case_url, json={"note": "x", "at_ms": 1}).status_code == 422
+    before = int(time.time() * 1000)
+    closed = client.post(case_url, json={"note": "called back"})
     assert closed.json() == {"closed": True}
+    after = int(time.time() * 1000)
+    (done,) = client.get("/api/cases", params={"status": "closed"}).json()
+    assert before <= done["closed_ms"] <= after
     assert (
-        client.post(
-            f"/api/cases/{cases[0]['case_id']}/close", json={"note": "x", "at_ms": 1}
-        ).status_code
+        client.post(f"/api/cases/{cases[0]['case_id']}/close", json={"note": "x"}).status_code
         == 409  # already closed; an unknown or out-of-scope id is 404
     )
 

@@ -98,7 +98,7 @@ def load(c: TestClient) -> dict[str, Any]:
         r = c.post(f"/api/alerts/{by_kind[kind]['alert_id']}/ack", json={"note": note})
         assert r.status_code == 200, r.text
     case_id = str(refs["bad_eval"].event_id)
-    r = c.post(f"/api/cases/{case_id}/close", json={"note": FORMULAS[0], "at_ms": DAY + 1})
+    r = c.post(f"/api/cases/{case_id}/close", json={"note": FORMULAS[0]})
     assert r.json() == {"closed": True}
     return refs
 

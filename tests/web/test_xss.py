@@ -170,7 +170,7 @@ def seed_payloads(live: LiveServer, page: Any) -> None:
         )
     cases = call(page, "GET", "/api/cases?site=qingpu")["data"]
     assert len(cases) == 4
-    r = call(page, "POST", f"/api/cases/{cases[0]['case_id']}/close", {"note": SVG, "at_ms": now})
+    r = call(page, "POST", f"/api/cases/{cases[0]['case_id']}/close", {"note": SVG})
     assert r["status"] == 200, r
 
     accounts = live.app.state.accounts

@@ -212,7 +212,10 @@ async function viewDetail(root, scopeQuery, title) {
     h("div", { class: "kpis", id: "kpis" },
       kpi(T().sessions, g.sessions), kpi(T().stand, pct(g.stand_on_call_rate)), kpi(T().smile, pct(g.smile_at_greeting_rate)),
       kpi(T().farewell, pct(g.farewell_stand_rate)), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
-      kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`))));
+      kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`),
+      kpi(T().farewellSmile, pct(g.farewell_smile_rate)),
+      kpi(T().priority, `${g.priority_sessions} · ${pct(g.priority_share)}`),
+      kpi(T().priorityOwn, pct(g.priority_own_session_rate)))));
 
   const trendCanvas = h("canvas", { id: "trend-chart", height: 220 });
   const distCanvas = h("canvas", { id: "dist-chart", height: 220 });
@@ -256,11 +259,17 @@ async function viewDetail(root, scopeQuery, title) {
         : st.step === "stood" ? `${T().stood} ${st.ok ? secs(st.after_ms) : "✗"}`
         : st.step === "smiled" ? `${T().smiled} ${st.ok ? secs(st.after_ms) : "✗"}${st.too_broad ? " (" + T().tooBroad + ")" : ""}`
         : st.step === "evaluated" ? `${T().evaluated} ${st.rating ? T().rating[st.rating] : "✗"}`
-        : `${T().farewellStep} ${st.ok ? "✓ " + secs(st.see_off_ms) : "✗"}`;
+        : `${T().farewellStep} ${st.ok ? "✓ " + secs(st.see_off_ms) : "✗"}${st.smiled === true ? " · " + T().smiled : st.smiled === false ? " (" + T().noSmile + ")" : ""}`;
       return h("span", { class: `step ${st.ok === false ? "bad" : ""}` }, label);
     });
     const steps = parts.flatMap((p, i) => (i ? [" → ", p] : [p]));
-    return h("li", { dataset: { session: s.session_id } }, steps,
+    // what the call brought: ticket, matter, priority category, case number
+    const call = [s.ticket && `${T().ticket} ${s.ticket}`, s.matter_name || s.matter_code,
+      s.priority_category && `${T().priority}: ${T().categories[s.priority_category] || s.priority_category}`,
+      s.case_number && `${T().caseNumber} ${s.case_number}`,
+      s.greeted_first === false && T().notGreetedFirst].filter(Boolean);
+    return h("li", { dataset: { session: s.session_id } },
+      call.length ? h("span", { class: `call-info ${s.priority_category ? "priority" : ""}` }, `${call.join(" · ")} | `) : "", steps,
       h("span", { class: "video" }, ` · ${T().video} ${fmtDateTime(s.opened_ms)}`));
   });
   root.append(h("section", { class: "card" }, h("h2", {}, T().timeline, exportLinks("sessions")), h("ul", { class: "timeline", id: "timeline" }, items)));
@@ -300,7 +309,8 @@ async function viewAssessment(root) {
   root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
     h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
       h("tbody", {}, cases.map((c) => h("tr", { class: c.status === "open" && c.due_ms < now ? "bad" : "", dataset: { case: c.case_id } },
-        h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating), h("td", {}, fmtDateTime(c.due_ms)),
+        h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating),
+        h("td", {}, fmtDateTime(c.due_ms), c.due_provisional ? h("span", { class: "warn", title: T().provisionalWhy }, ` ⚠ ${T().provisional}`) : ""),
         h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status),
         h("td", { class: "case-note" }, c.status === "open" && S.me.can.close_case ? closeCase(c) : c.note || "")))))));
 }
@@ -310,7 +320,7 @@ function closeCase(c) {
   return h("span", { class: "ack" }, note, h("button", {
     class: "close-btn", type: "button", onclick: async () => {
       if (!note.value.trim()) { note.focus(); return; }
-      await api(`/api/cases/${enc(c.case_id)}/close`, { method: "POST", body: JSON.stringify({ note: note.value, at_ms: Date.now() }) });
+      await api(`/api/cases/${enc(c.case_id)}/close`, { method: "POST", body: JSON.stringify({ note: note.value }) });
       render();
     } }, T().close));
 }
