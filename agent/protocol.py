@@ -38,9 +38,17 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, Union, cast
+from typing import Annotated, Any, ClassVar, Final, Literal, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 #: The newest event schema version this build speaks (``CONTRACT.newest``).
 SCHEMA_VERSION: Final = 2
@@ -633,6 +641,11 @@ class WindowState(Wire):
     perception: Literal["camera", "scripted"] = Field(
         description="Where observations come from; 'scripted' in simulations."
     )
+    commands: Annotated[int, Field(ge=1, le=INT32_MAX)] = Field(
+        1,
+        description="The newest Command schema version this terminal takes (Command.NEWEST "
+        "of its build): send it nothing newer. 1 when absent: terminals from before it said.",
+    )
 
 
 class Health(Wire):
@@ -654,13 +667,69 @@ class Health(Wire):
 
 
 class Command(Wire):
-    """Server or queue system -> terminal."""
+    """Server or queue system -> terminal.
 
-    schema_version: Literal[1] = 1
+    Version 2 adds the queue call's own fields (``ADDED_IN_2``), which the terminal puts
+    into the session they open. A terminal refuses fields it does not know, so a version 1
+    terminal refuses a version 2 command: send one only to a terminal whose retained
+    ``WindowState.commands`` is 2 or more, and ``downgrade(1)`` for the others. A command
+    that does not say its ``schema_version`` is the lowest version that holds what it
+    carries: 1, unless a version 2 field is set. A ``priority_category`` implies
+    ``priority`` (it is set to True).
+    """
+
+    #: The newest version this build takes (what its terminals publish as ``commands``).
+    NEWEST: ClassVar[int] = 2
+    #: The fields version 2 added.
+    ADDED_IN_2: ClassVar[tuple[str, ...]] = tuple(_CALL)
+
+    schema_version: Literal[1, 2] = Field(1, description="Command schema version.")
     cmd_id: uuid.UUID
     action: Literal["call", "finish", "recalibrate", "ping"]
-    ticket: ShortText | None = None
-    priority: bool = False
+    ticket: ShortText | None = Field(None, description="Queue ticket number (call).")
+    priority: bool = Field(False, description="Priority citizen (H-PRIORITY) (call).")
+    call_id: CallId | None = Field(None, description="The queue system's call id (v2).")
+    matter_code: ShortText | None = Field(None, description="Service matter (事项) code (v2).")
+    matter_name: ShortText | None = Field(None, description="Service matter name (v2).")
+    priority_category: PriorityCategory | None = Field(
+        None, description="H-PRIORITY category; implies priority (v2)."
+    )
+    case_number: ShortText | None = Field(None, description="Service case number (办件编号) (v2).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lowest_version_and_priority(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "schema_version" not in data and any(
+            data.get(name) is not None for name in cls.ADDED_IN_2
+        ):
+            data = {**data, "schema_version": 2}
+        if data.get("priority_category") is not None and data.get("priority") is not True:
+            data = {**data, "priority": True}
+        return data
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> Command:
+        if self.schema_version < 2:
+            extra = [name for name in self.ADDED_IN_2 if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)}: fields of version 2 in a version 1 command "
+                    "(say schema_version 2, or leave it out)"
+                )
+        return self
+
+    def downgrade(self, version: int) -> Command:
+        """This command as a terminal taking ``version`` can read it: the fields that
+        version lacks dropped (priority kept), never upgraded. ValueError below 1."""
+        if version < 1:
+            raise ValueError(f"no Command version {version}")
+        if version >= self.schema_version:
+            return self
+        drop = set(self.ADDED_IN_2)
+        data = {k: v for k, v in self.model_dump().items() if k not in drop}
+        return Command.model_validate(data | {"schema_version": 1})
 
 
 class Reply(Wire):

@@ -131,6 +131,7 @@ def examples() -> list[BaseModel]:
             in_session=True,
             sign_up=False,
             perception="camera",
+            commands=p.Command.NEWEST,
         ),
         p.Health(
             site="qingpu",
@@ -145,7 +146,18 @@ def examples() -> list[BaseModel]:
             model_version="face-1+smile-1",
             config_version="2025-11-28.1",
         ),
-        p.Command(cmd_id=_EV, action="call", ticket="A018"),
+        # A queue call with its version 2 fields; a terminal whose state says commands 1
+        # gets Command.downgrade(1): ticket and priority only.
+        p.Command(
+            cmd_id=_EV,
+            action="call",
+            ticket="B022",
+            call_id="qp-20261102-0213",
+            matter_code="310118-0042",
+            matter_name="居住证办理",
+            priority_category="elderly",
+            case_number="QP2026110200213",
+        ),
         p.Reply(cmd_id=_EV, ok=False, error="unknown action"),
         p.Accepts(server="ww-server-1", versions=p.CONTRACT.versions, ts_ms=_T),
     ]
@@ -218,8 +230,15 @@ def _versions() -> list[str]:
         "the summary; and the kind `clerk_at_terminal` (a badge or PIN sign-in at the "
         "terminal: the staff id only, never the badge number or PIN).",
         "",
-        "Payloads other than events (state, health, commands, replies, `Accepts` itself) "
-        "are version 1 and not yet under this rule.",
+        "Commands have versions of their own: version 2 of `Command` adds the queue "
+        "call's fields (`call_id`, `matter_code`, `matter_name`, `priority_category`, "
+        "`case_number`). A terminal refuses fields it does not know, so it says in its "
+        "retained `WindowState.commands` the newest version it takes (absent: 1); the "
+        "server sends it nothing newer (`Command.downgrade`). A command that does not "
+        "say its `schema_version` is the lowest version that holds its fields.",
+        "",
+        "Other payloads (state, health, replies, `Accepts` itself) are version 1 and not "
+        "yet under this rule.",
     ]
 
 
