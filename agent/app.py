@@ -215,10 +215,13 @@ class Link(Protocol):
 
 class Commands:
     """What a ``cmd`` from the centre does: ``recalibrate`` goes to the pump, ``call`` and
-    ``finish`` join the inbox exactly like a press, ``ping`` only answers.
+    ``finish`` join the inbox exactly like a press (a call with what the queue system
+    sent: ticket, priority and, from version 2 commands, its call id, matter, priority
+    category and case number), ``ping`` only answers.
 
     The link calls it on its own thread; the rules see a command only through the inbox,
-    so they stay fed by the loop alone.
+    so they stay fed by the loop alone. The terminal takes commands up to
+    ``Command.NEWEST`` and says so in its retained state (``WindowState.commands``).
     """
 
     def __init__(
@@ -391,6 +394,7 @@ class WindowAgent:
             in_session=s.in_session,
             sign_up=s.sign_up,
             perception=self.pump.kind,
+            commands=Command.NEWEST,
         )
         last = self._last_state
         if last is None or last.model_copy(update={"ts_ms": 0}) != state.model_copy(
@@ -447,7 +451,8 @@ def build_agent(
     config_version: str = "local",
 ) -> WindowAgent:
     """One window's agent with its production parts: the outbox
-    ``<state_dir>/<site>-<window>.outbox.db``, the rules of ``window``, a ``Transport`` to
+    ``<state_dir>/<site>-<window>.outbox.db``, the rules of ``window`` (its thresholds and
+    its role: a front desk's rules take its presence sensor), a ``Transport`` to
     ``broker`` (the site's by default) answering commands through ``Commands``, and the
     panel on ``pin_factory``. Nothing runs until ``start()``.
 
@@ -475,7 +480,9 @@ def build_agent(
             )
             undo.callback(outbox.close)
         inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        rules = ServiceRules(window.rules, in_hours=in_opening_hours(site, clock()))
+        rules = ServiceRules(
+            window.rules, role=window.role, in_hours=in_opening_hours(site, clock())
+        )
         link = Transport(
             broker or site.site.broker,
             site.site.site,

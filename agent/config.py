@@ -85,8 +85,51 @@ class SiteConfig(ConfigModel):
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker.")
 
 
+#: What a window is for (the standard's roles: 总服务台, 综合窗口, 帮办窗口); the role
+#: decides which rules run (agent/rules/engine.py).
+Role = Literal["front_desk", "comprehensive", "help_desk"]
+
+
+class MotionSensorConfig(ConfigModel):
+    """A PIR motion sensor (HC-SR501 and the like) aimed at the citizen's side of a front
+    desk, read with gpiozero's ``MotionSensor``: its output is high while it sees motion."""
+
+    type: Literal["pir"] = Field(description="A PIR motion sensor.")
+    pin: BcmPin = Field(description="The sensor's output (OUT), driven high on motion.")
+
+
+class DistanceSensorConfig(ConfigModel):
+    """An HC-SR04 ultrasonic sensor looking across a front desk, read with gpiozero's
+    ``DistanceSensor``: a citizen nearer than ``threshold_m`` is at the desk. ECHO is a 5 V
+    signal: wire it through a voltage divider (or use a 3.3 V HC-SR04P)."""
+
+    type: Literal["ultrasonic"] = Field(description="An HC-SR04 ultrasonic distance sensor.")
+    echo: BcmPin = Field(description="The sensor's ECHO (through the divider).")
+    trigger: BcmPin = Field(description="The sensor's TRIG.")
+    threshold_m: float = Field(
+        0.8, gt=0, le=4.0, description="A citizen nearer than this (metres) is at the desk."
+    )
+    max_distance_m: float = Field(
+        2.0, gt=0, le=4.0, description="Farthest distance measured (metres); beyond reads as it."
+    )
+
+    @model_validator(mode="after")
+    def _threshold_inside_range(self) -> Self:
+        if self.threshold_m >= self.max_distance_m:
+            raise ValueError("threshold_m must be below max_distance_m")
+        return self
+
+
+#: A front desk's citizen-presence sensor, chosen by its ``type``.
+PresenceConfig = Annotated[MotionSensorConfig | DistanceSensorConfig, Field(discriminator="type")]
+
+
 class GpioConfig(ConfigModel):
-    call_button: BcmPin = Field(description="Caller bell / call-next key (opens a session).")
+    call_button: BcmPin | None = Field(
+        None,
+        description="Caller bell / call-next key (opens a session); every window but a "
+        "front desk with a presence sensor has one.",
+    )
     finish_button: BcmPin | None = Field(None, description="Optional finish-service key.")
     eval_buttons: list[BcmPin] = Field(
         description="Evaluation panel, best rating first: 5 pins, or 3 for a 3-button panel."
@@ -95,6 +138,10 @@ class GpioConfig(ConfigModel):
     status_led: BcmPin | None = Field(None, description="Status LED.")
     buzzer: BcmPin | None = Field(None, description="Acknowledgement buzzer.")
     bounce_ms: int = Field(50, ge=0, le=1000, description="Debounce for every button.")
+    presence: PresenceConfig | None = Field(
+        None,
+        description="Front desk only: the sensor that sees a citizen come to the desk (F-RECEIVE).",
+    )
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> Self:
@@ -108,6 +155,13 @@ class GpioConfig(ConfigModel):
             ("status_led", self.status_led),
             ("buzzer", self.buzzer),
         ]
+        if isinstance(self.presence, MotionSensorConfig):
+            used.append(("presence.pin", self.presence.pin))
+        elif isinstance(self.presence, DistanceSensorConfig):
+            used += [
+                ("presence.echo", self.presence.echo),
+                ("presence.trigger", self.presence.trigger),
+            ]
         counts = Counter(pin for _, pin in used if pin is not None)
         clashes = [
             f"GPIO{pin} used by " + " and ".join(name for name, p in used if p == pin)
@@ -131,8 +185,12 @@ class CameraConfig(ConfigModel):
 
 
 class RuleConfig(ConfigModel):
-    stand_within_s: float = Field(5.0, gt=0, description="Stand up within this after a call.")
-    greet_within_s: float = Field(8.0, gt=0, description="Smile within this after a call.")
+    stand_within_s: float = Field(
+        5.0, gt=0, description="Stand up within this after a call (front desk: an arrival)."
+    )
+    greet_within_s: float = Field(
+        8.0, gt=0, description="Smile within this after a call (front desk: an arrival)."
+    )
     farewell_within_s: float = Field(5.0, gt=0, description="Stand within this of session end.")
     see_off_s: float = Field(3.0, gt=0, description="Stay standing this long to see off.")
     away_after_s: float = Field(60.0, gt=0, description="No face this long = away.")
@@ -141,6 +199,13 @@ class RuleConfig(ConfigModel):
     )
     repeat_press_s: float = Field(3.0, ge=0, description="Presses closer than this are suspect.")
     session_timeout_s: float = Field(1800.0, gt=0, description="Close a forgotten session.")
+    presence_hold_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Front desk: a citizen the presence sensor has not seen for this long has "
+        "left (ends the reception); bridges a PIR's quiet spells while they stand still.",
+    )
     smile_threshold: float = Field(0.5, ge=0, le=1, description="Smile score counted as smile.")
     too_broad_threshold: float = Field(
         0.97, ge=0, le=1, description="Smile intensity beyond 'not too broad'."
@@ -156,12 +221,28 @@ class RuleConfig(ConfigModel):
 class WindowConfig(ConfigModel):
     window: Slug = Field(description="Window slug used in MQTT topics.")
     label: str = Field(description="Label shown to citizens, e.g. '3号窗口'.")
-    role: Literal["front_desk", "comprehensive", "help_desk"] = Field(
-        description="Window role: 总服务台, 综合窗口 or 帮办窗口."
+    role: Role = Field(
+        description="Window role: 总服务台, 综合窗口 or 帮办窗口; a front desk runs the "
+        "reception rules (F-RECEIVE), the others the window rules."
     )
-    gpio: GpioConfig = Field(description="Wiring of buttons, sensor and outputs.")
+    gpio: GpioConfig = Field(description="Wiring of buttons, sensors and outputs.")
     camera: CameraConfig = Field(default_factory=CameraConfig, description="Camera.")
     rules: RuleConfig = Field(default_factory=RuleConfig, description="Rule thresholds.")
+
+    @model_validator(mode="after")
+    def _wired_for_its_role(self) -> Self:
+        g = self.gpio
+        if self.role == "front_desk":
+            if g.presence is None and g.call_button is None:
+                raise ValueError(
+                    "gpio: a front desk needs gpio.presence (a PIR or ultrasonic sensor) or "
+                    "gpio.call_button to open its receptions"
+                )
+        elif g.presence is not None:
+            raise ValueError(f"gpio.presence: only a front desk has one, not a {self.role} window")
+        elif g.call_button is None:
+            raise ValueError(f"gpio.call_button: a {self.role} window needs its caller bell")
+        return self
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ presses and a scripted clerk instead of a camera.
 
 Each window runs the agent as shipped (``build_agent``: panel, rules, outbox, transport
 over real MQTT); only the world around it is invented: citizens called, served and evaluating,
-and a clerk who follows the standard more or less reliably.
+and a clerk who follows the standard more or less reliably. At a front desk with a
+presence sensor the citizens walk up instead of being called: the scenario drives the
+sensor's mock pins (a PIR's output, or an ultrasonic sensor's echo time).
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockTriggerPin
 
 from agent.app import FrameRate, Item, ScriptedPump, WindowAgent, build_agent
-from agent.config import BrokerConfig, Site, WindowConfig
+from agent.config import (
+    BrokerConfig,
+    DistanceSensorConfig,
+    MotionSensorConfig,
+    Site,
+    WindowConfig,
+)
 from agent.perception import CARELESS, EXEMPLARY, TYPICAL, ClerkProfile, ScriptedClerk
 from agent.protocol import now_ms
 
@@ -122,6 +130,14 @@ class SimClock:
 #: Rating weights, best first (5-button panel); a 3-button panel uses the middle three.
 RATING_WEIGHTS = (0.55, 0.28, 0.10, 0.05, 0.02)
 
+#: The speed of sound gpiozero's DistanceSensor assumes (m/s).
+SPEED_OF_SOUND = 343.26
+
+
+def echo_time(distance_m: float) -> float:
+    """How long an HC-SR04's echo pulse lasts for a reflector at ``distance_m``."""
+    return 2 * distance_m / SPEED_OF_SOUND
+
 
 class SimulatedWindow:
     """One window: the real agent plus a scenario thread that drives its pins.
@@ -148,6 +164,17 @@ class SimulatedWindow:
         self.pace = 1 / clock.speed  # scenario waits are in simulated seconds
         self.factory = MockFactory()
         self.clerk = ScriptedClerk(profile, random.Random(seed + 1))
+        sensor = window.gpio.presence
+        self._trigger: MockTriggerPin | None = None
+        if isinstance(sensor, DistanceSensorConfig):
+            # Before the agent claims the pins: the trigger must be the mock that echoes.
+            echo = self.factory.pin(sensor.echo)
+            self._trigger = self.factory.pin(
+                sensor.trigger,
+                pin_class=MockTriggerPin,
+                echo_pin=echo,
+                echo_time=echo_time(sensor.max_distance_m),
+            )
         self.agent = build_agent(
             site,
             window,
@@ -167,10 +194,10 @@ class SimulatedWindow:
         self.agent.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, flush_s: float = 3.0) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self.agent.stop()
+        self.agent.stop(flush_s)
 
     def _wait(self, seconds: float) -> bool:
         return self._stop.wait(seconds * self.pace)
@@ -181,6 +208,20 @@ class SimulatedWindow:
         self._stop.wait(hold_s)
         p.drive_high()
 
+    def citizen_at_desk(self, here: bool) -> None:
+        """A citizen walks up to (or away from) a front desk's presence sensor."""
+        sensor = self.window.gpio.presence
+        if isinstance(sensor, MotionSensorConfig):
+            pin = self.factory.pin(sensor.pin)  # the module's output: high on motion
+            if here:
+                pin.drive_high()
+            else:
+                pin.drive_low()
+        elif isinstance(sensor, DistanceSensorConfig):
+            assert self._trigger is not None
+            near = sensor.threshold_m / 2
+            self._trigger.echo_time = echo_time(near if here else sensor.max_distance_m)
+
     def _rating_pin(self) -> int:
         pins = self.window.gpio.eval_buttons
         weights = RATING_WEIGHTS if len(pins) == 5 else RATING_WEIGHTS[1:4]
@@ -188,10 +229,16 @@ class SimulatedWindow:
 
     def _scenario(self) -> None:
         g, r = self.window.gpio, self.rng
+        # A sensor's first reading is no arrival (agent/hardware/gpio.py): let it settle.
+        self.agent.panel.presence_ready()
         if self._wait(r.uniform(0.3, 2.5)):
             return
         while not self._stop.is_set():
-            self._press(g.call_button)
+            if g.presence is not None:
+                self.citizen_at_desk(True)  # a front desk: the citizen walks up
+            else:
+                assert g.call_button is not None  # every window but such a desk has a bell
+                self._press(g.call_button)
             self.calls += 1
             self.clerk.on_call(self.clock())
             if self._wait(r.uniform(8, 20)):
@@ -208,7 +255,9 @@ class SimulatedWindow:
             elif end < 0.92 and g.finish_button is not None:
                 self._press(g.finish_button)
                 self.clerk.on_end(self.clock())
-            # else: no evaluation; the next call ends the session
+            # else: no evaluation; the next call (at a front desk: leaving) ends the session
+            if g.presence is not None:
+                self.citizen_at_desk(False)
             if self._wait(r.uniform(6, 12)):
                 return
             if r.random() < 0.04:  # the clerk steps away, with or without the sign

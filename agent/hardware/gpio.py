@@ -1,9 +1,9 @@
-"""The window's buttons, sign sensor, status LED and buzzer, through gpiozero.
+"""The window's buttons, sensors, status LED and buzzer, through gpiozero.
 
 ``WindowPanel`` builds every device from the window's ``GpioConfig`` on the pin factory
 it is given (``MockFactory`` in tests and simulations, ``LGPIOFactory`` on a Pi; never
 the global default) and turns pin activity into rule inputs - ``Call``, ``Finish``,
-``Evaluation``, ``Sign`` - put, with the device time in ms, on one thread-safe sink
+``Evaluation``, ``Sign``, ``Presence`` - put, with the device time in ms, on one thread-safe sink
 (a ``queue.SimpleQueue`` in the app). gpiozero calls back from its own threads; the
 sink is the only thing they touch, so the app's loop alone drives the rules. Whether a
 press is believable is the rules' business: everything that survives debouncing is
@@ -12,7 +12,7 @@ passed on. Nothing here knows about MQTT or the outbox.
 Wiring (BCM numbers from the config):
 
 * Buttons (call, finish, evaluation panel) close to GND and use the internal pull-up,
-  so a press drives the pin low.
+  so a press drives the pin low. A front desk with a presence sensor needs no bell.
 * Evaluation panel: 5 buttons for the 好差评 levels, best first; a 3-button panel maps
   to satisfied / basically satisfied / dissatisfied.
 * Please-wait sign: a reed (or hall) switch in the counter stand that displays the
@@ -20,6 +20,13 @@ Wiring (BCM numbers from the config):
   sign is shown. A cut wire therefore reads as "no sign": a fault shows up as away
   violations someone will look into, never as a silently excused absence. A holder
   that *stores* the sign (shown when taken out) is ``sign_shown_when="open"``.
+* Presence (front desk only, F-RECEIVE): gpiozero's own devices, which smooth their
+  readings on a background thread. A PIR module (``MotionSensor``) drives its output high
+  while it sees motion; an HC-SR04 (``DistanceSensor``, ECHO through a divider) sees a
+  citizen while they are nearer than the configured threshold. The panel reports each
+  change, ``Presence(here=True)`` / ``Presence(here=False)``; how long a quiet sensor
+  means "gone" is the rules' ``presence_hold_s``. The first reading of a sensor is
+  not a change: a citizen already at the desk at start-up is not an arrival.
 * Status LED: steady = connected, slow blink = buffering (events held in the outbox),
   fast blink = fault.
 * Buzzer (active, driven high): a short beep acknowledges every accepted press. With
@@ -34,17 +41,20 @@ it) and the behaviour must be the same on the bench as in the field.
 from __future__ import annotations
 
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeAlias
 
-from gpiozero import LED, Buzzer, DigitalInputDevice
+from gpiozero import LED, Buzzer, DigitalInputDevice, DistanceSensor, MotionSensor
+from gpiozero.exc import PWMSoftwareFallback
 from gpiozero.pins import Factory
 
-from agent.config import GpioConfig
+from agent.config import DistanceSensorConfig, GpioConfig, MotionSensorConfig, PresenceConfig
 from agent.protocol import Rating, now_ms
-from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Sign
+from agent.rules.inputs import Call, Evaluation, Finish, Presence, RuleInput, Sign
 
 StatusMode: TypeAlias = Literal["off", "connected", "buffering", "fault"]
 
@@ -119,6 +129,7 @@ class WindowPanel:
         self._lock = threading.Lock()  # presses arrive on gpiozero's callback threads
         self._last_press: dict[str, int] = {}
         self._sign_reported: bool | None = None
+        self._presence_reported: bool | None = None
         self._status: StatusMode = "off"
         self._restore: threading.Timer | None = None
         self._closed = False
@@ -136,7 +147,9 @@ class WindowPanel:
             return device
 
         try:
-            self.call_button = button(config.call_button, "call", Call(source="bell"))
+            self.call_button: DigitalInputDevice | None = None
+            if config.call_button is not None:
+                self.call_button = button(config.call_button, "call", Call(source="bell"))
             self.finish_button: DigitalInputDevice | None = None
             if config.finish_button is not None:
                 self.finish_button = button(config.finish_button, "finish", Finish())
@@ -158,6 +171,9 @@ class WindowPanel:
             self.buzzer: Buzzer | None = None
             if config.buzzer is not None:
                 self.buzzer = self._add(Buzzer(config.buzzer, pin_factory=pin_factory))
+            self.presence_sensor: MotionSensor | DistanceSensor | None = None
+            if config.presence is not None:
+                self.presence_sensor = self._add(_presence_device(config.presence, pin_factory))
         except BaseException:
             # A pin in use or a bad factory must not leave the earlier pins claimed.
             self.close()
@@ -165,6 +181,12 @@ class WindowPanel:
         self.sign_sensor.when_activated = self._sign_changed
         self.sign_sensor.when_deactivated = self._sign_changed
         self._sign_changed()
+        sensor = self.presence_sensor
+        if sensor is not None:
+            # Motion (PIR) and "out of range" (ultrasonic) are both gpiozero's "active".
+            seen_when_active = isinstance(sensor, MotionSensor)
+            sensor.when_activated = partial(self._presence_changed, seen_when_active)
+            sensor.when_deactivated = partial(self._presence_changed, not seen_when_active)
 
     def _add(self, device: Any) -> Any:
         self._devices.append(device)
@@ -196,6 +218,28 @@ class WindowPanel:
                 return
             self._sign_reported = up
             self._sink.put((t, Sign(up=up)))
+
+    def _presence_changed(self, here: bool) -> None:
+        # Called on the sensor's own queue thread, once per change of its smoothed level.
+        t = self._clock()
+        with self._lock:
+            if self._closed or here == self._presence_reported:
+                return
+            self._presence_reported = here
+            self._sink.put((t, Presence(here=here)))
+
+    def presence_ready(self, timeout: float = 2.0) -> bool:
+        """Wait until the presence sensor has its first reading (gpiozero reports changes
+        from then on); True at once without a sensor, False if it took longer."""
+        sensor = self.presence_sensor
+        if sensor is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while not (sensor.wait_for_active(0) or sensor.wait_for_inactive(0)):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     @property
     def sign_up(self) -> bool:
@@ -288,3 +332,23 @@ class WindowPanel:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _presence_device(config: PresenceConfig, pin_factory: Factory) -> MotionSensor | DistanceSensor:
+    """The gpiozero device a presence sensor's config describes."""
+    if isinstance(config, MotionSensorConfig):
+        # A PIR module drives its output (push-pull): the pull-down only keeps a loose
+        # wire from reading as motion.
+        return MotionSensor(config.pin, pull_up=False, pin_factory=pin_factory)
+    assert isinstance(config, DistanceSensorConfig)
+    with warnings.catch_warnings():
+        # gpiozero suggests pigpio for exact echo timing; a threshold crossing at a desk
+        # does not need centimetres, and pigpio does not run on a Pi 5.
+        warnings.simplefilter("ignore", PWMSoftwareFallback)
+        return DistanceSensor(
+            echo=config.echo,
+            trigger=config.trigger,
+            max_distance=config.max_distance_m,
+            threshold_distance=config.threshold_m,
+            pin_factory=pin_factory,
+        )

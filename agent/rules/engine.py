@@ -12,21 +12,27 @@ Time model
     away; the smile of such a frame is unknown and never counts.
 
     Every deadline (end of a smile window, the farewell stand limit, the see-off time,
-    the session timeout, away confirmation) is resolved *at the deadline's own time*,
-    before any later input is applied, so the events do not depend on the frame rate or
-    on how often the app ticks. Every limit is inclusive, as the config words it:
-    standing exactly ``stand_within_s`` after the call is on time, sitting down exactly
-    ``see_off_s`` after standing passes, no face for exactly ``away_after_s`` is away,
-    the sign up for exactly ``sign_present_flag_s`` is flagged; only presses "closer
-    than" ``repeat_press_s`` are repeats. Inputs
-    that arrive with a time earlier than the last one (threads racing into the app's
-    queue) are taken as happening "now" and counted in ``counters.clock_backwards``.
+    the session timeout, a front desk's departure, away confirmation) is resolved *at
+    the deadline's own time*, before any later input is applied, so the events do not
+    depend on the frame rate or on how often the app ticks. Every limit is inclusive, as
+    the config words it: standing exactly ``stand_within_s`` after the call is on time,
+    sitting down exactly ``see_off_s`` after standing passes, no face for exactly
+    ``away_after_s`` is away, the sign up for exactly ``sign_present_flag_s`` is
+    flagged, a citizen unseen for exactly ``presence_hold_s`` has left; only presses
+    "closer than" ``repeat_press_s`` are repeats. Inputs that arrive with a time earlier
+    than the last one (threads racing into the app's queue) are taken as happening "now"
+    and counted in ``counters.clock_backwards``.
 
 Sessions (W-CALL, W-TWO-STANDS, G-SMILE, W-FAREWELL, W-EVALUATE, H-PRIORITY)
     * A ``Call`` opens a session (``SessionOpened``). A queue call repeating the open
-      session's ticket is a recall, and a ticketless bell press within
-      ``repeat_press_s`` of the opening is a double press: neither opens a session
-      (a junk zero-length session would fail the clerk's stands); both are counted.
+      session's ticket (or its queue ``call_id``: MQTT delivers at least once) is a
+      recall, and a ticketless bell press within ``repeat_press_s`` of the opening is a
+      double press: neither opens a session (a junk zero-length session would fail the
+      clerk's stands); both are counted, and the session keeps what its call brought.
+    * What the call brought rides on the session: ``source``, ``ticket``, ``priority``
+      and the queue call's own fields (``call_id``, ``matter_code``, ``matter_name``,
+      ``priority_category``, ``case_number``; None from a bell) on ``SessionOpened``
+      and on the ``SessionSummary``. A priority category makes the call a priority one.
     * Greeting stand: ``StoodUp(phase="greeting")`` when the clerk first stands after
       the call (already standing at the call = 0 ms), ``on_time`` if within
       ``stand_within_s``; a late stand is reported with its real delay. If the clerk
@@ -40,11 +46,14 @@ Sessions (W-CALL, W-TWO-STANDS, G-SMILE, W-FAREWELL, W-EVALUATE, H-PRIORITY)
       ``session_timeout_s`` after opening, or ``Shutdown``.
     * Farewell: from the end, the clerk must stand within ``farewell_within_s`` and not
       sit down before ``see_off_s`` has passed (already standing at the end counts from
-      the end). A farewell smile window of ``farewell_within_s`` runs alongside.
-      ``StoodUp(phase="farewell")`` carries the verdict in ``on_time``. The next call
-      (or ``Shutdown``) forces the farewell to resolve at once: a clerk who stood and
-      had not sat down when the next number was called passed - they never sat while
-      the citizen was leaving. Hence the ``SessionSummary`` is emitted only once the
+      the end). A farewell smile window of ``farewell_within_s`` runs alongside; the
+      summary's ``smiled_at_farewell`` and ``farewell_smile_after_ms`` say whether and
+      when the score reached ``smile_threshold`` in it (a smile unseen - no face - is no
+      smile, as at the greeting; None only for a session with no farewell: a front
+      desk's). ``StoodUp(phase="farewell")`` carries the verdict in ``on_time``. The
+      next call (or ``Shutdown``) forces the farewell to resolve at once: a clerk who
+      stood and had not sat down when the next number was called passed - they never
+      sat while the citizen was leaving. Hence the ``SessionSummary`` is emitted only once the
       farewell resolves, usually ``farewell_within_s``..``+see_off_s`` after the end.
       With no finish key or evaluation the end is the next call itself, so only the
       posture at that moment can be judged.
@@ -54,6 +63,30 @@ Sessions (W-CALL, W-TWO-STANDS, G-SMILE, W-FAREWELL, W-EVALUATE, H-PRIORITY)
       its farewell), ``sign_up`` (the please-wait sign is up), ``already_evaluated``.
       Only a non-suspect press sets the session's rating and ends an open session.
       A press after the finish key but before the summary belongs to that session.
+
+Front desk (F-RECEIVE), ``role="front_desk"``
+    The front desk receives whoever walks up: "on reception, stand up, greet first,
+    smile". Its presence sensor (``Presence``) opens the session: a citizen arriving
+    while none is open opens a reception (``SessionOpened(source="presence")``); a call,
+    if the desk has a bell or the queue calls it, opens one too. Every session of a front
+    desk is a reception:
+    * Stand and smile are judged as after a call, from the arrival, within the desk's
+      own ``stand_within_s`` and ``greet_within_s``, tagged F-RECEIVE; the summary's
+      ``greeted_first`` is True when the clerk stood *and* smiled within them. Only
+      posture and smile are measured: whether the clerk spoke first is not (no audio),
+      so "greeted first" means stood and smiled before the limits passed.
+    * The citizen has left once the sensor has not seen them for ``presence_hold_s``
+      (seen again sooner, nothing happened); that ends the reception with
+      ``closed_by="finish_key"`` (the contract has no word for a departure: it is the
+      desk's end of service, as the key is a window's) and ``closed_ms`` the moment the
+      sensor last saw them. An evaluation, the finish key, a call or the timeout end it
+      as at a window.
+    * No farewell is judged: the front desk's standard asks for none (两立 is the
+      windows' rule). Its summary follows the end at once, with ``stood_at_farewell``
+      False, ``see_off_ms`` None and the farewell smile None; no farewell events.
+    * The panel reports changes of the sensor, so a citizen already at the desk when
+      the agent starts opens nothing: their approach was not seen.
+    Every other role ignores ``Presence``.
 
 Away and the sign (W-AWAY-SIGN)
     * An absence starts at the first observation without a face and is *away* once it
@@ -84,7 +117,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from agent.config import RuleConfig
+from agent.config import Role, RuleConfig
 from agent.events import Draft
 from agent.observation import Observation
 from agent.protocol import (
@@ -99,9 +132,19 @@ from agent.protocol import (
     Smiled,
     StoodUp,
 )
-from agent.rules.inputs import Call, Evaluation, Finish, RuleInput, Shutdown, Sign, Tick
+from agent.rules.inputs import (
+    Call,
+    Evaluation,
+    Finish,
+    Presence,
+    RuleInput,
+    Shutdown,
+    Sign,
+    Tick,
+)
 
 ClosedBy: TypeAlias = Literal["evaluation", "finish_key", "next_call", "timeout", "shutdown"]
+Source: TypeAlias = Literal["bell", "queue", "presence"]
 SuspectReason: TypeAlias = Literal["no_session", "sign_up", "repeat", "already_evaluated"]
 #: One step of a script: an observation (its own time) or ``(t_ms, input)``.
 Step: TypeAlias = Observation | tuple[int, RuleInput]
@@ -110,11 +153,24 @@ _GREETING_STAND = (Clause.W_CALL, Clause.W_TWO_STANDS)
 _GREETING_SMILE = (Clause.G_SMILE, Clause.W_CALL)
 _FAREWELL_STAND = (Clause.W_FAREWELL, Clause.W_TWO_STANDS)
 _FAREWELL_SMILE = (Clause.G_SMILE, Clause.W_FAREWELL)
+_RECEIVE_STAND = (Clause.F_RECEIVE,)
+_RECEIVE_SMILE = (Clause.G_SMILE, Clause.F_RECEIVE)
 _AWAY = (Clause.W_AWAY_SIGN,)
 
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+def _call_fields(call: Call | None) -> dict[str, Any]:
+    """The queue call's own fields, as ``SessionOpened`` and ``SessionSummary`` name them."""
+    return {
+        "call_id": None if call is None else call.call_id,
+        "matter_code": None if call is None else call.matter_code,
+        "matter_name": None if call is None else call.matter_name,
+        "priority_category": None if call is None else call.priority_category,
+        "case_number": None if call is None else call.case_number,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +222,11 @@ class _SmileWindow:
 class _Session:
     id: uuid.UUID
     opened_ms: int
-    source: Literal["bell", "queue"]
+    source: Source
     ticket: str | None
     priority: bool
+    call: dict[str, Any]  # _call_fields of what opened it
+    reception: bool  # a front desk's (F-RECEIVE): no farewell, greeted_first
     greet_smile: _SmileWindow
     stand_ms: int | None = None
     ended_ms: int | None = None
@@ -180,6 +238,7 @@ class _Session:
     fw_ok: bool = False
     see_off_ms: int | None = None
     too_broad: bool = False
+    left_ms: int | None = None  # front desk: when the sensor stopped seeing the citizen
 
     @property
     def open(self) -> bool:
@@ -206,21 +265,26 @@ class ServiceRules:
     >>> [d.kind.__name__ for d in rules.feed(1_000, Call(source="bell"))]
     ['SessionOpened']
 
-    ``in_hours`` and ``sign_up`` are the state at start-up. Opening hours default to
-    open: a terminal that was never told the hours should report an unattended window
-    rather than excuse it. ``new_id`` makes session ids (inject a counter in tests).
+    ``role`` is the window's (``WindowConfig.role``): a ``front_desk`` runs the
+    reception rules, every other role the window rules. ``in_hours`` and ``sign_up`` are
+    the state at start-up. Opening hours default to open: a terminal that was never told
+    the hours should report an unattended window rather than excuse it. ``new_id`` makes
+    session ids (inject a counter in tests).
     """
 
     def __init__(
         self,
         config: RuleConfig | None = None,
         *,
+        role: Role = "comprehensive",
         in_hours: bool = True,
         sign_up: bool = False,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
         cfg = config if config is not None else RuleConfig()
         self.config = cfg
+        self.role = role
+        self._front_desk = role == "front_desk"
         self._new_id = new_id
         self._stand_within = _ms(cfg.stand_within_s)
         self._greet_within = _ms(cfg.greet_within_s)
@@ -230,6 +294,7 @@ class ServiceRules:
         self._sign_flag = _ms(cfg.sign_present_flag_s)
         self._repeat = _ms(cfg.repeat_press_s)
         self._timeout = _ms(cfg.session_timeout_s)
+        self._hold = _ms(cfg.presence_hold_s)
         self.counters = RuleCounters()
 
         self._now: int | None = None
@@ -308,6 +373,8 @@ class ServiceRules:
             self._on_observation(t, item)
         elif isinstance(item, Call):
             self._on_call(t, item)
+        elif isinstance(item, Presence):
+            self._on_presence(t, item.here)
         elif isinstance(item, Finish):
             if self._session is not None and self._session.open:
                 self._end_session(t, "finish_key")
@@ -345,6 +412,8 @@ class ServiceRules:
                 if not s.greet_smile.closed:
                     yield _Deadline(s.greet_smile.end_ms, 0, self._close_greet_smile)
                 yield _Deadline(s.opened_ms + self._timeout, 1, self._timeout_session)
+                if s.left_ms is not None:
+                    yield _Deadline(s.left_ms + self._hold, 7, self._citizen_left, True)
             else:
                 assert s.ended_ms is not None
                 if not s.fw_done and s.fw_stood_ms is None:
@@ -383,31 +452,62 @@ class ServiceRules:
     def _on_call(self, t: int, call: Call) -> None:
         s = self._session
         if s is not None and s.open:
-            if call.ticket is not None and call.ticket == s.ticket:
+            same_ticket = call.ticket is not None and call.ticket == s.ticket
+            same_call = call.call_id is not None and call.call_id == s.call["call_id"]
+            if same_ticket or same_call:
                 self.counters.recalls += 1
                 return
-            if call.ticket is None and call.source == s.source and t - s.opened_ms < self._repeat:
+            if (
+                call.ticket is None
+                and call.call_id is None
+                and call.source == s.source
+                and t - s.opened_ms < self._repeat
+            ):
                 self.counters.repeated_calls += 1
                 return
             self._end_session(t, "next_call")
-        if self._session is not None:
+        self._open(t, call.source, call.ticket, call.priority, _call_fields(call))
+
+    def _on_presence(self, t: int, here: bool) -> None:
+        if not self._front_desk:
+            return  # a window's sessions open on calls alone
+        s = self._session
+        if here:
+            if s is not None and s.open:
+                s.left_ms = None  # still there (a sensor's quiet spell), or back in time
+            else:
+                self._open(t, "presence", None, False, _call_fields(None))
+        elif s is not None and s.open and s.left_ms is None:
+            s.left_ms = t
+
+    def _citizen_left(self, t: int) -> None:
+        s = self._session
+        assert s is not None and s.left_ms is not None
+        self._end_session(t, "finish_key", ended_ms=s.left_ms)
+
+    def _open(
+        self, t: int, source: Source, ticket: str | None, priority: bool, call: dict[str, Any]
+    ) -> None:
+        if self._session is not None:  # awaiting its farewell: the next citizen is here
             self._force_farewell(t)
             self._maybe_summarise(t)
         s = _Session(
             id=self._new_id(),
             opened_ms=t,
-            source=call.source,
-            ticket=call.ticket,
-            priority=call.priority,
+            source=source,
+            ticket=ticket,
+            priority=priority,
+            call=call,
+            reception=self._front_desk,
             greet_smile=_SmileWindow(t, t + self._greet_within),
         )
         self._session = s
-        clauses: tuple[Clause, ...] = (Clause.W_CALL,)
-        if call.priority:
+        clauses: tuple[Clause, ...] = (Clause.F_RECEIVE,) if s.reception else (Clause.W_CALL,)
+        if priority:
             clauses += (Clause.H_PRIORITY,)
         self._emit(
             SessionOpened, t, clauses, s.id,
-            source=call.source, ticket=call.ticket, priority=call.priority,
+            source=source, ticket=ticket, priority=priority, **call,
         )  # fmt: skip
         # Posture and expression at the call count as seen at the call.
         if self._standing:
@@ -421,7 +521,7 @@ class ServiceRules:
         s.stand_ms = t
         after = t - s.opened_ms
         self._emit(
-            StoodUp, t, _GREETING_STAND, s.id,
+            StoodUp, t, _RECEIVE_STAND if s.reception else _GREETING_STAND, s.id,
             phase="greeting", on_time=after <= self._stand_within, after_ms=after,
         )  # fmt: skip
 
@@ -431,8 +531,12 @@ class ServiceRules:
         window.closed = True
         too_broad = window.peak is not None and window.peak > self.config.too_broad_threshold
         s.too_broad = s.too_broad or too_broad
+        if phase == "greeting":
+            clauses = _RECEIVE_SMILE if s.reception else _GREETING_SMILE
+        else:
+            clauses = _FAREWELL_SMILE
         self._emit(
-            Smiled, t, _GREETING_SMILE if phase == "greeting" else _FAREWELL_SMILE, s.id,
+            Smiled, t, clauses, s.id,
             phase=phase,
             on_time=window.first_ms is not None,
             after_ms=None if window.first_ms is None else window.first_ms - window.start_ms,
@@ -451,18 +555,22 @@ class ServiceRules:
     def _timeout_session(self, t: int) -> None:
         self._end_session(t, "timeout")
 
-    def _end_session(self, t: int, closed_by: ClosedBy) -> None:
+    def _end_session(self, t: int, closed_by: ClosedBy, ended_ms: int | None = None) -> None:
+        """End the open session at ``t`` (``ended_ms``: when it really ended, if earlier)."""
         s = self._session
         assert s is not None and s.open
         if not s.greet_smile.closed:
             self._close_greet_smile(t)
         if s.stand_ms is None:
             self._emit(
-                StoodUp, t, _GREETING_STAND, s.id,
+                StoodUp, t, _RECEIVE_STAND if s.reception else _GREETING_STAND, s.id,
                 phase="greeting", on_time=False, after_ms=None,
             )  # fmt: skip
-        s.ended_ms = t
+        s.ended_ms = t if ended_ms is None else ended_ms
         s.closed_by = closed_by
+        if s.reception:
+            s.fw_done = True  # the front desk's standard asks for no see-off
+            return
         s.fw_smile = _SmileWindow(t, t + self._farewell_within)
         if self._smile is not None:
             s.fw_smile.see(t, self._smile, self.config.smile_threshold)
@@ -506,25 +614,32 @@ class ServiceRules:
         s = self._session
         if s is None or s.open or not s.fw_done:
             return
-        if s.fw_smile is None or not s.fw_smile.closed:
+        fw = s.fw_smile
+        if fw is not None and not fw.closed:
             return
         assert s.ended_ms is not None and s.closed_by is not None
-        clauses: tuple[Clause, ...] = (
-            Clause.W_CALL, Clause.W_TWO_STANDS, Clause.G_SMILE, Clause.W_FAREWELL,
-            Clause.W_EVALUATE,
-        )  # fmt: skip
+        clauses: tuple[Clause, ...]
+        if s.reception:
+            clauses = (Clause.F_RECEIVE, Clause.G_SMILE)
+        else:
+            clauses = (
+                Clause.W_CALL, Clause.W_TWO_STANDS, Clause.G_SMILE, Clause.W_FAREWELL,
+                Clause.W_EVALUATE,
+            )  # fmt: skip
         if s.priority:
             clauses += (Clause.H_PRIORITY,)
         g = s.greet_smile
         stand_after = None if s.stand_ms is None else s.stand_ms - s.opened_ms
+        stood = stand_after is not None and stand_after <= self._stand_within
+        smiled = g.first_ms is not None
         self._emit(
             SessionSummary, t, clauses, s.id,
             opened_ms=s.opened_ms,
             closed_ms=s.ended_ms,
             closed_by=s.closed_by,
-            stood_on_call=stand_after is not None and stand_after <= self._stand_within,
+            stood_on_call=stood,
             stand_after_ms=stand_after,
-            smiled_at_greeting=g.first_ms is not None,
+            smiled_at_greeting=smiled,
             smile_after_ms=None if g.first_ms is None else g.first_ms - g.start_ms,
             smile_peak=g.peak,
             smile_too_broad=s.too_broad,
@@ -532,6 +647,14 @@ class ServiceRules:
             see_off_ms=s.see_off_ms,
             rating=s.rating,
             priority=s.priority,
+            source=s.source,
+            ticket=s.ticket,
+            **s.call,
+            smiled_at_farewell=None if fw is None else fw.first_ms is not None,
+            farewell_smile_after_ms=(
+                None if fw is None or fw.first_ms is None else fw.first_ms - fw.start_ms
+            ),
+            greeted_first=(stood and smiled) if s.reception else None,
         )  # fmt: skip
         self._session = None
 
@@ -705,9 +828,11 @@ def run(
     script: Iterable[Step],
     config: RuleConfig | None = None,
     *,
+    role: Role = "comprehensive",
     in_hours: bool = True,
     sign_up: bool = False,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> list[Draft]:
     """Run a script through fresh rules and return every draft (handy in tests)."""
-    return ServiceRules(config, in_hours=in_hours, sign_up=sign_up, new_id=new_id).run(script)
+    rules = ServiceRules(config, role=role, in_hours=in_hours, sign_up=sign_up, new_id=new_id)
+    return rules.run(script)

@@ -12,16 +12,38 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from agent.observation import Observation
-from agent.protocol import Command, Rating
+from agent.protocol import Command, PriorityCategory, Rating
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A number was called: the caller bell / call-next key, or the queue system (W-CALL)."""
+    """A number was called: the caller bell / call-next key, or the queue system (W-CALL).
+
+    A queue call may bring its own details (contract version 2): the queue system's
+    ``call_id``, the service matter, the H-PRIORITY category and the case number; the
+    session carries them into its events. A ``priority_category`` implies ``priority``.
+    """
 
     source: Literal["bell", "queue"] = "bell"
     ticket: str | None = None
     priority: bool = False
+    call_id: str | None = None
+    matter_code: str | None = None
+    matter_name: str | None = None
+    priority_category: PriorityCategory | None = None
+    case_number: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.priority_category is not None and not self.priority:
+            object.__setattr__(self, "priority", True)  # frozen: set once, here
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A front desk's presence sensor (F-RECEIVE): it began (``here=True``) or stopped
+    (``here=False``) seeing a citizen at the desk. Only a front desk's rules use it."""
+
+    here: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +82,27 @@ class Shutdown:
 
 
 #: Anything ``ServiceRules.feed`` accepts.
-RuleInput: TypeAlias = Observation | Call | Finish | Evaluation | Sign | Tick | Shutdown
+RuleInput: TypeAlias = Observation | Call | Presence | Finish | Evaluation | Sign | Tick | Shutdown
 
 
 def from_command(cmd: Command) -> RuleInput | None:
     """The rule input a queue-system ``cmd`` carries, or None for non-rule actions.
 
     A centre may wire its queue-calling system instead of (or besides) the bell; its
-    calls arrive over MQTT and open sessions exactly like a press, with the ticket.
+    calls arrive over MQTT and open sessions exactly like a press, with the ticket and
+    (version 2 commands) the call's own fields.
     """
     if cmd.action == "call":
-        return Call(source="queue", ticket=cmd.ticket, priority=cmd.priority)
+        return Call(
+            source="queue",
+            ticket=cmd.ticket,
+            priority=cmd.priority,
+            call_id=cmd.call_id,
+            matter_code=cmd.matter_code,
+            matter_name=cmd.matter_name,
+            priority_category=cmd.priority_category,
+            case_number=cmd.case_number,
+        )
     if cmd.action == "finish":
         return Finish()
     return None
@@ -80,6 +112,7 @@ __all__ = [
     "Call",
     "Evaluation",
     "Finish",
+    "Presence",
     "RuleInput",
     "Shutdown",
     "Sign",

@@ -50,6 +50,7 @@ def test_presses_become_events_state_and_health(broker: MosquittoBroker, tmp_pat
     )
     with agent:
         wait_until(lambda: agent.link.link is not LinkState.OFFLINE, 10, "connected")
+        assert window.gpio.call_button is not None
         press(factory, window.gpio.call_button)
         wait_until(lambda: "session_opened" in kinds(), 5, "session opened")
         clerk.on_call(int(time.time() * 1000) - 3000)  # stands and smiles right away

@@ -99,6 +99,7 @@ def test_an_agent_from_parts_talks_to_its_link(tmp_path: Path) -> None:
     with agent:
         assert link.calls == ["start"]
         wait_until(lambda: panel.status == "buffering", 5, "buffering while offline")
+        assert window.gpio.call_button is not None
         press(factory, window.gpio.call_button)
         wait_until(lambda: any(s.in_session for s in link.states), 5, "state in session")
         assert box.peek(1)[0].kind == "session_opened"

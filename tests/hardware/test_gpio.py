@@ -14,16 +14,16 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from gpiozero import Button, DigitalInputDevice
+from gpiozero import Button, DigitalInputDevice, DistanceSensor, MotionSensor
 from gpiozero.exc import GPIOPinInUse
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockTriggerPin
 
 from agent.config import GpioConfig
 from agent.hardware.gpio import WindowPanel
 from agent.protocol import Rating
-from agent.rules import Call, Evaluation, Finish, RuleInput, ServiceRules, Sign
+from agent.rules import Call, Evaluation, Finish, Presence, RuleInput, ServiceRules, Sign, Tick
 from agent.rules.engine import Step
-from tests.rules.script import CFG, brief, ev, gone, ids, seen
+from tests.rules.script import CFG, NO_CALL, brief, ev, gone, ids, seen
 from tests.waiting import wait_until
 
 CALL, FINISH, SIGN, LED_PIN, BUZZER = 17, 27, 22, 23, 24
@@ -336,7 +336,8 @@ def test_bell_to_finish_key_session_from_pins(factory: MockFactory, clock: FakeC
         "SessionSummary", 45_000, opened_ms=10_000, closed_ms=40_000, closed_by="finish_key",
         stood_on_call=True, stand_after_ms=3_000, smiled_at_greeting=True, smile_after_ms=3_000,
         smile_peak=0.7, smile_too_broad=False, stood_at_farewell=True, see_off_ms=3_000,
-        rating=None, priority=False,
+        rating=None, priority=False, source="bell", ticket=None, **NO_CALL,
+        smiled_at_farewell=True, farewell_smile_after_ms=1_000, greeted_first=None,
     )  # fmt: skip
 
 
@@ -380,3 +381,107 @@ def test_presses_from_many_threads_all_reach_the_sink(factory: MockFactory) -> N
             th.join()
         got = drain(q)
     assert Counter(item for _, item in got) == {Evaluation(rating): 50 for rating in Rating}
+
+
+# --------------------------------------------------------------------------- front desk presence
+
+PIR, ECHO, TRIG = 4, 20, 21
+
+
+def echo_s(distance_m: float) -> float:
+    """An HC-SR04's echo pulse for a reflector at ``distance_m`` (gpiozero: 343.26 m/s)."""
+    return 2 * distance_m / 343.26
+
+
+def desk_gpio(presence: dict[str, object]) -> GpioConfig:
+    return gpio(call_button=None, presence=presence)  # a front desk needs no bell
+
+
+def presences(q: Q, n: int) -> list[tuple[int, RuleInput]]:
+    """Wait for the next ``n`` presence changes (the sensor's thread reports them)."""
+    got: list[tuple[int, RuleInput]] = []
+
+    def more() -> bool:
+        got.extend(item for item in drain(q) if isinstance(item[1], Presence))
+        return len(got) >= n
+
+    wait_until(more, 5, f"{n} presence changes")
+    return got
+
+
+def test_a_pir_reports_the_citizen_walking_up_and_away(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(desk_gpio({"type": "pir", "pin": PIR}), q, pin_factory=factory,
+                     clock=clock) as panel:  # fmt: skip
+        assert panel.call_button is None and isinstance(panel.presence_sensor, MotionSensor)
+        assert panel.presence_ready()  # the first reading is no arrival
+        assert drain(q) == [(1_000, Sign(up=False))]
+        clock.t_ms = 2_000
+        factory.pin(PIR).drive_high()  # the module sees motion
+        assert presences(q, 1) == [(2_000, Presence(here=True))]
+        clock.t_ms = 9_000
+        factory.pin(PIR).drive_low()
+        assert presences(q, 1) == [(9_000, Presence(here=False))]
+
+
+def test_an_ultrasonic_sensor_sees_a_citizen_nearer_than_the_threshold(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    # The trigger pin echoes on the echo pin after the time sound takes to the reflector.
+    trig = factory.pin(TRIG, pin_class=MockTriggerPin, echo_pin=factory.pin(ECHO),
+                       echo_time=echo_s(2.0))  # fmt: skip
+    cfg = desk_gpio({"type": "ultrasonic", "echo": ECHO, "trigger": TRIG, "threshold_m": 0.8,
+                     "max_distance_m": 2.0})  # fmt: skip
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(cfg, q, pin_factory=factory, clock=clock) as panel:
+        sensor = panel.presence_sensor
+        assert isinstance(sensor, DistanceSensor)
+        assert (sensor.max_distance, sensor.threshold_distance) == (2.0, 0.8)
+        assert panel.presence_ready()
+        drain(q)
+        clock.t_ms = 3_000
+        trig.echo_time = echo_s(0.4)  # someone at the desk
+        assert presences(q, 1) == [(3_000, Presence(here=True))]
+        clock.t_ms = 8_000
+        trig.echo_time = echo_s(1.5)  # walked off, though still in the sensor's range
+        assert presences(q, 1) == [(8_000, Presence(here=False))]
+
+
+def test_closing_releases_the_presence_sensors_pins(factory: MockFactory) -> None:
+    q: Q = queue.SimpleQueue()
+    factory.pin(TRIG, pin_class=MockTriggerPin, echo_pin=factory.pin(ECHO))
+    cfg = desk_gpio({"type": "ultrasonic", "echo": ECHO, "trigger": TRIG})
+    with WindowPanel(cfg, q, pin_factory=factory):
+        pass
+    for pin in (ECHO, TRIG, SIGN):
+        DigitalInputDevice(pin, pin_factory=factory).close()  # GPIOPinInUse if still held
+    with WindowPanel(desk_gpio({"type": "pir", "pin": PIR}), q, pin_factory=factory):
+        pass
+    DigitalInputDevice(PIR, pin_factory=factory).close()
+
+
+def test_a_walk_up_at_the_pir_becomes_a_reception(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(desk_gpio({"type": "pir", "pin": PIR}), q, pin_factory=factory,
+                     clock=clock) as panel:  # fmt: skip
+        assert panel.presence_ready()
+        clock.t_ms = 10_000
+        factory.pin(PIR).drive_high()
+        steps: list[Step] = [*presences(q, 1)]
+        clock.t_ms = 30_000
+        factory.pin(PIR).drive_low()
+        steps += presences(q, 1)
+    rules = ServiceRules(CFG, role="front_desk", new_id=ids())
+    drafts = rules.run(_run(q, rules, [
+        *steps,
+        seen(9_000, smile=0.1),
+        seen(11_000, smile=0.8, standing=True),   # stood and smiled 1 s after the arrival
+        (40_000, Tick()),                         # unseen for 5 s from 30 000: gone
+    ]))  # fmt: skip
+    summary = brief(drafts)[-1]
+    assert summary[0] == "SessionSummary" and summary[1] == 35_000
+    assert {k: summary[2][k] for k in ("source", "opened_ms", "closed_ms", "greeted_first")} == {
+        "source": "presence", "opened_ms": 10_000, "closed_ms": 30_000, "greeted_first": True,
+    }  # fmt: skip

@@ -2,7 +2,8 @@
 
 Expected events in the tests are written out by hand as ``ev(kind, ts, **fields)``
 tuples; ``brief`` turns the engine's drafts into the same shape, after checking that
-each one would make a valid protocol event (so field names and ranges are real).
+each one would make a valid protocol event of the newest contract version, the one the
+outbox writes (so field names and ranges are real).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from agent.config import RuleConfig
 from agent.events import Draft
 from agent.observation import Observation
+from agent.protocol import CONTRACT
 from agent.rules import ServiceRules
 
 #: The thresholds every scenario was computed with (the documented defaults, spelled
@@ -28,11 +30,18 @@ CFG = RuleConfig(
     sign_present_flag_s=300.0,
     repeat_press_s=3.0,
     session_timeout_s=1800.0,
+    presence_hold_s=5.0,
     smile_threshold=0.5,
     too_broad_threshold=0.97,
 )
 
 Brief = tuple[str, int, dict[str, Any]]
+
+#: The queue call's own fields of a session no queue call with details opened (a bell,
+#: a reception, a version 1 queue call): ``ev("SessionOpened", 0, ..., **NO_CALL)``.
+NO_CALL: dict[str, Any] = dict(
+    call_id=None, matter_code=None, matter_name=None, priority_category=None, case_number=None
+)
 
 
 def sid(n: int) -> uuid.UUID:
@@ -65,7 +74,7 @@ def ev(kind: str, ts: int, **fields: Any) -> Brief:
 
 def validate(draft: Draft) -> None:
     """Build the full protocol event the outbox would build; raises if a field is wrong."""
-    draft.kind(
+    CONTRACT.model_for(draft.kind)(
         event_id=uuid.uuid4(),
         site="test",
         window="w01",

@@ -61,3 +61,17 @@ def test_queue_commands_map_to_rule_inputs() -> None:
     assert from_command(Command(cmd_id=uuid.uuid4(), action="finish")) == Finish()
     assert from_command(Command(cmd_id=uuid.uuid4(), action="ping")) is None
     assert from_command(Command(cmd_id=uuid.uuid4(), action="recalibrate")) is None
+
+
+def test_a_version_2_queue_call_brings_its_details() -> None:
+    call = Command(
+        cmd_id=uuid.uuid4(), action="call", ticket="B022", call_id="qp-1",
+        matter_code="310118-0042", matter_name="居住证办理", priority_category="military",
+        case_number="QP-1",
+    )  # fmt: skip
+    assert call.schema_version == 2 and call.priority is True
+    assert from_command(call) == Call(
+        source="queue", ticket="B022", priority=True, call_id="qp-1",
+        matter_code="310118-0042", matter_name="居住证办理", priority_category="military",
+        case_number="QP-1",
+    )  # fmt: skip

@@ -11,14 +11,16 @@ from collections import Counter
 
 import pytest
 
+from agent.config import Role
 from agent.events import Draft
 from agent.observation import Observation
 from agent.protocol import Rating
-from agent.rules import Call, Evaluation, Finish, Shutdown, Sign, Step, Tick
+from agent.rules import Call, Evaluation, Finish, Presence, Shutdown, Sign, Step, Tick
 from tests.rules.script import CFG, rules, validate
 
 
-def random_script(seed: int, steps: int = 250) -> list[Step]:
+def random_script(seed: int, steps: int = 250, presence: bool = False) -> list[Step]:
+    """Random steps; with ``presence``, a front desk's sensor comes and goes too."""
     rnd = random.Random(seed)
     t = 0
     out: list[Step] = []
@@ -37,8 +39,13 @@ def random_script(seed: int, steps: int = 250) -> list[Step]:
                 )
             )
         elif roll < 0.65:
+            if presence and rnd.random() < 0.7:
+                out.append((t, Presence(here=rnd.random() < 0.5)))
+                continue
             out.append((t, Call(source=rnd.choice(["bell", "queue"]),
                                 ticket=rnd.choice([None, "A1", "A2"]),
+                                call_id=rnd.choice([None, None, "q-1", "q-2"]),
+                                priority_category=rnd.choice([None, None, "elderly"]),
                                 priority=rnd.random() < 0.2)))  # fmt: skip
         elif roll < 0.7:
             out.append((t, Finish()))
@@ -52,7 +59,7 @@ def random_script(seed: int, steps: int = 250) -> list[Step]:
     return out
 
 
-def check(drafts: list[Draft]) -> None:
+def check(drafts: list[Draft], front_desk: bool = False) -> None:
     times = [d.ts_ms for d in drafts]
     assert times == sorted(times), "events must come out in time order"
     for d in drafts:
@@ -74,8 +81,10 @@ def check(drafts: list[Draft]) -> None:
         # After Shutdown every session is complete, with each outcome exactly once.
         assert counts["SessionOpened"] == 1
         assert counts["SessionSummary"] == 1, sid
-        for key in ("StoodUp:greeting", "StoodUp:farewell", "Smiled:greeting", "Smiled:farewell"):
-            assert counts[key] == 1, (sid, key)
+        assert counts["StoodUp:greeting"] == counts["Smiled:greeting"] == 1, sid
+        # A front desk judges no farewell; a window every time.
+        farewells = 0 if front_desk else 1
+        assert counts["StoodUp:farewell"] == counts["Smiled:farewell"] == farewells, sid
         assert len(ratings[sid]) <= 1
     for d in drafts:
         if d.kind.__name__ == "SessionSummary":
@@ -83,6 +92,14 @@ def check(drafts: list[Draft]) -> None:
             valid = ratings[d.session_id]
             assert f["rating"] == (valid[0] if valid else None)
             assert f["opened_ms"] <= f["closed_ms"] <= d.ts_ms
+            if front_desk:
+                assert f["greeted_first"] is (f["stood_on_call"] and f["smiled_at_greeting"])
+                assert f["smiled_at_farewell"] is None and f["stood_at_farewell"] is False
+            else:
+                assert f["greeted_first"] is None
+                assert f["smiled_at_farewell"] is (f["farewell_smile_after_ms"] is not None)
+            if f["priority_category"] is not None:
+                assert f["priority"] is True
             see_off = f["see_off_ms"]
             if f["stood_at_farewell"]:
                 # Passed: the full see-off, or cut short by the next call / shutdown.
@@ -113,13 +130,26 @@ def test_random_scripts_keep_the_invariants(seed: int) -> None:
     check(rules().run(random_script(seed)))
 
 
-def test_random_scripts_do_not_depend_on_tick_density() -> None:
+@pytest.mark.parametrize("seed", range(20))
+def test_random_front_desk_scripts_keep_the_invariants(seed: int) -> None:
+    check(rules(role="front_desk").run(random_script(seed, presence=True)), front_desk=True)
+
+
+def test_a_window_given_presence_behaves_as_without_it() -> None:
     for seed in range(10):
-        script = random_script(seed, steps=120)
+        script = random_script(seed, steps=120, presence=True)
+        without = [s for s in script if not (isinstance(s, tuple) and isinstance(s[1], Presence))]
+        assert rules().run(script) == rules().run(without)
+
+
+@pytest.mark.parametrize("role", ["comprehensive", "front_desk"])
+def test_random_scripts_do_not_depend_on_tick_density(role: Role) -> None:
+    for seed in range(10):
+        script = random_script(seed, steps=120, presence=role == "front_desk")
         # Drop ticks that carry no opening-hours change: outcomes must not move.
         sparse = [s for s in script if not (isinstance(s, tuple) and s[1] == Tick(in_hours=None))]
 
         def plain(drafts: list[Draft]) -> list[tuple[str, int, dict[str, object]]]:
             return [(d.kind.__name__, d.ts_ms, d.fields) for d in drafts]
 
-        assert plain(rules().run(script)) == plain(rules().run(sparse))
+        assert plain(rules(role=role).run(script)) == plain(rules(role=role).run(sparse))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.protocol import Clause, Rating
 from agent.rules import Call, Evaluation, Finish, Shutdown, Step, Tick
-from tests.rules.script import brief, ev, gone, rules, seen, sid
+from tests.rules.script import NO_CALL, brief, ev, gone, rules, seen, sid
 
 GREETING_SUMMARY_DEFAULTS = {"priority": False, "rating": None}
 
@@ -29,7 +29,7 @@ def test_model_session_passes_every_check() -> None:
         (70_000, Tick()),                         # farewell smile window closed at 65 000
     ])  # fmt: skip
     assert brief(drafts) == [
-        ev("SessionOpened", 10_000, source="bell", ticket=None, priority=False),
+        ev("SessionOpened", 10_000, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("StoodUp", 12_000, phase="greeting", on_time=True, after_ms=2_000),
         ev("Smiled", 18_000, phase="greeting", on_time=True, after_ms=3_000, score=0.8,
            too_broad=False),
@@ -42,7 +42,9 @@ def test_model_session_passes_every_check() -> None:
            closed_by="evaluation", stood_on_call=True, stand_after_ms=2_000,
            smiled_at_greeting=True, smile_after_ms=3_000, smile_peak=0.8,
            smile_too_broad=False, stood_at_farewell=True, see_off_ms=3_000,
-           rating=Rating.VERY_SATISFIED, priority=False),
+           rating=Rating.VERY_SATISFIED, priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=True,
+           farewell_smile_after_ms=1_000, greeted_first=None),
     ]  # fmt: skip
     assert {d.session_id for d in drafts} == {sid(1)}
     assert drafts[0].clauses == (Clause.W_CALL,)
@@ -67,7 +69,7 @@ def test_late_stand_no_smile_no_farewell() -> None:
         (40_000, Tick()),                        # nobody stood by 35 000
     ])  # fmt: skip
     assert brief(drafts) == [
-        ev("SessionOpened", 0, source="bell", ticket=None, priority=False),
+        ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("StoodUp", 7_000, phase="greeting", on_time=False, after_ms=7_000),
         ev("Smiled", 8_000, phase="greeting", on_time=False, after_ms=None, score=0.3,
            too_broad=False),
@@ -77,7 +79,9 @@ def test_late_stand_no_smile_no_farewell() -> None:
         ev("SessionSummary", 35_000, opened_ms=0, closed_ms=30_000, closed_by="finish_key",
            stood_on_call=False, stand_after_ms=7_000, smiled_at_greeting=False,
            smile_after_ms=None, smile_peak=0.3, smile_too_broad=False,
-           stood_at_farewell=False, see_off_ms=None, rating=None, priority=False),
+           stood_at_farewell=False, see_off_ms=None, rating=None, priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=False,
+           farewell_smile_after_ms=None, greeted_first=None),
     ]  # fmt: skip
 
 
@@ -130,7 +134,7 @@ def test_too_broad_smile_is_flagged_at_greeting_farewell_and_in_summary() -> Non
         (20_000, Tick()),
     ])  # fmt: skip
     assert brief(drafts) == [
-        ev("SessionOpened", 0, source="bell", ticket=None, priority=False),
+        ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("StoodUp", 1_000, phase="greeting", on_time=True, after_ms=1_000),
         ev("Smiled", 8_000, phase="greeting", on_time=True, after_ms=1_000, score=0.99,
            too_broad=True),
@@ -140,7 +144,9 @@ def test_too_broad_smile_is_flagged_at_greeting_farewell_and_in_summary() -> Non
         ev("SessionSummary", 15_000, opened_ms=0, closed_ms=10_000, closed_by="finish_key",
            stood_on_call=True, stand_after_ms=1_000, smiled_at_greeting=True,
            smile_after_ms=1_000, smile_peak=0.99, smile_too_broad=True,
-           stood_at_farewell=True, see_off_ms=3_000, rating=None, priority=False),
+           stood_at_farewell=True, see_off_ms=3_000, rating=None, priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=True,
+           farewell_smile_after_ms=0, greeted_first=None),
     ]  # fmt: skip
 
 
@@ -188,7 +194,9 @@ def test_sitting_before_the_see_off_time_fails_the_farewell() -> None:
         ev("SessionSummary", 25_000, opened_ms=0, closed_ms=20_000, closed_by="finish_key",
            stood_on_call=True, stand_after_ms=1_000, smiled_at_greeting=True,
            smile_after_ms=1_000, smile_peak=0.6, smile_too_broad=False,
-           stood_at_farewell=False, see_off_ms=1_500, rating=None, priority=False),
+           stood_at_farewell=False, see_off_ms=1_500, rating=None, priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=True,
+           farewell_smile_after_ms=0, greeted_first=None),
     ]  # fmt: skip
 
 
@@ -228,8 +236,10 @@ def test_next_call_forces_the_pending_farewell() -> None:
            stood_on_call=True, stand_after_ms=1_000, smiled_at_greeting=True,
            smile_after_ms=1_000, smile_peak=0.6, smile_too_broad=False,
            stood_at_farewell=True, see_off_ms=1_000, rating=Rating.SATISFIED,
-           priority=False),
-        ev("SessionOpened", 31_000, source="queue", ticket="A002", priority=False),
+           priority=False,
+           source="queue", ticket="A001", **NO_CALL, smiled_at_farewell=True,
+           farewell_smile_after_ms=0, greeted_first=None),
+        ev("SessionOpened", 31_000, source="queue", ticket="A002", priority=False, **NO_CALL),
         ev("StoodUp", 31_000, phase="greeting", on_time=True, after_ms=0),
     ]  # fmt: skip
     assert [d.session_id for d in drafts[4:7]] == [sid(1)] * 3
@@ -243,7 +253,7 @@ def test_next_call_closes_an_open_session_and_judges_the_posture_then() -> None:
         (40_000, Call(source="queue", ticket="7")),
     ])  # fmt: skip
     assert brief(drafts) == [
-        ev("SessionOpened", 0, source="bell", ticket=None, priority=False),
+        ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("Smiled", 8_000, phase="greeting", on_time=False, after_ms=None, score=0.1,
            too_broad=False),
         ev("StoodUp", 40_000, phase="greeting", on_time=False, after_ms=None),
@@ -253,8 +263,10 @@ def test_next_call_closes_an_open_session_and_judges_the_posture_then() -> None:
         ev("SessionSummary", 40_000, opened_ms=0, closed_ms=40_000, closed_by="next_call",
            stood_on_call=False, stand_after_ms=None, smiled_at_greeting=False,
            smile_after_ms=None, smile_peak=0.1, smile_too_broad=False,
-           stood_at_farewell=False, see_off_ms=None, rating=None, priority=False),
-        ev("SessionOpened", 40_000, source="queue", ticket="7", priority=False),
+           stood_at_farewell=False, see_off_ms=None, rating=None, priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=False,
+           farewell_smile_after_ms=None, greeted_first=None),
+        ev("SessionOpened", 40_000, source="queue", ticket="7", priority=False, **NO_CALL),
     ]  # fmt: skip
 
 
@@ -271,7 +283,7 @@ def test_forgotten_session_times_out_and_still_gets_a_farewell_check() -> None:
     # One tick long after: every deadline resolves at its own time, in order.
     drafts = rules().run([(0, Call()), (1_810_000, Tick())])
     assert brief(drafts) == [
-        ev("SessionOpened", 0, source="bell", ticket=None, priority=False),
+        ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("Smiled", 8_000, phase="greeting", on_time=False, after_ms=None, score=None,
            too_broad=False),
         ev("StoodUp", 1_800_000, phase="greeting", on_time=False, after_ms=None),
@@ -282,7 +294,9 @@ def test_forgotten_session_times_out_and_still_gets_a_farewell_check() -> None:
            closed_by="timeout", stood_on_call=False, stand_after_ms=None,
            smiled_at_greeting=False, smile_after_ms=None, smile_peak=None,
            smile_too_broad=False, stood_at_farewell=False, see_off_ms=None, rating=None,
-           priority=False),
+           priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=False,
+           farewell_smile_after_ms=None, greeted_first=None),
     ]  # fmt: skip
 
 
@@ -386,3 +400,99 @@ def test_sitting_down_one_ms_early_fails() -> None:
     ])  # fmt: skip
     assert brief(drafts)[-1][2]["stood_at_farewell"] is False
     assert brief(drafts)[-1][2]["see_off_ms"] == 2_999
+
+
+# --------------------------------------------------------------------------- the call's details
+
+#: A queue call as version 2 commands bring it (H-PRIORITY by its category).
+B022 = Call(
+    source="queue", ticket="B022", call_id="qp-20261102-0213", matter_code="310118-0042",
+    matter_name="居住证办理", priority_category="elderly", case_number="QP2026110200213",
+)  # fmt: skip
+B022_FIELDS = dict(
+    call_id="qp-20261102-0213", matter_code="310118-0042", matter_name="居住证办理",
+    priority_category="elderly", case_number="QP2026110200213",
+)  # fmt: skip
+
+
+def test_a_priority_category_makes_the_call_a_priority_one() -> None:
+    assert B022.priority is True
+    assert Call(source="queue", priority_category="other").priority is True
+    assert Call(source="queue").priority is False
+
+
+def test_the_queue_calls_details_ride_on_the_opening_and_the_summary() -> None:
+    drafts = rules().run([
+        seen(0, smile=0.1),
+        (1_000, B022),
+        seen(2_000, smile=0.7, standing=True),
+        (30_000, Finish()),
+        (40_000, Tick()),
+    ])  # fmt: skip
+    b = brief(drafts)
+    assert b[0] == ev(
+        "SessionOpened", 1_000, source="queue", ticket="B022", priority=True, **B022_FIELDS
+    )
+    assert drafts[0].clauses == (Clause.W_CALL, Clause.H_PRIORITY)
+    summary = b[-1][2]
+    assert {k: summary[k] for k in ("source", "ticket", "priority", *B022_FIELDS)} == {
+        "source": "queue", "ticket": "B022", "priority": True, **B022_FIELDS,
+    }  # fmt: skip
+    assert Clause.H_PRIORITY in drafts[-1].clauses
+
+
+def test_a_recall_keeps_what_the_first_call_brought() -> None:
+    # The same ticket called again (the citizen did not come), or the same queue call
+    # delivered twice (MQTT: at least once), changes nothing of the session.
+    again = Call(source="queue", ticket="B022", call_id="qp-2", matter_code="other")
+    twice = Call(source="queue", call_id="qp-20261102-0213")
+    r = rules()
+    assert len(r.feed(1_000, B022)) == 1
+    r.tick(15_000)  # the greeting smile window closed
+    assert r.feed(20_000, again) == []
+    assert r.feed(25_000, twice) == []
+    assert r.counters.recalls == 2
+    drafts = r.run([(30_000, Finish()), (40_000, Tick())])
+    summary = drafts[-1].fields
+    assert summary["opened_ms"] == 1_000
+    assert {k: summary[k] for k in B022_FIELDS} == B022_FIELDS
+
+
+def test_a_different_queue_call_right_after_is_not_a_double_press() -> None:
+    r = rules()
+    r.feed(0, Call(source="queue", call_id="q-1"))
+    kinds = [d.kind.__name__ for d in r.feed(1_000, Call(source="queue", call_id="q-2"))]
+    assert kinds[-1] == "SessionOpened"
+    assert r.counters.repeated_calls == 0
+
+
+# --------------------------------------------------------------------------- farewell smile
+
+
+def test_the_farewell_smile_counts_when_seen_within_the_farewell_window() -> None:
+    # Farewell window 5 s from the end at 10 000: a smile at exactly 15 000 counts.
+    drafts = rules().run([
+        (0, Call()),
+        (10_000, Finish()),
+        seen(12_000, smile=0.3, standing=True),
+        seen(15_000, smile=0.6, standing=True),
+        (20_000, Tick()),
+    ])  # fmt: skip
+    summary = drafts[-1].fields
+    assert (summary["smiled_at_farewell"], summary["farewell_smile_after_ms"]) == (True, 5_000)
+
+
+def test_a_farewell_smile_the_camera_did_not_see_is_no_smile() -> None:
+    # The face was lost for the whole farewell: unknown is not a smile (G-SMILE).
+    drafts = rules().run([
+        (0, Call()),
+        seen(1_000, smile=0.8, standing=True),
+        seen(9_000, smile=0.2, standing=True),
+        (10_000, Finish()),
+        gone(10_500),                             # turned away from the camera, smiling?
+        (20_000, Tick()),
+    ])  # fmt: skip
+    summary = drafts[-1].fields
+    assert (summary["smiled_at_farewell"], summary["farewell_smile_after_ms"]) == (False, None)
+    assert summary["smiled_at_greeting"] is True
+    assert summary["greeted_first"] is None  # a window's session: F-RECEIVE does not apply
