@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_site
+from agent.config import (
+    ConfigError,
+    DistanceSensorConfig,
+    MotionSensorConfig,
+    WindowConfig,
+    load_site,
+)
 from tests.conftest import EXAMPLE_SITE
 
 
@@ -18,6 +24,28 @@ def test_example_site_is_valid() -> None:
     assert site.site.site == "qingpu"
     assert len(site.windows) == 12
     assert {w.role for w in site.windows} == {"front_desk", "comprehensive", "help_desk"}
+
+
+def test_the_example_front_desk() -> None:
+    # w01 receives the citizens who walk up: a PIR sees them come, it has no bell.
+    site = load_site(EXAMPLE_SITE)
+    (desk,) = [w for w in site.windows if w.role == "front_desk"]
+    assert desk.window == "w01"
+    assert desk.gpio.presence == MotionSensorConfig(type="pir", pin=17)
+    assert desk.gpio.call_button is None
+    assert desk.rules.stand_within_s == desk.rules.greet_within_s == 3.0
+    assert all(w.gpio.presence is None and w.gpio.call_button for w in site.windows
+               if w.role != "front_desk")  # fmt: skip
+
+
+def test_an_ultrasonic_presence_sensor() -> None:
+    base = load_site(EXAMPLE_SITE).window("w01")
+    data = base.model_dump(mode="json")
+    data["gpio"]["presence"] = {"type": "ultrasonic", "echo": 20, "trigger": 21}
+    w = WindowConfig.model_validate(data)
+    assert w.gpio.presence == DistanceSensorConfig(
+        type="ultrasonic", echo=20, trigger=21, threshold_m=0.8, max_distance_m=2.0
+    )
 
 
 def test_config_check_command_passes_on_example() -> None:
@@ -111,6 +139,47 @@ BROKEN = {
         'window = "w11"',
         'window = "w12"',
         ["w12.toml", "window", "'w12' already used by"],
+    ),
+    "presence at a window": (
+        "windows/w03.toml",
+        "bounce_ms = 50",
+        'bounce_ms = 50\npresence = { type = "pir", pin = 4 }',
+        ["w03.toml", "gpio.presence: only a front desk has one, not a comprehensive window"],
+    ),
+    "front desk with nothing to open a reception": (
+        "windows/w01.toml",
+        '[gpio.presence]\ntype = "pir"  # or "ultrasonic", with echo, trigger and threshold_m '
+        "(see agent/config.py)\npin = 17\n",
+        "",  # the sensor taken out: neither sensor nor bell left
+        [
+            "w01.toml",
+            "a front desk needs gpio.presence (a PIR or ultrasonic sensor) or gpio.call_button",
+        ],
+    ),
+    "window without a bell": (
+        "windows/w04.toml",
+        "call_button = 17\n",
+        "",
+        ["w04.toml", "gpio.call_button: a comprehensive window needs its caller bell"],
+    ),
+    "presence pin used twice": (
+        "windows/w01.toml",
+        "pin = 17",
+        "pin = 22",
+        ["w01.toml", "gpio", "GPIO22 used by sign_sensor and presence.pin"],
+    ),
+    "unknown presence sensor": (
+        "windows/w01.toml",
+        'type = "pir"',
+        'type = "radar"',
+        ["w01.toml", "gpio.presence", "expected tags: 'pir', 'ultrasonic'"],
+    ),
+    "ultrasonic threshold beyond its range": (
+        "windows/w01.toml",
+        'type = "pir"  # or "ultrasonic", with echo, trigger and threshold_m '
+        "(see agent/config.py)\npin = 17",
+        'type = "ultrasonic"\necho = 20\ntrigger = 21\nthreshold_m = 2.5\nmax_distance_m = 2.0',
+        ["w01.toml", "gpio.presence.ultrasonic", "threshold_m must be below max_distance_m"],
     ),
     "wrong eval count": (
         "windows/w03.toml",
