@@ -212,6 +212,26 @@ def _retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clerk_directory(args: argparse.Namespace) -> int:
+    """Write a centre's clerk directory (digests only) for its terminals."""
+    from server.store.db import Store
+
+    store = Store(args.db)
+    try:
+        store.create()
+        directory = store.directory(args.site)
+    finally:
+        store.close()
+    text = directory.model_dump_json(indent=1)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text + "\n")
+        args.out.chmod(0o640)  # the terminal's group only: short secrets, salted
+        print(f"{args.out}: {len(directory.clerks)} clerks of {args.site}")
+    return 0
+
+
 def _rollups(args: argparse.Namespace) -> int:
     from server.metrics.periods import period_bounds
     from server.store.db import Store
@@ -258,6 +278,16 @@ def _account_commands(sub: Any) -> None:
         p.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
         p.set_defaults(func=_accounts_cmd, action=action)
         return p
+
+    clerks = sub.add_parser("clerks", help="clerks' sign-in credentials")
+    clerks_sub = clerks.add_subparsers(dest="clerks_command", required=True)
+    cd = clerks_sub.add_parser(
+        "directory", help="write a centre's clerk directory for its terminals (digests only)"
+    )
+    cd.add_argument("--db", default="sqlite:///var/warmwindow.db", help="SQLAlchemy URL")
+    cd.add_argument("--site", required=True, help="the centre's slug")
+    cd.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+    cd.set_defaults(func=_clerk_directory)
 
     password_help = "else read from stdin, or asked without echo on a terminal"
     user = sub.add_parser("user", help="dashboard accounts")

@@ -137,13 +137,14 @@ def _unstorable(node: Any, path: str, problems: list[str]) -> None:
 def test_every_value_fits_the_store() -> None:
     """What validates can be stored: bounded integers and floats, no NUL in any string;
     the same for the HTTP API's request bodies."""
-    from server.api import models, roster
+    from server.api import models, queue, roster
 
     problems: list[str] = []
     for name, schema in p.json_schemas().items():
         _unstorable(schema, name, problems)
     bodies = (models.CaseClose, models.ClerkIn, models.HelpdeskKpiIn)
-    for api in (*bodies, roster.SignIn, roster.SignOut, roster.PlanIn):
+    bodies += (roster.SignIn, roster.SignOut, roster.PlanIn, roster.CredentialsIn)
+    for api in (*bodies, queue.QueueCall, queue.QueueSignIn, queue.QueueSignOut):
         _unstorable(api.model_json_schema(), api.__name__, problems)
     assert problems == []
     caught: list[str] = []

@@ -33,6 +33,7 @@ from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
 from server.policy.shifts import ShiftConflict, Source
 from server.store.cases import acknowledge, close_open_case
+from server.store.credentials import CredentialError, clear_credentials
 from server.store.db import Store
 from server.store.people import SignedIn
 from server.store.schema import (
@@ -339,6 +340,7 @@ class Access:
             if home == to_site:
                 raise HTTPException(409, "the clerk is already at that centre")
             conn.execute(update(clerks).where(clerks.c.clerk_id == clerk_id).values(site=to_site))
+            clear_credentials(conn, clerk_id)  # salted for the old centre: enrol again
             detail = {"from": home, "to": to_site}
             self._audit(conn, "transfer_clerk", clerk_id, detail, home)
             self._audit(conn, "transfer_clerk", clerk_id, detail, to_site)
@@ -469,6 +471,25 @@ class Access:
                 state = w.get("state") or {}
                 return int(state.get("commands", 1))
         return 1
+
+    def set_credentials(
+        self, clerk_id: str, badges: list[str], pin: str | None
+    ) -> tuple[int, bool]:
+        """Enrol a clerk's badges and PIN (digests only; audited without the values)."""
+        site = self.clerk_home(clerk_id)
+        try:
+            done = self.store.set_credentials(
+                clerk_id, site, badges=badges, pin=pin, by=self.p.username
+            )
+        except CredentialError as exc:
+            raise HTTPException(409 if "another" in str(exc) else 422, str(exc)) from None
+        self.audit(
+            "set_credentials",
+            clerk_id,
+            {"badges": done[0], "pin": done[1]},
+            site,
+        )
+        return done
 
     def roster(self, site: str, day: str) -> dict[str, Any]:
         """A centre's day: the shifts (with their sources), the planned roster, who was

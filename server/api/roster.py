@@ -145,6 +145,35 @@ class RosterDay(Out):
     unattributed: list[UnattributedOut] = Field(description="Per window with any.")
 
 
+class CredentialsIn(ApiModel):
+    """A clerk's badge numbers and PIN, plain in this request only: stored as digests."""
+
+    badges: list[Annotated[str, Field(pattern=r"^[0-9A-Za-z]{1,32}$")]] = Field(
+        [], max_length=8, description="Badge numbers (replacing any enrolled before)."
+    )
+    pin: Annotated[str, Field(pattern=r"^[1-5]{4,6}$")] | None = Field(
+        None, description="4-6 of the panel's keys 1-5; null: no PIN."
+    )
+
+
+class CredentialsOut(Out):
+    """What is enrolled (never the values)."""
+
+    clerk_id: str = Field(description="The clerk.")
+    badges: int = Field(description="Badges enrolled.")
+    pin: bool = Field(description="A PIN is enrolled.")
+
+
+@router.post("/clerks/{clerk_id}/credentials")
+def set_credentials(
+    clerk_id: str, body: CredentialsIn, a: Annotated[Access, changing("roster")]
+) -> CredentialsOut:
+    """Enrol a clerk's badges and PIN for sign-in at the terminals (digests only; a
+    transfer to another centre clears them). 409 when another clerk has the PIN or badge."""
+    n, has_pin = a.set_credentials(clerk_id, body.badges, body.pin)
+    return CredentialsOut(clerk_id=clerk_id, badges=n, pin=has_pin)
+
+
 @router.post("/roster", status_code=201)
 def sign_in(body: SignIn, a: Annotated[Access, changing("roster")]) -> SignedInOut:
     """Sign a clerk in at a window (a manager on the roster page). Closes the previous

@@ -9,6 +9,7 @@ one engine (``server.store.base``):
 ``registry.Registry``       units and window terminals from the site files
 ``people.People``           clerks, shifts (sign-ins) and the planned roster
 ``calls.Calls``             the queue system's calls, joined to their sessions
+``credentials.Credentials`` clerks' badge and PIN digests, the terminals' directory
 ``cases.Cases``             bad-review cases and alerts
 ``kpis.Kpis``               help-desk (H-ONLINE) figures
 ``reads.Reads``             stored events, sequence gaps, rejects, dead letters
@@ -27,6 +28,7 @@ from server.store import migrate, rollups
 from server.store.base import make_engine
 from server.store.calls import Calls
 from server.store.cases import Cases
+from server.store.credentials import Credentials
 from server.store.kpis import Kpis
 from server.store.people import People
 from server.store.reads import Reads
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 
-class Store(Writes, Registry, People, Calls, Cases, Kpis, Reads, Retention):
+class Store(Writes, Registry, People, Calls, Credentials, Cases, Kpis, Reads, Retention):
     """The store: ``Store(url)``, then ``create()`` once before use.
 
     >>> store = Store("sqlite://")

@@ -112,6 +112,27 @@ roster = Table(
     Index("ix_roster_clerk", "clerk_id", "start_ms"),
 )
 
+# Badge and PIN credentials (0009): digests only, salted per centre (site_salts), in the
+# format of agent/directory.py; the terminals get them as the centre's clerk directory.
+clerk_credentials = Table(
+    "clerk_credentials",
+    metadata,
+    Column("clerk_id", String(32), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("badges", JSON, nullable=False),  # list of digests
+    Column("pin", String(64), nullable=True),  # digest
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Index("ix_clerk_credentials_site", "site"),
+)
+
+site_salts = Table(
+    "site_salts",
+    metadata,
+    Column("site", String(32), primary_key=True),
+    Column("salt", String(128), nullable=False),
+)
+
 # The planned roster: who is expected at which window when. Shown beside the shifts
 # ("rostered but not signed in"); never a sign-in, never attributes anything.
 roster_plan = Table(

@@ -19,19 +19,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.directory import ClerkDirectory, Credentials, credential_digest
 from agent.events import Draft
 from agent.hardware.badge import BadgeDecoder, event_ms
 from agent.protocol import ClerkAtTerminal
-from agent.signin import (
-    ClerkDirectory,
-    Credentials,
-    Outcome,
-    PanelKey,
-    Signal,
-    SignIn,
-    SignInConfig,
-    credential_digest,
-)
+from agent.signin import Outcome, PanelKey, Signal, SignIn, SignInConfig
 from tests.data.badge_streams import RECORDED_0042, RECORDED_0042_MS, Event, typed
 
 Brief = tuple[str, int, dict[str, Any]]

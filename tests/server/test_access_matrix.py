@@ -255,6 +255,10 @@ def _queue_sign_out(w: World, who: Who, i: int) -> Request:
     return ("/api/queue/v1/sign-out", {"json": body})
 
 
+def _credentials(w: World, who: Who, i: int) -> Request:
+    return (f"/api/clerks/c-{OWN}/credentials", {"json": {"badges": [f"B{i:04d}"]}})
+
+
 def _kpis(w: World, who: Who, i: int) -> Request:
     body = {
         "site": OWN,
@@ -388,6 +392,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("POST", "/api/clerks/{clerk_id}/transfer"): Entry("change", _transfer, "transfer", "roster"),
     ("POST", "/api/roster"): Entry("change", _roster, "site", "roster", ok=201),
     ("POST", "/api/roster/sign-out"): Entry("change", _sign_out, "site", "roster"),
+    ("POST", "/api/clerks/{clerk_id}/credentials"): Entry(
+        "change", _credentials, "object", "roster"
+    ),
     ("POST", "/api/roster/plan"): Entry("change", _plan, "site", "roster", ok=201),
     ("POST", "/api/helpdesk/kpis"): Entry("change", _kpis, "site", "kpis", ok=201),
     ("POST", "/api/queue/v1/calls"): Entry("change", _queue_call, "site", "queue", ok=201),
