@@ -90,14 +90,15 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
                 }
             )
             steps.append({"step": "evaluated", "ok": r.rating is not None, "rating": r.rating})
-            steps.append(
-                {
-                    "step": "farewell",
-                    "ok": r.stood_at_farewell,
-                    "see_off_ms": r.see_off_ms,
-                    "smiled": r.smiled_at_farewell,
-                }
-            )
+            if r.stood_at_farewell is not None:  # a reception has no farewell
+                steps.append(
+                    {
+                        "step": "farewell",
+                        "ok": r.stood_at_farewell,
+                        "see_off_ms": r.see_off_ms,
+                        "smiled": r.smiled_at_farewell,
+                    }
+                )
             out.append(
                 {
                     "session_id": r.session_id,
@@ -142,6 +143,7 @@ def trend(
             count_true(s.c.stood_on_call).label("stood"),
             count_true(s.c.smiled_at_greeting).label("smiled"),
             count_true(s.c.stood_at_farewell).label("farewell"),
+            count_true(s.c.stood_at_farewell.is_not(None)).label("farewell_due"),
         )
         .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .group_by("d")
@@ -180,7 +182,7 @@ def trend(
                     sessions=int(r.n),
                     stand_rate=_rate(r.stood, r.n),
                     smile_rate=_rate(r.smiled, r.n),
-                    farewell_rate=_rate(r.farewell, r.n),
+                    farewell_rate=_rate(r.farewell, r.farewell_due),
                 )
         for r in conn.execute(qe):
             row = days.get(int(r.d))

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent import protocol as p
 from agent.cli import main
@@ -142,9 +142,10 @@ def test_every_value_fits_the_store() -> None:
     problems: list[str] = []
     for name, schema in p.json_schemas().items():
         _unstorable(schema, name, problems)
-    bodies = (models.CaseClose, models.ClerkIn, models.HelpdeskKpiIn)
-    bodies += (roster.SignIn, roster.SignOut, roster.PlanIn, roster.CredentialsIn)
-    for api in (*bodies, queue.QueueCall, queue.QueueSignIn, queue.QueueSignOut):
+    bodies: list[type[BaseModel]] = [models.CaseClose, models.ClerkIn, models.HelpdeskKpiIn]
+    bodies += [roster.SignIn, roster.SignOut, roster.PlanIn, roster.CredentialsIn]
+    bodies += [queue.QueueCall, queue.QueueSignIn, queue.QueueSignOut]
+    for api in bodies:
         _unstorable(api.model_json_schema(), api.__name__, problems)
     assert problems == []
     caught: list[str] = []

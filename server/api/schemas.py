@@ -351,6 +351,14 @@ class MeasuresOut(Out):
         description="W-FAREWELL: smiled while seeing the citizen off, of the sessions whose "
         "terminal reports it (contract version 2); null when none does."
     )
+    receptions: int = Field(
+        description="F-RECEIVE: a front desk's receptions (a citizen walking up); they "
+        "have no farewell and count in neither farewell rate."
+    )
+    greeted_first_rate: Rate = Field(
+        description="Of the receptions, those where the clerk stood and smiled within the "
+        "limits of the approach; null without receptions."
+    )
 
     @classmethod
     def of(cls, m: Measures) -> MeasuresOut:

@@ -83,6 +83,10 @@ class Measures:
     priority_own_session_rate: float | None = None
     #: W-FAREWELL: smiled while seeing off, of the sessions whose terminal reports it.
     farewell_smile_rate: float | None = None
+    #: F-RECEIVE (front desk): receptions, and those where the clerk stood and smiled
+    #: within the limits of the citizen's approach.
+    receptions: int = 0
+    greeted_first_rate: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,8 +218,8 @@ def compute(
                 m.sessions = int(r.n)
                 m.stand_on_call_rate = _rate(r.stood, r.n)
                 m.smile_at_greeting_rate = _rate(r.smiled, r.n)
-                m.farewell_stand_rate = _rate(r.farewell, r.n)
-                m.see_off_rate = _rate(r.see_off, r.n)
+                m.farewell_stand_rate = _rate(r.farewell, int(r.farewell_due or 0))
+                m.see_off_rate = _rate(r.see_off, int(r.farewell_due or 0))
                 m.too_broad_smiles = int(r.broad or 0)
                 m.evaluation_coverage = _rate(r.rated, r.n)
                 _priority_and_farewell(m, r, int(r.n))
@@ -287,8 +291,8 @@ def _from_rollups(
             m.sessions = n
             m.stand_on_call_rate = _rate(row.stood, n)
             m.smile_at_greeting_rate = _rate(row.smiled, n)
-            m.farewell_stand_rate = _rate(row.farewell, n)
-            m.see_off_rate = _rate(row.see_off, n)
+            m.farewell_stand_rate = _rate(row.farewell, int(row.farewell_due or 0))
+            m.see_off_rate = _rate(row.see_off, int(row.farewell_due or 0))
             m.too_broad_smiles = int(row.broad or 0)
             m.evaluation_coverage = _rate(row.rated, n)
             _priority_and_farewell(m, row, n)
@@ -306,6 +310,8 @@ def _priority_and_farewell(m: Measures, row: Any, n: int) -> None:
     m.priority_share = _rate(row.priority, n)
     m.priority_own_session_rate = _rate(row.priority_own, m.priority_sessions)
     m.farewell_smile_rate = _rate(row.farewell_smiled, int(row.farewell_smile_seen or 0))
+    m.receptions = int(row.receptions or 0)
+    m.greeted_first_rate = _rate(row.greeted_first, m.receptions)
 
 
 def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
@@ -329,8 +335,9 @@ def exemplary_counts(
         s.c.stood_on_call,
         s.c.smiled_at_greeting,
         ~s.c.smile_too_broad,
-        s.c.stood_at_farewell,
-        s.c.see_off_ms >= see_off_ms,
+        # a reception has no farewell: stand and smile first is what it asks
+        s.c.stood_at_farewell.is_(None) | and_(s.c.stood_at_farewell, s.c.see_off_ms >= see_off_ms),
+        s.c.greeted_first.is_(None) | s.c.greeted_first,
         s.c.rating.is_(None) | s.c.rating.not_in(BAD),
     )
     q = (

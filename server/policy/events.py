@@ -125,7 +125,8 @@ def derive(
 def alerts_of(ev: EventHeader) -> list[AlertRow]:
     """The alerts one event raises (none, or one)."""
     if isinstance(ev, SessionSummary):
-        misses = [name for name, attr in _CONDUCT if not getattr(ev, attr)]
+        conduct = _CONDUCT[:2] if _reception(ev) else _CONDUCT
+        misses = [name for name, attr in conduct if not getattr(ev, attr)]
         if misses:
             return [_alert(ev, "conduct", {"misses": misses, "session_id": str(ev.session_id)})]
     elif isinstance(ev, Evaluated) and ev.rating.is_bad and not ev.suspect:
@@ -201,13 +202,19 @@ def session_row(ev: SessionSummary, clerk_id: str | None) -> SessionRow:
         "smile_after_ms": ev.smile_after_ms,
         "smile_peak": ev.smile_peak,
         "smile_too_broad": ev.smile_too_broad,
-        "stood_at_farewell": ev.stood_at_farewell,
+        # a front desk's reception (greeted_first is set) has no farewell to judge
+        "stood_at_farewell": None if _reception(ev) else ev.stood_at_farewell,
         "see_off_ms": ev.see_off_ms,
         "rating": ev.rating.value if ev.rating else None,
         "priority": ev.priority,
         # version 2 (a version 1 summary has none of them)
         **{name: getattr(ev, name, None) for name in V2_SESSION_FIELDS},  # type: ignore[typeddict-item]
     }
+
+
+def _reception(ev: SessionSummary) -> bool:
+    """A front desk's reception (F-RECEIVE): judged on stand and smile, no farewell."""
+    return getattr(ev, "greeted_first", None) is not None
 
 
 #: The summary's fields that version 2 added, stored as they come (None from version 1).

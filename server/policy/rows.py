@@ -35,7 +35,7 @@ class SessionRow(TypedDict):
     smile_after_ms: int | None
     smile_peak: float | None
     smile_too_broad: bool
-    stood_at_farewell: bool
+    stood_at_farewell: bool | None  #: None: no farewell (a front desk's reception)
     see_off_ms: int | None
     rating: str | None
     priority: bool

@@ -78,6 +78,10 @@ def from_projections(
         r["stood"] += bool(s["stood_on_call"])
         r["smiled"] += bool(s["smiled_at_greeting"])
         r["farewell"] += bool(s["stood_at_farewell"])
+        r["farewell_due"] += s["stood_at_farewell"] is not None
+        if s.get("greeted_first") is not None:
+            r["receptions"] += 1
+            r["greeted_first"] += bool(s["greeted_first"])
         r["see_off"] += (s["see_off_ms"] or 0) >= ROLLUP_SEE_OFF_MS
         r["broad"] += bool(s["smile_too_broad"])
         r["rated"] += s["rating"] is not None
@@ -145,6 +149,9 @@ def session_counts(see_off_ms: int) -> list[Any]:
         count_true(s.c.stood_on_call).label("stood"),
         count_true(s.c.smiled_at_greeting).label("smiled"),
         count_true(s.c.stood_at_farewell).label("farewell"),
+        count_true(s.c.stood_at_farewell.is_not(None)).label("farewell_due"),
+        count_true(s.c.greeted_first.is_not(None)).label("receptions"),
+        count_true(s.c.greeted_first).label("greeted_first"),
         count_true(s.c.see_off_ms >= see_off_ms).label("see_off"),
         count_true(s.c.smile_too_broad).label("broad"),
         count_true(s.c.rating.is_not(None)).label("rated"),

@@ -165,7 +165,8 @@ sessions = Table(
     Column("smile_after_ms", BigInteger, nullable=True),
     Column("smile_peak", Float, nullable=True),
     Column("smile_too_broad", Boolean, nullable=False),
-    Column("stood_at_farewell", Boolean, nullable=False),
+    # None: no farewell to judge (a front desk's reception, 0010)
+    Column("stood_at_farewell", Boolean, nullable=True),
     Column("see_off_ms", BigInteger, nullable=True),
     Column("rating", String(24), nullable=True),
     Column("priority", Boolean, nullable=False),
@@ -374,6 +375,11 @@ daily_rollups = Table(
     Column("priority_own", Integer, nullable=False, default=0, server_default="0"),
     Column("farewell_smile_seen", Integer, nullable=False, default=0, server_default="0"),
     Column("farewell_smiled", Integer, nullable=False, default=0, server_default="0"),
+    # 0010: sessions with a farewell to judge (a front desk's receptions have none), and
+    # F-RECEIVE: receptions and those where the clerk stood and smiled first
+    Column("farewell_due", Integer, nullable=False, default=0, server_default="0"),
+    Column("receptions", Integer, nullable=False, default=0, server_default="0"),
+    Column("greeted_first", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # ------------------------------------------------------------------ access and poison (0005)

@@ -129,7 +129,7 @@ function eventRow(e) {
   const bad = (p.kind === "evaluated" && isBadRating(p.rating)) || (p.kind === "away" && p.violation);
   const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
     : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
-    : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`
+    : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${p.greeted_first != null ? `${T().greetedFirst} ${p.greeted_first ? "✓" : "✗"}` : `${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`}`
     : p.kind === "away" ? (p.with_sign ? T().sign : "✗")
     : p.kind === "fault" ? `${p.code} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
   return h("tr", { class: bad ? "bad" : "" }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window), h("td", {}, p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
@@ -214,6 +214,7 @@ async function viewDetail(root, scopeQuery, title) {
       kpi(T().farewell, pct(g.farewell_stand_rate)), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
       kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`),
       kpi(T().farewellSmile, pct(g.farewell_smile_rate)),
+      g.receptions ? kpi(T().greetedFirst, `${pct(g.greeted_first_rate)} / ${g.receptions}`) : null,
       kpi(T().priority, `${g.priority_sessions} · ${pct(g.priority_share)}`),
       kpi(T().priorityOwn, pct(g.priority_own_session_rate)))));
 
