@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ def replay(
 
 
 def _replay_cli(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     token = args.token_file.read_text().strip()
     items = read_day(args.file)
     with httpx.Client(

@@ -302,7 +302,7 @@ async function viewAssessment(root) {
         h("td", {}, h("a", { href: `#/clerk/${enc(v.clerk_id)}` }, `${v.name} (${v.clerk_id})`)),
         h("td", {}, T()[v.result] || v.result),
         h("td", {}, v.failures.map((f) => `${f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
-        h("td", {}, v.probation), h("td", {}, v.measures.sessions)))))));
+        h("td", {}, T().probationStates[v.probation] || v.probation), h("td", {}, v.measures.sessions)))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().ranking, exportLinks("ranking")),
     h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score].map((x) => h("th", {}, x)))),
       h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3))))))));
