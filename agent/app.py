@@ -6,11 +6,18 @@ draft in the outbox, and tells the link what the window looks like. The link (th
 ``Transport``) drains the outbox on its own thread. ``stop()`` closes the open session,
 flushes what the broker will take, and publishes ``offline``.
 
-``WindowAgent`` receives its parts (inbox, rules, outbox, link, panel, pump, clock);
-``build_agent`` builds the production ones, and is what the CLI, the demo's simulated
-windows, the benches and the tests call. The link talks back only through the handlers
-it is built with: ``Commands`` for ``cmd`` (it needs the inbox and the pump, not the
-agent, so there is no cycle) and the caller's ``on_config``.
+``WindowAgent`` receives its parts (inbox, rules, outbox, link, panel, pump, clock, and
+optionally the terminal's sign-in and a badge reader); ``build_agent`` builds the
+production ones, and is what the CLI, the demo's simulated windows, the benches and the
+tests call. The link talks back only through the handlers it is built with:
+``Commands`` for ``cmd`` (it needs the inbox and the pump, not the agent, so there is no
+cycle) and the caller's ``on_config``.
+
+Sign-in (with a clerk directory): the loop asks ``SignIn`` first about every panel press
+(``Press``: which key), the finish key's release (``Release``) and every badge the
+reader posts (``BadgeRead``); its drafts go to the outbox, its signal to the panel, and
+only a press it did not consume reaches the rules, so PIN entry never counts as an
+evaluation. Without a directory presses go straight to the rules, as they always did.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, Protocol
@@ -36,22 +45,43 @@ from zoneinfo import ZoneInfo
 from gpiozero.pins import Factory
 
 from agent.config import BrokerConfig, Site, WindowConfig, load_site
+from agent.directory import ClerkDirectory
 from agent.events import Draft
-from agent.hardware.gpio import WindowPanel
+from agent.hardware.badge import BadgeReader, BadgeReaderError
+from agent.hardware.gpio import PanelInput, Press, Release, WindowPanel
 from agent.observation import Observation
 from agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from agent.perception import Perception
 from agent.protocol import Command, Fault, Health, Reply, WindowState, now_ms
 from agent.rules.engine import ServiceRules
-from agent.rules.inputs import RuleInput, Shutdown, from_command
-from agent.settings import AgentEnv
+from agent.rules.inputs import Shutdown, from_command
+from agent.settings import AgentEnv, load_clerk_directory
+from agent.signin import Outcome, Signal, SignIn, SignInConfig
 from agent.transport import ConfigHandler, LinkState, Transport
 from agent.update import Updater, UpdateReport, UpdateWorker, load_public_key
 from agent.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
-Item = tuple[int, RuleInput]
+
+@dataclass(frozen=True, slots=True)
+class BadgeRead:
+    """The badge reader read a badge number (a credential: never logged)."""
+
+    number: str = field(repr=False)  # not in a traceback or a log either
+
+
+#: What the inbox carries, with its time in ms: rule inputs (perception, commands, the
+#: sign), the panel's presses and releases, the reader's badges.
+Item = tuple[int, PanelInput | BadgeRead]
+#: Where a badge reader posts ``(t_ms, number)``: ``WindowAgent.badge``.
+BadgeCallback = Callable[[int, str], None]
+
+
+class BadgeSource(Protocol):
+    """A running badge reader, as the agent owns it (``BadgeReader`` is one)."""
+
+    def close(self) -> None: ...
 
 
 def in_opening_hours(site: Site, t_ms: int) -> bool:
@@ -265,7 +295,11 @@ class WindowAgent:
         tick_s: float = 0.5,
         watchdog: Watchdog | None = None,
         config_version: str = "local",
+        signin: SignIn | None = None,
+        badge_reader: Callable[[BadgeCallback], BadgeSource] | None = None,
     ) -> None:
+        if badge_reader is not None and signin is None:
+            raise ValueError("a badge reader needs the terminal's sign-in (a clerk directory)")
         self.site = site
         self.watchdog = watchdog or Watchdog(None)
         self.window = window
@@ -291,6 +325,13 @@ class WindowAgent:
         self._unstored: deque[Draft] = deque(maxlen=10_000)
         self.model_version = str(getattr(pump, "model_version", pump.kind))
         self.config_version = f"{window.window}-{config_version}"
+        #: Who signs in at this terminal; None: no sign-in (no clerk directory).
+        self.signin = signin
+        self._pin_entry = False  # the panel shows PIN entry
+        #: The reader, built last (it starts its thread and posts to ``badge`` at once).
+        self.badge_reader: BadgeSource | None = None
+        if badge_reader is not None:
+            self.badge_reader = badge_reader(self.badge)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -305,6 +346,8 @@ class WindowAgent:
     def stop(self, flush_s: float = 3.0) -> None:
         self.watchdog.stopping()
         self._stop.set()
+        if self.badge_reader is not None:
+            self.badge_reader.close()
         for t in self._threads:
             t.join(timeout=10)
         self._store(self.rules.feed(self.clock(), Shutdown()))
@@ -322,18 +365,61 @@ class WindowAgent:
 
     # ----------------------------------------------------------------- threads
 
+    def badge(self, t_ms: int, number: str) -> None:
+        """A badge read at ``t_ms``: the badge reader's callback (any thread; it only
+        queues the number for the loop)."""
+        self.queue.put((t_ms, BadgeRead(number)))
+
     def _perceive(self) -> None:
         self.pump.run(self.queue, self._stop, self.clock)
+
+    def _feed(self, t: int, item: PanelInput | BadgeRead) -> list[Draft]:
+        """One inbox item through sign-in (if any) and the rules."""
+        signin = self.signin
+        if isinstance(item, Press):
+            drafts: list[Draft] = []
+            if signin is not None:
+                out = signin.press(t, item.key)
+                drafts = self._signed(out)
+                if out.consumed:
+                    return drafts  # PIN entry: never an evaluation, never a finish
+            return drafts + self.rules.feed(t, item.item)
+        if isinstance(item, Release):
+            return [] if signin is None else self._signed(signin.release(t, item.key))
+        if isinstance(item, BadgeRead):  # without sign-in there is no reader: dropped
+            return [] if signin is None else self._signed(signin.badge(t, item.number))
+        return self._sign_in_tick(t) + self.rules.feed(t, item)
+
+    def _sign_in_tick(self, t: int, *, always: bool = False) -> list[Draft]:
+        """Let sign-in's time pass: at every quiet tick, and before any other input
+        once PIN entry has timed out (so the panel stops showing it on time)."""
+        signin = self.signin
+        if signin is None:
+            return []
+        if always or (self._pin_entry and not signin.in_service_mode(t)):
+            return self._signed(signin.tick(t))
+        return []
+
+    def _signed(self, out: Outcome) -> list[Draft]:
+        """Show what sign-in decided on the panel; its drafts."""
+        if out.signal is not None:
+            self._pin_entry = out.signal is Signal.SERVICE_MODE
+            self.panel.signal(out.signal)
+            if out.signal is not Signal.SERVICE_MODE:
+                who = self.signin.signed_in if self.signin is not None else None
+                log.info("sign-in: %s (signed in now: %s)", out.signal.value, who or "nobody")
+        return list(out.drafts)
 
     def _loop(self) -> None:
         next_health = time.monotonic() + min(5.0, self.health_s)
         while not self._stop.is_set():
             try:
                 t, item = self.queue.get(timeout=self.tick_s)
-                drafts = self.rules.feed(t, item)
+                drafts = self._feed(t, item)
             except queue.Empty:
                 now = self.clock()
-                drafts = self.rules.tick(now, in_hours=in_opening_hours(self.site, now))
+                drafts = self._sign_in_tick(now, always=True)
+                drafts += self.rules.tick(now, in_hours=in_opening_hours(self.site, now))
             self._store(drafts)
             while not self._faults.empty():
                 code, detail = self._faults.get()
@@ -449,12 +535,21 @@ def build_agent(
     outbox: Outbox | None = None,
     agent_type: type[WindowAgent] = WindowAgent,
     config_version: str = "local",
+    directory: ClerkDirectory | None = None,
+    signin_config: SignInConfig | None = None,
+    badge_reader: Callable[[BadgeCallback], BadgeSource] | None = None,
 ) -> WindowAgent:
     """One window's agent with its production parts: the outbox
     ``<state_dir>/<site>-<window>.outbox.db``, the rules of ``window`` (its thresholds and
     its role: a front desk's rules take its presence sensor), a ``Transport`` to
     ``broker`` (the site's by default) answering commands through ``Commands``, and the
-    panel on ``pin_factory``. Nothing runs until ``start()``.
+    panel on ``pin_factory``. Nothing runs until ``start()`` but the badge reader.
+
+    ``directory`` (this site's clerk directory) turns sign-in on: a ``SignIn`` with
+    ``signin_config`` (its defaults otherwise) that the panel's presses and releases go
+    through first, and ``badge_reader``, if given, is called with the agent's ``badge``
+    callback and returns the running reader (``partial(BadgeReader, device)``); the agent
+    closes it in ``stop()``. Without a directory the panel works as it always did.
 
     ``outbox`` replaces the one opened here (a test's failing disk; then
     ``outbox_max_rows`` cannot be given), and ``agent_type`` the agent (a bench's counting
@@ -469,6 +564,10 @@ def build_agent(
     """
     if outbox is not None and outbox_max_rows is not None:
         raise TypeError("pass outbox or outbox_max_rows, not both")
+    if directory is None and (signin_config is not None or badge_reader is not None):
+        raise TypeError("signin_config and badge_reader need a directory")
+    if directory is not None and directory.site != site.site.site:
+        raise ValueError(f"the clerk directory is site {directory.site}'s, not {site.site.site}'s")
     with ExitStack() as undo:
         if outbox is None:
             outbox = Outbox(
@@ -507,6 +606,8 @@ def build_agent(
             tick_s=tick_s,
             watchdog=watchdog,
             config_version=config_version,
+            signin=None if directory is None else SignIn(directory, signin_config),
+            badge_reader=badge_reader,
         )
         undo.pop_all()
     return agent
@@ -524,11 +625,45 @@ def pin_factory(kind: Literal["lgpio", "mock"]) -> Factory:
     return LGPIOFactory()
 
 
+def _sign_in_parts(
+    env: AgentEnv, site: Site, window: WindowConfig
+) -> tuple[ClerkDirectory | None, Callable[[BadgeCallback], BadgeSource] | None]:
+    """The clerk directory (``WW_CLERK_DIRECTORY``, checked: ``AgentEnvError`` names the
+    file and the problem) and the badge reader's factory (the window's ``[badge]``; it
+    needs evdev, else ``BadgeReaderError`` says so, at start)."""
+    where = f"{site.site.site}/{window.window}"
+    directory = None
+    if env.clerk_directory is not None:
+        directory = load_clerk_directory(env.clerk_directory, site.site.site)
+        log.info("sign-in on at %s: %d clerks in the directory", where, len(directory.clerks))
+    if window.badge is None:
+        return directory, None
+    if directory is None:
+        log.warning(
+            "%s has a badge reader ([badge] device) but no clerk directory "
+            "(WW_CLERK_DIRECTORY): the reader is not opened and nobody can sign in",
+            where,
+        )
+        return None, None
+    try:
+        import evdev  # noqa: F401  (here, before anything is opened)
+    except ImportError as exc:
+        raise BadgeReaderError(
+            f"{where} has a badge reader ([badge] device = {window.badge.device!r}) but "
+            "evdev is not installed: pip install 'warmwindow[agent]' on Linux, or on a Pi "
+            "apt install python3-evdev (or remove [badge] from the window's file)"
+        ) from exc
+    return directory, partial(BadgeReader, window.badge.device)
+
+
 def run_agent_cli(args: argparse.Namespace) -> int:
     """``warmwindow agent``: run until SIGTERM/SIGINT, then shut down cleanly."""
     env = AgentEnv.read()
     site = load_site(args.site)
     window = site.window(args.window)
+    # Sign-in's parts are checked before anything is touched: a bad directory must not
+    # count as a failed boot of an installed bundle.
+    directory, badge_reader = _sign_in_parts(env, site, window)
     # Bundles first: the boot guard may roll the models back before anything loads them.
     updates: UpdateWorker | None = None
     updater: Updater | None = None
@@ -591,6 +726,8 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         watchdog=Watchdog.from_env(),
         on_config=updates.submit if updates is not None else None,
         config_version=env.config_version,
+        directory=directory,
+        badge_reader=badge_reader,
     ) as agent:
         agent_ref.append(agent)
         if updates is not None:
@@ -606,6 +743,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "BadgeRead",
     "CameraPump",
     "Commands",
     "Link",

@@ -52,12 +52,16 @@ def _docs_protocol(args: argparse.Namespace) -> int:
 def _agent(args: argparse.Namespace) -> int:
     from agent.app import run_agent_cli
     from agent.config import ConfigError
+    from agent.hardware.badge import BadgeReaderError
     from agent.settings import AgentEnvError
 
     try:
         return run_agent_cli(args)
     except AgentEnvError as exc:
         print(f"warmwindow agent: bad environment: {exc}", file=sys.stderr)
+        return 2
+    except BadgeReaderError as exc:
+        print(f"warmwindow agent: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         for problem in exc.problems:

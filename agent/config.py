@@ -218,6 +218,19 @@ class RuleConfig(ConfigModel):
         return self
 
 
+class BadgeConfig(ConfigModel):
+    """The clerks' USB badge reader (``agent/hardware/badge.py``; needs evdev and a clerk
+    directory, ``WW_CLERK_DIRECTORY``, to sign anyone in)."""
+
+    device: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^\S(.*\S)?$",
+        description="The reader's input device: its stable path "
+        "(/dev/input/by-id/usb-...-event-kbd) or the name it reports (e.g. 'HID c216:0180').",
+    )
+
+
 class WindowConfig(ConfigModel):
     window: Slug = Field(description="Window slug used in MQTT topics.")
     label: str = Field(description="Label shown to citizens, e.g. '3号窗口'.")
@@ -228,6 +241,9 @@ class WindowConfig(ConfigModel):
     gpio: GpioConfig = Field(description="Wiring of buttons, sensors and outputs.")
     camera: CameraConfig = Field(default_factory=CameraConfig, description="Camera.")
     rules: RuleConfig = Field(default_factory=RuleConfig, description="Rule thresholds.")
+    badge: BadgeConfig | None = Field(
+        None, description="The clerks' badge reader, if the window has one."
+    )
 
     @model_validator(mode="after")
     def _wired_for_its_role(self) -> Self:

@@ -16,10 +16,16 @@ WW_MODEL_DIR           ONNX models directory (``--model-dir`` wins;    the packa
 WW_BUNDLE_KEY          public key that signs update bundles; turns     (none: no updates)
                        the update worker on
 WW_CONFIG_VERSION      configuration version the terminal reports      local
+WW_CLERK_DIRECTORY     the centre's clerk directory (JSON, written by  (none: no sign-in at
+                       ``warmwindow clerks directory --site S --out    the terminal)
+                       FILE``); turns on badge and PIN sign-in
 =====================  ==============================================  =====================
 
 A malformed value fails at start with the variable's name, e.g.
-``WW_BUNDLE_KEY: /etc/warmwindow/missing.pub does not exist``.
+``WW_BUNDLE_KEY: /etc/warmwindow/missing.pub does not exist``. The clerk directory is
+read and checked at start too (``load_clerk_directory``): a file that is not a valid
+directory, or one of another centre than the window's site, fails naming the file and
+the problem.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AgentEnv", "AgentEnvError"]
+from agent.directory import ClerkDirectory
+
+__all__ = ["AgentEnv", "AgentEnvError", "load_clerk_directory"]
+
+#: A directory of a large city is a few MB of digests; anything far bigger is not one.
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024
 
 
 class AgentEnvError(ValueError):
@@ -44,13 +55,14 @@ class AgentEnv(BaseSettings):
     model_dir: Path | None = Field(None, description="ONNX models directory")
     bundle_key: Path | None = Field(None, description="bundle signing public key (PEM)")
     config_version: str = Field("local", min_length=1, max_length=64)
+    clerk_directory: Path | None = Field(None, description="clerk directory (JSON)")
 
-    @field_validator("model_dir", "bundle_key", mode="before")
+    @field_validator("model_dir", "bundle_key", "clerk_directory", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v
 
-    @field_validator("bundle_key")
+    @field_validator("bundle_key", "clerk_directory")
     @classmethod
     def _key_exists(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
@@ -83,3 +95,36 @@ class AgentEnv(BaseSettings):
                 for err in exc.errors()
             )
             raise AgentEnvError(problems) from None
+
+
+def load_clerk_directory(path: Path, site: str) -> ClerkDirectory:
+    """The clerk directory in ``path`` (``WW_CLERK_DIRECTORY``), checked for the window's
+    ``site``; ``AgentEnvError`` names the variable, the file and what is wrong with it
+    (unreadable, not JSON, a field that is not a directory's, another centre's)."""
+
+    def bad(problem: str) -> AgentEnvError:
+        return AgentEnvError(f"WW_CLERK_DIRECTORY: {path}: {problem}")
+
+    try:
+        if path.stat().st_size > MAX_DIRECTORY_BYTES:
+            raise bad(f"larger than {MAX_DIRECTORY_BYTES // (1024 * 1024)} MiB")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        directory = ClerkDirectory.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or '(file)'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors(include_input=False)[:5]
+        )
+        more = exc.error_count() - 5
+        tail = f" (and {more} more)" if more > 0 else ""
+        raise bad(f"not a clerk directory: {problems}{tail}") from None
+    if directory.site != site:
+        raise bad(
+            f"the directory of site {directory.site!r}, not of this window's site {site!r} "
+            f"(write it with: warmwindow clerks directory --site {site} --out {path})"
+        )
+    return directory

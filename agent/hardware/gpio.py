@@ -2,12 +2,22 @@
 
 ``WindowPanel`` builds every device from the window's ``GpioConfig`` on the pin factory
 it is given (``MockFactory`` in tests and simulations, ``LGPIOFactory`` on a Pi; never
-the global default) and turns pin activity into rule inputs - ``Call``, ``Finish``,
-``Evaluation``, ``Sign``, ``Presence`` - put, with the device time in ms, on one thread-safe sink
-(a ``queue.SimpleQueue`` in the app). gpiozero calls back from its own threads; the
-sink is the only thing they touch, so the app's loop alone drives the rules. Whether a
-press is believable is the rules' business: everything that survives debouncing is
-passed on. Nothing here knows about MQTT or the outbox.
+the global default) and turns pin activity into inputs put, with the device time in ms,
+on one thread-safe sink (a ``queue.SimpleQueue`` in the app):
+
+* a key going down is a ``Press``: which key (``PanelKey``: an evaluation key by its
+  number, 1..5 best first as wired, ``"finish"`` or ``"call"``) and the rule input it is
+  (``Call``, ``Finish``, ``Evaluation``), so the app can ask the terminal's sign-in
+  (``agent.signin``) first whether the press is PIN entry rather than an evaluation;
+  ``rule_input`` unwraps it for an app without sign-in;
+* the finish key going up is a ``Release`` (holding it 3-10 s and letting go starts PIN
+  entry); other keys' releases are not reported;
+* the sign and a front desk's presence sensor report ``Sign`` and ``Presence``.
+
+gpiozero calls back from its own threads; the sink is the only thing they touch, so the
+app's loop alone drives the rules. Whether a press is believable is the rules' business:
+everything that survives debouncing is passed on. Nothing here knows about MQTT or the
+outbox.
 
 Wiring (BCM numbers from the config):
 
@@ -28,14 +38,22 @@ Wiring (BCM numbers from the config):
   means "gone" is the rules' ``presence_hold_s``. The first reading of a sensor is
   not a change: a citizen already at the desk at start-up is not an arrival.
 * Status LED: steady = connected, slow blink = buffering (events held in the outbox),
-  fast blink = fault.
-* Buzzer (active, driven high): a short beep acknowledges every accepted press. With
-  no buzzer the status LED flashes instead and then returns to its mode.
+  fast blink = fault; an even blink (0.25 s on, 0.25 s off) while PIN entry lasts.
+* Buzzer (active, driven high): a short beep (80 ms) acknowledges every accepted press.
+  With no buzzer the status LED flashes instead and then returns to its mode.
+* Sign-in signals (``signal``, ``SIGNALS``), distinct from the press beep and from each
+  other: PIN entry begins = one 0.2 s beep and the LED's even blink; signed in = one
+  long beep (1 s); signed out = two long beeps (0.4 s, 0.2 s apart); refused = three
+  short beeps (0.1 s, 0.1 s apart); PIN entry ended without a PIN (timeout, bell) =
+  silence, the LED back to its mode. With no buzzer the LED goes dark for each beep.
 
 Debounce: ``bounce_ms`` goes to gpiozero's ``bounce_time`` (the lgpio factory filters
 glitches in the driver) and is also enforced here as a lockout after each accepted
 press, because not every pin factory implements ``bounce_time`` (``MockPin`` ignores
-it) and the behaviour must be the same on the bench as in the field.
+it) and the behaviour must be the same on the bench as in the field. The finish key's
+release is debounced the same way: a release within ``bounce_ms`` of its press is the
+press's bounce (the key is still down), and a press within ``bounce_ms`` of a reported
+release is the release's.
 """
 
 from __future__ import annotations
@@ -44,6 +62,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeAlias
@@ -55,8 +74,61 @@ from gpiozero.pins import Factory
 from agent.config import DistanceSensorConfig, GpioConfig, MotionSensorConfig, PresenceConfig
 from agent.protocol import Rating, now_ms
 from agent.rules.inputs import Call, Evaluation, Finish, Presence, RuleInput, Sign
+from agent.signin import PanelKey, Signal
 
 StatusMode: TypeAlias = Literal["off", "connected", "buffering", "fault"]
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """A panel key went down: which key, and the rule input the press is."""
+
+    key: PanelKey
+    item: Call | Finish | Evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A panel key went up (only the finish key's release is reported)."""
+
+    key: PanelKey
+
+
+#: What the panel puts on its sink.
+PanelInput: TypeAlias = RuleInput | Press | Release
+
+
+def rule_input(item: PanelInput) -> RuleInput | None:
+    """What the rules make of a panel input when nobody else asks first: a press's rule
+    input, nothing for a release, anything else as it is."""
+    if isinstance(item, Press):
+        return item.item
+    if isinstance(item, Release):
+        return None
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class Beeps:
+    """``n`` beeps of ``on_s`` seconds, ``off_s`` apart."""
+
+    n: int
+    on_s: float
+    off_s: float = 0.0
+
+
+#: How each sign-in signal sounds (None: silent); see the module docstring.
+SIGNALS: Final[dict[Signal, Beeps | None]] = {
+    Signal.SERVICE_MODE: Beeps(1, 0.2),
+    Signal.SIGNED_IN: Beeps(1, 1.0),
+    Signal.SIGNED_OUT: Beeps(2, 0.4, 0.2),
+    Signal.REFUSED: Beeps(3, 0.1, 0.1),
+    Signal.SERVICE_ENDED: None,
+}
+#: (on_time, off_time) of the status LED while PIN entry lasts.
+SERVICE_BLINK: Final = (0.25, 0.25)
+#: Without a buzzer: the LED is lit at least this long between the dark "beeps".
+_LIT_GAP_S: Final = 0.15
 
 #: Ratings of a 5-button panel, in pin order (the config lists pins best first).
 RATINGS_5: Final[tuple[Rating, ...]] = (
@@ -79,7 +151,7 @@ _BLINK: Final[dict[StatusMode, tuple[float, float]]] = {
 class Sink(Protocol):
     """Where the panel puts ``(t_ms, input)``; ``queue.Queue`` and ``SimpleQueue`` fit."""
 
-    def put(self, item: tuple[int, RuleInput], /) -> None: ...
+    def put(self, item: tuple[int, PanelInput], /) -> None: ...
 
 
 def ratings_for(buttons: int) -> tuple[Rating, ...]:
@@ -103,7 +175,7 @@ class WindowPanel:
         factory = MockFactory()
         with WindowPanel(window.gpio, q, pin_factory=factory) as panel:
             factory.pin(window.gpio.call_button).drive_low()   # press the bell
-            t_ms, item = q.get()                              # -> Call(source="bell")
+            t_ms, item = q.get()               # -> Press("call", Call(source="bell"))
 
     The sign's state at start-up is put on the sink first, so the rules begin with the
     truth rather than with their default.
@@ -127,7 +199,9 @@ class WindowPanel:
         self._bounce_ms = config.bounce_ms
         bounce = config.bounce_ms / 1000 if config.bounce_ms else None
         self._lock = threading.Lock()  # presses arrive on gpiozero's callback threads
-        self._last_press: dict[str, int] = {}
+        self._last_press: dict[PanelKey, int] = {}  # accepted presses and releases
+        self._down: dict[PanelKey, int] = {}  # keys whose release is reported, pressed at
+        self._service = False  # PIN entry: the LED blinks SERVICE_BLINK
         self._sign_reported: bool | None = None
         self._presence_reported: bool | None = None
         self._status: StatusMode = "off"
@@ -136,7 +210,7 @@ class WindowPanel:
         self._sign_shown_when_closed = sign_shown_when == "closed"
         self._devices: list[Any] = []
 
-        def button(pin: int, key: str, item: RuleInput) -> DigitalInputDevice:
+        def button(pin: int, key: PanelKey, item: Call | Finish | Evaluation) -> DigitalInputDevice:
             # A gpiozero Button would add a hold-detection thread per button, waking
             # every 100 ms for a feature we never use (and making close() slow); a
             # pulled-up input device is the same wiring without it.
@@ -144,6 +218,8 @@ class WindowPanel:
                 DigitalInputDevice(pin, pull_up=True, bounce_time=bounce, pin_factory=pin_factory)
             )
             device.when_activated = partial(self._pressed, key, item)
+            if key == "finish":
+                device.when_deactivated = partial(self._released, key)
             return device
 
         try:
@@ -154,9 +230,9 @@ class WindowPanel:
             if config.finish_button is not None:
                 self.finish_button = button(config.finish_button, "finish", Finish())
             self.eval_buttons: tuple[DigitalInputDevice, ...] = tuple(
-                button(pin, f"eval{i}", Evaluation(rating))
-                for i, (pin, rating) in enumerate(
-                    zip(config.eval_buttons, self.ratings, strict=True)
+                button(pin, number, Evaluation(rating))
+                for number, pin, rating in zip(
+                    _EVAL_KEYS, config.eval_buttons, self.ratings, strict=False
                 )
             )
             # Pull-up, so gpiozero reads a closed switch (pin low) as active.
@@ -194,7 +270,7 @@ class WindowPanel:
 
     # ------------------------------------------------------------------ inputs
 
-    def _pressed(self, key: str, item: RuleInput) -> None:
+    def _pressed(self, key: PanelKey, item: Call | Finish | Evaluation) -> None:
         t = self._clock()
         with self._lock:
             if self._closed:
@@ -203,8 +279,24 @@ class WindowPanel:
             if last is not None and t - last < self._bounce_ms:
                 return  # contact bounce, not a second press
             self._last_press[key] = t
-            self._sink.put((t, item))
+            if key == "finish":
+                self._down[key] = t
+            self._sink.put((t, Press(key, item)))
         self._acknowledge()
+
+    def _released(self, key: PanelKey) -> None:
+        t = self._clock()
+        with self._lock:
+            if self._closed:
+                return
+            since = self._down.get(key)
+            if since is None or t - since < self._bounce_ms:
+                # Not down (a bounce of a release already reported), or the press's own
+                # bounce: the key is still held.
+                return
+            del self._down[key]
+            self._last_press[key] = t  # the release's bounce is not a press
+            self._sink.put((t, Release(key)))
 
     def _sign_changed(self) -> None:
         t = self._clock()
@@ -282,8 +374,12 @@ class WindowPanel:
         return self._status
 
     def set_status(self, mode: StatusMode) -> None:
-        """Show the terminal's state: connected, buffering, fault (or off)."""
+        """Show the terminal's state: connected, buffering, fault (or off). The mode
+        already shown changes nothing (the app calls this on every turn of its loop: a
+        blink is not restarted, a flash not cut short)."""
         with self._lock:
+            if mode == self._status:
+                return
             self._status = mode
             if self._closed:
                 return
@@ -292,11 +388,46 @@ class WindowPanel:
                 self._restore = None
             self._apply_status()
 
+    @property
+    def service_mode(self) -> bool:
+        """Whether the LED shows PIN entry (``signal(Signal.SERVICE_MODE)`` until the
+        next other signal)."""
+        return self._service
+
+    def signal(self, signal: Signal) -> None:
+        """Show a sign-in signal (``SIGNALS``): PIN entry's blinking begins with
+        ``SERVICE_MODE`` and ends with any other signal."""
+        beeps = SIGNALS[signal]
+        with self._lock:
+            if self._closed:
+                return
+            service = signal is Signal.SERVICE_MODE
+            changed, self._service = service != self._service, service
+            led = self.status_led
+            if self.buzzer is not None and beeps is not None:
+                self.buzzer.beep(
+                    on_time=beeps.on_s, off_time=beeps.off_s, n=beeps.n, background=True
+                )
+            elif led is not None and beeps is not None and not service:
+                # Dark for each beep, lit between: visible on a steady LED, countable on
+                # a dark one; then back to its mode.
+                gap = max(beeps.off_s, _LIT_GAP_S)
+                led.blink(on_time=gap, off_time=beeps.on_s, n=beeps.n, background=True)
+                self._schedule_restore(beeps.n * (gap + beeps.on_s))
+                return
+            if changed:
+                if self._restore is not None:
+                    self._restore.cancel()
+                    self._restore = None
+                self._apply_status()
+
     def _apply_status(self) -> None:
         led = self.status_led
         if led is None:
             return
-        if self._status == "connected":
+        if self._service:
+            led.blink(*SERVICE_BLINK, background=True)
+        elif self._status == "connected":
             led.on()
         elif self._status == "off":
             led.off()
@@ -332,6 +463,10 @@ class WindowPanel:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+#: The evaluation keys' numbers, in pin order (best first).
+_EVAL_KEYS: Final[tuple[PanelKey, ...]] = (1, 2, 3, 4, 5)
 
 
 def _presence_device(config: PresenceConfig, pin_factory: Factory) -> MotionSensor | DistanceSensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import AgentEnv, AgentEnvError
+from agent.directory import ClerkDirectory, Credentials
+from agent.settings import AgentEnv, AgentEnvError, load_clerk_directory
 from tests.conftest import EXAMPLE_SITE, REPO
 
 
@@ -66,3 +68,76 @@ def test_the_agent_command_refuses_a_bad_environment(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "bad environment: WW_BUNDLE_KEY:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- clerk directory
+
+
+def directory_file(tmp_path: Path, site: str = "qingpu") -> Path:
+    d = ClerkDirectory.build(site, {"c-li": Credentials(badges=("0012345678",), pin="1234")})
+    path = tmp_path / f"{site}.clerks.json"
+    path.write_text(d.model_dump_json(indent=1))  # as `warmwindow clerks directory` writes it
+    return path
+
+
+def test_the_clerk_directory_is_loaded_for_its_own_site(tmp_path: Path) -> None:
+    path = directory_file(tmp_path)
+    env = AgentEnv.read({"WW_CLERK_DIRECTORY": str(path)})
+    assert env.clerk_directory == path
+    directory = load_clerk_directory(path, "qingpu")
+    assert directory.clerk_ids == {"c-li"}
+    assert directory.lookup("pin", "1234").clerk_id == "c-li"
+    assert AgentEnv.read({"WW_CLERK_DIRECTORY": ""}).clerk_directory is None
+    assert AgentEnv.read({}).clerk_directory is None
+
+
+def test_a_missing_clerk_directory_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(AgentEnvError, match=r"^WW_CLERK_DIRECTORY: .*missing.json does not exist"):
+        AgentEnv.read({"WW_CLERK_DIRECTORY": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not a clerk directory: (file): Invalid JSON"),
+        ('{"site": "qingpu"}', "not a clerk directory: salt: Field required"),
+        ('{"site": "qingpu", "salt": "00", "clerks": []}', "salt: String should match"),
+        ("[]", "not a clerk directory: (file): Input should be an object"),
+    ],
+)
+def test_a_bad_clerk_directory_names_the_file_and_the_problem(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "clerks.json"
+    path.write_text(content)
+    with pytest.raises(AgentEnvError) as err:
+        load_clerk_directory(path, "qingpu")
+    assert str(err.value).startswith(f"WW_CLERK_DIRECTORY: {path}: ")
+    assert problem in str(err.value)
+
+
+def test_two_clerks_with_one_pin_is_named(tmp_path: Path) -> None:
+    good = ClerkDirectory.model_validate_json(directory_file(tmp_path).read_text())
+    row = good.clerks[0].model_dump()
+    twin = {**row, "clerk_id": "c-wang", "badges": []}
+    path = tmp_path / "twins.json"
+    path.write_text(
+        json.dumps({"site": "qingpu", "salt": good.salt, "clerks": [row, twin]}, default=list)
+    )
+    with pytest.raises(AgentEnvError, match="c-wang and c-li have the same PIN"):
+        load_clerk_directory(path, "qingpu")
+
+
+def test_another_centres_directory_is_refused(tmp_path: Path) -> None:
+    path = directory_file(tmp_path, site="xujiahui")
+    with pytest.raises(AgentEnvError) as err:
+        load_clerk_directory(path, "qingpu")
+    said = str(err.value)
+    assert said.startswith(f"WW_CLERK_DIRECTORY: {path}: the directory of site 'xujiahui'")
+    assert "not of this window's site 'qingpu'" in said
+    assert "warmwindow clerks directory --site qingpu" in said
+
+
+def test_an_unreadable_clerk_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(AgentEnvError, match=r"WW_CLERK_DIRECTORY: .*: cannot be read"):
+        load_clerk_directory(tmp_path, "qingpu")  # a directory, not a file

@@ -2,6 +2,8 @@
 
 Buttons are wired to GND with pull-ups, so ``drive_low()`` is a press and
 ``drive_high()`` the release; the sign's reed switch closes (low) when the sign is shown.
+A press reaches the sink as ``Press(key, input)``; ``inputs`` unwraps them into what the
+rules take, as an agent without sign-in does.
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockTriggerPin
 
 from agent.config import GpioConfig
-from agent.hardware.gpio import WindowPanel
+from agent.hardware.gpio import (
+    RATINGS_5,
+    SERVICE_BLINK,
+    SIGNALS,
+    PanelInput,
+    Press,
+    Release,
+    WindowPanel,
+    rule_input,
+)
 from agent.protocol import Rating
 from agent.rules import Call, Evaluation, Finish, Presence, RuleInput, ServiceRules, Sign, Tick
 from agent.rules.engine import Step
+from agent.signin import PanelKey, Signal
 from tests.rules.script import CFG, NO_CALL, brief, ev, gone, ids, seen
 from tests.waiting import wait_until
 
 CALL, FINISH, SIGN, LED_PIN, BUZZER = 17, 27, 22, 23, 24
 EVAL5 = [5, 6, 13, 19, 26]
+EVAL_KEYS: tuple[PanelKey, ...] = (1, 2, 3, 4, 5)
 
-Q = queue.SimpleQueue[tuple[int, RuleInput]]
+Q = queue.SimpleQueue[tuple[int, PanelInput]]
 
 
 class FakeClock:
@@ -51,11 +64,16 @@ def gpio(**overrides: object) -> GpioConfig:
     return GpioConfig.model_validate(fields)
 
 
-def drain(q: Q) -> list[tuple[int, RuleInput]]:
+def drain(q: Q) -> list[tuple[int, PanelInput]]:
     out = []
     while not q.empty():
         out.append(q.get_nowait())
     return out
+
+
+def inputs(q: Q) -> list[tuple[int, RuleInput]]:
+    """What the rules get of the sink's items (presses unwrapped, releases dropped)."""
+    return [(t, i) for t, item in drain(q) if (i := rule_input(item)) is not None]
 
 
 def states(factory: MockFactory, pin: int) -> list[bool]:
@@ -91,8 +109,11 @@ def test_start_reports_the_sign_then_buttons_report_their_inputs(
         clock.t_ms = 2_000
         press(factory, CALL)
         clock.t_ms = 3_000
-        press(factory, FINISH)
-        assert drain(q) == [(2_000, Call(source="bell")), (3_000, Finish())]
+        press(factory, FINISH)  # released in the same ms: the press's bounce, no release
+        assert drain(q) == [
+            (2_000, Press("call", Call(source="bell"))),
+            (3_000, Press("finish", Finish())),
+        ]
 
 
 def test_five_button_panel_is_best_first(factory: MockFactory, clock: FakeClock) -> None:
@@ -103,11 +124,11 @@ def test_five_button_panel_is_best_first(factory: MockFactory, clock: FakeClock)
             clock.t_ms += 1_000
             press(factory, pin)
         assert [item for _, item in drain(q)] == [
-            Evaluation(Rating.VERY_SATISFIED),
-            Evaluation(Rating.SATISFIED),
-            Evaluation(Rating.BASIC),
-            Evaluation(Rating.DISSATISFIED),
-            Evaluation(Rating.VERY_DISSATISFIED),
+            Press(1, Evaluation(Rating.VERY_SATISFIED)),
+            Press(2, Evaluation(Rating.SATISFIED)),
+            Press(3, Evaluation(Rating.BASIC)),
+            Press(4, Evaluation(Rating.DISSATISFIED)),
+            Press(5, Evaluation(Rating.VERY_DISSATISFIED)),
         ]
 
 
@@ -120,9 +141,9 @@ def test_three_button_panel_maps_to_three_levels(factory: MockFactory, clock: Fa
         for pin in (13, 6, 5):
             press(factory, pin)
         assert [item for _, item in drain(q)] == [
-            Evaluation(Rating.DISSATISFIED),
-            Evaluation(Rating.BASIC),
-            Evaluation(Rating.SATISFIED),
+            Press(3, Evaluation(Rating.DISSATISFIED)),
+            Press(2, Evaluation(Rating.BASIC)),
+            Press(1, Evaluation(Rating.SATISFIED)),
         ]
 
 
@@ -138,11 +159,41 @@ def test_bounce_inside_bounce_ms_is_one_press_per_button(
         press(factory, 6)  # another button is not locked out
         clock.t_ms += 1
         press(factory, 5)  # 50 ms after the first: a real press
-        assert drain(q) == [
+        assert inputs(q) == [
             (1_000, Evaluation(Rating.VERY_SATISFIED)),
             (1_049, Evaluation(Rating.SATISFIED)),
             (1_050, Evaluation(Rating.VERY_SATISFIED)),
         ]
+
+
+def test_the_finish_keys_release_is_reported_with_its_time(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(bounce_ms=50), q, pin_factory=factory, clock=clock, ack_s=0.001):
+        drain(q)
+        pin = factory.pin(FINISH)
+        pin.drive_low()  # held ...
+        clock.t_ms += 10
+        pin.drive_high()  # ... a bounce of the press: still held
+        pin.drive_low()
+        clock.t_ms = 4_500
+        pin.drive_high()  # let go after 3.5 s
+        clock.t_ms += 20
+        pin.drive_low()  # the release's bounce is no press
+        pin.drive_high()
+        clock.t_ms = 6_000
+        press(factory, CALL)  # other keys' releases are not reported
+        assert drain(q) == [
+            (1_000, Press("finish", Finish())),
+            (4_500, Release("finish")),
+            (6_000, Press("call", Call(source="bell"))),
+        ]
+        clock.t_ms = 7_000
+        pin.drive_low()
+        clock.t_ms = 7_200
+        pin.drive_high()
+        assert drain(q) == [(7_000, Press("finish", Finish())), (7_200, Release("finish"))]
 
 
 def test_sign_closed_is_shown_and_repeats_are_not_news(
@@ -233,6 +284,69 @@ def test_status_led_modes(factory: MockFactory, clock: FakeClock) -> None:
         assert states(factory, LED_PIN) == [False]
 
 
+def test_sign_in_signals_are_distinct_beeps(factory: MockFactory, clock: FakeClock) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        buzzer = factory.pin(BUZZER)
+        heard: dict[Signal, list[tuple[bool, float]]] = {}
+        for sig in (Signal.REFUSED, Signal.SIGNED_IN, Signal.SIGNED_OUT, Signal.SERVICE_ENDED):
+            beeps = SIGNALS[sig]
+            n = 0 if beeps is None else beeps.n
+            buzzer.clear_states()
+            panel.signal(sig)
+
+            def sounded(changes: int = 1 + 2 * n) -> bool:
+                return len(buzzer.states) == changes
+
+            wait_until(sounded, 3, f"{sig} sounded")
+            time.sleep(0.05)  # and nothing more
+            heard[sig] = [(bool(s.state), s.timestamp) for s in buzzer.states[1:]]
+    beeps_of = {sig: [d for on, d in got if not on] for sig, got in heard.items()}  # on-times
+    assert {sig: len(on) for sig, on in beeps_of.items()} == {
+        Signal.REFUSED: 3, Signal.SIGNED_IN: 1, Signal.SIGNED_OUT: 2, Signal.SERVICE_ENDED: 0,
+    }  # fmt: skip
+    assert beeps_of[Signal.SIGNED_IN][0] == pytest.approx(1.0, abs=0.15)  # one long
+    assert all(d == pytest.approx(0.1, abs=0.05) for d in beeps_of[Signal.REFUSED])  # short
+
+
+def test_pin_entry_blinks_the_led_until_another_signal(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(), q, pin_factory=factory, clock=clock) as panel:
+        led = factory.pin(LED_PIN)
+        panel.set_status("connected")
+        panel.signal(Signal.SERVICE_MODE)
+        assert panel.service_mode
+        led.clear_states()
+        wait_until(lambda: len(led.states) >= 4, 3, "the LED blinking")
+        off = SERVICE_BLINK[1]
+        assert [bool(s.state) for s in led.states[1:4]] == [False, True, False]
+        assert led.states[2].timestamp == pytest.approx(off, abs=0.08)
+        panel.set_status("buffering")  # the loop's status changes: PIN entry still shows
+        panel.set_status("connected")
+        assert panel.service_mode
+        panel.signal(Signal.SIGNED_IN)  # any other signal ends it: steady again
+        assert not panel.service_mode and panel.status == "connected"
+        led.clear_states()
+        time.sleep(0.6)
+        assert states(factory, LED_PIN) == [True]
+
+
+def test_without_a_buzzer_the_led_goes_dark_for_each_beep(
+    factory: MockFactory, clock: FakeClock
+) -> None:
+    q: Q = queue.SimpleQueue()
+    with WindowPanel(gpio(buzzer=None), q, pin_factory=factory, clock=clock) as panel:
+        panel.set_status("connected")
+        factory.pin(LED_PIN).clear_states()
+        panel.signal(Signal.REFUSED)
+        dark3 = [True, False, True, False, True, False, True]  # then back to steady
+        wait_until(lambda: states(factory, LED_PIN) == dark3, 3, "three dark pulses")
+        time.sleep(0.1)
+        assert states(factory, LED_PIN) == dark3
+
+
 # --------------------------------------------------------------------------- lifetime
 
 
@@ -265,7 +379,7 @@ def test_failed_construction_releases_the_pins_it_took(factory: MockFactory) -> 
 
 def _run(q: Q, rules: ServiceRules, extra: list[Step] | None = None) -> list[Step]:
     """Everything the pins produced (plus scripted observations), in time order."""
-    steps: list[Step] = [*drain(q), *(extra or [])]
+    steps: list[Step] = [*inputs(q), *(extra or [])]
     return sorted(steps, key=lambda s: s[0] if isinstance(s, tuple) else s.t_ms)
 
 
@@ -288,7 +402,7 @@ def test_pin_presses_become_evaluations_with_every_suspect_reason(
         ]:  # fmt: skip
             clock.t_ms = t_ms
             action()
-            drafts += rules.run(drain(q))
+            drafts += rules.run(inputs(q))
     drafts += rules.tick(40_000)
     assert [b for b in brief(drafts) if b[0] == "Evaluated"] == [
         ev("Evaluated", 1_000, rating=Rating.VERY_SATISFIED, suspect=True,
@@ -380,7 +494,9 @@ def test_presses_from_many_threads_all_reach_the_sink(factory: MockFactory) -> N
         for th in threads:
             th.join()
         got = drain(q)
-    assert Counter(item for _, item in got) == {Evaluation(rating): 50 for rating in Rating}
+    assert Counter(item for _, item in got) == {
+        Press(key, Evaluation(rating)): 50 for key, rating in zip(EVAL_KEYS, RATINGS_5, strict=True)
+    }
 
 
 # --------------------------------------------------------------------------- front desk presence
@@ -402,7 +518,7 @@ def presences(q: Q, n: int) -> list[tuple[int, RuleInput]]:
     got: list[tuple[int, RuleInput]] = []
 
     def more() -> bool:
-        got.extend(item for item in drain(q) if isinstance(item[1], Presence))
+        got.extend(item for item in inputs(q) if isinstance(item[1], Presence))
         return len(got) >= n
 
     wait_until(more, 5, f"{n} presence changes")
