@@ -2,7 +2,8 @@
 # Turn a fresh Raspberry Pi OS (Bookworm, 64-bit Lite) into a WarmWindow window terminal.
 #
 #   sudo deploy/pi/provision.sh --site-dir firmware_config/sites/qingpu --window w03 \
-#        --tls-dir pki/clients/qingpu-w03 --bundle-key bundle-signing.pub [--wired]
+#        --tls-dir pki/clients/qingpu-w03 --bundle-key bundle-signing.pub [--wired] \
+#        [--clerk-directory qingpu-clerks.json]
 #
 # Run it from a checkout of the repository on the Pi (or copy the checkout there first).
 # It is idempotent: running it again updates the agent, the config and the boot block.
@@ -11,11 +12,12 @@
 # What it does, in order:
 #   1. apt: python3-venv, python3-picamera2, python3-lgpio, python3-evdev (the badge
 #      reader; pip would otherwise compile it), mosquitto-clients
-#   2. a system user "warmwindow" in the gpio and video groups
+#   2. a system user "warmwindow" in the gpio, video and input (badge reader) groups
 #   3. the source in /opt/warmwindow/src, a venv with --system-site-packages (picamera2
 #      and lgpio come from apt, everything else from pip) and the agent installed in it
 #   4. /etc/warmwindow: the site directory, agent.env (which window), TLS files from
-#      deploy/mosquitto/pki.py, the bundle-signing public key
+#      deploy/mosquitto/pki.py, the bundle-signing public key, and the centre's clerk
+#      directory for badge/PIN sign-in (`warmwindow clerks directory`) when given
 #   5. the models seeded as the first bundle release in /var/lib/warmwindow/bundles
 #   6. the systemd unit (Type=notify, WatchdogSec=30), journald limits, systemd feeding
 #      the hardware watchdog, the boot block in config.txt (camera, watchdog, radios)
@@ -36,6 +38,7 @@ WINDOW=""
 TLS_DIR=""
 BUNDLE_KEY=""
 WIRED=0
+CLERKS=""
 KEEP_SWAP=0
 PREFIX=/opt/warmwindow
 PY=python3
@@ -49,6 +52,7 @@ Options:
   --tls-dir DIR      ca.crt, window.crt, window.key for this window         (required)
   --bundle-key FILE  Ed25519 public key that signs update bundles          (required)
   --wired            turn Wi-Fi and Bluetooth off (terminal on Ethernet)
+  --clerk-directory FILE  the centre's clerk directory (badge/PIN sign-in at the terminal)
   --keep-swap        leave the swap file on
   --root DIR         install into DIR (image building, tests); implies --dry-run for commands
   --dry-run          print system-changing commands instead of running them
@@ -82,6 +86,7 @@ while [[ $# -gt 0 ]]; do
         --tls-dir) TLS_DIR=$2; shift 2 ;;
         --bundle-key) BUNDLE_KEY=$2; shift 2 ;;
         --wired) WIRED=1; shift ;;
+        --clerk-directory) CLERKS=$2; shift 2 ;;
         --keep-swap) KEEP_SWAP=1; shift ;;
         --root) ROOT=$(realpath -m "$2"); DRY_RUN=1; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
@@ -101,6 +106,7 @@ for f in ca.crt window.crt window.key; do
     [[ -f $TLS_DIR/$f ]] || die "$TLS_DIR/$f not found (deploy/mosquitto/pki.py site ...)"
 done
 [[ -f $BUNDLE_KEY ]] || die "$BUNDLE_KEY not found (warmwindow bundle keygen)"
+[[ -z $CLERKS || -f $CLERKS ]] || die "$CLERKS not found (warmwindow clerks directory)"
 if [[ -z $ROOT && $DRY_RUN -eq 0 && $EUID -ne 0 ]]; then
     die "run as root (sudo), or with --dry-run / --root DIR"
 fi
@@ -131,10 +137,10 @@ run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommend
     python3-venv python3-picamera2 python3-lgpio python3-evdev mosquitto-clients rsync
 
 # --- 2. user ---------------------------------------------------------------------------
-log "system user warmwindow (groups gpio, video)"
+log "system user warmwindow (groups gpio, video, input)"
 if [[ -n $ROOT || $DRY_RUN -eq 1 ]] || ! id warmwindow >/dev/null 2>&1; then
     run useradd --system --home-dir /var/lib/warmwindow --no-create-home \
-        --shell /usr/sbin/nologin --groups gpio,video warmwindow
+        --shell /usr/sbin/nologin --groups gpio,video,input warmwindow
 fi
 
 # --- 3. source, venv, agent ------------------------------------------------------------
@@ -164,12 +170,17 @@ install_file 0644 root:root "$TLS_DIR/window.crt" "$ETC/tls/window.crt"
 # The key is readable by the agent's group only.
 install_file 0640 root:warmwindow "$TLS_DIR/window.key" "$ETC/tls/window.key"
 install_file 0644 root:root "$BUNDLE_KEY" "$ETC/bundle-signing.pub"
+if [[ -n $CLERKS ]]; then
+    # Salted digests of short secrets: readable by the agent's group only.
+    install_file 0640 root:warmwindow "$CLERKS" "$ETC/clerks.json"
+fi
 tmp_env=$(mktemp)
 cat >"$tmp_env" <<EOF
 # Written by deploy/pi/provision.sh. Which window this terminal serves.
 WW_WINDOW=$WINDOW
 WW_BUNDLE_KEY=/etc/warmwindow/bundle-signing.pub
 EOF
+[[ -z $CLERKS ]] || echo "WW_CLERK_DIRECTORY=/etc/warmwindow/clerks.json" >>"$tmp_env"
 install_file 0644 root:root "$tmp_env" "$ETC/agent.env"
 rm -f "$tmp_env"
 

@@ -84,6 +84,19 @@ def test_terminal_files_and_commands(inputs: dict[str, Path]) -> None:
     assert "reboot" in out
 
 
+def test_clerk_directory_for_badge_and_pin_sign_in(inputs: dict[str, Path], tmp_path: Path) -> None:
+    etc = inputs["root"] / "etc" / "warmwindow"
+    out = provision(inputs)
+    assert "WW_CLERK_DIRECTORY" not in (etc / "agent.env").read_text()  # none given: none
+    assert "python3-evdev" in out and "--groups gpio\\,video\\,input" in out
+    clerks = tmp_path / "qingpu-clerks.json"
+    clerks.write_text('{"site": "qingpu", "salt": "' + "ab" * 16 + '", "clerks": []}')
+    provision(inputs, "--clerk-directory", str(clerks))
+    assert "WW_CLERK_DIRECTORY=/etc/warmwindow/clerks.json" in (etc / "agent.env").read_text()
+    assert stat.S_IMODE((etc / "clerks.json").stat().st_mode) == 0o640
+    assert (etc / "clerks.json").read_text() == clerks.read_text()
+
+
 def test_rerun_replaces_the_boot_block(inputs: dict[str, Path]) -> None:
     provision(inputs, "--wired")
     out = provision(inputs)  # now without --wired
