@@ -209,6 +209,7 @@ class Outbox:
             }
         )
         kind = str(model.model_fields["kind"].default)  # every event kind has its literal
+        unset = self._contract.optional_unset(template)
         with self._lock:
             self._check_open()
             seq = self._last_seq + 1
@@ -222,7 +223,7 @@ class Outbox:
                     dropped_now = self._drop_for_room(self._depth - self.max_rows + 1)
                 db.execute(
                     "INSERT INTO outbox (seq, kind, created_ms, payload) VALUES (?, ?, ?, ?)",
-                    (seq, kind, created, event.model_dump_json()),
+                    (seq, kind, created, event.model_dump_json(exclude=unset)),
                 )
                 db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
                 if dropped_now:

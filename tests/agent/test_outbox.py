@@ -65,6 +65,28 @@ def test_add_stamps_a_valid_event_and_stores_exactly_it(box: Outbox) -> None:
     assert parse_event(row.payload) == ev
 
 
+def test_fields_a_later_version_added_cost_nothing_when_unused(box: Outbox) -> None:
+    """The outbox writes the newest version; what it adds and this event leaves unset
+    stays out of the JSON, so a plain bell session is no bigger than in version 1."""
+    plain = box.add(opened())
+    queued = box.add(
+        Draft(
+            kind=SessionOpened,
+            ts_ms=1_700_000_000_500,
+            fields={"source": "queue", "ticket": "B22", "priority_category": "elderly"},
+        )
+    )
+    first, second = box.peek(10)
+    assert plain.schema_version == 2 and '"call_id"' not in first.payload
+    assert '"priority_category":"elderly"' in second.payload
+    assert '"matter_code"' not in second.payload
+    assert parse_event(first.payload) == plain and parse_event(second.payload) == queued
+    as_v1 = SessionOpened.model_validate(
+        {k: getattr(plain, k) for k in SessionOpened.model_fields} | {"schema_version": 1}
+    )
+    assert len(first.payload) == len(as_v1.model_dump_json())  # "2" for "1", nothing more
+
+
 def test_seqs_are_consecutive_and_ids_unique(box: Outbox) -> None:
     events = [box.add(draft(i)) for i in range(50)]
     assert [e.seq for e in events] == list(range(1, 51))
