@@ -31,6 +31,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from agent import protocol as p
 from agent.config import BrokerConfig
 from agent.events import Draft
 from agent.localbroker import MosquittoBroker
@@ -183,6 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-announce", action="store_true", help="no ingest announces v2")
     args = ap.parse_args()
     n = args.events
     with tempfile.TemporaryDirectory() as tmpdir, MosquittoBroker(Path(tmpdir) / "mq") as broker:
@@ -193,8 +195,17 @@ def main() -> None:
         sink.connect(broker.host, broker.port)
         sink.subscribe("ww/v1/+/+/event", qos=0)
         sink.loop_start()
+        if not args.no_announce:
+            # An upgraded ingest announces what it accepts, as in production: events go
+            # out in the form the outbox keeps. --no-announce measures the terminal that
+            # downgrades every event for a server that has not said (version 1).
+            accepts = p.Accepts(server="bench-ingest", versions=p.CONTRACT.versions, ts_ms=1)
+            sink.publish(
+                p.accepts_topic("bench-ingest"), accepts.model_dump_json(), qos=1, retain=True
+            ).wait_for_publish(5)
         with Outbox(tmp / "sample.db", SITE, "w00") as box:
-            payload = box.add(summary_draft(0)).model_dump_json().encode()
+            box.add(summary_draft(0))
+            payload = box.peek(1)[0].payload.encode()  # what the transport sends
         results: dict[str, list[Run]] = {"baseline": [], "live": [], "replay": [], "add": []}
         for _ in range(args.repeat):  # interleaved, so drift in machine load hits all alike
             results["baseline"].append(baseline(broker, payload, n))
