@@ -463,6 +463,13 @@ class Access:
         self.audit("queue_call", f"{site}/{window}", {"call_id": call["call_id"]}, site)
         return True, signed_in
 
+    def call_sent(self, call_id: str) -> None:
+        """The terminal's broker took a stored call (one of this principal's, just made)."""
+        call = self.store.call(call_id)
+        if call is None or not self.p.sees(call["site"]):
+            raise HTTPException(404, "no such call")
+        self.store.mark_call_sent(call_id)
+
     def window_commands(self, site: str, window: str) -> int:
         """The Command version a window's terminal takes (its retained state says; 1 when
         it has not said)."""

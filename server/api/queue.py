@@ -124,7 +124,7 @@ def call(
     ingest = request.app.state.ingest
     sent = bool(ingest is not None and ingest.send_command(cmd, body.site, body.window))
     if sent:
-        a.store.mark_call_sent(body.call_id)
+        a.call_sent(body.call_id)
     return CallOut(
         call_id=body.call_id, duplicate=False, sent=sent, full_fields=full, signed_in=signed_in
     )
