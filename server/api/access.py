@@ -201,7 +201,12 @@ class Access:
 
     def ranking(self, scope: Scope, period: Period, min_sessions: int = 20) -> list[dict[str, Any]]:
         rows = smile_star_ranking(
-            self._e, scope, period.start_ms, period.end_ms, min_sessions=min_sessions
+            self._e,
+            scope,
+            period.start_ms,
+            period.end_ms,
+            min_sessions=min_sessions,
+            too_broad_counts=self.settings.thresholds.too_broad_counts,
         )
         if self.p.clerk_id is not None:
             return [r for r in rows if r["clerk_id"] == self.p.clerk_id]

@@ -26,6 +26,12 @@ class PassThresholds(BaseModel):
     max_away_without_sign_min: float = Field(30.0, ge=0)
     max_overdue_cases: int = Field(0, ge=0)
     evidence_limit: int = Field(50, ge=1, le=1000, description="Event ids listed per failure.")
+    too_broad_counts: bool = Field(
+        False,
+        description="Whether the 'smile too broad' flag counts against a session in the "
+        "smile-star ranking (A-STAR). Off: the flag is a classifier probability, not a "
+        "validated intensity, so it is shown as information only until it is validated.",
+    )
 
 
 def _evidence(

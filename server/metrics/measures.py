@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.protocol import Rating
@@ -326,15 +326,22 @@ def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
 
 
 def exemplary_counts(
-    engine: Engine, scope: Scope, start_ms: int, end_ms: int, see_off_ms: int = 3000
+    engine: Engine,
+    scope: Scope,
+    start_ms: int,
+    end_ms: int,
+    see_off_ms: int = 3000,
+    *,
+    too_broad_counts: bool = False,
 ) -> dict[str, tuple[int, int]]:
-    """Per clerk: (exemplary sessions, sessions). Exemplary = stood, smiled (not too
-    broad), stood to see off long enough, and not rated badly (A-STAR)."""
+    """Per clerk: (exemplary sessions, sessions). Exemplary = stood, smiled, stood to see
+    off long enough, and not rated badly (A-STAR); "not too broad" as well only when
+    ``too_broad_counts`` (the flag is unvalidated: information only by default)."""
     s = sessions
     good = and_(
         s.c.stood_on_call,
         s.c.smiled_at_greeting,
-        ~s.c.smile_too_broad,
+        ~s.c.smile_too_broad if too_broad_counts else true(),
         # a reception has no farewell: stand and smile first is what it asks
         s.c.stood_at_farewell.is_(None) | and_(s.c.stood_at_farewell, s.c.see_off_ms >= see_off_ms),
         s.c.greeted_first.is_(None) | s.c.greeted_first,
@@ -359,11 +366,18 @@ def exemplary_counts(
 
 
 def smile_star_ranking(
-    engine: Engine, scope: Scope, start_ms: int, end_ms: int, min_sessions: int = 20
+    engine: Engine,
+    scope: Scope,
+    start_ms: int,
+    end_ms: int,
+    min_sessions: int = 20,
+    *,
+    too_broad_counts: bool = False,
 ) -> list[dict[str, Any]]:
     """Clerks ranked by the Wilson lower bound of their exemplary-session rate."""
     rows: list[dict[str, Any]] = []
-    for clerk, (good, n) in exemplary_counts(engine, scope, start_ms, end_ms).items():
+    counts = exemplary_counts(engine, scope, start_ms, end_ms, too_broad_counts=too_broad_counts)
+    for clerk, (good, n) in counts.items():
         rows.append(
             {
                 "clerk_id": clerk,

@@ -257,10 +257,15 @@ def test_smile_star_is_fair_to_small_samples(loaded: tuple[Store, dict[str, Any]
     assert [(r["clerk_id"], r["exemplary"], r["sessions"], r["rank"]) for r in ranking] == [
         ("c-zhao", 27, 30, 1),  # 90 % of 30 beats 100 % of 3
         ("c-wang", 3, 3, 2),
-        ("c-li", 5, 10, 3),
+        ("c-li", 6, 10, 3),  # the "too broad" session counts: the flag is not validated
     ]
     strict = smile_star_ranking(store.engine, Scope(site="qingpu"), start, end, min_sessions=5)
     assert [r["rank"] for r in strict] == [1, 2, None]
+    # Only once a centre turns the flag on (a validated intensity) does it drop a session.
+    flagged = smile_star_ranking(
+        store.engine, Scope(site="qingpu"), start, end, min_sessions=3, too_broad_counts=True
+    )
+    assert [(r["clerk_id"], r["exemplary"]) for r in flagged][2] == ("c-li", 5)
 
 
 def test_sequence_gaps_reported(store: Store) -> None:
