@@ -443,21 +443,19 @@ class Access:
     def queue_call(self, call: dict[str, Any]) -> tuple[bool, bool]:
         """Store a queue call once (False: seen before, nothing done) and, when it names
         a clerk who is not on shift at that window, sign them in (source queue) from the
-        call's time. ``(stored, signed_in)``."""
+        call's time, first: a sign-in the rule refuses (409) stores nothing, so the queue
+        system's retry is not taken for a duplicate. ``(stored, signed_in)``."""
         site, window = call["site"], call["window"]
         self.site(site)
         self._window(site, window)
+        seen = self.store.call(call["call_id"])
+        if seen is not None:
+            if seen["site"] != site:
+                raise HTTPException(409, "that call id is another centre's")
+            return False, False
         clerk = call.get("clerk_id")
         if clerk is not None and self.clerk_home(clerk) != site:
             raise HTTPException(409, "the clerk belongs to another centre")
-        row = call | {
-            "received_ms": now_ms(),
-            "cmd_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{call['call_id']}")),
-            "sent": False,
-            "token": self.p.username[:64],
-        }
-        if not self.store.add_call(row):
-            return False, False
         signed_in = False
         if (
             clerk is not None
@@ -465,6 +463,14 @@ class Access:
         ):
             done = self.sign_in(clerk, site, window, call["called_ms"], None, source="queue")
             signed_in = not done.noop
+        row = call | {
+            "received_ms": now_ms(),
+            "cmd_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{call['call_id']}")),
+            "sent": False,
+            "token": self.p.username[:64],
+        }
+        if not self.store.add_call(row):  # the same call, at the same moment: one is stored
+            return False, False
         self.audit("queue_call", f"{site}/{window}", {"call_id": call["call_id"]}, site)
         return True, signed_in
 

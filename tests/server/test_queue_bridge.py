@@ -286,3 +286,32 @@ def test_sign_ins_at_the_terminal_make_shifts_through_the_one_rule(store: Store)
     with store.engine.connect() as conn:
         (end,) = conn.execute(select(roster.c.end_ms)).one()
     assert end == ms(2026, 11, 3, 17, 0)
+
+
+def test_a_refused_sign_in_stores_nothing_so_the_retry_is_no_duplicate(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(
+        ServerSettings(db_url=f"sqlite:///{tmp_path / 'ww.db'}", sites=[EXAMPLE_SITE], mqtt=None)
+    )
+    with TestClient(app) as c:
+        store: Store = app.state.store
+        for clerk in ("c-a", "c-b"):
+            store.add_clerk(clerk, clerk, "qingpu")
+        _, token = app.state.tokens.create("queue", "site:qingpu", ["queue"], "test")
+        c.headers["Authorization"] = f"Bearer {token}"
+        t0 = ms(2026, 11, 3, 9, 0)
+        store.sign_in("c-a", "qingpu", "w03", t0)
+        f = Fleet()
+        f.session("w03", t0 + 600_000)  # c-a served at 09:10
+        store.insert_events([StoredEvent(e, e.ts_ms) for e in f.events])
+        body = {"call_id": "c-1", "site": "qingpu", "window": "w03", "ticket": "A1"}
+        # c-b "from 09:05" would take the session c-a served: refused, nothing stored
+        late = {"clerk_id": "c-b", "called_ms": t0 + 300_000}
+        early = c.post("/api/queue/v1/calls", json=body | late)
+        assert early.status_code == 409 and "c-a served" in early.text
+        assert store.call("c-1") is None
+        again = c.post("/api/queue/v1/calls", json=body | {"clerk_id": "c-b"})  # now
+        assert again.status_code == 201 and again.json()["signed_in"] is True
+        assert again.json()["sent"] is False  # no broker here: stored, the bell remains
+        assert c.post("/api/queue/v1/calls", json=body).json()["duplicate"] is True
