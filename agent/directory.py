@@ -35,6 +35,16 @@ _BADGE = re.compile(r"^[0-9A-Z]{1,32}$")
 _PIN = re.compile(rf"^[{PIN_KEYS}]{{{PIN_LENGTHS.start},{PIN_LENGTHS.stop - 1}}}$")
 
 
+def valid_badge(number: str) -> bool:
+    """A badge number a reader can type: 1-32 letters or digits (once normalised)."""
+    return bool(_BADGE.match(normalise_badge(number)))
+
+
+def valid_pin(pin: str) -> bool:
+    """A PIN the panel can type: 4-6 presses of its keys."""
+    return bool(_PIN.match(pin))
+
+
 def normalise_badge(number: str) -> str:
     """A badge number as it is hashed: without surrounding space, upper case."""
     return number.strip().upper()
@@ -134,9 +144,9 @@ class ClerkDirectory(_Model):
         rows = []
         for clerk_id, cred in clerks.items():
             for badge in cred.badges:
-                if not _BADGE.match(normalise_badge(badge)):
+                if not valid_badge(badge):
                     raise ValueError(f"a badge of {clerk_id} is not 1-32 letters or digits")
-            if cred.pin is not None and not _PIN.match(cred.pin):
+            if cred.pin is not None and not valid_pin(cred.pin):
                 raise ValueError(f"the PIN of {clerk_id} is not 4-6 of the keys {PIN_KEYS}")
             rows.append(
                 {

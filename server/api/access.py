@@ -16,7 +16,6 @@ The rules, applied here and nowhere else:
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -32,6 +31,7 @@ from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsD
 from server.metrics.assessment import probation, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
 from server.policy.shifts import ShiftConflict, Source
+from server.store.calls import call_cmd_id
 from server.store.cases import acknowledge, close_open_case
 from server.store.credentials import CredentialError, clear_credentials
 from server.store.db import Store
@@ -465,7 +465,7 @@ class Access:
             signed_in = not done.noop
         row = call | {
             "received_ms": now_ms(),
-            "cmd_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{call['call_id']}")),
+            "cmd_id": str(call_cmd_id(call["call_id"])),
             "sent": False,
             "token": self.p.username[:64],
         }

@@ -14,7 +14,6 @@ It authenticates with a service token granted ``queue`` (``warmwindow token crea
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -33,7 +32,7 @@ from agent.protocol import (
 from server.api.access import Access, changing
 from server.api.models import ApiModel
 from server.api.schemas import Out, SiteSlug, TimeMs, WindowSlug
-from server.store.calls import CALL_FIELDS
+from server.store.calls import CALL_FIELDS, call_cmd_id
 
 router = APIRouter(prefix="/api/queue/v1")
 
@@ -117,7 +116,7 @@ def call(
     if full:
         fields |= body.model_dump(include=set(CALL_FIELDS))
     cmd = Command(
-        cmd_id=uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{body.call_id}"),
+        cmd_id=call_cmd_id(body.call_id),
         action="call",
         **fields,
     )

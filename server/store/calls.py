@@ -12,6 +12,7 @@ reach the session row even from a terminal that sends version 1.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,12 @@ CALL_MATCH_MS = 15 * 60_000
 
 #: The call's fields a session row takes.
 CALL_FIELDS = ("call_id", "matter_code", "matter_name", "priority_category", "case_number")
+
+
+def call_cmd_id(call_id: str) -> uuid.UUID:
+    """The command id a call is sent to its terminal under: the same for every retry, so
+    the terminal's reply names the call."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"warmwindow:queue:{call_id}")
 
 
 class Calls(StoreBase):

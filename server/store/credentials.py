@@ -20,7 +20,8 @@ from agent.directory import (
     PIN_LENGTHS,
     ClerkDirectory,
     credential_digest,
-    normalise_badge,
+    valid_badge,
+    valid_pin,
 )
 from agent.protocol import now_ms
 from server.store.base import StoreBase
@@ -58,11 +59,9 @@ class Credentials(StoreBase):
         Raises ``CredentialError``."""
         if len(badges) > 8:
             raise CredentialError("at most 8 badges per clerk")
-        for b in badges:
-            n = normalise_badge(b)
-            if not n or len(n) > 32 or not n.isalnum() or not n.isascii():
-                raise CredentialError("a badge number is 1-32 letters or digits")
-        if pin is not None and (len(pin) not in PIN_LENGTHS or any(k not in PIN_KEYS for k in pin)):
+        if not all(valid_badge(b) for b in badges):
+            raise CredentialError("a badge number is 1-32 letters or digits")
+        if pin is not None and not valid_pin(pin):
             raise CredentialError(
                 f"a PIN is {PIN_LENGTHS.start}-{PIN_LENGTHS.stop - 1} of the keys {PIN_KEYS}"
             )

@@ -227,20 +227,6 @@ class People(StoreBase):
         with self.engine.begin() as conn:
             return sign_out_at(conn, site, at_ms, window=window, clerk_id=clerk_id, source=source)
 
-    def shifts(self, site: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
-        """The shifts at a centre that overlap ``[since_ms, until_ms)``, oldest first."""
-        q = (
-            select(roster)
-            .where(
-                roster.c.site == site,
-                roster.c.start_ms < until_ms,
-                roster.c.end_ms.is_(None) | (roster.c.end_ms > since_ms),
-            )
-            .order_by(roster.c.window, roster.c.start_ms)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
-
     def plan_roster(
         self, site: str, window: str, clerk_id: str, from_ms: int, to_ms: int, created_by: str
     ) -> None:
@@ -256,16 +242,3 @@ class People(StoreBase):
                     created_by=created_by,
                 )
             )
-
-    def planned(self, site: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
-        q = (
-            select(roster_plan)
-            .where(
-                roster_plan.c.site == site,
-                roster_plan.c.from_ms < until_ms,
-                roster_plan.c.to_ms > since_ms,
-            )
-            .order_by(roster_plan.c.window, roster_plan.c.from_ms)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
