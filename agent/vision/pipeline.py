@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.observation import Observation
+from agent.vision.clerk import Clerk
 from agent.vision.detector import Face, FaceDetector
 from agent.vision.posture import Posture, PostureConfig
 from agent.vision.runtime import model_path
@@ -44,33 +45,6 @@ class VisionConfig:
     #: Smile score smoothing time constant (one noisy frame must not make a smile).
     smile_tau_ms: int = 250
     posture: PostureConfig = field(default_factory=PostureConfig)
-
-
-class Clerk:
-    """Chooses the clerk's face among the detections of one frame."""
-
-    def __init__(self, cfg: VisionConfig, posture: Posture) -> None:
-        self.cfg = cfg
-        self.posture = posture
-
-    def choose(self, faces: list[Face], frame_w: int) -> Face | None:
-        b = self.posture.baseline
-        best: Face | None = None
-        best_score = 0.0
-        for f in faces:
-            if b is None:
-                if f.w < self.cfg.min_face_frac * frame_w:
-                    continue
-                score = f.w
-            else:
-                # Standing moves the face up, not sideways: distance from the seat column.
-                d = abs(f.cx - b.cx) / b.size
-                if f.w < self.cfg.min_face_ratio * b.size or d > self.cfg.max_seat_offset:
-                    continue
-                score = f.w / (1.0 + d * d)
-            if score > best_score:
-                best, best_score = f, score
-        return best
 
 
 class Vision:

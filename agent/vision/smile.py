@@ -41,6 +41,17 @@ def band(score: float | None, smile_threshold: float, too_broad_threshold: float
 
 
 @dataclass(frozen=True, slots=True)
+class MouthReading:
+    """What the classifier reads from one face crop."""
+
+    #: Smile probability (not an intensity).
+    smile: float
+    #: Probability that the mouth is visible at all (not behind a mask, a hand, ...);
+    #: 1.0 from a model without that output.
+    visible: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class CropSpec:
     """The classifier's crop relative to a detector box, in box widths."""
 
@@ -105,3 +116,7 @@ class SmileClassifier:
 
     def score(self, gray: U8, face: Face) -> float:
         return float(self.score_images(self.cut(gray, face, self._buf))[0])
+
+    def read(self, gray: U8, face: Face) -> MouthReading:
+        """Smile and mouth visibility of ``face`` (one inference for both)."""
+        return MouthReading(self.score(gray, face))
