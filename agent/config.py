@@ -210,6 +210,14 @@ class RuleConfig(ConfigModel):
     too_broad_threshold: float = Field(
         0.97, ge=0, le=1, description="Smile intensity beyond 'not too broad'."
     )
+    min_observed_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="A 'did not' verdict (stand, smile, see-off) needs the camera to have "
+        "seen the clerk (or the empty seat) for at least this share of the time the rule "
+        "looked; less is 'not observed', never a failure.",
+    )
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Self:

@@ -3,17 +3,60 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Unseen(StrEnum):
+    """Why something the rules need could not be seen in a frame."""
+
+    #: The face is there but the mouth is not: a mask, a hand, a cup.
+    MOUTH_COVERED = "mouth_covered"
+    #: The face is turned too far for the mouth (or the smile) to be read.
+    TURNED = "turned"
+    #: The face is too dark, too bright or too blurred to read (backlight, glare).
+    FACE_EXPOSURE = "face_exposure"
+    #: No face found, but someone is at the seat (a turned or masked clerk).
+    FACE_LOST = "face_lost"
+    #: The camera cannot see the seat at all: a blocked lens, darkness, glare.
+    VIEW = "view"
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
     """The clerk as seen at ``t_ms`` (device clock, UTC ms).
 
-    ``smile`` and ``standing`` are None when no clerk face is present; ``standing``
-    is the debounced posture (hysteresis and minimum durations already applied).
+    ``smile`` and ``standing`` are None when they could not be seen: no clerk face
+    (then ``face_present`` is False) or, for ``smile``, a face whose mouth cannot be
+    read. ``standing`` is the debounced posture (hysteresis and minimum durations
+    already applied).
+
+    What is missing is "not observed", never a failure, unless the camera saw the seat
+    empty: ``face_present`` False with ``view_ok`` True and ``seat_occupied`` not True
+    is an absent clerk (who neither stands nor smiles). ``seat_occupied`` True (someone
+    is at the seat though no face is found) or ``view_ok`` False (the camera sees
+    nothing usable) make presence, posture and smile unknown. ``unseen`` says why,
+    for health counters and the installer's check.
     """
 
     t_ms: int
     face_present: bool
     smile: float | None = None
     standing: bool | None = None
+    view_ok: bool = True
+    seat_occupied: bool | None = None
+    unseen: Unseen | None = None
+
+    @property
+    def seen_absent(self) -> bool:
+        """The camera saw the seat, and nobody at it."""
+        return not self.face_present and self.view_ok and self.seat_occupied is not True
+
+    @property
+    def smile_seen(self) -> bool:
+        """The smile (or its absence) is known: a readable mouth, or an empty seat."""
+        return self.seen_absent or (self.face_present and self.smile is not None)
+
+    @property
+    def posture_seen(self) -> bool:
+        """The posture (or the clerk's absence) is known."""
+        return self.seen_absent or (self.face_present and self.standing is not None)

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Final, Literal, Union, cast
+from typing import Annotated, Any, ClassVar, Final, Literal, Union, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -51,7 +51,7 @@ from pydantic import (
 )
 
 #: The newest event schema version this build speaks (``CONTRACT.newest``).
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 TOPIC_ROOT: Final = "ww/v1"
 
 #: Largest value of a signed 64-bit column (``BigInteger``).
@@ -297,9 +297,11 @@ class NotInVersion(ValueError):
     """An event of a kind the receiving side's version lacks: it cannot be downgraded
     and waits (the terminal keeps it in its outbox) until the server accepts ``needs``."""
 
-    def __init__(self, kind: str, version: int, needs: int) -> None:
-        super().__init__(f"{kind} needs schema version {needs}; the server accepts {version}")
+    def __init__(self, kind: str, version: int, needs: int, *, field: str | None = None) -> None:
+        what = kind if field is None else f"{kind} with {field} set"
+        super().__init__(f"{what} needs schema version {needs}; the server accepts {version}")
         self.kind = kind
+        self.field = field
         self.version = version
         self.needs = needs
 
@@ -329,13 +331,16 @@ class Contract:
         v2.downgrade(smiled_v2_dict, 1)  # the same event without "note", version 1
     """
 
-    __slots__ = ("_adapters", "_fields", "_models", "versions")
+    __slots__ = ("_adapters", "_fields", "_held", "_models", "versions")
 
     def __init__(self, event_types: Iterable[type[EventHeader]]) -> None:
         models = {_kind_of(m): m for m in event_types}
         self._models: tuple[dict[str, type[EventHeader]], ...] = (models,)
         self.versions: tuple[int, ...] = (_version_of(next(iter(models.values()))),)
         self._fields: dict[int, dict[str, frozenset[str]]] = {}
+        #: Per version: the fields it added that an older version must not lose (see
+        #: ``extend(held_if_set=...)``), by kind.
+        self._held: dict[int, dict[str, frozenset[str]]] = {}
         self._adapters: tuple[TypeAdapter[Any], TypeAdapter[Any]] | None = None
         self._index()
 
@@ -399,12 +404,29 @@ class Contract:
                 return version
         raise TypeError(f"{kind!r} is not an event kind of this contract")
 
-    def extend(self, additions: Additions, new_kinds: Iterable[type[EventHeader]] = ()) -> Contract:
+    def extend(
+        self,
+        additions: Additions,
+        new_kinds: Iterable[type[EventHeader]] = (),
+        *,
+        held_if_set: Mapping[str, Iterable[str]] | None = None,
+    ) -> Contract:
         """A new contract: these versions plus the next, which adds optional fields to
         the kinds named (the other kinds only change ``schema_version``) and may add new
         kinds (each declaring ``schema_version: Literal[<the new version>]``). Raises
-        ValueError when an addition breaks the rule."""
+        ValueError when an addition breaks the rule.
+
+        ``held_if_set`` names added fields that change what the older fields of the same
+        event mean (``not_observed`` turns a False from "did not" into "could not be
+        seen"): an event that sets one is not downgraded to a version without it,
+        since the older server would read the older fields alone and get it wrong; it
+        raises ``NotInVersion`` and waits for a server that reads the field."""
         version = self.newest + 1
+        held = {k: frozenset(v) for k, v in (held_if_set or {}).items()}
+        for kind, names in held.items():
+            stray = names - set(additions.get(kind, {}))
+            if stray:
+                raise ValueError(f"{kind}: held fields must be added here: {sorted(stray)}")
         previous = self._models[-1]
         unknown = set(additions) - set(previous)
         if unknown:
@@ -438,6 +460,7 @@ class Contract:
         out = object.__new__(Contract)
         out._models = (*self._models, models)
         out.versions = (*self.versions, version)
+        out._held = {**self._held, version: held}
         out._index()
         return out
 
@@ -469,9 +492,14 @@ class Contract:
         the fields that version lacks are dropped, whatever their value (the older
         server could not have stored them), and ``schema_version`` says ``version``.
         Raises ``NotInVersion`` for a kind that version does not have at all."""
-        keep = self._fields[version].get(data["kind"])
+        kind = data["kind"]
+        keep = self._fields[version].get(kind)
         if keep is None:
-            raise NotInVersion(data["kind"], version, self.since(data["kind"]))
+            raise NotInVersion(kind, version, self.since(kind))
+        for later in self.versions[self.versions.index(version) + 1 :]:
+            for name in self._held.get(later, {}).get(kind, ()):
+                if data.get(name) not in (None, False, [], ()):
+                    raise NotInVersion(kind, version, later, field=name)
         out = {k: v for k, v in data.items() if k in keep}
         out["schema_version"] = version
         return out
@@ -552,9 +580,8 @@ class ClerkAtTerminal(EventHeader):
     )
 
 
-#: The contract of this build: version 1 and what version 2 adds. A terminal sends
-#: version 2 only to servers that announce it (``Accepts``).
-CONTRACT: Final = BASE_CONTRACT.extend(
+#: Version 1 and what version 2 adds (who served whom, with which ticket).
+V2_CONTRACT: Final = BASE_CONTRACT.extend(
     {
         "session_opened": dict(_CALL),
         "session_summary": {
@@ -583,6 +610,61 @@ CONTRACT: Final = BASE_CONTRACT.extend(
         },
     },
     new_kinds=(ClerkAtTerminal,),
+)
+
+
+# --------------------------------------------------------------------------- version 3
+# What could be seen: a verdict is complied, not complied, or not observed.
+
+#: The verdicts of a session that can be "not observed" (the names of its fields).
+Verdict = Literal[
+    "stood_on_call",
+    "smiled_at_greeting",
+    "stood_at_farewell",
+    "smiled_at_farewell",
+    "greeted_first",
+]
+VERDICTS: Final[tuple[str, ...]] = get_args(Verdict)
+
+_NOT_OBSERVED_DOC = (
+    "True: the verdict is 'not observed', not a failure: the camera could not see what "
+    "it needed (mouth covered, face turned or lost with the clerk at the seat, view "
+    "blocked or badly lit) for enough of the time the rule looked. Its on_time is False."
+)
+
+#: The contract of this build: version 1, what version 2 adds, and version 3. A terminal
+#: sends a newer version only to servers that announce it (``Accepts``); an event that
+#: says "not observed" is never sent to a server that would read it as a failure.
+CONTRACT: Final = V2_CONTRACT.extend(
+    {
+        "stood_up": {"not_observed": (bool | None, Field(None, description=_NOT_OBSERVED_DOC))},
+        "smiled": {"not_observed": (bool | None, Field(None, description=_NOT_OBSERVED_DOC))},
+        "session_summary": {
+            "not_observed": (
+                tuple[Verdict, ...] | None,
+                Field(
+                    None,
+                    max_length=len(VERDICTS),
+                    description="The verdicts of this session that could not be observed "
+                    "(their fields say False, which here means 'not observed', never "
+                    "'did not'); None or absent: every verdict was observed.",
+                ),
+            ),
+            "observed_share": (
+                Score | None,
+                Field(
+                    None,
+                    description="Share of the session's time in which the clerk's face and "
+                    "mouth could be seen (or the seat was seen empty).",
+                ),
+            ),
+        },
+    },
+    held_if_set={
+        "stood_up": ("not_observed",),
+        "smiled": ("not_observed",),
+        "session_summary": ("not_observed",),
+    },
 )
 
 

@@ -31,9 +31,10 @@ def _header(seq: int, ts: int, *clauses: p.Clause) -> dict[str, Any]:
 
 def examples() -> list[BaseModel]:
     c = p.Clause
-    # version 2's models are made by Contract.extend: not known to the type checker
-    opened_v2: Any = p.CONTRACT.model_for("session_opened")
-    summary_v2: Any = p.CONTRACT.model_for("session_summary")
+    # later versions' models are made by Contract.extend: not known to the type checker
+    opened_v2: Any = p.V2_CONTRACT.model_for("session_opened")
+    summary_v2: Any = p.V2_CONTRACT.model_for("session_summary")
+    summary_v3: Any = p.CONTRACT.model_for("session_summary")
     return [
         p.SessionOpened(**_header(41, _T, c.W_CALL), source="bell", ticket="A017"),
         p.StoodUp(
@@ -115,6 +116,24 @@ def examples() -> list[BaseModel]:
             case_number="QP2026110200213",
             smiled_at_farewell=True,
             farewell_smile_after_ms=700,
+        ),
+        # A masked clerk: the smile at the greeting could not be seen. Not a failure.
+        summary_v3(
+            **(_header(52, _T + 3_100_000, c.W_TWO_STANDS, c.W_FAREWELL) | {"schema_version": 3}),
+            opened_ms=_T + 2_800_000,
+            closed_ms=_T + 3_090_000,
+            closed_by="evaluation",
+            stood_on_call=True,
+            stand_after_ms=1100,
+            smiled_at_greeting=False,
+            stood_at_farewell=True,
+            see_off_ms=3500,
+            rating=p.Rating.SATISFIED,
+            source="queue",
+            ticket="B023",
+            smiled_at_farewell=False,
+            not_observed=("smiled_at_greeting", "smiled_at_farewell"),
+            observed_share=0.08,
         ),
         p.ClerkAtTerminal(
             **(_header(51, _T - 600_000) | {"session_id": None}),
@@ -229,6 +248,17 @@ def _versions() -> list[str]:
         "farewell smile (W-FAREWELL) and the front desk's `greeted_first` (F-RECEIVE) to "
         "the summary; and the kind `clerk_at_terminal` (a badge or PIN sign-in at the "
         "terminal: the staff id only, never the badge number or PIN).",
+        "",
+        "Version 3 says what could be seen: `not_observed` on `stood_up` and `smiled` "
+        "(True: the verdict is 'not observed', its `on_time` False means nothing) and on "
+        "`session_summary` (the verdicts that were not observed), and the summary's "
+        "`observed_share`. A verdict is not observed when the camera could not see the "
+        "clerk's mouth (smiles) or posture (stands) for more than 20 % of the time the "
+        "rule looked (`RuleConfig.min_observed_share`): a mask, a hand, a turned head, "
+        "backlight, a blocked lens, or a clerk at the seat whose face is lost. These "
+        "fields are *held if set*: an event that sets one is never downgraded to a "
+        "version without it (the older server would read its False as 'did not'); it "
+        "waits in the outbox, like a new kind, until every ingest accepts version 3.",
         "",
         "Commands have versions of their own: version 2 of `Command` adds the queue "
         "call's fields (`call_id`, `matter_code`, `matter_name`, `priority_category`, "

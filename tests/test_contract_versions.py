@@ -64,8 +64,8 @@ def test_the_base_contract_is_version_1() -> None:
             assert p.parse_event(ex.model_dump_json()) == ex
 
 
-def test_the_product_contract_is_version_1_and_2() -> None:
-    assert p.CONTRACT.versions == (1, 2) and p.CONTRACT.newest == p.SCHEMA_VERSION
+def test_the_product_contract_is_versions_1_2_and_3() -> None:
+    assert p.CONTRACT.versions == (1, 2, 3) and p.CONTRACT.newest == p.SCHEMA_VERSION
     opened = p.CONTRACT.model_for("session_opened")
     summary = p.CONTRACT.model_for(p.SessionSummary)
     assert issubclass(summary, p.SessionSummary) and issubclass(opened, p.SessionOpened)
@@ -97,12 +97,45 @@ def test_the_product_contract_is_version_1_and_2() -> None:
     with pytest.raises(p.UnsupportedVersion):
         p.BASE_CONTRACT.parse_event(signed.model_dump_json())
     # a v2 summary downgrades to what a v1 server stores
-    v2 = summary.model_validate(
+    v2 = p.V2_CONTRACT.model_for(p.SessionSummary).model_validate(
         next(e for e in examples() if isinstance(e, p.SessionSummary)).model_dump()
         | {"schema_version": 2, "ticket": "A013", "smiled_at_farewell": True}
     )
     old = p.CONTRACT.downgrade(v2.model_dump(mode="json"), 1)
     assert "ticket" not in old and p.BASE_CONTRACT.parse_event(json.dumps(old)).schema_version == 1
+
+
+def test_not_observed_is_never_dropped_on_the_way_to_an_older_server() -> None:
+    """Version 3's ``not_observed`` changes what the older fields mean (False = could not
+    be seen, not "did not"): an event that sets it is held, never downgraded."""
+    summary = p.CONTRACT.model_for("session_summary")
+    smiled = p.CONTRACT.model_for("smiled")
+    assert {"not_observed", "observed_share"} <= set(summary.model_fields)
+    example = next(e for e in examples() if getattr(e, "not_observed", None))
+    data = example.model_dump(mode="json")
+    assert data["smiled_at_greeting"] is False and "smiled_at_greeting" in data["not_observed"]
+    assert p.parse_event(json.dumps(data)) == example
+    for older in (1, 2):
+        with pytest.raises(p.NotInVersion) as held:
+            p.CONTRACT.downgrade(data, older)
+        assert (held.value.kind, held.value.needs, held.value.field) == (
+            "session_summary",
+            3,
+            "not_observed",
+        )
+    # Observed in full: nothing is held, and what is only information (the share) drops.
+    seen = data | {"not_observed": None, "observed_share": 0.9}
+    assert "observed_share" not in p.CONTRACT.downgrade(seen, 2)
+    flagged = smiled.model_validate(
+        next(e for e in examples() if isinstance(e, p.Smiled)).model_dump()
+        | {"schema_version": 3, "on_time": False, "not_observed": True}
+    )
+    with pytest.raises(p.NotInVersion):
+        p.CONTRACT.downgrade(flagged.model_dump(mode="json"), 2)
+    assert p.CONTRACT.downgrade(flagged.model_dump(mode="json") | {"not_observed": False}, 2)
+    # A held field must be one the version adds.
+    with pytest.raises(ValueError, match="held fields must be added here"):
+        p.BASE_CONTRACT.extend({}, held_if_set={"smiled": ("on_time",)})
 
 
 def test_a_version_is_the_previous_one_plus_optional_fields() -> None:

@@ -106,6 +106,23 @@ Away and the sign (W-AWAY-SIGN)
       clerk confirmed away - the stretch then ends when the absence began - hours
       closing, or shutdown) if it lasted at least ``sign_present_flag_s``.
 
+What could be seen (the burden of proof is on the system)
+    Each observation says whether the smile and the posture could be seen
+    (``Observation.smile_seen``, ``posture_seen``): a readable mouth, a found face, or
+    the seat seen empty (an absent clerk is seen not to stand or smile). A mask, a hand,
+    a turned head, backlight, a blocked lens, or a clerk at the seat whose face is lost
+    is unseen; before the first observation nothing is seen. A stand or smile that
+    happened passes whatever else was unseen. One that did not is a failure only if
+    the camera saw at least ``min_observed_share`` of the time the rule looked (the
+    greeting's stand and smile windows, the farewell's); otherwise that verdict is *not
+    observed*: ``not_observed`` on its ``StoodUp``/``Smiled`` and in the summary's
+    ``not_observed`` (the verdict's field stays False and means nothing). A sit-down
+    before the see-off is always seen (only an observed posture sits the clerk down).
+    A front desk's ``greeted_first`` is not observed unless a part of it was seen
+    failing. ``observed_share`` is the share of the session with the smile seen.
+    Away needs the seat seen empty: a clerk the camera cannot see is not away, and an
+    absence being timed ends where the view is lost.
+
 Opening hours come in as data (``Tick(in_hours=...)`` or the constructor), never read
 from a clock here.
 """
@@ -121,6 +138,7 @@ from agent.config import Role, RuleConfig
 from agent.events import Draft
 from agent.observation import Observation
 from agent.protocol import (
+    VERDICTS,
     Away,
     Clause,
     Evaluated,
@@ -162,6 +180,21 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+def _flag_unseen(unseen: bool) -> dict[str, Any]:
+    """A verdict event's ``not_observed``: set only when true (the wire leaves the field
+    out otherwise, so a fully observed session costs no byte more than before)."""
+    return {"not_observed": True} if unseen else {}
+
+
+def _summary_unseen(unseen: set[str], observed_share: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if unseen:
+        out["not_observed"] = tuple(v for v in VERDICTS if v in unseen)
+    if observed_share is not None and observed_share < 1.0:
+        out["observed_share"] = round(max(0.0, observed_share), 4)
+    return out
+
+
 def _call_fields(call: Call | None) -> dict[str, Any]:
     """The queue call's own fields, as ``SessionOpened`` and ``SessionSummary`` name them."""
     return {
@@ -198,6 +231,40 @@ class RuleCounters:
     repeated_calls: int = 0
     stray_finish: int = 0
     clock_backwards: int = 0
+
+
+_LONG_AGO = -(2**62)
+
+
+@dataclass(slots=True)
+class _Unseen:
+    """When one thing the rules judge (the smile, or the posture) could not be seen.
+
+    Spans ``[start, end)`` (``end`` None: still unseen). Before the first observation
+    nothing has been seen, so it starts with an open span.
+    """
+
+    spans: list[list[int | None]] = field(default_factory=lambda: [[_LONG_AGO, None]])
+
+    def mark(self, t: int, seen: bool) -> None:
+        open_span = bool(self.spans) and self.spans[-1][1] is None
+        if seen and open_span:
+            self.spans[-1][1] = t
+        elif not seen and not open_span:
+            self.spans.append([t, None])
+
+    def unseen_ms(self, start: int, end: int) -> int:
+        total = 0
+        for a, b in self.spans:
+            assert a is not None
+            total += max(0, min(end, end if b is None else b) - max(start, a))
+        return total
+
+    def unseen_at(self, t: int) -> bool:
+        return any(a is not None and a <= t and (b is None or t < b) for a, b in self.spans)
+
+    def forget_before(self, t: int) -> None:
+        self.spans = [sp for sp in self.spans if sp[1] is None or sp[1] > t]
 
 
 @dataclass(slots=True)
@@ -239,6 +306,8 @@ class _Session:
     see_off_ms: int | None = None
     too_broad: bool = False
     left_ms: int | None = None  # front desk: when the sensor stopped seeing the citizen
+    # Verdicts the camera could not see enough of to say "did not" (VERDICTS names).
+    unseen: set[str] = field(default_factory=set)
 
     @property
     def open(self) -> bool:
@@ -295,6 +364,7 @@ class ServiceRules:
         self._repeat = _ms(cfg.repeat_press_s)
         self._timeout = _ms(cfg.session_timeout_s)
         self._hold = _ms(cfg.presence_hold_s)
+        self._min_seen = cfg.min_observed_share
         self.counters = RuleCounters()
 
         self._now: int | None = None
@@ -304,6 +374,8 @@ class ServiceRules:
         self._face = False
         self._standing = False
         self._smile: float | None = None
+        self._smile_unseen = _Unseen()
+        self._posture_unseen = _Unseen()
         self._session: _Session | None = None
         self._last_eval_ms: int | None = None
         # absence / away
@@ -447,6 +519,23 @@ class ServiceRules:
             due.fire(due.t_ms)
             self._maybe_summarise(due.t_ms)
 
+    # ------------------------------------------------------------------ observability
+
+    def _saw_enough(self, unseen: _Unseen, start: int, end: int) -> bool:
+        """Whether the camera saw enough of ``[start, end]`` to say "did not"."""
+        if end <= start:
+            return not unseen.unseen_at(start)
+        return unseen.unseen_ms(start, end) <= (1.0 - self._min_seen) * (end - start)
+
+    def _judge(self, verdict: str, ok: bool, unseen: _Unseen, start: int, end: int) -> bool:
+        """Record ``verdict`` as not observed when it failed unseen; True if it was."""
+        s = self._session
+        assert s is not None
+        if ok or self._saw_enough(unseen, start, end):
+            return False
+        s.unseen.add(verdict)
+        return True
+
     # ------------------------------------------------------------------ sessions
 
     def _on_call(self, t: int, call: Call) -> None:
@@ -491,6 +580,8 @@ class ServiceRules:
         if self._session is not None:  # awaiting its farewell: the next citizen is here
             self._force_farewell(t)
             self._maybe_summarise(t)
+        self._smile_unseen.forget_before(t)
+        self._posture_unseen.forget_before(t)
         s = _Session(
             id=self._new_id(),
             opened_ms=t,
@@ -520,9 +611,15 @@ class ServiceRules:
         assert s is not None and s.stand_ms is None
         s.stand_ms = t
         after = t - s.opened_ms
+        on_time = after <= self._stand_within
+        # A late stand after a limit the camera could not watch: maybe stood unseen.
+        unseen = self._judge(
+            "stood_on_call", on_time, self._posture_unseen,
+            s.opened_ms, s.opened_ms + self._stand_within,
+        )  # fmt: skip
         self._emit(
             StoodUp, t, _RECEIVE_STAND if s.reception else _GREETING_STAND, s.id,
-            phase="greeting", on_time=after <= self._stand_within, after_ms=after,
+            phase="greeting", on_time=on_time, after_ms=after, **_flag_unseen(unseen),
         )  # fmt: skip
 
     def _close_smile(self, t: int, window: _SmileWindow, phase: str) -> None:
@@ -531,6 +628,9 @@ class ServiceRules:
         window.closed = True
         too_broad = window.peak is not None and window.peak > self.config.too_broad_threshold
         s.too_broad = s.too_broad or too_broad
+        verdict = "smiled_at_greeting" if phase == "greeting" else "smiled_at_farewell"
+        smiled = window.first_ms is not None
+        unseen = self._judge(verdict, smiled, self._smile_unseen, window.start_ms, t)
         if phase == "greeting":
             clauses = _RECEIVE_SMILE if s.reception else _GREETING_SMILE
         else:
@@ -538,10 +638,11 @@ class ServiceRules:
         self._emit(
             Smiled, t, clauses, s.id,
             phase=phase,
-            on_time=window.first_ms is not None,
+            on_time=smiled,
             after_ms=None if window.first_ms is None else window.first_ms - window.start_ms,
             score=window.peak,
             too_broad=too_broad,
+            **_flag_unseen(unseen),
         )  # fmt: skip
 
     def _close_greet_smile(self, t: int) -> None:
@@ -562,9 +663,13 @@ class ServiceRules:
         if not s.greet_smile.closed:
             self._close_greet_smile(t)
         if s.stand_ms is None:
+            unseen = self._judge(
+                "stood_on_call", False, self._posture_unseen,
+                s.opened_ms, min(t, s.opened_ms + self._stand_within),
+            )  # fmt: skip
             self._emit(
                 StoodUp, t, _RECEIVE_STAND if s.reception else _GREETING_STAND, s.id,
-                phase="greeting", on_time=False, after_ms=None,
+                phase="greeting", on_time=False, after_ms=None, **_flag_unseen(unseen),
             )  # fmt: skip
         s.ended_ms = t if ended_ms is None else ended_ms
         s.closed_by = closed_by
@@ -577,17 +682,25 @@ class ServiceRules:
         if self._standing:
             s.fw_stood_ms = t
 
-    def _resolve_farewell_stand(self, t: int, ok: bool, see_off_ms: int | None) -> None:
+    def _resolve_farewell_stand(
+        self, t: int, ok: bool, see_off_ms: int | None, *, seen_sitting: bool = False
+    ) -> None:
         s = self._session
         assert s is not None and s.ended_ms is not None and not s.fw_done
         s.fw_done = True
         s.fw_ok = ok
         s.see_off_ms = see_off_ms
+        # Sitting down too soon is seen (only an observed posture sits the clerk down);
+        # never standing is a failure only if the camera watched the farewell.
+        unseen = not seen_sitting and self._judge(
+            "stood_at_farewell", ok, self._posture_unseen, s.ended_ms, t
+        )
         self._emit(
             StoodUp, t, _FAREWELL_STAND, s.id,
             phase="farewell",
             on_time=ok,
             after_ms=None if s.fw_stood_ms is None else s.fw_stood_ms - s.ended_ms,
+            **_flag_unseen(unseen),
         )  # fmt: skip
 
     def _farewell_missed(self, t: int) -> None:
@@ -632,6 +745,21 @@ class ServiceRules:
         stand_after = None if s.stand_ms is None else s.stand_ms - s.opened_ms
         stood = stand_after is not None and stand_after <= self._stand_within
         smiled = g.first_ms is not None
+        greeted_first: bool | None = None
+        if s.reception:
+            greeted_first = stood and smiled
+            # Not greeted first only if a part of it was seen failing.
+            seen_failing = (not stood and "stood_on_call" not in s.unseen) or (
+                not smiled and "smiled_at_greeting" not in s.unseen
+            )
+            if not greeted_first and not seen_failing:
+                s.unseen.add("greeted_first")
+        lasted = s.ended_ms - s.opened_ms
+        observed_share = (
+            None
+            if lasted <= 0
+            else 1.0 - self._smile_unseen.unseen_ms(s.opened_ms, s.ended_ms) / lasted
+        )
         self._emit(
             SessionSummary, t, clauses, s.id,
             opened_ms=s.opened_ms,
@@ -654,7 +782,8 @@ class ServiceRules:
             farewell_smile_after_ms=(
                 None if fw is None or fw.first_ms is None else fw.first_ms - fw.start_ms
             ),
-            greeted_first=(stood and smiled) if s.reception else None,
+            greeted_first=greeted_first,
+            **_summary_unseen(s.unseen, observed_share),
         )  # fmt: skip
         self._session = None
 
@@ -686,11 +815,15 @@ class ServiceRules:
     # ------------------------------------------------------------------ perception
 
     def _on_observation(self, t: int, obs: Observation) -> None:
-        if obs.face_present:
-            self._face_returned(t)
-        else:
+        self._smile_unseen.mark(t, obs.smile_seen)
+        self._posture_unseen.mark(t, obs.posture_seen)
+        # Away needs the seat seen empty: a clerk the camera cannot see (view blocked,
+        # or at the seat with the face lost) is not away; an absence ends there.
+        if obs.seen_absent:
             self._face_lost(t)
-        self._face = obs.face_present
+        else:
+            self._face_returned(t)
+        self._face = obs.face_present or obs.seat_occupied is True
         # Without a face, posture is unknown and the last known posture holds: the
         # face detector drops frames exactly when the clerk turns to hand documents
         # over, and a dropped frame must not read as sitting down mid see-off. Only an
@@ -726,7 +859,9 @@ class ServiceRules:
     def _sat_down(self, t: int) -> None:
         s = self._session
         if s is not None and not s.open and not s.fw_done and s.fw_stood_ms is not None:
-            self._resolve_farewell_stand(t, ok=False, see_off_ms=t - s.fw_stood_ms)
+            self._resolve_farewell_stand(
+                t, ok=False, see_off_ms=t - s.fw_stood_ms, seen_sitting=True
+            )
 
     # ------------------------------------------------------------------ away and sign
 

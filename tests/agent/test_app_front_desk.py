@@ -15,6 +15,7 @@ from agent.app import ScriptedPump, WindowAgent, build_agent
 from agent.config import BrokerConfig, DistanceSensorConfig, WindowConfig, load_site
 from agent.localbroker import free_port
 from agent.perception import EXEMPLARY, ScriptedClerk
+from agent.protocol import CONTRACT
 from agent.sim import SimClock, SimulatedWindow
 from tests.conftest import EXAMPLE_SITE
 from tests.waiting import wait_until
@@ -60,7 +61,7 @@ def test_build_agent_runs_the_front_desk_rules_on_its_pir(tmp_path: Path) -> Non
     finally:
         agent.stop(flush_s=0.1)  # offline: nothing to wait for
     assert opened["source"] == "presence" and opened["clauses"] == ["F-RECEIVE"]
-    assert opened["schema_version"] == 2  # the outbox keeps the newest form
+    assert opened["schema_version"] == CONTRACT.newest  # the outbox keeps the newest form
     assert summary["source"] == "presence" and summary["closed_by"] == "finish_key"
     assert isinstance(summary["greeted_first"], bool)
     assert summary.get("smiled_at_farewell") is None  # no farewell: left out of the JSON

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agent.events import Draft
 from agent.outbox import Outbox, OutboxLocked
 from agent.protocol import (
+    CONTRACT,
     Away,
     EventHeader,
     SessionOpened,
@@ -77,7 +78,7 @@ def test_fields_a_later_version_added_cost_nothing_when_unused(box: Outbox) -> N
         )
     )
     first, second = box.peek(10)
-    assert plain.schema_version == 2 and '"call_id"' not in first.payload
+    assert plain.schema_version == CONTRACT.newest and '"call_id"' not in first.payload
     assert '"priority_category":"elderly"' in second.payload
     assert '"matter_code"' not in second.payload
     assert parse_event(first.payload) == plain and parse_event(second.payload) == queued

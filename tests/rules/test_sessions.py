@@ -61,6 +61,7 @@ def test_model_session_passes_every_check() -> None:
 
 def test_late_stand_no_smile_no_farewell() -> None:
     drafts = rules().run([
+        seen(0, smile=0.2),  # the camera watched from before the call
         (0, Call(source="bell")),
         seen(2_000, smile=0.2),
         seen(7_000, smile=0.3, standing=True),   # 7 s: late, reported with its delay
@@ -128,6 +129,7 @@ def test_standing_and_smiling_at_the_call_count_as_zero_delay() -> None:
 
 def test_too_broad_smile_is_flagged_at_greeting_farewell_and_in_summary() -> None:
     drafts = rules().run([
+        seen(0, smile=0.1),  # the camera watched from before the call
         (0, Call()),
         seen(1_000, smile=0.99, standing=True),
         (10_000, Finish()),                       # still standing, still beaming
@@ -180,6 +182,7 @@ def test_too_broad_only_at_farewell_marks_the_summary() -> None:
 
 def test_sitting_before_the_see_off_time_fails_the_farewell() -> None:
     drafts = rules().run([
+        seen(0, smile=0.1),  # the camera watched from before the call
         (0, Call()),
         seen(1_000, smile=0.6, standing=True),
         (20_000, Finish()),                      # standing at the end: stood after 0
@@ -222,6 +225,7 @@ def test_summary_waits_for_the_see_off_beyond_the_farewell_window() -> None:
 
 def test_next_call_forces_the_pending_farewell() -> None:
     drafts = rules().run([
+        seen(0, smile=0.1),  # the camera watched from before the call
         (0, Call(source="queue", ticket="A001")),
         seen(1_000, smile=0.6, standing=True),
         (30_000, Evaluation(Rating.SATISFIED)),   # still standing: see-off starts at 0
@@ -248,6 +252,7 @@ def test_next_call_forces_the_pending_farewell() -> None:
 
 def test_next_call_closes_an_open_session_and_judges_the_posture_then() -> None:
     drafts = rules().run([
+        seen(0, smile=0.1),  # the camera watched from before the call
         (0, Call()),
         seen(500, smile=0.1),
         (40_000, Call(source="queue", ticket="7")),
@@ -271,7 +276,9 @@ def test_next_call_closes_an_open_session_and_judges_the_posture_then() -> None:
 
 
 def test_session_ending_inside_the_greeting_window_cuts_it_short() -> None:
-    drafts = rules().run([(0, Call()), seen(1_000, smile=0.3), (2_000, Finish())])
+    drafts = rules().run(
+        [seen(0, smile=0.3), (0, Call()), seen(1_000, smile=0.3), (2_000, Finish())]
+    )
     assert brief(drafts)[1:] == [
         ev("Smiled", 2_000, phase="greeting", on_time=False, after_ms=None, score=0.3,
            too_broad=False),
@@ -280,23 +287,50 @@ def test_session_ending_inside_the_greeting_window_cuts_it_short() -> None:
 
 
 def test_forgotten_session_times_out_and_still_gets_a_farewell_check() -> None:
-    # One tick long after: every deadline resolves at its own time, in order.
+    # One tick long after: every deadline resolves at its own time, in order. The clerk
+    # sat there the whole time, not smiling: every verdict was seen failing.
+    drafts = rules().run([seen(0, smile=0.1), (0, Call()), (1_810_000, Tick())])
+    assert brief(drafts) == [
+        ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
+        ev("Smiled", 8_000, phase="greeting", on_time=False, after_ms=None, score=0.1,
+           too_broad=False),
+        ev("StoodUp", 1_800_000, phase="greeting", on_time=False, after_ms=None),
+        ev("StoodUp", 1_805_000, phase="farewell", on_time=False, after_ms=None),
+        ev("Smiled", 1_805_000, phase="farewell", on_time=False, after_ms=None, score=0.1,
+           too_broad=False),
+        ev("SessionSummary", 1_805_000, opened_ms=0, closed_ms=1_800_000,
+           closed_by="timeout", stood_on_call=False, stand_after_ms=None,
+           smiled_at_greeting=False, smile_after_ms=None, smile_peak=0.1,
+           smile_too_broad=False, stood_at_farewell=False, see_off_ms=None, rating=None,
+           priority=False,
+           source="bell", ticket=None, **NO_CALL, smiled_at_farewell=False,
+           farewell_smile_after_ms=None, greeted_first=None),
+    ]  # fmt: skip
+
+
+def test_a_camera_that_saw_nothing_judges_nothing() -> None:
+    # No observation at all: nothing was seen, so no verdict can say "did not".
     drafts = rules().run([(0, Call()), (1_810_000, Tick())])
     assert brief(drafts) == [
         ev("SessionOpened", 0, source="bell", ticket=None, priority=False, **NO_CALL),
         ev("Smiled", 8_000, phase="greeting", on_time=False, after_ms=None, score=None,
-           too_broad=False),
-        ev("StoodUp", 1_800_000, phase="greeting", on_time=False, after_ms=None),
-        ev("StoodUp", 1_805_000, phase="farewell", on_time=False, after_ms=None),
+           too_broad=False, not_observed=True),
+        ev("StoodUp", 1_800_000, phase="greeting", on_time=False, after_ms=None,
+           not_observed=True),
+        ev("StoodUp", 1_805_000, phase="farewell", on_time=False, after_ms=None,
+           not_observed=True),
         ev("Smiled", 1_805_000, phase="farewell", on_time=False, after_ms=None, score=None,
-           too_broad=False),
+           too_broad=False, not_observed=True),
         ev("SessionSummary", 1_805_000, opened_ms=0, closed_ms=1_800_000,
            closed_by="timeout", stood_on_call=False, stand_after_ms=None,
            smiled_at_greeting=False, smile_after_ms=None, smile_peak=None,
            smile_too_broad=False, stood_at_farewell=False, see_off_ms=None, rating=None,
            priority=False,
            source="bell", ticket=None, **NO_CALL, smiled_at_farewell=False,
-           farewell_smile_after_ms=None, greeted_first=None),
+           farewell_smile_after_ms=None, greeted_first=None,
+           not_observed=("stood_on_call", "smiled_at_greeting", "stood_at_farewell",
+                         "smiled_at_farewell"),
+           observed_share=0.0),
     ]  # fmt: skip
 
 
