@@ -10,6 +10,12 @@ the seated face size, and faces far from the seat column are discounted, so a
 citizen passing behind (smaller, elsewhere) is never taken for the clerk.
 Presence is debounced (``present_ms`` to appear, ``absent_ms`` to go), bridging
 single missed detections; while it is bridged the last smile and posture are held.
+
+What could not be seen is said, never guessed (``agent/vision/quality.py``): a view
+the camera cannot use (dark, covered, glare) makes the observation ``view_ok=False``;
+a face too dark, too bright, too flat or turned too far, or whose mouth the classifier
+reads as covered, gives ``smile=None`` with the reason in ``unseen``. A clerk lost by
+the detector is reported absent only when the seat looks empty, not merely faceless.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from agent.observation import Observation
+from agent.observation import Observation, Unseen
 from agent.vision.clerk import Clerk
 from agent.vision.detector import Face, FaceDetector
 from agent.vision.posture import Posture, PostureConfig
+from agent.vision.quality import QualityConfig, face_unreadable, view_unusable
 from agent.vision.runtime import model_path
 from agent.vision.smile import SmileClassifier
 
@@ -45,6 +52,7 @@ class VisionConfig:
     #: Smile score smoothing time constant (one noisy frame must not make a smile).
     smile_tau_ms: int = 250
     posture: PostureConfig = field(default_factory=PostureConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 class Vision:
@@ -72,6 +80,7 @@ class Vision:
         self._seen_since: int | None = None
         self._missing_since: int | None = None
         self._smile: float | None = None
+        self._unseen: Unseen | None = None
         self._last_t: int | None = None
         #: The clerk's face in the last frame (None if not seen), for overlays/debug.
         self.face: Face | None = None
@@ -111,20 +120,40 @@ class Vision:
         a = 1.0 - math.exp(-max(t_ms - self._last_t, 0) / self.cfg.smile_tau_ms)
         return self._smile + a * (score - self._smile)
 
+    def _read_smile(self, t_ms: int, gray: U8, face: Face) -> None:
+        """Smooth the smile of a readable face; forget it for one that cannot be read."""
+        q = self.cfg.quality
+        why = face_unreadable(gray, face, q)
+        if why is None:
+            reading = self.smile.read(gray, face)
+            if reading.visible < q.min_mouth_visible:
+                why = Unseen.MOUTH_COVERED
+            else:
+                self._smile = self._smooth(t_ms, reading.smile)
+        if why is not None:
+            self._smile = None  # unseen: smoothing starts again once it can be read
+        self._unseen = why
+
     def observe(self, t_ms: int, gray: U8, faces: list[Face]) -> Observation:
         """The decision part, given the detector's faces (the benchmark times it alone)."""
-        face = self.clerk.choose(faces, gray.shape[1])
+        view_ok = not view_unusable(gray, self.cfg.quality)
+        face = self.clerk.choose(faces, gray.shape[1]) if view_ok else None
         self.face = face
         self._presence(t_ms, face is not None)
         if face is not None:
-            self._smile = self._smooth(t_ms, self.smile.score(gray, face))
+            self._read_smile(t_ms, gray, face)
             self.posture.update(t_ms, face.cx, face.cy, face.size)
         elif self._missing_since is not None:
             self.posture.absent(t_ms, self._missing_since)
         self._last_t = t_ms
+        if not view_ok:
+            return Observation(t_ms, False, view_ok=False, unseen=Unseen.VIEW)
         if not self.present:
             return Observation(t_ms, False)
-        return Observation(t_ms, True, smile=self._smile, standing=self.posture.standing)
+        unseen = self._unseen if self._smile is None else None
+        return Observation(
+            t_ms, True, smile=self._smile, standing=self.posture.standing, unseen=unseen
+        )
 
     def process(self, t_ms: int, gray: U8) -> Observation:
         if gray.ndim != 2:

@@ -1,0 +1,1 @@
+"""Verdicts against the truth: ``python -m bench.verdicts``."""

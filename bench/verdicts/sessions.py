@@ -1,0 +1,204 @@
+"""Scripted service sessions with known truth, rendered into camera frames.
+
+One ``Truth`` says what the clerk did (stood on the call, smiled at the greeting, stood
+at the farewell and saw the citizen off, smiled then) and what the camera faces
+(``Condition``). ``plan`` turns it into a timeline; ``render`` draws its frames with
+``agent.vision.scenes`` from held-out face crops (never trained on); ``judge`` runs the
+same session twice through the real rules: once fed by the real pipeline on the
+frames, once fed the truth directly, and returns both summaries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.config import RuleConfig
+from agent.observation import Observation
+from agent.rules import ServiceRules
+from agent.rules.inputs import Call, Finish, Tick
+from agent.vision import scenes
+from agent.vision.pipeline import Vision
+
+U8 = npt.NDArray[np.uint8]
+Condition = Literal["clear", "dim", "masked", "covered_lens", "hand_over_face"]
+VERDICTS = ("stood_on_call", "smiled_at_greeting", "stood_at_farewell", "smiled_at_farewell")
+
+#: Smile scores the truth-fed rules see (a clear smile, a clear no-smile).
+TRUE_SMILE, TRUE_NEUTRAL = 0.9, 0.05
+FRAME_MS = 100
+PRE_MS = 4000  # seated, neutral, before the call: the pipeline learns the seat
+
+
+@dataclass(frozen=True)
+class Truth:
+    stood_on_call: bool
+    smiled_at_greeting: bool
+    stood_at_farewell: bool
+    smiled_at_farewell: bool
+    condition: Condition = "clear"
+
+    def verdicts(self) -> dict[str, bool]:
+        return {v: getattr(self, v) for v in VERDICTS}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A session's timeline in ms from the scene start."""
+
+    truth: Truth
+    call_ms: int
+    finish_ms: int
+    end_ms: int
+    standing: tuple[tuple[int, int], ...]
+    smiling: tuple[tuple[int, int], ...]
+    #: Spans where the camera's view is covered (a hand on the lens).
+    covered: tuple[tuple[int, int], ...] = ()
+
+
+def plan(truth: Truth, rng: random.Random, cfg: RuleConfig) -> Plan:
+    """When the clerk stands and smiles, drawn at random within what ``truth`` says.
+
+    A violation takes a real form: never standing or standing late; not smiling;
+    staying seated at the farewell or sitting down before the see-off time."""
+    within = round(cfg.stand_within_s * 1000)
+    call = PRE_MS
+    standing: list[tuple[int, int]] = []
+    smiling: list[tuple[int, int]] = []
+    if truth.stood_on_call:
+        at = call + rng.randint(800, within - 1200)
+        standing.append((at, at + rng.randint(3000, 5000)))
+    elif rng.random() < 0.5:  # stands late
+        at = call + within + rng.randint(1500, 3000)
+        standing.append((at, at + 3000))
+    if truth.smiled_at_greeting:
+        at = call + rng.randint(800, 4000)
+        smiling.append((at, at + rng.randint(2000, 3500)))
+    finish = call + rng.randint(13_000, 16_000)
+    fw_within = round(cfg.farewell_within_s * 1000)
+    see_off = round(cfg.see_off_s * 1000)
+    if truth.stood_at_farewell:
+        at = finish + rng.randint(500, fw_within - 1800)
+        standing.append((at, at + see_off + rng.randint(1500, 3000)))
+        fw_stand = at
+    elif rng.random() < 0.5:  # stands, but sits down before the see-off time
+        at = finish + rng.randint(500, 1500)
+        standing.append((at, at + see_off - rng.randint(1200, 2000)))
+        fw_stand = at
+    else:
+        fw_stand = finish + 1000
+    if truth.smiled_at_farewell:
+        at = fw_stand + 300
+        smiling.append((at, at + 2500))
+    end = finish + fw_within + see_off + 4000
+    covered: list[tuple[int, int]] = []
+    if truth.condition == "covered_lens":  # the whole greeting, then uncovered
+        covered.append((call - 500, call + round(cfg.greet_within_s * 1000) + 500))
+    return Plan(truth, call, finish, end, tuple(standing), tuple(smiling), tuple(covered))
+
+
+def _inside(spans: Sequence[tuple[int, int]], t: int) -> bool:
+    return any(a <= t < b for a, b in spans)
+
+
+def segments(p: Plan) -> list[scenes.Segment]:
+    """The plan as scene segments: a new segment at every change of pose or face
+    (face 0 neutral, face 1 smiling)."""
+    cuts = sorted({0, p.end_ms, *(t for span in p.standing + p.smiling for t in span)})
+    out: list[scenes.Segment] = []
+    for a, b in itertools.pairwise(cuts):
+        if b <= a or a >= p.end_ms:
+            continue
+        b = min(b, p.end_ms)
+        pose: scenes.Pose = "standing" if _inside(p.standing, a) else "seated"
+        out.append(scenes.Segment(pose, b - a, face=1 if _inside(p.smiling, a) else 0))
+    return out
+
+
+Occlude = Callable[[U8, np.random.Generator], U8]
+
+
+@dataclass
+class Faces:
+    """Held-out face crops by label, and how to cover them for a condition."""
+
+    neutral: list[U8]
+    smiling: list[U8]
+    occluders: dict[str, Occlude] = field(default_factory=dict)
+
+    def pair(self, rng: np.random.Generator) -> list[U8]:
+        n = self.neutral[int(rng.integers(len(self.neutral)))]
+        s = self.smiling[int(rng.integers(len(self.smiling)))]
+        return [n, s]
+
+
+def render(
+    p: Plan, faces: list[U8], rng: np.random.Generator, wall_seed: int
+) -> Iterator[scenes.SceneFrame]:
+    sc = scenes.script(segments(p), frame_ms=FRAME_MS)
+    lighting: tuple[scenes.Lighting, ...] = ()
+    if p.truth.condition == "dim":
+        lighting = (scenes.Lighting(0, 1, 0.45),)
+    if lighting:
+        sc = scenes.Script(sc.segments, sc.passers, lighting, sc.transition_ms, sc.frame_ms)
+    for fr in scenes.compose(sc, faces, rng=rng):
+        if _inside(p.covered, fr.t_ms):
+            flat = np.full_like(fr.gray, int(rng.integers(8, 30)))
+            fr = scenes.SceneFrame(fr.t_ms, flat, fr.present, fr.standing, fr.face, fr.box)
+        yield fr
+
+
+@dataclass(frozen=True)
+class Outcome:
+    truth: Truth
+    #: verdict -> (complied as the pipeline's rules say, not observed)
+    pipeline: dict[str, tuple[bool, bool]]
+    #: verdict -> complied as the truth-fed rules say
+    direct: dict[str, bool]
+    frames: int
+
+
+def _summary(drafts: list[Any]) -> dict[str, Any]:
+    for d in drafts:
+        if d.kind.__name__ == "SessionSummary":
+            return dict(d.fields)
+    raise AssertionError("no session summary")
+
+
+def _verdicts(summary: dict[str, Any]) -> dict[str, tuple[bool, bool]]:
+    unseen = set(summary.get("not_observed") or ())
+    return {v: (bool(summary[v]), v in unseen) for v in VERDICTS}
+
+
+def judge(p: Plan, frames: Iterator[scenes.SceneFrame], vision: Vision, cfg: RuleConfig) -> Outcome:
+    """Both runs of one session: the pipeline's rules and the truth-fed rules."""
+    real = ServiceRules(cfg)
+    direct = ServiceRules(cfg)
+    out_real: list[Any] = []
+    out_direct: list[Any] = []
+    n = 0
+    called = finished = False
+    for fr in frames:
+        t = fr.t_ms
+        for rules, out in ((real, out_real), (direct, out_direct)):
+            if not called and t >= p.call_ms:
+                out.extend(rules.feed(p.call_ms, Call(source="bell")))
+            if not finished and t >= p.finish_ms:
+                out.extend(rules.feed(p.finish_ms, Finish()))
+        called = called or t >= p.call_ms
+        finished = finished or t >= p.finish_ms
+        out_real.extend(real.observe(vision.process(t, fr.gray)))
+        smile = TRUE_SMILE if fr.face == 1 else TRUE_NEUTRAL
+        truth_obs = Observation(t, fr.present, smile=smile, standing=fr.standing)
+        out_direct.extend(direct.observe(truth_obs))
+        n += 1
+    out_real.extend(real.feed(p.end_ms + 60_000, Tick()))
+    out_direct.extend(direct.feed(p.end_ms + 60_000, Tick()))
+    d = _summary(out_direct)
+    return Outcome(p.truth, _verdicts(_summary(out_real)), {v: bool(d[v]) for v in VERDICTS}, n)
