@@ -210,6 +210,14 @@ class RuleConfig(ConfigModel):
     too_broad_threshold: float = Field(
         0.97, ge=0, le=1, description="Smile intensity beyond 'not too broad'."
     )
+    no_smile_below: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A smile score counts as 'seen not smiling' only below this; between it "
+        "and smile_threshold the classifier is unsure and the frame is 'not observed' for "
+        "the smile. None: every score below smile_threshold is seen not smiling.",
+    )
     min_observed_share: float = Field(
         0.8,
         gt=0,
@@ -223,6 +231,8 @@ class RuleConfig(ConfigModel):
     def _thresholds_ordered(self) -> Self:
         if self.too_broad_threshold <= self.smile_threshold:
             raise ValueError("too_broad_threshold must be above smile_threshold")
+        if self.no_smile_below is not None and self.no_smile_below > self.smile_threshold:
+            raise ValueError("no_smile_below must not be above smile_threshold")
         return self
 
 

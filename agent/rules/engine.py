@@ -111,7 +111,9 @@ What could be seen (the burden of proof is on the system)
     (``Observation.smile_seen``, ``posture_seen``): a readable mouth, a found face, or
     the seat seen empty (an absent clerk is seen not to stand or smile). A mask, a hand,
     a turned head, backlight, a blocked lens, or a clerk at the seat whose face is lost
-    is unseen; before the first observation nothing is seen. A stand or smile that
+    is unseen, and so is a score the classifier is unsure of (between
+    ``no_smile_below`` and ``smile_threshold``); before the first observation nothing
+    is seen. A stand or smile that
     happened passes whatever else was unseen. One that did not is a failure only if
     the camera saw at least ``min_observed_share`` of the time the rule looked (the
     greeting's stand and smile windows, the farewell's); otherwise that verdict is *not
@@ -365,6 +367,9 @@ class ServiceRules:
         self._timeout = _ms(cfg.session_timeout_s)
         self._hold = _ms(cfg.presence_hold_s)
         self._min_seen = cfg.min_observed_share
+        self._no_smile_below = (
+            cfg.smile_threshold if cfg.no_smile_below is None else cfg.no_smile_below
+        )
         self.counters = RuleCounters()
 
         self._now: int | None = None
@@ -815,7 +820,12 @@ class ServiceRules:
     # ------------------------------------------------------------------ perception
 
     def _on_observation(self, t: int, obs: Observation) -> None:
-        self._smile_unseen.mark(t, obs.smile_seen)
+        unsure = (
+            obs.face_present
+            and obs.smile is not None
+            and self._no_smile_below <= obs.smile < self.config.smile_threshold
+        )
+        self._smile_unseen.mark(t, obs.smile_seen and not unsure)
         self._posture_unseen.mark(t, obs.posture_seen)
         # Away needs the seat seen empty: a clerk the camera cannot see (view blocked,
         # or at the seat with the face lost) is not away; an absence ends there.
