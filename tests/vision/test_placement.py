@@ -16,6 +16,7 @@ from agent.vision import scenes
 from agent.vision.cli import main
 from agent.vision.detector import Face
 from agent.vision.placement import PlacementCheck, PlacementConfig
+from agent.vision.quality import QualityConfig
 
 U8 = npt.NDArray[np.uint8]
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "firmware_config" / "sites" / "qingpu"
@@ -220,3 +221,13 @@ def test_a_window_camera_gets_the_instructions(
     assert "[ 0 s] Sit in your usual place" in out
     assert "Now stand up" not in out  # the recording ended before 20 s
     assert code == 1 and statuses(out)["standing/seated"] == "UNKNOWN"
+
+
+def test_ready_means_inside_the_pipelines_own_limits() -> None:
+    """Every exposure limit of the check is stricter than where the pipeline stops
+    reading the view or the face (agent.vision.quality), so a ready camera has margin."""
+    p, q = PlacementConfig(), QualityConfig()
+    assert p.frame_dark > q.view_dark_mean and p.uniform_std > q.view_flat_std
+    assert p.saturated_share < q.view_glare_share
+    assert p.face_dark > q.face_dark_mean and p.face_bright < q.face_bright_mean
+    assert p.face_flat > q.face_flat_std
