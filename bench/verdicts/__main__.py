@@ -138,7 +138,34 @@ def run(n: int, seed: int) -> dict[str, Any]:
                 tallies[condition][v].add(out.direct[v], real, unseen)
                 truth_ok += out.direct[v] == truth.verdicts()[v]
                 truth_n += 1
+    away: dict[str, dict[str, int]] = {}
+    away_cfg = cfg.model_copy(update={"away_after_s": 10.0})
+    for case in ("left", "left_citizens_cross_the_seat", "face_hidden_at_seat", "masked_at_seat"):
+        row = {"n": 0, "truth": 0, "truth_fed": 0, "pipeline": 0, "false": 0, "missed": 0}
+        for i in range(max(4, n // 3)):
+            nrng = np.random.default_rng(seed * 7_000 + i)
+            neutral = faces.pair(nrng)[0]
+            cover = _hand if case == "face_hidden_at_seat" else _mask
+            passer = faces.pair(nrng)[0]
+            aw = ss.judge_away(
+                case,
+                [neutral, cover(neutral, nrng), passer],
+                Vision(detector=det, smile=smile),
+                away_cfg,
+                rng,
+                nrng,
+            )
+            frames += aw.frames
+            row["n"] += 1
+            row["truth"] += aw.truth_violation
+            row["truth_fed"] += aw.direct_violation
+            row["pipeline"] += aw.pipeline_violation
+            row["false"] += aw.pipeline_violation and not aw.truth_violation
+            row["missed"] += aw.truth_violation and not aw.pipeline_violation
+        away[case] = row
     return {
+        "away": away,
+        "away_after_s": away_cfg.away_after_s,
         "sessions_per_condition": n,
         "seed": seed,
         "frames": frames,
@@ -181,6 +208,20 @@ def report(res: dict[str, Any]) -> str:
             f"**{t['false_violations']} ({_pct(t['false_violation_rate'])})** | "
             f"**{t['missed']} ({_pct(t['missed_rate'])})** | "
             f"{t['not_observed']} ({_pct(t['not_observed_share'])}) |"
+        )
+    lines += [
+        "",
+        f"Away without the sign (away_after_s = {res['away_after_s']:g} s for the bench; "
+        "the rule is the same at 60 s):",
+        "",
+        "| case | n | real violations | truth-fed rules | pipeline | false violations | "
+        "missed violations |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, r in res["away"].items():
+        lines.append(
+            f"| {case} | {r['n']} | {r['truth']} | {r['truth_fed']} | {r['pipeline']} | "
+            f"{r['false']} | {r['missed']} |"
         )
     return "\n".join(lines)
 

@@ -202,3 +202,80 @@ def judge(p: Plan, frames: Iterator[scenes.SceneFrame], vision: Vision, cfg: Rul
     out_direct.extend(direct.feed(p.end_ms + 60_000, Tick()))
     d = _summary(out_direct)
     return Outcome(p.truth, _verdicts(_summary(out_real)), {v: bool(d[v]) for v in VERDICTS}, n)
+
+
+# --------------------------------------------------------------------------- away
+
+AwayCase = Literal["left", "left_citizens_cross_the_seat", "face_hidden_at_seat", "masked_at_seat"]
+
+
+@dataclass(frozen=True)
+class AwayOutcome:
+    case: AwayCase
+    truth_violation: bool
+    direct_violation: bool
+    pipeline_violation: bool
+    frames: int
+
+
+def away_script(case: AwayCase, rng: random.Random, cfg: RuleConfig) -> scenes.Script:
+    """Seated, then ``away_after_s`` + 6 s of the case, then seated again: the clerk
+    really leaves in the first two cases (a violation: no sign), stays in the others
+    (face covered by a hand, or masked)."""
+    gone_ms = round(cfg.away_after_s * 1000) + 6000
+    middle: scenes.Segment
+    passers: list[scenes.Passer] = []
+    if case.startswith("left"):
+        middle = scenes.Segment("away", gone_ms)
+    else:
+        middle = scenes.Segment("seated", gone_ms, face=1)  # face 1: the covered crop
+    if case == "left_citizens_cross_the_seat":
+        for k in range(3):
+            start = PRE_MS + 1500 + k * (gone_ms // 3)
+            passers.append(scenes.Passer(start, start + 3000, face=2, size=0.0, y=0.0))
+    return scenes.Script(
+        (
+            scenes.Segment("seated", PRE_MS + 2000, face=0),
+            middle,
+            scenes.Segment("seated", 5000, 0),
+        ),
+        tuple(passers),
+        frame_ms=FRAME_MS,
+    )
+
+
+def judge_away(
+    case: AwayCase,
+    faces: list[U8],
+    vision: Vision,
+    cfg: RuleConfig,
+    rng: random.Random,
+    nrng: np.random.Generator,
+) -> AwayOutcome:
+    """One absence (or non-absence) through the pipeline's rules and the truth-fed ones."""
+    sc = away_script(case, rng, cfg)
+    geo = scenes.Geometry.random(nrng)
+    # Citizens cross the empty seat at 0.4-0.7 of the clerk's size, at the seat's height.
+    sc = scenes.Script(
+        sc.segments,
+        tuple(
+            scenes.Passer(
+                p.start_ms, p.end_ms, p.face, geo.size * rng.uniform(0.4, 0.7), geo.seat_y
+            )
+            for p in sc.passers
+        ),
+        frame_ms=sc.frame_ms,
+    )
+    real, direct = ServiceRules(cfg), ServiceRules(cfg)
+    got_real: list[Any] = []
+    got_direct: list[Any] = []
+    n = 0
+    for fr in scenes.compose(sc, faces, rng=nrng, geometry=geo):
+        got_real.extend(real.observe(vision.process(fr.t_ms, fr.gray)))
+        got_direct.extend(direct.observe(Observation(fr.t_ms, fr.present, 0.05, fr.standing)))
+        n += 1
+
+    def violated(drafts: list[Any]) -> bool:
+        return any(d.kind.__name__ == "Away" and d.fields["violation"] for d in drafts)
+
+    return AwayOutcome(case, case.startswith("left"), violated(got_direct), violated(got_real), n)
