@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from agent.observation import Observation
+from agent.observation import Observation, Unseen
 
 
 class Perception(Protocol):
@@ -28,9 +28,11 @@ class ClerkProfile:
     smile_at_greeting: float = 0.85
     stand_at_farewell: float = 0.8
     too_broad: float = 0.03
+    #: Wears a face mask for a session (the smile cannot be seen: "not observed").
+    masked: float = 0.04
 
 
-EXEMPLARY = ClerkProfile(0.98, 0.97, 0.95, 0.0)
+EXEMPLARY = ClerkProfile(0.98, 0.97, 0.95, 0.0, masked=0.02)
 TYPICAL = ClerkProfile()
 CARELESS = ClerkProfile(0.5, 0.4, 0.3, 0.1)
 
@@ -55,9 +57,12 @@ class ScriptedClerk:
         self._standing: list[_Span] = []
         self._smiling: list[tuple[_Span, float]] = []
         self._away: list[_Span] = []
+        self._masked: list[_Span] = []
 
     def on_call(self, t_ms: int) -> None:
         r, p = self.rng, self.profile
+        if r.random() < p.masked:
+            self._masked.append(_Span(t_ms - 500, t_ms + 60_000))
         if r.random() < p.stand_on_call:
             start = t_ms + r.randint(800, 3500)
         else:
@@ -84,8 +89,13 @@ class ScriptedClerk:
         self._standing = [s for s in self._standing if s.end_ms > horizon]
         self._smiling = [s for s in self._smiling if s[0].end_ms > horizon]
         self._away = [s for s in self._away if s.end_ms > horizon]
+        self._masked = [s for s in self._masked if s.end_ms > horizon]
         if any(s.covers(t_ms) for s in self._away):
             return Observation(t_ms=t_ms, face_present=False)
         standing = any(s.covers(t_ms) for s in self._standing)
+        if any(s.covers(t_ms) for s in self._masked):
+            return Observation(
+                t_ms, True, smile=None, standing=standing, unseen=Unseen.MOUTH_COVERED
+            )
         smile = max((score for s, score in self._smiling if s.covers(t_ms)), default=0.1)
         return Observation(t_ms=t_ms, face_present=True, smile=smile, standing=standing)
