@@ -59,6 +59,8 @@ def sheets(out: Path, per_sheet: int = 20, cell: int = 160) -> int:
         sheet = np.full((rows * (cell + 24), cols * cell, 3), 255, np.uint8)
         for j, (ident, rel) in enumerate(chunk):
             img = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"cannot read image {root / rel}")
             big = cv2.resize(img, (cell, cell), interpolation=cv2.INTER_CUBIC)
             y, x = (j // cols) * (cell + 24), (j % cols) * cell
             sheet[y + 24 : y + 24 + cell, x : x + cell] = big
