@@ -181,7 +181,7 @@ def test_priority_and_farewell_measures_agree_between_rollups_and_sessions(
     store: Store,
 ) -> None:
     f = Fleet()
-    summary_v2: Any = p.CONTRACT.model_for("session_summary")
+    summary_v2: Any = p.V2_CONTRACT.model_for("session_summary")
     evs: list[p.EventHeader] = []
     for i, (cat, closed_by, smiled) in enumerate(
         [
@@ -235,7 +235,7 @@ def test_a_version_1_session_is_joined_with_its_call_by_ticket(store: Store) -> 
     v1 = s.model_copy(update={"priority": True})
     # a version 1 summary has no ticket: the terminal's session_opened did; here the
     # summary carries it as version 2 would, without the call's other fields
-    summary_v2: Any = p.CONTRACT.model_for("session_summary")
+    summary_v2: Any = p.V2_CONTRACT.model_for("session_summary")
     ev = summary_v2.model_validate(v1.model_dump() | {"schema_version": 2, "ticket": "B007"})
     store.insert_events([StoredEvent(ev, ev.ts_ms)])
     with store.engine.connect() as conn:

@@ -15,7 +15,7 @@ from server.store.db import Store, StoredEvent
 from server.store.schema import alerts, sessions
 from tests.server.test_measures import Fleet, ms
 
-SUMMARY_V2: Any = p.CONTRACT.model_for("session_summary")
+SUMMARY_V2: Any = p.V2_CONTRACT.model_for("session_summary")
 
 
 def reception(f: Fleet, opened: int, greeted: bool) -> Any:
