@@ -19,7 +19,8 @@ absence already alerted on) never counts twice.
 What each event causes
     * ``SessionSummary``: a ``sessions`` row (the clerk signed in when it opened); a
       ``conduct`` alert naming the misses among stand on call, smile at greeting and
-      stand at farewell, if any.
+      stand at farewell, if any. A verdict the summary says was not observed (contract
+      version 3) is never a miss: its column ``<verdict>_unobserved`` is set instead.
     * ``Evaluated``: an ``evaluations`` row (suspect presses too: they are kept, not
       counted). A bad rating that is not suspect raises ``bad_review`` and opens a case
       due at the end of the ``CASE_WORKING_DAYS``-th official working day in the site's
@@ -44,6 +45,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 
 from agent.protocol import Away, Evaluated, EventHeader, Fault, SessionSummary, SignWhilePresent
 from server.policy.rows import (
+    UNOBSERVED,
     AlertKind,
     AlertRow,
     AwayRow,
@@ -126,7 +128,8 @@ def alerts_of(ev: EventHeader) -> list[AlertRow]:
     """The alerts one event raises (none, or one)."""
     if isinstance(ev, SessionSummary):
         conduct = _CONDUCT[:2] if _reception(ev) else _CONDUCT
-        misses = [name for name, attr in conduct if not getattr(ev, attr)]
+        unseen = not_observed(ev)
+        misses = [name for name, attr in conduct if not getattr(ev, attr) and not unseen[attr]]
         if misses:
             return [_alert(ev, "conduct", {"misses": misses, "session_id": str(ev.session_id)})]
     elif isinstance(ev, Evaluated) and ev.rating.is_bad and not ev.suspect:
@@ -209,6 +212,28 @@ def session_row(ev: SessionSummary, clerk_id: str | None) -> SessionRow:
         "priority": ev.priority,
         # version 2 (a version 1 summary has none of them)
         **{name: getattr(ev, name, None) for name in V2_SESSION_FIELDS},  # type: ignore[typeddict-item]
+        # version 3 (False and None from older summaries: everything was observed)
+        **{UNOBSERVED[name]: unseen for name, unseen in not_observed(ev).items()},
+        "observed_share": getattr(ev, "observed_share", None),
+    }
+
+
+def not_observed(ev: SessionSummary) -> dict[str, bool]:
+    """Per verdict (``agent.protocol.VERDICTS``): was it *not observed*? Only a verdict
+    that is judged in this session and whose field says False can be: a reception has
+    no farewell, a summary without the farewell smile or the greeting first judges
+    neither, and a True (the stand or smile happened) passes whatever else was unseen."""
+    named = set(getattr(ev, "not_observed", None) or ())
+    judged = {
+        "stood_on_call": True,
+        "smiled_at_greeting": True,
+        "stood_at_farewell": not _reception(ev),
+        "smiled_at_farewell": getattr(ev, "smiled_at_farewell", None) is not None,
+        "greeted_first": _reception(ev),
+    }
+    return {
+        name: name in named and judged[name] and getattr(ev, name, None) is False
+        for name in UNOBSERVED
     }
 
 

@@ -5,7 +5,9 @@ Plain data, so a test compares them with ``==`` and the store inserts them as th
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, Final, Literal, TypeAlias, TypedDict
+
+from agent.protocol import VERDICTS
 
 #: Every kind of alert there is; the dashboard names each one (server/web/static/i18n.js).
 AlertKind: TypeAlias = Literal[
@@ -17,7 +19,13 @@ AlertKind: TypeAlias = Literal[
     "offline",
     "case_overdue",
     "terminal_silent",
+    "not_observed",
 ]
+
+
+#: Contract version 3: per verdict of a session (``agent.protocol.VERDICTS``), the
+#: ``sessions`` column that says it was not observed.
+UNOBSERVED: Final[dict[str, str]] = {v: f"{v}_unobserved" for v in VERDICTS}
 
 
 class SessionRow(TypedDict):
@@ -50,6 +58,14 @@ class SessionRow(TypedDict):
     smiled_at_farewell: bool | None
     farewell_smile_after_ms: int | None
     greeted_first: bool | None
+    # contract version 3: the verdicts the camera could not see (their fields above say
+    # False, which then means "not observed", never "did not"); False from versions 1-2
+    stood_on_call_unobserved: bool
+    smiled_at_greeting_unobserved: bool
+    stood_at_farewell_unobserved: bool
+    smiled_at_farewell_unobserved: bool
+    greeted_first_unobserved: bool
+    observed_share: float | None
 
 
 class EvaluationRow(TypedDict):

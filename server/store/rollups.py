@@ -16,11 +16,19 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, func, select, text
+from sqlalchemy import Connection, and_, case, func, or_, select, text
 from sqlalchemy.dialects import sqlite
 
 from agent.protocol import Rating
-from server.store.schema import away_periods, daily_rollups, evaluations, sessions, units
+from server.policy.rows import UNOBSERVED
+from server.store.schema import (
+    ROLLUP_UNOBSERVED,
+    away_periods,
+    daily_rollups,
+    evaluations,
+    sessions,
+    units,
+)
 
 #: H-PRIORITY's "served one-to-one": the session ended by its own evaluation or the finish
 #: key, not cut short by the next call (nor by a timeout or a shutdown).
@@ -91,6 +99,10 @@ def from_projections(
         if s.get("smiled_at_farewell") is not None:
             r["farewell_smile_seen"] += 1
             r["farewell_smiled"] += bool(s["smiled_at_farewell"])
+        unseen = [bool(s.get(UNOBSERVED[v])) for v in ROLLUP_UNOBSERVED]
+        for column, flag in zip(ROLLUP_UNOBSERVED.values(), unseen, strict=True):
+            r[column] += flag
+        r["unobserved"] += any(unseen)
     for e in evaluation_rows:
         r = row(e["site"], e["window"], e["clerk_id"], e["ts_ms"])
         if e["suspect"]:
@@ -159,7 +171,14 @@ def session_counts(see_off_ms: int) -> list[Any]:
         count_true(and_(s.c.priority, s.c.closed_by.in_(OWN_SESSION_ENDS))).label("priority_own"),
         count_true(s.c.smiled_at_farewell.is_not(None)).label("farewell_smile_seen"),
         count_true(s.c.smiled_at_farewell).label("farewell_smiled"),
+        *(count_true(s.c[UNOBSERVED[v]]).label(c) for v, c in ROLLUP_UNOBSERVED.items()),
+        count_true(any_unobserved()).label("unobserved"),
     ]
+
+
+def any_unobserved() -> Any:
+    """A session with at least one verdict not observed (contract version 3)."""
+    return or_(*(sessions.c[c] for c in UNOBSERVED.values()))
 
 
 _SESSION_COUNTS: Final = tuple(c.name for c in session_counts(ROLLUP_SEE_OFF_MS))

@@ -8,6 +8,8 @@ Schema changes go through Alembic (``server/store/migrations``).
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,7 +25,18 @@ from sqlalchemy import (
     false,
 )
 
+from server.policy.rows import UNOBSERVED
+
 metadata = MetaData()
+
+#: Per verdict, the rollup column counting the sessions where it was not observed.
+ROLLUP_UNOBSERVED: Final[dict[str, str]] = {
+    "stood_on_call": "stood_unobserved",
+    "smiled_at_greeting": "smiled_unobserved",
+    "stood_at_farewell": "farewell_unobserved",
+    "smiled_at_farewell": "farewell_smile_unobserved",
+    "greeted_first": "greeted_first_unobserved",
+}
 
 units = Table(
     "units",
@@ -182,6 +195,15 @@ sessions = Table(
     Column("smiled_at_farewell", Boolean, nullable=True),
     Column("farewell_smile_after_ms", BigInteger, nullable=True),
     Column("greeted_first", Boolean, nullable=True),
+    # contract version 3 (0011): the verdicts the camera could not see. Their fields
+    # above then say False, which means "not observed", never "did not": every rate
+    # divides by the sessions where its verdict was observed. False from older terminals.
+    *(
+        Column(name, Boolean, nullable=False, default=False, server_default=false())
+        for name in UNOBSERVED.values()
+    ),
+    # share of the session's time the clerk's face and mouth could be seen; None: all
+    Column("observed_share", Float, nullable=True),
     Index("ix_sessions_device_opened", "site", "window", "opened_ms"),
     Index("ix_sessions_clerk_opened", "clerk_id", "opened_ms"),
     Index("ix_sessions_opened", "opened_ms"),
@@ -380,6 +402,14 @@ daily_rollups = Table(
     Column("farewell_due", Integer, nullable=False, default=0, server_default="0"),
     Column("receptions", Integer, nullable=False, default=0, server_default="0"),
     Column("greeted_first", Integer, nullable=False, default=0, server_default="0"),
+    # 0011: per verdict, the sessions where it was not observed (the camera could not
+    # see: never a failure, and not in that verdict's denominator), and the sessions
+    # with any verdict not observed
+    *(
+        Column(name, Integer, nullable=False, default=0, server_default="0")
+        for name in ROLLUP_UNOBSERVED.values()
+    ),
+    Column("unobserved", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # ------------------------------------------------------------------ access and poison (0005)
