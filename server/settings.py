@@ -27,6 +27,10 @@ WW_METRICS_TOKEN_FILE      bearer token /metrics requires, if set              (
 WW_RAW_EVENTS_DAYS         retention of raw events                             400
 WW_MEASURES_DAYS           retention of measures                               1098
 WW_CALENDAR_FILE           working-day overrides (years the library lacks)     the bundled file
+WW_NOT_OBSERVED_SHARE      a window's share of sessions not observed that      0.3
+                           raises a camera alert (over the look-back)
+WW_NOT_OBSERVED_MIN_SESSIONS  the fewest sessions that alert is judged on      10
+WW_NOT_OBSERVED_HOURS      its look-back                                       24
 =========================  ==================================================  ====================
 """
 
@@ -43,6 +47,7 @@ from sqlalchemy.engine import make_url
 from agent.config import TlsConfig
 from server.api.deps import ServerSettings
 from server.ingest import IngestSettings
+from server.policy.clock import NotObservedLimits
 
 
 def _secret(path: Path | None) -> str | None:
@@ -74,6 +79,20 @@ class ServerEnv(BaseSettings):
     measures_days: int = Field(3 * 366, ge=1, description="Retention of measures, days.")
     calendar_file: Path | None = Field(
         None, description="Official working-day overrides (default: the bundled file)."
+    )
+
+    not_observed_share: float = Field(
+        0.30,
+        gt=0,
+        le=1,
+        description="Share of a window's sessions with a verdict not observed that raises "
+        "a camera placement or lighting alert.",
+    )
+    not_observed_min_sessions: int = Field(
+        10, ge=1, description="Fewest sessions in the look-back that alert is judged on."
+    )
+    not_observed_hours: float = Field(
+        24, gt=0, le=24 * 31, description="The look-back of that alert, hours."
     )
 
     @model_validator(mode="after")
@@ -126,6 +145,11 @@ class ServerEnv(BaseSettings):
             "mqtt": self.ingest_settings(),
             "timezone": self.timezone,
             "secure_cookies": self.secure_cookies,
+            "not_observed": NotObservedLimits(
+                share=self.not_observed_share,
+                min_sessions=self.not_observed_min_sessions,
+                lookback_ms=int(self.not_observed_hours * 3_600_000),
+            ),
         }
         token = self.metrics_token()
         _security_option(ServerSettings, kwargs, "metrics_token", token, "WW_METRICS_TOKEN_FILE")

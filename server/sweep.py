@@ -1,6 +1,7 @@
 """The one scheduled job: every minute, raise what the clock has made due.
 
-``run_once(store, now_ms)`` reads the open cases and the terminals, asks
+``run_once(store, now_ms)`` reads the open cases, the terminals and each window's
+sessions of the look-back (how many had a verdict not observed), asks
 ``server.policy.clock`` what is due at ``now_ms`` and inserts those alerts; ids already
 held are skipped, so a second run (or a second replica) raises nothing twice.
 ``Sweeper`` runs it on a thread of its own until stopped::
@@ -19,7 +20,14 @@ from collections.abc import Callable
 from types import TracebackType
 
 from agent.protocol import now_ms
-from server.policy.clock import SILENT_AFTER_MS, OpenCase, Terminal, due
+from server.policy.clock import (
+    SILENT_AFTER_MS,
+    NotObservedLimits,
+    OpenCase,
+    Terminal,
+    WindowView,
+    due,
+)
 from server.policy.rows import AlertRow
 from server.store.db import Store
 
@@ -27,9 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def run_once(
-    store: Store, now_ms: int, *, silent_after_ms: int = SILENT_AFTER_MS
+    store: Store,
+    now_ms: int,
+    *,
+    silent_after_ms: int = SILENT_AFTER_MS,
+    not_observed: NotObservedLimits | None = None,
 ) -> list[AlertRow]:
     """Raise the alerts due at ``now_ms``; return those that were new."""
+    limits = not_observed or NotObservedLimits()
     # Provisional due dates (a year no calendar knew) are counted again once it is known.
     store.refresh_provisional_dues()
     cases = [
@@ -45,7 +58,16 @@ def run_once(
         for c in store.list_cases(status="open")
     ]
     terminals = [Terminal(**t) for t in store.terminals()]
-    alerts = due(now_ms, cases, terminals, silent_after_ms=silent_after_ms)
+    since = now_ms - limits.lookback_ms
+    alerts = due(
+        now_ms,
+        cases,
+        terminals,
+        silent_after_ms=silent_after_ms,
+        views=[WindowView(**v) for v in store.window_views(since, now_ms)],
+        recent=store.alerted_windows("not_observed", since),
+        limits=limits,
+    )
     raised = set(store.raise_alerts(alerts))
     return [a for a in alerts if a["alert_id"] in raised]
 
@@ -64,12 +86,14 @@ class Sweeper:
         *,
         every_s: float = 60.0,
         silent_after_ms: int = SILENT_AFTER_MS,
+        not_observed: NotObservedLimits | None = None,
         clock: Callable[[], int] = now_ms,
         on_raised: Callable[[list[AlertRow]], None] | None = None,
     ) -> None:
         self.store = store
         self.every_s = every_s
         self.silent_after_ms = silent_after_ms
+        self.not_observed = not_observed
         self._clock = clock
         self._on_raised = on_raised
         self._stop = threading.Event()
@@ -104,7 +128,12 @@ class Sweeper:
 
     def sweep(self) -> list[AlertRow]:
         """One sweep now (what the thread does every interval)."""
-        raised = run_once(self.store, self._clock(), silent_after_ms=self.silent_after_ms)
+        raised = run_once(
+            self.store,
+            self._clock(),
+            silent_after_ms=self.silent_after_ms,
+            not_observed=self.not_observed,
+        )
         self.sweeps += 1
         if raised and self._on_raised is not None:
             self._on_raised(raised)

@@ -16,10 +16,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, and_, func, select
 
 from server.metrics.measures import BAD, GOOD, Scope, compute, scope_filter
-from server.store.rollups import count_true
-from server.store.schema import devices, evaluations, roster, roster_plan, sessions, units
+from server.policy.rows import UNOBSERVED
+from server.store.rollups import any_unobserved, count_true
+from server.store.schema import (
+    ROLLUP_UNOBSERVED,
+    devices,
+    evaluations,
+    roster,
+    roster_plan,
+    sessions,
+    units,
+)
 
 DAY = 86_400_000
+
 HOUR = 3_600_000
 
 
@@ -68,7 +78,9 @@ def hall(engine: Engine, site: str, day: tuple[int, int], now_ms: int) -> list[d
 
 
 def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-    """Sessions with their steps (call -> stood -> smiled -> evaluated -> farewell)."""
+    """Sessions with their steps (call -> stood -> smiled -> evaluated -> farewell); a
+    step whose verdict the camera could not see says ``not_observed`` (its ``ok`` is
+    False and means nothing then), and the session lists every verdict's."""
     s = sessions
     q = (
         select(s)
@@ -79,14 +91,23 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
     out = []
     with engine.connect() as conn:
         for r in conn.execute(q):
+            unseen = {v: bool(getattr(r, c)) for v, c in UNOBSERVED.items()}
             steps: list[dict[str, Any]] = [{"step": "call", "at_ms": r.opened_ms}]
-            steps.append({"step": "stood", "ok": r.stood_on_call, "after_ms": r.stand_after_ms})
+            steps.append(
+                {
+                    "step": "stood",
+                    "ok": r.stood_on_call,
+                    "after_ms": r.stand_after_ms,
+                    "not_observed": unseen["stood_on_call"],
+                }
+            )
             steps.append(
                 {
                     "step": "smiled",
                     "ok": r.smiled_at_greeting,
                     "after_ms": r.smile_after_ms,
                     "too_broad": r.smile_too_broad,
+                    "not_observed": unseen["smiled_at_greeting"],
                 }
             )
             steps.append({"step": "evaluated", "ok": r.rating is not None, "rating": r.rating})
@@ -97,6 +118,8 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
                         "ok": r.stood_at_farewell,
                         "see_off_ms": r.see_off_ms,
                         "smiled": r.smiled_at_farewell,
+                        "not_observed": unseen["stood_at_farewell"],
+                        "smile_not_observed": unseen["smiled_at_farewell"],
                     }
                 )
             out.append(
@@ -119,6 +142,8 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
                     "priority_category": r.priority_category,
                     "case_number": r.case_number,
                     "greeted_first": r.greeted_first,
+                    "not_observed": unseen,
+                    "observed_share": r.observed_share,
                     "steps": steps,
                 }
             )
@@ -132,7 +157,8 @@ def _rate(num: Any, den: Any) -> float | None:
 def trend(
     engine: Engine, scope: Scope, start_ms: int, end_ms: int, tz: str
 ) -> list[dict[str, Any]]:
-    """Per local day: sessions, stand/smile/farewell rates, good-review rate."""
+    """Per local day: sessions, stand/smile/farewell rates (of the sessions where that
+    verdict was observed), good-review rate, sessions with a verdict not observed."""
     off = utc_offset_ms(tz, start_ms)
     s, e = sessions, evaluations
     day_s = ((s.c.opened_ms + off) // DAY).label("d")
@@ -144,6 +170,8 @@ def trend(
             count_true(s.c.smiled_at_greeting).label("smiled"),
             count_true(s.c.stood_at_farewell).label("farewell"),
             count_true(s.c.stood_at_farewell.is_not(None)).label("farewell_due"),
+            *(count_true(s.c[UNOBSERVED[v]]).label(c) for v, c in ROLLUP_UNOBSERVED.items()),
+            count_true(any_unobserved()).label("unobserved"),
         )
         .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .group_by("d")
@@ -173,6 +201,7 @@ def trend(
             "evaluations": 0,
             "good_rate": None,
             "bad_reviews": 0,
+            "not_observed_sessions": 0,
         }
     with engine.connect() as conn:
         for r in conn.execute(q):
@@ -180,9 +209,10 @@ def trend(
             if row:
                 row.update(
                     sessions=int(r.n),
-                    stand_rate=_rate(r.stood, r.n),
-                    smile_rate=_rate(r.smiled, r.n),
-                    farewell_rate=_rate(r.farewell, r.farewell_due),
+                    stand_rate=_rate(r.stood, r.n - r.stood_unobserved),
+                    smile_rate=_rate(r.smiled, r.n - r.smiled_unobserved),
+                    farewell_rate=_rate(r.farewell, r.farewell_due - r.farewell_unobserved),
+                    not_observed_sessions=int(r.unobserved or 0),
                 )
         for r in conn.execute(qe):
             row = days.get(int(r.d))
@@ -196,7 +226,8 @@ def trend(
 def heatmap(
     engine: Engine, scope: Scope, start_ms: int, end_ms: int, tz: str
 ) -> list[dict[str, Any]]:
-    """Sessions and compliance by ISO weekday (1-7) and local hour (0-23)."""
+    """Sessions and compliance by ISO weekday (1-7) and local hour (0-23); compliance
+    (stood and smiled at the call) is of the sessions where both were observed."""
     off = utc_offset_ms(tz, start_ms)
     s = sessions
     local = s.c.opened_ms + off
@@ -204,12 +235,15 @@ def heatmap(
     # 1970-01-01 was a Thursday (ISO 4)
     weekday = (((local // DAY) + 3) % 7 + 1).label("wd")
     good = and_(s.c.stood_on_call, s.c.smiled_at_greeting)
+    # judged where both the stand and the smile were observed
+    seen = ~s.c[UNOBSERVED["stood_on_call"]] & ~s.c[UNOBSERVED["smiled_at_greeting"]]
     q = (
         select(
             weekday,
             hour,
             func.count().label("n"),
             count_true(good).label("good"),
+            count_true(seen).label("seen"),
         )
         .where(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
         .group_by("wd", "h")
@@ -220,7 +254,7 @@ def heatmap(
                 "weekday": int(r.wd),
                 "hour": int(r.h),
                 "sessions": int(r.n),
-                "compliance": _rate(r.good, r.n),
+                "compliance": _rate(r.good, r.seen),
             }
             for r in conn.execute(q)
         ]

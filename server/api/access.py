@@ -249,6 +249,7 @@ class Access:
                 | {
                     "result": v["result"],
                     "failures": v["failures"],
+                    "criteria": v["criteria"],
                     "probation": pr["status"],
                     "measures": v["measures"],
                 }

@@ -98,13 +98,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await asyncio.to_thread(ingest.start)
         app.state.ingest = ingest
 
-        # What the clock causes (overdue cases, silent terminals), once a minute; every
+        # What the clock causes (overdue cases, silent terminals, cameras that cannot see
+        # the clerk), once a minute; every
         # replica may run it: the alerts' ids make a second raise a no-op.
         def announce(raised: list[AlertRow]) -> None:
             for a in raised:
                 hub.publish({"type": "alert", "site": a["site"], "alert": a})
 
-        sweeper = Sweeper(store, on_raised=announce)
+        sweeper = Sweeper(store, not_observed=settings.not_observed, on_raised=announce)
         sweeper.start()
         try:
             yield

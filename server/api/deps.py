@@ -13,6 +13,7 @@ from server.accounts import Accounts, Principal
 from server.ingest import IngestSettings
 from server.metrics.assessment import PassThresholds
 from server.metrics.periods import period_bounds
+from server.policy.clock import NotObservedLimits
 from server.store.db import Store
 from server.tokens import Tokens
 
@@ -28,6 +29,8 @@ class ServerSettings:
     timezone: str = "Asia/Shanghai"
     secure_cookies: bool = False  # True behind HTTPS
     metrics_token: str | None = None  # Bearer token /metrics requires; None = open
+    #: When a window's sessions not observed raise a camera alert (server/policy/clock.py).
+    not_observed: NotObservedLimits = field(default_factory=NotObservedLimits)
 
 
 def get_store(request: Request) -> Store:

@@ -17,6 +17,8 @@ from server.metrics.measures import Measures, Scope
 
 router = APIRouter()
 Table = list[dict[str, Any]]
+#: A criterion's statuses that give no judgement (the assessment table's "not_judged").
+UNJUDGED: Final = ("insufficient_observed_sessions", "insufficient_data")
 
 
 def _measure_rows(result: dict[str | None, Measures]) -> Table:
@@ -47,8 +49,10 @@ def _tables(name: str, a: Access, period: str, site: str | None) -> Table:
         ],
         "fleet": lambda: [f for f in a.fleet() if scope.site in (None, f["site"])],
         "assessment": lambda: [
-            {k: v for k, v in c.items() if k not in ("failures", "measures")}
+            {k: v for k, v in c.items() if k not in ("failures", "measures", "criteria")}
             | {"failed": [f["criterion"] for f in c["failures"]]}
+            | {"not_judged": [x["criterion"] for x in c["criteria"] if x["status"] in UNJUDGED]}
+            | {"not_observed_sessions": c["measures"]["not_observed_sessions"]}
             for c in a.assessments(period, scope.site)
         ],
     }
@@ -144,7 +148,8 @@ def monthly_report(site: str, month: str, a: AccessDep) -> str:
         f"<tr><td>{esc(k or '')}</td><td>{m.sessions}</td><td>{_pct(m.stand_on_call_rate)}</td>"
         f"<td>{_pct(m.smile_at_greeting_rate)}</td><td>{_pct(m.farewell_stand_rate)}</td>"
         f"<td>{_pct(m.evaluation_coverage)}</td><td>{_pct(m.good_review_rate)}</td>"
-        f"<td>{m.away_without_sign_min:.0f}</td></tr>"
+        f"<td>{m.away_without_sign_min:.0f}</td>"
+        f"<td>{m.not_observed_sessions} ({_pct(m.not_observed_share)})</td></tr>"
         for k, m in sorted(by_window.items(), key=lambda i: str(i[0]))
     )
     rows_v = "".join(
@@ -154,7 +159,7 @@ def monthly_report(site: str, month: str, a: AccessDep) -> str:
     )
     rows_r = "".join(
         f"<tr><td>{esc(str(r['rank'] or '—'))}</td><td>{esc(r['clerk_id'])}</td><td>{r['exemplary']}/{r['sessions']}</td>"
-        f"<td>{r['score']:.3f}</td></tr>"
+        f"<td>{r['score']:.3f}</td><td>{r['not_observed']}</td></tr>"
         for r in ranking
     )
     rows_c = "".join(
@@ -178,9 +183,10 @@ def monthly_report(site: str, month: str, a: AccessDep) -> str:
 <div>好评率<br><b>{_pct(total.good_review_rate)}</b></div>
 <div>差评数<br><b>{total.bad_reviews}</b></div>
 <div>无牌离岗(分钟)<br><b>{total.away_without_sign_min:.0f}</b></div>
+<div>未能观测<br><b>{total.not_observed_sessions} ({_pct(total.not_observed_share)})</b></div>
 </div>
-<h2>按窗口</h2><table><tr><th>窗口</th><th>人次</th><th>起立</th><th>微笑</th><th>送别</th><th>评价覆盖</th><th>好评率</th><th>无牌离岗(分)</th></tr>{rows_w}</table>
+<h2>按窗口</h2><table><tr><th>窗口</th><th>人次</th><th>起立</th><th>微笑</th><th>送别</th><th>评价覆盖</th><th>好评率</th><th>无牌离岗(分)</th><th>未能观测</th></tr>{rows_w}</table>
 <h2>月度考核 (A-PASS)</h2><table><tr><th>工作人员</th><th>结果</th><th>未达标项</th></tr>{rows_v}</table>
-<h2>微笑之星排名 (A-STAR)</h2><table><tr><th>名次</th><th>工作人员</th><th>规范服务/人次</th><th>得分(Wilson下限)</th></tr>{rows_r}</table>
+<h2>微笑之星排名 (A-STAR)</h2><table><tr><th>名次</th><th>工作人员</th><th>规范服务/人次</th><th>得分(Wilson下限)</th><th>未能观测(不计入)</th></tr>{rows_r}</table>
 <h2>差评整改 (15个工作日)</h2><table><tr><th>日期</th><th>窗口</th><th>评价</th><th>整改期限</th><th>状态</th><th>说明</th></tr>{rows_c}</table>
 </body></html>"""

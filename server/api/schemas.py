@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agent.protocol import Rating
+from server.metrics.assessment import PassThresholds
 from server.metrics.measures import GroupBy, Measures
 
 #: A JSON object as stored (a message payload, an alert's detail, a device document).
@@ -52,9 +53,17 @@ PERIOD = (
 GROUPS = 'By group key: "<site>/<window>", clerk id, site slug or district name as grouped.'
 RESULT = (
     "pass or fail against the thresholds; insufficient_data below min_sessions sessions "
-    "(no criterion checked)."
+    "(no criterion checked), or when no conduct criterion (stand, smile, farewell) had "
+    "min_sessions sessions where its verdict was observed and nothing failed."
 )
+NOT_OBSERVED = (
+    "Not observed: the camera could not see what this verdict needed (mouth covered, "
+    "face turned or lost with the clerk at the seat, view blocked or badly lit); never a "
+    "failure, and out of the verdict's rate."
+)
+OBSERVED_OF = " / sessions where that verdict was observed (not-observed ones left out)."
 FAILURES = "The criteria the month missed; empty unless the result is fail."
+CRITERIA = "Every criterion as judged: value, threshold, status (and observed sessions)."
 CLERK_MEASURES = "The clerk's measures for the month."
 
 
@@ -99,10 +108,12 @@ class HallTile(Out):
     )
     sessions_today: int = Field(description="Sessions opened today.")
     stand_rate_today: Rate = Field(
-        description="Today's sessions where the clerk stood on the call; null without sessions."
+        description="Today's sessions where the clerk stood on the call, of those where it "
+        "was observed; null without any."
     )
     smile_rate_today: Rate = Field(
-        description="Today's sessions with a smile at the greeting; null without sessions."
+        description="Today's sessions with a smile at the greeting, of those where it was "
+        "observed; null without any."
     )
     good_rate_today: Rate = Field(
         description="Today's good evaluations (basically satisfied or better) / evaluations; "
@@ -214,24 +225,27 @@ class AlertOut(Out):
 
     alert_id: str = Field(
         description="The event id; away-<site>-<window>-<started_ms>, "
-        "offline-<site>-<window>-<ms>, overdue-<case_id>, or a UUID for terminal_silent."
+        "offline-<site>-<window>-<ms>, overdue-<case_id>, or a UUID for terminal_silent "
+        "and not_observed."
     )
     site: SiteSlug
     window: WindowSlug
     kind: str = Field(
         description="One of away_without_sign, conduct, bad_review, offline, fault, "
-        "sign_while_present, case_overdue, terminal_silent."
+        "sign_while_present, case_overdue, terminal_silent, not_observed (camera placement "
+        "or lighting: too many of the window's sessions not observed)."
     )
     ts_ms: TimeMs = Field(
         description="When it happened: the event's time on the terminal; for offline the "
         "message's arrival, case_overdue the case's due time, terminal_silent when the "
-        "silence limit passed."
+        "silence limit passed, not_observed when the share was found too high."
     )
     detail: JsonObject = Field(
         description="What happened, by kind: conduct {misses, session_id}; bad_review "
         "{rating}; away_without_sign {started_ms, ended_ms}; fault {code, detail}; "
         "sign_while_present {duration_ms}; offline {}; case_overdue {case_id, due_ms, "
-        "clerk_id, rating}; terminal_silent {last_heard_ms, silent_after_ms}."
+        "clerk_id, rating}; terminal_silent {last_heard_ms, silent_after_ms}; not_observed "
+        "{sessions, not_observed, share, since_ms}."
     )
     acked_by: str | None = Field(description="Who acknowledged it; null while open.")
     acked_ms: TimeMs | None = Field(
@@ -306,17 +320,18 @@ class MeasuresOut(Out):
 
     sessions: int = Field(description="Service sessions opened in the period.")
     stand_on_call_rate: Rate = Field(
-        description="Sessions where the clerk stood within the limit after the call / sessions."
+        description="Sessions where the clerk stood within the limit after the call" + OBSERVED_OF
     )
     smile_at_greeting_rate: Rate = Field(
-        description="Sessions where the clerk smiled within the greeting window / sessions."
+        description="Sessions where the clerk smiled within the greeting window" + OBSERVED_OF
     )
     farewell_stand_rate: Rate = Field(
         description="Sessions where the clerk stood at the farewell and did not sit down "
-        "before the see-off time / sessions."
+        "before the see-off time" + OBSERVED_OF
     )
     see_off_rate: Rate = Field(
-        description="Sessions where the clerk stood to see off for at least 3 s / sessions."
+        description="Sessions where the clerk stood to see off for at least 3 s / sessions "
+        "where the farewell stand was observed."
     )
     too_broad_smiles: int = Field(description="Sessions with a smile beyond 'not too broad'.")
     evaluation_coverage: Rate = Field(description="Sessions with an evaluation / sessions.")
@@ -349,15 +364,37 @@ class MeasuresOut(Out):
     )
     farewell_smile_rate: Rate = Field(
         description="W-FAREWELL: smiled while seeing the citizen off, of the sessions whose "
-        "terminal reports it (contract version 2); null when none does."
+        "terminal reports it (contract version 2) and where it was observed; null when none."
     )
     receptions: int = Field(
         description="F-RECEIVE: a front desk's receptions (a citizen walking up); they "
         "have no farewell and count in neither farewell rate."
     )
     greeted_first_rate: Rate = Field(
-        description="Of the receptions, those where the clerk stood and smiled within the "
-        "limits of the approach; null without receptions."
+        description="Of the receptions where it was observed, those where the clerk stood "
+        "and smiled within the limits of the approach; null without any."
+    )
+    stand_on_call_not_observed: int = Field(
+        description="Sessions whose stand on call was not observed (contract version 3)."
+    )
+    smile_at_greeting_not_observed: int = Field(
+        description="Sessions whose greeting smile was not observed."
+    )
+    farewell_stand_not_observed: int = Field(
+        description="Sessions whose farewell stand was not observed."
+    )
+    farewell_smile_not_observed: int = Field(
+        description="Sessions whose farewell smile was not observed."
+    )
+    greeted_first_not_observed: int = Field(
+        description="Receptions whose greeting first was not observed."
+    )
+    not_observed_sessions: int = Field(
+        description="Sessions with any verdict not observed. " + NOT_OBSERVED
+    )
+    not_observed_share: Rate = Field(
+        description="not_observed_sessions / sessions: how well the cameras see (a high "
+        "share is a placement or lighting problem, raised as a not_observed alert)."
     )
 
     @classmethod
@@ -392,6 +429,7 @@ class StoodStep(Out):
     after_ms: int | None = Field(
         description="Milliseconds after the call (late ones too); null if the clerk never stood."
     )
+    not_observed: bool = Field(description="True: ok is false and means nothing. " + NOT_OBSERVED)
 
 
 class SmiledStep(Out):
@@ -403,6 +441,7 @@ class SmiledStep(Out):
     too_broad: bool = Field(
         description="A smile beyond 'not too broad', at the greeting or the farewell."
     )
+    not_observed: bool = Field(description="True: ok is false and means nothing. " + NOT_OBSERVED)
 
 
 class EvaluatedStep(Out):
@@ -421,12 +460,27 @@ class FarewellStep(Out):
         description="W-FAREWELL: smiled while seeing the citizen off; null from a terminal "
         "that does not report it (contract version 1)."
     )
+    not_observed: bool = Field(description="True: ok is false and means nothing. " + NOT_OBSERVED)
+    smile_not_observed: bool = Field(
+        description="True: smiled is false because the farewell smile was not observed."
+    )
 
 
 Step = Annotated[
     CallStep | StoodStep | SmiledStep | EvaluatedStep | FarewellStep,
     Field(discriminator="step"),
 ]
+
+
+class NotObservedOut(Out):
+    """Per verdict of a session: true when it was not observed (contract version 3; false
+    from older terminals). Its field then says false, which means nothing."""
+
+    stood_on_call: bool = Field(description="The stand on call was not observed.")
+    smiled_at_greeting: bool = Field(description="The greeting smile was not observed.")
+    stood_at_farewell: bool = Field(description="The farewell stand was not observed.")
+    smiled_at_farewell: bool = Field(description="The farewell smile was not observed.")
+    greeted_first: bool = Field(description="A reception's greeting first was not observed.")
 
 
 class SessionOut(Out):
@@ -466,6 +520,12 @@ class SessionOut(Out):
         description="F-RECEIVE (front desk): stood and smiled within the limits of the "
         "citizen's approach; null at other windows."
     )
+    not_observed: NotObservedOut = Field(description="Which verdicts were not observed.")
+    observed_share: Rate = Field(
+        description="Share of the session's time the clerk's face and mouth could be seen "
+        "(or the seat was seen empty); null: not reported (fully observed, or an older "
+        "terminal)."
+    )
     steps: list[Step] = Field(description="call, stood, smiled, evaluated, farewell.")
 
 
@@ -474,12 +534,13 @@ class TrendDay(Out):
 
     day: date = Field(description="The local day.")
     sessions: int = Field(description="Sessions opened that day.")
-    stand_rate: Rate = Field(description="Sessions where the clerk stood on the call / sessions.")
-    smile_rate: Rate = Field(description="Sessions with a smile at the greeting / sessions.")
-    farewell_rate: Rate = Field(description="Sessions with the farewell stand / sessions.")
+    stand_rate: Rate = Field(description="Sessions where the clerk stood on the call" + OBSERVED_OF)
+    smile_rate: Rate = Field(description="Sessions with a smile at the greeting" + OBSERVED_OF)
+    farewell_rate: Rate = Field(description="Sessions with the farewell stand" + OBSERVED_OF)
     evaluations: int = Field(description="Evaluations that day (suspect presses excluded).")
     good_rate: Rate = Field(description="Good (basically satisfied or better) / evaluations.")
     bad_reviews: int = Field(description="Evaluations rated dissatisfied or very dissatisfied.")
+    not_observed_sessions: int = Field(description="Sessions with any verdict not observed.")
 
 
 class HeatCell(Out):
@@ -488,14 +549,20 @@ class HeatCell(Out):
     weekday: int = Field(ge=1, le=7, description="ISO weekday, 1 = Monday.")
     hour: int = Field(ge=0, le=23, description="Local hour.")
     sessions: int = Field(description="Sessions opened in that hour of that weekday.")
-    compliance: Rate = Field(description="Sessions with stand and smile at the call; 0..1.")
+    compliance: Rate = Field(
+        description="Sessions with stand and smile at the call / sessions where both were "
+        "observed; 0..1."
+    )
 
 
 class RankingRow(Out):
     """A clerk in the smile-star ranking (A-STAR), best first, ineligible clerks last."""
 
     clerk_id: str = Field(description="The clerk.")
-    sessions: int = Field(description="The clerk's sessions in the period and scope.")
+    sessions: int = Field(
+        description="The clerk's sessions in the period and scope where every verdict was "
+        "observed: the ranking's sessions (min_sessions counts these)."
+    )
     exemplary: int = Field(
         description="Stood, smiled (not too broad), saw off for 3 s, not rated badly."
     )
@@ -504,29 +571,68 @@ class RankingRow(Out):
         ge=0, le=1, description="Wilson lower bound (95%) of the exemplary rate: sorts the ranking."
     )
     eligible: bool = Field(description="Enough sessions (min_sessions) to be ranked.")
+    not_observed: int = Field(
+        description="Sessions with a verdict not observed: in neither sessions nor "
+        "exemplary (neither helped nor harmed)."
+    )
     rank: int | None = Field(description="1 = best; null when not eligible.")
 
 
 # ----------------------------------------------------------------- assessment
 
 
+Criterion = Literal[
+    "stand_on_call_rate",
+    "smile_at_greeting_rate",
+    "farewell_stand_rate",
+    "evaluation_coverage",
+    "good_review_rate",
+    "away_without_sign_min",
+    "overdue_cases",
+]
+
+
 class Failure(Out):
     """A criterion a clerk's month missed (A-PASS)."""
 
-    criterion: Literal[
-        "stand_on_call_rate",
-        "smile_at_greeting_rate",
-        "farewell_stand_rate",
-        "evaluation_coverage",
-        "good_review_rate",
-        "away_without_sign_min",
-        "overdue_cases",
-    ] = Field(description="The measure (MeasuresOut) that missed its threshold.")
+    criterion: Criterion = Field(description="The measure (MeasuresOut) that missed its threshold.")
     value: int | float = Field(description="The month's value: a rate 0..1, minutes or a count.")
     threshold: int | float = Field(description="The limit it missed, in the same unit.")
     evidence: list[str] = Field(
         description="Event ids behind the failure (session summaries, bad evaluations or "
-        "absences), by id, capped (50 by default); empty for overdue_cases."
+        "absences), by id, capped (50 by default); empty for overdue_cases. A session "
+        "whose verdict was not observed is never evidence."
+    )
+
+
+class CriterionOut(Out):
+    """One criterion of the month as judged, with the threshold used (traceable)."""
+
+    criterion: Criterion = Field(description="The measure (MeasuresOut) judged.")
+    value: int | float | None = Field(
+        description="The month's value (a rate 0..1, minutes or a count); null: nothing to "
+        "divide by."
+    )
+    threshold: int | float = Field(description="The limit it was judged by, in the same unit.")
+    observed_sessions: int | None = Field(
+        None,
+        description="Conduct criteria: the sessions where its verdict was observed (what "
+        "min_sessions counts); null for the others.",
+    )
+    not_observed: int | None = Field(
+        None, description="Conduct criteria: the sessions where it was not observed."
+    )
+    not_observed_evidence: list[str] | None = Field(
+        None,
+        description="Conduct criteria: the session summaries' event ids where it was not "
+        "observed (to be looked at, never a failure), capped like the evidence.",
+    )
+    status: Literal[
+        "pass", "fail", "insufficient_observed_sessions", "insufficient_data", "no_data"
+    ] = Field(
+        description="pass or fail; insufficient_observed_sessions: a conduct criterion with "
+        "fewer than min_sessions observed sessions (no judgement); insufficient_data: the "
+        "month had fewer than min_sessions sessions; no_data: nothing to divide by."
     )
 
 
@@ -538,6 +644,8 @@ class VerdictOut(Out):
     result: Result = Field(description=RESULT)
     measures: MeasuresOut = Field(description=CLERK_MEASURES)
     failures: list[Failure] = Field(description=FAILURES)
+    criteria: list[CriterionOut] = Field(description=CRITERIA)
+    thresholds: PassThresholds = Field(description="The thresholds the month was judged by.")
 
 
 ProbationStatus = Literal[
@@ -571,6 +679,7 @@ class AssessmentRow(Out):
     site: str = Field(description="The clerk's centre.")
     result: Result = Field(description=RESULT)
     failures: list[Failure] = Field(description=FAILURES)
+    criteria: list[CriterionOut] = Field(description=CRITERIA)
     probation: ProbationStatus = Field(description=PROBATION)
     measures: MeasuresOut = Field(description=CLERK_MEASURES)
 

@@ -3,6 +3,11 @@
 A *scope* narrows to a district, site, window or clerk; a *period* is a half-open
 ``[start_ms, end_ms)`` range (``periods.py`` turns "2026-11" or "2026-Q4" into one).
 Rates are None when there is nothing to divide by, never a misleading 0 or 1.
+
+A verdict the terminal could not see (contract version 3: ``not_observed``) is neither
+complied nor missed: every conduct rate divides by the sessions where its verdict was
+observed, the not-observed ones are counted beside it, and the smile-star ranking leaves
+a session with any verdict not observed out altogether.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from agent.protocol import now_ms as wall_clock_ms
 from server.store.rollups import (
     ROLLUP_SEE_OFF_MS,
     SUMS,
+    any_unobserved,
     count_true,
     is_midnight,
     session_counts,
@@ -87,6 +93,16 @@ class Measures:
     #: within the limits of the citizen's approach.
     receptions: int = 0
     greeted_first_rate: float | None = None
+    #: Contract version 3, what could be seen: per verdict, the sessions where it was
+    #: *not observed* (the camera could not see; never a miss, and out of that rate's
+    #: denominator), the sessions with any verdict not observed, and their share.
+    stand_on_call_not_observed: int = 0
+    smile_at_greeting_not_observed: int = 0
+    farewell_stand_not_observed: int = 0
+    farewell_smile_not_observed: int = 0
+    greeted_first_not_observed: int = 0
+    not_observed_sessions: int = 0
+    not_observed_share: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,15 +230,7 @@ def compute(
             for r in conn.execute(q):
                 if not r.n:
                     continue
-                m = get(key_of(r))
-                m.sessions = int(r.n)
-                m.stand_on_call_rate = _rate(r.stood, r.n)
-                m.smile_at_greeting_rate = _rate(r.smiled, r.n)
-                m.farewell_stand_rate = _rate(r.farewell, int(r.farewell_due or 0))
-                m.see_off_rate = _rate(r.see_off, int(r.farewell_due or 0))
-                m.too_broad_smiles = int(r.broad or 0)
-                m.evaluation_coverage = _rate(r.rated, r.n)
-                _priority_and_farewell(m, r, int(r.n))
+                _session_measures(get(key_of(r)), r, int(r.n))
             for r in conn.execute(qe):
                 m = get(key_of(r))
                 if r.suspect:
@@ -288,14 +296,7 @@ def _from_rollups(
         m = get(row.k if group_by else None)
         n = int(row.sessions)
         if n:
-            m.sessions = n
-            m.stand_on_call_rate = _rate(row.stood, n)
-            m.smile_at_greeting_rate = _rate(row.smiled, n)
-            m.farewell_stand_rate = _rate(row.farewell, int(row.farewell_due or 0))
-            m.see_off_rate = _rate(row.see_off, int(row.farewell_due or 0))
-            m.too_broad_smiles = int(row.broad or 0)
-            m.evaluation_coverage = _rate(row.rated, n)
-            _priority_and_farewell(m, row, n)
+            _session_measures(m, row, n)
         for rating in Rating:
             m.ratings[rating.value] += int(getattr(row, rating.value) or 0)
         m.suspect_presses += int(row.suspect or 0)
@@ -304,14 +305,38 @@ def _from_rollups(
             m.away_without_sign_min = round(int(row.away_ms or 0) / 60_000, 2)
 
 
-def _priority_and_farewell(m: Measures, row: Any, n: int) -> None:
-    """H-PRIORITY and the farewell smile from a row of session counts (raw or rollup)."""
-    m.priority_sessions = int(row.priority or 0)
+def _session_measures(m: Measures, row: Any, n: int) -> None:
+    """The session measures from a row of session counts (``session_counts``: raw or
+    rollup) of ``n`` sessions. Each conduct rate divides by the sessions where its
+    verdict was observed: one the camera could not see is neither a success nor a miss."""
+
+    def count(name: str) -> int:
+        return int(getattr(row, name) or 0)
+
+    farewell_due = count("farewell_due")
+    m.sessions = n
+    m.stand_on_call_not_observed = count("stood_unobserved")
+    m.smile_at_greeting_not_observed = count("smiled_unobserved")
+    m.farewell_stand_not_observed = count("farewell_unobserved")
+    m.farewell_smile_not_observed = count("farewell_smile_unobserved")
+    m.greeted_first_not_observed = count("greeted_first_unobserved")
+    m.not_observed_sessions = count("unobserved")
+    m.not_observed_share = _rate(m.not_observed_sessions, n)
+    m.stand_on_call_rate = _rate(row.stood, n - m.stand_on_call_not_observed)
+    m.smile_at_greeting_rate = _rate(row.smiled, n - m.smile_at_greeting_not_observed)
+    farewell_seen = farewell_due - m.farewell_stand_not_observed
+    m.farewell_stand_rate = _rate(row.farewell, farewell_seen)
+    m.see_off_rate = _rate(row.see_off, farewell_seen)
+    m.too_broad_smiles = count("broad")
+    m.evaluation_coverage = _rate(row.rated, n)
+    m.priority_sessions = count("priority")
     m.priority_share = _rate(row.priority, n)
     m.priority_own_session_rate = _rate(row.priority_own, m.priority_sessions)
-    m.farewell_smile_rate = _rate(row.farewell_smiled, int(row.farewell_smile_seen or 0))
-    m.receptions = int(row.receptions or 0)
-    m.greeted_first_rate = _rate(row.greeted_first, m.receptions)
+    m.farewell_smile_rate = _rate(
+        row.farewell_smiled, count("farewell_smile_seen") - m.farewell_smile_not_observed
+    )
+    m.receptions = count("receptions")
+    m.greeted_first_rate = _rate(row.greeted_first, m.receptions - m.greeted_first_not_observed)
 
 
 def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
@@ -333,11 +358,15 @@ def exemplary_counts(
     see_off_ms: int = 3000,
     *,
     too_broad_counts: bool = False,
-) -> dict[str, tuple[int, int]]:
-    """Per clerk: (exemplary sessions, sessions). Exemplary = stood, smiled, stood to see
-    off long enough, and not rated badly (A-STAR); "not too broad" as well only when
-    ``too_broad_counts`` (the flag is unvalidated: information only by default)."""
+) -> dict[str, tuple[int, int, int]]:
+    """Per clerk: (exemplary sessions, sessions, sessions not observed). Exemplary =
+    stood, smiled, stood to see off long enough, and not rated badly (A-STAR); "not too
+    broad" as well only when ``too_broad_counts`` (the flag is unvalidated: information
+    only by default). A session with any verdict not observed (contract version 3) is
+    neither exemplary nor counted in the sessions: it is counted apart, so a clerk the
+    camera sees badly is neither helped nor harmed by it."""
     s = sessions
+    unseen = any_unobserved()
     good = and_(
         s.c.stood_on_call,
         s.c.smiled_at_greeting,
@@ -350,8 +379,9 @@ def exemplary_counts(
     q = (
         select(
             s.c.clerk_id,
-            count_true(good).label("good"),
-            func.count().label("n"),
+            count_true(and_(good, ~unseen)).label("good"),
+            count_true(~unseen).label("n"),
+            count_true(unseen).label("unseen"),
         )
         .where(
             s.c.opened_ms >= start_ms,
@@ -362,7 +392,10 @@ def exemplary_counts(
         .group_by(s.c.clerk_id)
     )
     with engine.connect() as conn:
-        return {r.clerk_id: (int(r.good or 0), int(r.n)) for r in conn.execute(q)}
+        return {
+            r.clerk_id: (int(r.good or 0), int(r.n or 0), int(r.unseen or 0))
+            for r in conn.execute(q)
+        }
 
 
 def smile_star_ranking(
@@ -374,18 +407,21 @@ def smile_star_ranking(
     *,
     too_broad_counts: bool = False,
 ) -> list[dict[str, Any]]:
-    """Clerks ranked by the Wilson lower bound of their exemplary-session rate."""
+    """Clerks ranked by the Wilson lower bound of their exemplary-session rate, over the
+    sessions where every verdict was observed (``min_sessions`` counts those only); the
+    sessions not observed are shown beside."""
     rows: list[dict[str, Any]] = []
     counts = exemplary_counts(engine, scope, start_ms, end_ms, too_broad_counts=too_broad_counts)
-    for clerk, (good, n) in counts.items():
+    for clerk, (good, n, unseen) in counts.items():
         rows.append(
             {
                 "clerk_id": clerk,
                 "sessions": n,
                 "exemplary": good,
-                "rate": round(good / n, 4),
+                "rate": round(good / n, 4) if n else 0.0,
                 "score": round(wilson_lower_bound(good, n), 4),
                 "eligible": n >= min_sessions,
+                "not_observed": unseen,
             }
         )
     rows.sort(key=lambda r: (not r["eligible"], -float(r["score"]), str(r["clerk_id"])))

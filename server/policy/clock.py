@@ -1,4 +1,5 @@
-"""What the clock causes: bad-review cases gone overdue and terminals gone silent.
+"""What the clock causes: bad-review cases gone overdue, terminals gone silent, and
+windows whose camera cannot see the clerk.
 
 ``due(now_ms, cases, terminals)`` is pure: the time and plain rows in, the alerts that
 are due at that time out. Every alert's id and content follow from the rows alone,
@@ -17,12 +18,21 @@ raises each alert once (the store skips ids it holds).
   a health report, its birth message) for more than ``silent_after_ms``. The alert is
   stamped when that limit passed, and keyed by the device and the last time it was
   heard: it falls silent again only after it has spoken again.
+* A window's camera is badly placed or lit when, of its sessions opened in the last
+  ``lookback_ms`` (a day), at least ``min_sessions`` (10) there were and at least
+  ``share`` (30 %) had a verdict *not observed* (contract version 3): the terminal could
+  not see the clerk's face, mouth or posture. Those verdicts are no violations, so the
+  problem is the view, and it is the fleet's to fix (``not_observed``). The alert is
+  stamped at ``now_ms`` and keyed by the window and the ``lookback_ms`` period of the
+  UTC clock it was found in, and it is not raised for a window that had one within
+  ``lookback_ms`` (``recent``): one a day at most while the view stays bad, none once
+  it is fixed. Its detail is the count when it was first raised.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,15 +78,47 @@ class Terminal:
         return max(times) if times else None
 
 
+@dataclass(frozen=True, slots=True)
+class NotObservedLimits:
+    """When a window's share of sessions not observed raises an alert (see above)."""
+
+    share: float = 0.30
+    min_sessions: int = 10
+    lookback_ms: int = 86_400_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1 or self.min_sessions < 1 or self.lookback_ms < 60_000:
+            raise ValueError(f"not-observed alert limits out of range: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """A window's sessions over the look-back, and those with a verdict not observed."""
+
+    site: str
+    window: str
+    sessions: int
+    not_observed: int
+
+
 def due(
     now_ms: int,
     cases: Iterable[OpenCase],
     terminals: Iterable[Terminal],
     *,
     silent_after_ms: int = SILENT_AFTER_MS,
+    views: Iterable[WindowView] = (),
+    recent: Collection[tuple[str, str]] = (),
+    limits: NotObservedLimits | None = None,
 ) -> list[AlertRow]:
-    """The alerts due at ``now_ms``: overdue cases first, then silent terminals."""
-    return overdue_cases(now_ms, cases) + silent_terminals(now_ms, terminals, silent_after_ms)
+    """The alerts due at ``now_ms``: overdue cases first, then silent terminals, then
+    windows not seeing their clerk (``views``; ``recent``: the windows alerted on within
+    the look-back)."""
+    return (
+        overdue_cases(now_ms, cases)
+        + silent_terminals(now_ms, terminals, silent_after_ms)
+        + unobserved_windows(now_ms, views, recent, limits or NotObservedLimits())
+    )
 
 
 def overdue_cases(now_ms: int, cases: Iterable[OpenCase]) -> list[AlertRow]:
@@ -128,3 +170,40 @@ def silent_terminals(
 def silent_alert_id(site: str, window: str, heard_ms: int) -> str:
     """One alert per silence: the device and the last time it was heard."""
     return str(uuid.uuid5(_SILENT_IDS, f"{site}/{window}/{heard_ms}"))
+
+
+_UNOBSERVED_IDS: Final = uuid.UUID("0b7e3c1d-5a2f-4e86-b9d4-71c3a8e65f20")
+
+
+def unobserved_windows(
+    now_ms: int,
+    views: Iterable[WindowView],
+    recent: Collection[tuple[str, str]] = (),
+    limits: NotObservedLimits | None = None,
+) -> list[AlertRow]:
+    """Windows with too many sessions not observed: "camera placement or lighting: N of
+    M sessions not observed"."""
+    lim = limits or NotObservedLimits()
+    out: list[AlertRow] = []
+    for v in views:
+        if v.sessions < lim.min_sessions or v.not_observed < lim.share * v.sessions:
+            continue
+        if (v.site, v.window) in recent:
+            continue
+        period = now_ms // lim.lookback_ms
+        out.append(
+            {
+                "alert_id": str(uuid.uuid5(_UNOBSERVED_IDS, f"{v.site}/{v.window}/{period}")),
+                "site": v.site,
+                "window": v.window,
+                "kind": "not_observed",
+                "ts_ms": now_ms,
+                "detail": {
+                    "sessions": v.sessions,
+                    "not_observed": v.not_observed,
+                    "share": round(v.not_observed / v.sessions, 4),
+                    "since_ms": now_ms - lim.lookback_ms,
+                },
+            }
+        )
+    return out

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from server.policy.events import DEFAULT_TIMEZONE, case_due
 from server.policy.rows import AlertRow
 from server.store.base import StoreBase
-from server.store.schema import alerts, cases, units
+from server.store.rollups import any_unobserved, count_true
+from server.store.schema import alerts, cases, sessions, units
 from server.workdays import WorkCalendar
 
 
@@ -117,6 +118,42 @@ class Cases(StoreBase):
         q = q.order_by(alerts.c.ts_ms.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def window_views(self, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """Per window: its sessions opened in ``[since_ms, until_ms)`` and those with a
+        verdict not observed (the clock's view of what the cameras could see)."""
+        s = sessions
+        q = (
+            select(
+                s.c.site,
+                s.c.window,
+                func.count().label("sessions"),
+                count_true(any_unobserved()).label("not_observed"),
+            )
+            .where(s.c.opened_ms >= since_ms, s.c.opened_ms < until_ms)
+            .group_by(s.c.site, s.c.window)
+            .order_by(s.c.site, s.c.window)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "site": r.site,
+                    "window": r.window,
+                    "sessions": int(r.sessions),
+                    "not_observed": int(r.not_observed or 0),
+                }
+                for r in conn.execute(q)
+            ]
+
+    def alerted_windows(self, kind: str, since_ms: int) -> set[tuple[str, str]]:
+        """The windows with an alert of ``kind`` stamped at ``since_ms`` or later."""
+        q = (
+            select(alerts.c.site, alerts.c.window)
+            .where(alerts.c.kind == kind, alerts.c.ts_ms >= since_ms)
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            return {(r.site, r.window) for r in conn.execute(q)}
 
     def ack_alert(self, alert_id: str, username: str, note: str, at_ms: int) -> bool:
         with self.engine.begin() as conn:

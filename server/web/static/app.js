@@ -124,12 +124,15 @@ async function viewHall(root) {
     h("section", { class: "card" }, h("h2", {}, T().latest), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
 }
 
+// A summary's verdict: done, missed, or not observed (contract v3: its False means nothing).
+const mark = (p, verdict) => ((p.not_observed || []).includes(verdict) && !p[verdict] ? T().notObserved : p[verdict] ? "✓" : "✗");
+
 function eventRow(e) {
   const p = e.payload || e;
   const bad = (p.kind === "evaluated" && isBadRating(p.rating)) || (p.kind === "away" && p.violation);
   const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
-    : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
-    : p.kind === "session_summary" ? `${T().stand} ${p.stood_on_call ? "✓" : "✗"} ${T().smile} ${p.smiled_at_greeting ? "✓" : "✗"} ${p.greeted_first != null ? `${T().greetedFirst} ${p.greeted_first ? "✓" : "✗"}` : `${T().farewell} ${p.stood_at_farewell ? "✓" : "✗"}`}`
+    : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.not_observed ? T().notObserved : p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
+    : p.kind === "session_summary" ? `${T().stand} ${mark(p, "stood_on_call")} ${T().smile} ${mark(p, "smiled_at_greeting")} ${p.greeted_first != null ? `${T().greetedFirst} ${mark(p, "greeted_first")}` : `${T().farewell} ${mark(p, "stood_at_farewell")}`}`
     : p.kind === "away" ? (p.with_sign ? T().sign : "✗")
     : p.kind === "fault" ? `${p.code} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
   return h("tr", { class: bad ? "bad" : "" }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window), h("td", {}, p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
@@ -178,7 +181,8 @@ async function viewAlerts(root) {
     h("tbody", {}, rows.map((a) => {
       const detail = a.kind === "away_without_sign" ? `${fmtTime(a.detail.started_ms)} – ${fmtTime(a.detail.ended_ms)}`
         : a.kind === "bad_review" ? T().rating[a.detail.rating] : a.kind === "conduct" ? (a.detail.misses || []).join(", ")
-        : a.kind === "fault" ? `${a.detail.code} ${a.detail.detail || ""}` : "";
+        : a.kind === "fault" ? `${a.detail.code} ${a.detail.detail || ""}`
+        : a.kind === "not_observed" ? `${T().cameraView}: ${a.detail.not_observed} / ${a.detail.sessions} ${T().sessionsNotObserved}` : "";
       let status;
       if (a.acked_ms) status = h("span", { class: "ok" }, `${T().acked}: ${a.acked_by} · ${a.note}`);
       else if (!canAck) status = h("span", { title: T().readonly }, T().open);
@@ -207,13 +211,17 @@ async function viewDetail(root, scopeQuery, title) {
     api(`/api/timeline?${qs({ period: S.period, ...scopeQuery })}`),
   ]);
   const g = m.groups.all;
-  const kpi = (label, value) => h("div", { class: "kpi" }, label, h("b", {}, value));
+  // a rate with the sessions its verdict could not be seen in beside it (not in the rate)
+  const kpi = (label, value, unseen) => h("div", { class: "kpi" }, label, h("b", {}, value),
+    unseen ? h("span", { class: "unobserved", title: T().notObservedWhy }, `${unseen} ${T().notObserved}`) : null);
   root.append(h("section", { class: "card" }, h("h2", {}, title),
     h("div", { class: "kpis", id: "kpis" },
-      kpi(T().sessions, g.sessions), kpi(T().stand, pct(g.stand_on_call_rate)), kpi(T().smile, pct(g.smile_at_greeting_rate)),
-      kpi(T().farewell, pct(g.farewell_stand_rate)), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
+      kpi(T().sessions, g.sessions), kpi(T().stand, pct(g.stand_on_call_rate), g.stand_on_call_not_observed),
+      kpi(T().smile, pct(g.smile_at_greeting_rate), g.smile_at_greeting_not_observed),
+      kpi(T().farewell, pct(g.farewell_stand_rate), g.farewell_stand_not_observed), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
       kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`),
-      kpi(T().farewellSmile, pct(g.farewell_smile_rate)),
+      kpi(T().farewellSmile, pct(g.farewell_smile_rate), g.farewell_smile_not_observed),
+      kpi(T().notObservedSessions, `${g.not_observed_sessions} · ${pct(g.not_observed_share)}`),
       g.receptions ? kpi(T().greetedFirst, `${pct(g.greeted_first_rate)} / ${g.receptions}`) : null,
       kpi(T().priority, `${g.priority_sessions} · ${pct(g.priority_share)}`),
       kpi(T().priorityOwn, pct(g.priority_own_session_rate)))));
@@ -256,21 +264,28 @@ async function viewDetail(root, scopeQuery, title) {
 
   const items = tl.slice(-200).reverse().map((s) => {
     const parts = s.steps.map((st) => {
+      // not observed: the camera could not see; grey, never a failure (contract v3)
+      const result = (ok, text) => (st.not_observed ? T().notObserved : ok ? text : "✗");
+      const farewellSmile = st.smile_not_observed ? ` · ${T().smile} ${T().notObserved}`
+        : st.smiled === true ? " · " + T().smiled : st.smiled === false ? " (" + T().noSmile + ")" : "";
       const label = st.step === "call" ? `${T().call} ${fmtTime(st.at_ms)}`
-        : st.step === "stood" ? `${T().stood} ${st.ok ? secs(st.after_ms) : "✗"}`
-        : st.step === "smiled" ? `${T().smiled} ${st.ok ? secs(st.after_ms) : "✗"}${st.too_broad ? " (" + T().tooBroad + ")" : ""}`
+        : st.step === "stood" ? `${T().stood} ${result(st.ok, secs(st.after_ms))}`
+        : st.step === "smiled" ? `${T().smiled} ${result(st.ok, secs(st.after_ms))}${st.too_broad ? " (" + T().tooBroad + ")" : ""}`
         : st.step === "evaluated" ? `${T().evaluated} ${st.rating ? T().rating[st.rating] : "✗"}`
-        : `${T().farewellStep} ${st.ok ? "✓ " + secs(st.see_off_ms) : "✗"}${st.smiled === true ? " · " + T().smiled : st.smiled === false ? " (" + T().noSmile + ")" : ""}`;
-      return h("span", { class: `step ${st.ok === false ? "bad" : ""}` }, label);
+        : `${T().farewellStep} ${result(st.ok, "✓ " + secs(st.see_off_ms))}${farewellSmile}`;
+      const cls = st.not_observed ? "unobserved" : st.ok === false ? "bad" : "";
+      return h("span", { class: `step ${cls}`, title: st.not_observed ? T().notObservedWhy : undefined,
+        dataset: { step: st.step, observed: st.not_observed ? "0" : "1" } }, label);
     });
     const steps = parts.flatMap((p, i) => (i ? [" → ", p] : [p]));
     // what the call brought: ticket, matter, priority category, case number
     const call = [s.ticket && `${T().ticket} ${s.ticket}`, s.matter_name || s.matter_code,
       s.priority_category && `${T().priority}: ${T().categories[s.priority_category] || s.priority_category}`,
       s.case_number && `${T().caseNumber} ${s.case_number}`,
-      s.greeted_first === false && T().notGreetedFirst].filter(Boolean);
+      s.greeted_first === false && !s.not_observed.greeted_first && T().notGreetedFirst].filter(Boolean);
     return h("li", { dataset: { session: s.session_id } },
       call.length ? h("span", { class: `call-info ${s.priority_category ? "priority" : ""}` }, `${call.join(" · ")} | `) : "", steps,
+      s.observed_share != null ? h("span", { class: "seen-share", title: T().observedShareWhy }, ` · ${T().observedShare} ${pct(s.observed_share)}`) : "",
       h("span", { class: "video" }, ` · ${T().video} ${fmtDateTime(s.opened_ms)}`));
   });
   root.append(h("section", { class: "card" }, h("h2", {}, T().timeline, exportLinks("sessions")), h("ul", { class: "timeline", id: "timeline" }, items)));
@@ -297,15 +312,19 @@ async function viewAssessment(root) {
   ]);
   root.append(h("section", { class: "card" },
     h("h2", {}, T().verdicts, exportLinks("assessment"), h("a", { href: `/report/${enc(S.site)}/${enc(S.period)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
-    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().probation, T().sessions].map((x) => h("th", {}, x)))),
+    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions].map((x) => h("th", {}, x)))),
       h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "" },
         h("td", {}, h("a", { href: `#/clerk/${enc(v.clerk_id)}` }, `${v.name} (${v.clerk_id})`)),
         h("td", {}, T()[v.result] || v.result),
         h("td", {}, v.failures.map((f) => `${f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
-        h("td", {}, T().probationStates[v.probation] || v.probation), h("td", {}, v.measures.sessions)))))));
+        h("td", { class: "unobserved", title: T().notJudgedWhy }, v.criteria.filter((c) => c.status === "insufficient_observed_sessions")
+          .map((c) => `${c.criterion} (${c.observed_sessions}/${v.measures.sessions})`).join("; ")),
+        h("td", {}, T().probationStates[v.probation] || v.probation), h("td", {}, v.measures.sessions),
+        h("td", {}, v.measures.not_observed_sessions)))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().ranking, exportLinks("ranking")),
-    h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score].map((x) => h("th", {}, x)))),
-      h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3))))))));
+    h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score, T().notObservedLeftOut].map((x) => h("th", {}, x)))),
+      h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3)),
+        h("td", { class: "unobserved" }, r.not_observed || "")))))));
   const now = Date.now();
   root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
     h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
@@ -333,10 +352,10 @@ async function viewUnits(root) {
   const keys = Object.keys(data.groups).sort();
   const canvas = h("canvas", { id: "units-chart", height: 120 });
   root.append(h("section", { class: "card" }, h("h2", {}, T().units), canvas,
-    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().district, T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good].map((x) => h("th", {}, x)))),
+    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().district, T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good, T().notObservedSessions].map((x) => h("th", {}, x)))),
       h("tbody", {}, keys.map((k) => { const g = data.groups[k]; return h("tr", {}, h("td", {}, names.get(k) || k), h("td", {}, districts.get(k) || ""), h("td", {}, g.sessions),
         h("td", {}, pct(g.stand_on_call_rate)), h("td", {}, pct(g.smile_at_greeting_rate)), h("td", {}, pct(g.farewell_stand_rate)),
-        h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate))); })))));
+        h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate)), h("td", {}, `${g.not_observed_sessions} · ${pct(g.not_observed_share)}`)); })))));
   S.charts.push(new Chart(canvas, { type: "bar", options: { animation: false, scales: { y: { min: 0, max: 1 } } },
     data: { labels: keys.map((k) => names.get(k) || k), datasets: [
       { label: T().stand, data: keys.map((k) => data.groups[k].stand_on_call_rate), backgroundColor: "#2e7d4f" },
