@@ -9,6 +9,13 @@ A script is a list of ``Segment``s (``seated``, ``standing``, ``away``); moving
 between seated and standing takes ``transition_ms`` and the ground truth flips half
 way. Each ``SceneFrame`` carries its labels, so a pipeline run can be scored.
 
+The hard cases are options, each off by default (a default scene is drawn exactly as
+before, random stream included): a wall of another kind (``background(kind=...)``,
+``compose(wall=...)``: textured, patterned, covered in posters with face-like
+drawings), a hall window behind the clerk (``Backlight``), a citizen crossing at the
+empty seat itself (``Passer(at_seat=True)``), and a segment's face crop swapped for an
+occluded one (``Segment.face``: a masked face, a hand over it).
+
 >>> rng = np.random.default_rng(0)
 >>> faces = [np.full((64, 64), 120, np.uint8)]
 >>> frames = list(compose(script([("seated", 1000)]), faces, rng=rng))
@@ -29,7 +36,12 @@ import numpy as np
 import numpy.typing as npt
 
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 Pose = Literal["seated", "standing", "away"]
+#: plain: a gradient and a poster or two; textured: grain or brick; patterned: stripes,
+#: checks or tiles; posters: many, with face-like drawings and text-like strokes.
+WallKind = Literal["plain", "textured", "patterned", "posters"]
+WALL_KINDS: tuple[WallKind, ...] = ("plain", "textured", "patterned", "posters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,15 @@ class Passer:
     face: int
     size: float = 30.0
     y: float = 70.0
+    #: Cross at the seat's height (``y`` is then ignored): behind an empty seat.
+    at_seat: bool = False
+    #: The face size as a fraction of the clerk's seated size (``size`` is then ignored).
+    scale: float | None = None
+
+    def placed(self, geo: Geometry) -> tuple[float, float]:
+        """(face centre y, face size) of this passer in a scene of that geometry."""
+        size = self.size if self.scale is None else self.scale * geo.size
+        return (geo.seat_y if self.at_seat else self.y), size
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +81,25 @@ class Lighting:
     gain: float
 
 
+@dataclass(frozen=True, slots=True)
+class Backlight:
+    """A bright hall window behind the clerk from ``start_ms`` until ``end_ms``.
+
+    The window (``half_width`` seated face sizes either side of the seat, from the top
+    of the frame to the clerk's shoulders) is near-saturated, 230-255; the people in
+    front of it are darkened to ``subject_gain``, as an exposure set for the window
+    leaves them.
+    """
+
+    start_ms: int
+    end_ms: int
+    subject_gain: float = 0.45
+    half_width: float = 1.6
+
+    def on(self, t_ms: int) -> bool:
+        return self.start_ms <= t_ms < self.end_ms
+
+
 @dataclass(frozen=True)
 class Script:
     segments: tuple[Segment, ...]
@@ -67,6 +107,7 @@ class Script:
     lighting: tuple[Lighting, ...] = ()
     transition_ms: int = 600
     frame_ms: int = 100
+    backlight: tuple[Backlight, ...] = ()
 
     @property
     def duration_ms(self) -> int:
@@ -80,9 +121,10 @@ def script(
     lighting: Sequence[Lighting] = (),
     frame_ms: int = 100,
     transition_ms: int = 600,
+    backlight: Sequence[Backlight] = (),
 ) -> Script:
     segs = tuple(s if isinstance(s, Segment) else Segment(s[0], s[1]) for s in segments)
-    return Script(segs, tuple(passers), tuple(lighting), transition_ms, frame_ms)
+    return Script(segs, tuple(passers), tuple(lighting), transition_ms, frame_ms, tuple(backlight))
 
 
 @dataclass(frozen=True)
@@ -121,17 +163,95 @@ class SceneFrame:
     transition: bool = False
 
 
-def background(rng: np.random.Generator, w: int = 320, h: int = 240) -> U8:
-    """A wall with a gradient, a poster or two and a desk edge at the bottom."""
+def background(
+    rng: np.random.Generator, w: int = 320, h: int = 240, kind: WallKind = "plain"
+) -> U8:
+    """A wall of that kind with a gradient, posters and a desk edge at the bottom.
+
+    >>> walls = [background(np.random.default_rng(1), kind=k) for k in WALL_KINDS]
+    >>> [round(float(b.std())) > 0 for b in walls]
+    [True, True, True, True]
+    """
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(90, 170)
     img = base + rng.uniform(-30, 30) * xx / w + rng.uniform(-30, 30) * yy / h
-    for _ in range(int(rng.integers(1, 4))):
-        x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h // 2))
-        x1, y1 = x0 + int(rng.integers(20, 80)), y0 + int(rng.integers(20, 60))
-        cv2.rectangle(img, (x0, y0), (x1, y1), float(rng.uniform(40, 220)), -1)
+    if kind == "textured":
+        img += _texture(rng, xx, yy)
+    elif kind == "patterned":
+        img += _pattern(rng, xx, yy)
+    if kind == "posters":
+        _posters(rng, img)
+    else:
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h // 2))
+            x1, y1 = x0 + int(rng.integers(20, 80)), y0 + int(rng.integers(20, 60))
+            cv2.rectangle(img, (x0, y0), (x1, y1), float(rng.uniform(40, 220)), -1)
     img[int(h * 0.88) :] = rng.uniform(50, 110)  # desk
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _texture(rng: np.random.Generator, xx: F32, yy: F32) -> F32:
+    """Grain (noise at two scales, as plaster or fabric) or brick courses with mortar."""
+    if rng.random() < 0.5:
+        fine = rng.normal(0, float(rng.uniform(6, 14)), xx.shape).astype(np.float32)
+        coarse = rng.normal(0, float(rng.uniform(20, 40)), xx.shape).astype(np.float32)
+        return fine + cv2.GaussianBlur(coarse, (0, 0), float(rng.uniform(2, 5)))
+    bh, bw = float(rng.uniform(9, 18)), float(rng.uniform(22, 42))
+    row = np.floor(yy / bh)
+    col = np.floor((xx + (row % 2) * bw / 2) / bw)
+    # One tone per brick, from a hash of its row and column (no per-pixel draw needed).
+    jitter = rng.uniform(-25, 25, 997).astype(np.float32)
+    out = jitter[((row * 131 + col * 17) % 997).astype(np.int64)]
+    mortar = (yy % bh < 2) | ((xx + (row % 2) * bw / 2) % bw < 2)
+    out[mortar] = float(rng.uniform(-50, 50))
+    return out.astype(np.float32)
+
+
+def _pattern(rng: np.random.Generator, xx: F32, yy: F32) -> F32:
+    """Stripes (any angle), checks, or tiles with grout lines: strong repeated edges."""
+    amp = float(rng.uniform(25, 55))
+    period = float(rng.uniform(6, 26))
+    which = int(rng.integers(3))
+    if which == 0:
+        a = float(rng.uniform(0, np.pi))
+        u = xx * np.cos(a) + yy * np.sin(a)
+        return (amp * np.sign(np.sin(2 * np.pi * u / period))).astype(np.float32)
+    if which == 1:
+        checks = (np.floor(xx / period) + np.floor(yy / period)) % 2
+        return (amp * (2 * checks - 1)).astype(np.float32)
+    tile = period + 10
+    grout = (xx % tile < 2) | (yy % tile < 2)
+    return np.where(grout, -amp, 0.0).astype(np.float32)
+
+
+def _posters(rng: np.random.Generator, img: F32) -> None:
+    """Three to six posters, each with text-like strokes, most with a drawn face (a
+    head, eyes, a mouth) small enough to be on the wall, not at the window."""
+    h, w = img.shape
+    for _ in range(int(rng.integers(3, 7))):
+        pw, ph = int(rng.integers(30, 90)), int(rng.integers(40, 100))
+        x0, y0 = int(rng.integers(0, w - pw)), int(rng.integers(0, max(1, h * 3 // 4 - ph)))
+        paper = float(rng.uniform(150, 240))
+        ink = float(rng.uniform(10, 90))
+        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), paper, -1)
+        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), ink, 1)
+        top = y0 + 4
+        if rng.random() < 0.75:
+            fs = int(rng.integers(10, min(32, pw - 4, ph // 2) + 1))
+            fx, fy = x0 + pw // 2, y0 + 4 + fs // 2
+            skin = float(rng.uniform(60, 200))
+            cv2.ellipse(img, (fx, fy), (fs // 2, round(fs * 0.6)), 0, 0, 360, skin, -1)
+            e = max(1, fs // 8)
+            for ex in (fx - fs // 4, fx + fs // 4):
+                cv2.circle(img, (ex, fy - fs // 8), e, ink, -1)
+            cv2.line(img, (fx - fs // 5, fy + fs // 4), (fx + fs // 5, fy + fs // 4), ink, e)
+            top = fy + round(fs * 0.6) + 4
+        for ty in range(top, y0 + ph - 3, int(rng.integers(5, 9))):
+            tx = x0 + 3
+            while tx < x0 + pw - 6:
+                n = int(rng.integers(3, 12))
+                cv2.line(img, (tx, ty), (min(tx + n, x0 + pw - 3), ty), ink, 1)
+                tx += n + int(rng.integers(2, 5))
 
 
 def soft_mask(n: int) -> npt.NDArray[np.float32]:
@@ -142,11 +262,19 @@ def soft_mask(n: int) -> npt.NDArray[np.float32]:
 
 
 def paste_person(
-    canvas: npt.NDArray[np.float32], face: U8, cx: float, cy: float, size: float, tone: float
+    canvas: npt.NDArray[np.float32],
+    face: U8,
+    cx: float,
+    cy: float,
+    size: float,
+    tone: float,
+    gain: float = 1.0,
 ) -> None:
-    """Draw shoulders and hair, then the face crop centred at (cx, cy), ``size`` wide."""
+    """Draw shoulders and hair, then the face crop centred at (cx, cy), ``size`` wide;
+    ``gain`` darkens the person alone (backlight)."""
     h, w = canvas.shape
     s = size
+    tone *= gain
     cv2.ellipse(
         canvas,
         (round(cx), round(cy + 1.6 * s)),
@@ -171,7 +299,7 @@ def paste_person(
         -1,
     )
     n = max(8, round(s))
-    crop = cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32)
+    crop = cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32) * gain
     x0, y0 = round(cx - n / 2), round(cy - n / 2)
     ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
     if ax1 <= ax0 or ay1 <= ay0:
@@ -192,6 +320,21 @@ def _gain(lighting: Sequence[Lighting], t: int) -> float:
     return g
 
 
+def window_lit(bg: F32, geo: Geometry, light: Backlight) -> F32:
+    """The background with the hall window behind the seat near-saturated (230-255)."""
+    out = bg.copy()
+    h, w = out.shape
+    x0 = max(0, round(geo.seat_x - light.half_width * geo.size))
+    x1 = min(w, round(geo.seat_x + light.half_width * geo.size))
+    y1 = min(h, round(geo.seat_y + 0.8 * geo.size))
+    sky = 255.0 - 25.0 * np.arange(y1, dtype=np.float32)[:, None] / max(y1, 1)
+    out[:y1, x0:x1] = sky
+    # A mullion and a transom: the dark frame bars of the window.
+    out[:y1, max(x0, (x0 + x1) // 2 - 2) : (x0 + x1) // 2 + 2] = 70.0
+    out[max(0, y1 // 3 - 2) : y1 // 3 + 2, x0:x1] = 70.0
+    return out
+
+
 def compose(
     sc: Script,
     faces: Sequence[U8],
@@ -200,10 +343,18 @@ def compose(
     geometry: Geometry | None = None,
     t0_ms: int = 0,
     noise: float = 3.0,
+    wall: WallKind | U8 = "plain",
 ) -> Iterator[SceneFrame]:
-    """Render a script frame by frame; faces are 2-D uint8 crops (any square size)."""
+    """Render a script frame by frame; faces are 2-D uint8 crops (any square size).
+
+    ``wall`` is a kind for ``background`` or a ready grey background (the frame size).
+    """
     geo = geometry or Geometry.random(rng)
-    bg = background(rng).astype(np.float32)
+    if isinstance(wall, str):
+        bg = background(rng, kind=wall).astype(np.float32)
+    else:
+        bg = np.asarray(wall, dtype=np.float32)
+    lit = {light: window_lit(bg, geo, light) for light in sc.backlight}
     tone = float(rng.uniform(30, 200))
     # Pose as a number per time: 0 seated, 1 standing, None away; transitions ramp.
     starts = np.cumsum([0] + [s.duration_ms for s in sc.segments])
@@ -226,17 +377,21 @@ def compose(
                 ramp = min(1.0, into / sc.transition_ms)
                 moving = ramp < 1.0
                 level = ramp if seg.pose == "standing" else 1.0 - ramp
-        canvas = bg.copy()
+        backlit = next((b for b in sc.backlight if b.on(t)), None)
+        canvas = bg.copy() if backlit is None else lit[backlit].copy()
+        gain = 1.0 if backlit is None else backlit.subject_gain
         for p in sc.passers:
             if p.start_ms <= t < p.end_ms:
                 u = (t - p.start_ms) / (p.end_ms - p.start_ms)
+                py, ps = p.placed(geo)
                 paste_person(
                     canvas,
                     faces[p.face % len(faces)],
-                    -p.size + u * (320 + 2 * p.size),
-                    p.y,
-                    p.size,
+                    -ps + u * (canvas.shape[1] + 2 * ps),
+                    py,
+                    ps,
                     tone=float(rng.uniform(60, 160)),
+                    gain=gain,
                 )
         box = None
         if level is not None:
@@ -244,7 +399,7 @@ def compose(
             size = geo.size * (1 + (geo.stand_scale - 1) * level)
             cx = geo.seat_x + sway[0]
             cy = geo.seat_y - geo.rise * geo.size * level + sway[1]
-            paste_person(canvas, faces[face_idx % len(faces)], cx, cy, size, tone)
+            paste_person(canvas, faces[face_idx % len(faces)], cx, cy, size, tone, gain)
             box = (cx - size / 2, cy - size / 2, size)
         canvas *= _gain(sc.lighting, t)
         if noise:
