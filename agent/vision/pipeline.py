@@ -4,18 +4,19 @@ One ``Vision`` per window. ``process(t_ms, gray)`` takes a 2-D uint8 frame (grey
 or the Y plane of the camera's YUV420 lores stream) and returns an
 ``agent.observation.Observation``. Only numpy, OpenCV and onnxruntime run here.
 
-The clerk is the biggest face near the seat: before calibration a face must be at
-least ``min_face_frac`` of the frame width; after it, at least ``min_face_ratio`` of
-the seated face size, and faces far from the seat column are discounted, so a
-citizen passing behind (smaller, elsewhere) is never taken for the clerk.
-Presence is debounced (``present_ms`` to appear, ``absent_ms`` to go), bridging
-single missed detections; while it is bridged the last smile and posture are held.
+The clerk is chosen by the learnt seat (``agent/vision/clerk.py``: a size band both
+ways, continuity over frames, a new track only at the seat), so a citizen passing
+behind or a poster's face is never taken for the clerk. Presence is debounced
+(``present_ms`` to appear, ``absent_ms`` to go), bridging single missed detections;
+while it is bridged the last smile and posture are held.
 
 What could not be seen is said, never guessed (``agent/vision/quality.py``): a view
 the camera cannot use (dark, covered, glare) makes the observation ``view_ok=False``;
 a face too dark, too bright, too flat or turned too far, or whose mouth the classifier
 reads as covered, gives ``smile=None`` with the reason in ``unseen``. A clerk lost by
-the detector is reported absent only when the seat looks empty, not merely faceless.
+the detector (masked, turned, a hand over the face) is not reported absent while the
+clerk's body is still seen in the seat (``SeatWatch``): ``seat_occupied=True``, and the
+rules take presence, posture and smile as unseen; only a seat seen empty is an absence.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.observation import Observation, Unseen
-from agent.vision.clerk import Clerk
+from agent.vision.clerk import Clerk, ClerkConfig, SeatWatch
 from agent.vision.detector import Face, FaceDetector
 from agent.vision.posture import Posture, PostureConfig
 from agent.vision.quality import QualityConfig, face_unreadable, view_unusable
@@ -53,6 +54,14 @@ class VisionConfig:
     smile_tau_ms: int = 250
     posture: PostureConfig = field(default_factory=PostureConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    clerk: ClerkConfig = field(default_factory=ClerkConfig)
+    #: The seat's body region is learnt from faces at least this confident, seated
+    #: within these shares of a face size of the seat (sideways, up or down) ...
+    seat_learn_score: float = 0.8
+    seat_learn_dx: float = 0.3
+    seat_learn_dy: float = 0.15
+    #: ... and the empty seat once no face has been seen for this long.
+    empty_seat_after_ms: int = 5000
 
 
 class Vision:
@@ -75,7 +84,8 @@ class Vision:
         self.detector = detector or FaceDetector(model_path("face_detector.onnx", model_dir))
         self.smile = smile or SmileClassifier(model_path("smile.onnx", model_dir))
         self.posture = Posture(self.cfg.posture)
-        self.clerk = Clerk(self.cfg, self.posture)
+        self.clerk = Clerk(self.cfg, self.posture, seat=self.cfg.clerk)
+        self.seat = SeatWatch()
         self.present = False
         self._seen_since: int | None = None
         self._missing_since: int | None = None
@@ -89,6 +99,7 @@ class Vision:
     def recalibrate(self) -> None:
         """Learn the seated pose again (the ``recalibrate`` command)."""
         self.posture.recalibrate()
+        self.seat.forget()
 
     @property
     def calibrated(self) -> bool:
@@ -134,22 +145,56 @@ class Vision:
             self._smile = None  # unseen: smoothing starts again once it can be read
         self._unseen = why
 
+    def _learn_seat(self, gray: U8, face: Face | None) -> None:
+        """Keep the seat's body reference from confident seated sightings at the seat."""
+        cfg, b = self.cfg, self.posture.baseline
+        if b is None:
+            if self.seat.learnt:
+                self.seat.forget()  # the seat is being learnt again
+            return
+        if (
+            face is not None
+            and not self.posture.standing
+            and face.score >= cfg.seat_learn_score
+            and abs(face.cx - b.cx) < cfg.seat_learn_dx * b.size
+            and abs(face.cy - b.cy) < cfg.seat_learn_dy * b.size
+        ):
+            self.seat.learn(gray, face)
+
+    def _seat_occupied(self, t_ms: int, gray: U8, faces: list[Face]) -> bool | None:
+        """With no clerk face: is the clerk's body still in the seat? Learns the empty
+        seat once nobody has been there for ``empty_seat_after_ms``."""
+        if not self.seat.learnt:
+            return None
+        occupied = self.seat.occupied(gray)
+        gone = self._missing_since is not None and t_ms - self._missing_since
+        if occupied is False and not faces and gone and gone >= self.cfg.empty_seat_after_ms:
+            self.seat.learn_empty(gray)
+        return occupied
+
     def observe(self, t_ms: int, gray: U8, faces: list[Face]) -> Observation:
         """The decision part, given the detector's faces (the benchmark times it alone)."""
         view_ok = not view_unusable(gray, self.cfg.quality)
         face = self.clerk.choose(faces, gray.shape[1]) if view_ok else None
         self.face = face
+        if view_ok:
+            self._learn_seat(gray, face)
         self._presence(t_ms, face is not None)
+        occupied: bool | None = None
         if face is not None:
             self._read_smile(t_ms, gray, face)
             self.posture.update(t_ms, face.cx, face.cy, face.size)
         elif self._missing_since is not None:
-            self.posture.absent(t_ms, self._missing_since)
+            occupied = self._seat_occupied(t_ms, gray, faces) if view_ok else None
+            if occupied is not True:  # someone in the seat is not a long absence
+                self.posture.absent(t_ms, self._missing_since)
         self._last_t = t_ms
         if not view_ok:
             return Observation(t_ms, False, view_ok=False, unseen=Unseen.VIEW)
         if not self.present:
-            return Observation(t_ms, False)
+            if occupied:
+                return Observation(t_ms, False, seat_occupied=True, unseen=Unseen.FACE_LOST)
+            return Observation(t_ms, False, seat_occupied=occupied)
         unseen = self._unseen if self._smile is None else None
         return Observation(
             t_ms, True, smile=self._smile, standing=self.posture.standing, unseen=unseen
