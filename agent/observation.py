@@ -33,7 +33,8 @@ class Observation:
     What is missing is "not observed", never a failure, unless the camera saw the seat
     empty: ``face_present`` False with ``view_ok`` True and ``seat_occupied`` not True
     is an absent clerk (who neither stands nor smiles). ``seat_occupied`` True (someone
-    is at the seat though no face is found) or ``view_ok`` False (the camera sees
+    is at the seat though no face is found, or may be: the body was seen there moments
+    ago) or ``view_ok`` False (the camera sees
     nothing usable) make presence, posture and smile unknown. ``unseen`` says why,
     for health counters and the installer's check.
     """

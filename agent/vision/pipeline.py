@@ -57,11 +57,17 @@ class VisionConfig:
     clerk: ClerkConfig = field(default_factory=ClerkConfig)
     #: The seat's body region is learnt from faces at least this confident, seated
     #: within these shares of a face size of the seat (sideways, up or down) ...
-    seat_learn_score: float = 0.8
+    seat_learn_score: float = 0.65
     seat_learn_dx: float = 0.3
-    seat_learn_dy: float = 0.15
-    #: ... and the empty seat once no face has been seen for this long.
-    empty_seat_after_ms: int = 5000
+    seat_learn_dy: float = 0.2
+    #: A face lost while the body was in the seat is "not ruled out" (not absent) for
+    #: this long after the body was last seen, however the seat looks: a clerk who
+    #: stands up with the face hidden leaves the seat region too. An absence is timed
+    #: from then: ``away_after_s`` runs this much later than the clerk really left.
+    lost_grace_ms: int = 10_000
+    #: The empty seat is learnt once no face or body has been seen for this long (so
+    #: beyond ``lost_grace_ms``).
+    empty_seat_after_ms: int = 15_000
 
 
 class Vision:
@@ -91,6 +97,8 @@ class Vision:
         self._missing_since: int | None = None
         self._smile: float | None = None
         self._unseen: Unseen | None = None
+        #: When the clerk's face, or body in the seat, was last seen.
+        self._body_seen_ms: int | None = None
         self._last_t: int | None = None
         #: The clerk's face in the last frame (None if not seen), for overlays/debug.
         self.face: Face | None = None
@@ -162,12 +170,19 @@ class Vision:
             self.seat.learn(gray, face)
 
     def _seat_occupied(self, t_ms: int, gray: U8, faces: list[Face]) -> bool | None:
-        """With no clerk face: is the clerk's body still in the seat? Learns the empty
-        seat once nobody has been there for ``empty_seat_after_ms``."""
+        """With no clerk face: is the clerk's body still in the seat (True also while it
+        is not ruled out: ``lost_grace_ms``)? Learns the empty seat once nobody has been
+        there for ``empty_seat_after_ms``."""
         if not self.seat.learnt:
             return None
         occupied = self.seat.occupied(gray)
-        gone = self._missing_since is not None and t_ms - self._missing_since
+        if occupied:
+            self._body_seen_ms = t_ms
+        elif self._body_seen_ms is not None and t_ms - self._body_seen_ms < self.cfg.lost_grace_ms:
+            # The body was there moments ago: a clerk who stood up with the face hidden
+            # leaves the seat region too. Not ruled out yet, so not yet an absence.
+            return True
+        gone = self._body_seen_ms is not None and t_ms - self._body_seen_ms
         if occupied is False and not faces and gone and gone >= self.cfg.empty_seat_after_ms:
             self.seat.learn_empty(gray)
         return occupied
@@ -184,6 +199,7 @@ class Vision:
         if face is not None:
             self._read_smile(t_ms, gray, face)
             self.posture.update(t_ms, face.cx, face.cy, face.size)
+            self._body_seen_ms = t_ms
         elif self._missing_since is not None:
             occupied = self._seat_occupied(t_ms, gray, faces) if view_ok else None
             if occupied is not True:  # someone in the seat is not a long absence

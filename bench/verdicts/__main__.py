@@ -34,7 +34,15 @@ from agent.vision.pipeline import Vision
 from agent.vision.smile import SmileClassifier
 from bench.verdicts import sessions as ss
 
-CONDITIONS: tuple[ss.Condition, ...] = ("clear", "dim", "masked", "covered_lens", "hand_over_face")
+CONDITIONS: tuple[ss.Condition, ...] = (
+    "clear",
+    "busy_wall",
+    "dim",
+    "backlit",
+    "masked",
+    "covered_lens",
+    "hand_over_face",
+)
 
 
 def _mask(face: ss.U8, rng: np.random.Generator) -> ss.U8:
@@ -111,8 +119,8 @@ def faces_from_data(seed: int) -> ss.Faces:
     )
 
 
-def run(n: int, seed: int) -> dict[str, Any]:
-    cfg = RuleConfig()
+def run(n: int, seed: int, rules: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = RuleConfig(**(rules or {}))
     faces = faces_from_data(seed)
     det, smile = FaceDetector(), SmileClassifier()
     rng = random.Random(seed)
@@ -126,12 +134,11 @@ def run(n: int, seed: int) -> dict[str, Any]:
             plan = ss.plan(truth, rng, cfg)
             nrng = np.random.default_rng(seed * 100_000 + i * 10 + CONDITIONS.index(condition))
             pair = faces.pair(nrng)
-            if condition == "masked":
+            if condition == "masked":  # a mask all day
                 pair = [_mask(f, nrng) for f in pair]
-            elif condition == "hand_over_face":
-                pair = [_hand(f, nrng) for f in pair]
+            hidden = [_hand(f, nrng) for f in pair]  # faces 2, 3: hand_over_face only
             vision = Vision(detector=det, smile=smile)
-            out = ss.judge(plan, ss.render(plan, pair, nrng, i), vision, cfg)
+            out = ss.judge(plan, ss.render(plan, pair + hidden, nrng, i), vision, cfg)
             frames += out.frames
             for v in ss.VERDICTS:
                 real, unseen = out.pipeline[v]
@@ -231,8 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=60, help="sessions per condition")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a RuleConfig setting to try instead of its default (repeatable)",
+    )
     args = ap.parse_args(argv)
-    res = run(args.sessions, args.seed)
+    rules = {k: float(v) for k, v in (r.split("=", 1) for r in args.rule)}
+    res = run(args.sessions, args.seed, rules)
+    res["rules"] = RuleConfig(**rules).model_dump()
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -24,10 +24,12 @@ from agent.observation import Observation
 from agent.rules import ServiceRules
 from agent.rules.inputs import Call, Finish, Tick
 from agent.vision import scenes
-from agent.vision.pipeline import Vision
+from agent.vision.pipeline import Vision, VisionConfig
 
 U8 = npt.NDArray[np.uint8]
-Condition = Literal["clear", "dim", "masked", "covered_lens", "hand_over_face"]
+Condition = Literal[
+    "clear", "busy_wall", "dim", "backlit", "masked", "covered_lens", "hand_over_face"
+]
 VERDICTS = ("stood_on_call", "smiled_at_greeting", "stood_at_farewell", "smiled_at_farewell")
 
 #: Smile scores the truth-fed rules see (a clear smile, a clear no-smile).
@@ -60,6 +62,8 @@ class Plan:
     smiling: tuple[tuple[int, int], ...]
     #: Spans where the camera's view is covered (a hand on the lens).
     covered: tuple[tuple[int, int], ...] = ()
+    #: Spans where the clerk's face is hidden (a hand, a phone): the face crops 2 and 3.
+    hidden: tuple[tuple[int, int], ...] = ()
 
 
 def plan(truth: Truth, rng: random.Random, cfg: RuleConfig) -> Plan:
@@ -98,9 +102,14 @@ def plan(truth: Truth, rng: random.Random, cfg: RuleConfig) -> Plan:
         smiling.append((at, at + 2500))
     end = finish + fw_within + see_off + 4000
     covered: list[tuple[int, int]] = []
+    hidden: list[tuple[int, int]] = []
     if truth.condition == "covered_lens":  # the whole greeting, then uncovered
         covered.append((call - 500, call + round(cfg.greet_within_s * 1000) + 500))
-    return Plan(truth, call, finish, end, tuple(standing), tuple(smiling), tuple(covered))
+    if truth.condition == "hand_over_face":  # seen before the call, hidden from it on
+        hidden.append((call - 300, end))
+    return Plan(
+        truth, call, finish, end, tuple(standing), tuple(smiling), tuple(covered), tuple(hidden)
+    )
 
 
 def _inside(spans: Sequence[tuple[int, int]], t: int) -> bool:
@@ -109,15 +118,17 @@ def _inside(spans: Sequence[tuple[int, int]], t: int) -> bool:
 
 def segments(p: Plan) -> list[scenes.Segment]:
     """The plan as scene segments: a new segment at every change of pose or face
-    (face 0 neutral, face 1 smiling)."""
-    cuts = sorted({0, p.end_ms, *(t for span in p.standing + p.smiling for t in span)})
+    (face 0 neutral, 1 smiling; 2 and 3 the same hidden)."""
+    spans = p.standing + p.smiling + p.hidden
+    cuts = sorted({0, p.end_ms, *(t for span in spans for t in span)})
     out: list[scenes.Segment] = []
     for a, b in itertools.pairwise(cuts):
         if b <= a or a >= p.end_ms:
             continue
         b = min(b, p.end_ms)
         pose: scenes.Pose = "standing" if _inside(p.standing, a) else "seated"
-        out.append(scenes.Segment(pose, b - a, face=1 if _inside(p.smiling, a) else 0))
+        face = (1 if _inside(p.smiling, a) else 0) + (2 if _inside(p.hidden, a) else 0)
+        out.append(scenes.Segment(pose, b - a, face=face))
     return out
 
 
@@ -133,6 +144,7 @@ class Faces:
     occluders: dict[str, Occlude] = field(default_factory=dict)
 
     def pair(self, rng: np.random.Generator) -> list[U8]:
+        """A neutral and a smiling face (the clerk's two expressions)."""
         n = self.neutral[int(rng.integers(len(self.neutral)))]
         s = self.smiling[int(rng.integers(len(self.smiling)))]
         return [n, s]
@@ -141,13 +153,19 @@ class Faces:
 def render(
     p: Plan, faces: list[U8], rng: np.random.Generator, wall_seed: int
 ) -> Iterator[scenes.SceneFrame]:
-    sc = scenes.script(segments(p), frame_ms=FRAME_MS)
-    lighting: tuple[scenes.Lighting, ...] = ()
-    if p.truth.condition == "dim":
-        lighting = (scenes.Lighting(0, 1, 0.45),)
-    if lighting:
-        sc = scenes.Script(sc.segments, sc.passers, lighting, sc.transition_ms, sc.frame_ms)
-    for fr in scenes.compose(sc, faces, rng=rng):
+    cond = p.truth.condition
+    sc = scenes.script(
+        segments(p),
+        frame_ms=FRAME_MS,
+        lighting=[scenes.Lighting(0, 1, 0.45)] if cond == "dim" else [],
+        # The hall's window behind the clerk: the first seconds without it (the seat is
+        # learnt in the morning light), then on for the whole session.
+        backlight=[scenes.Backlight(PRE_MS - 1500, p.end_ms)] if cond == "backlit" else [],
+    )
+    wall: scenes.WallKind = "plain"
+    if cond == "busy_wall":
+        wall = scenes.WALL_KINDS[1 + wall_seed % (len(scenes.WALL_KINDS) - 1)]
+    for fr in scenes.compose(sc, faces, rng=rng, wall=wall):
         if _inside(p.covered, fr.t_ms):
             flat = np.full_like(fr.gray, int(rng.integers(8, 30)))
             fr = scenes.SceneFrame(fr.t_ms, flat, fr.present, fr.standing, fr.face, fr.box)
@@ -194,7 +212,7 @@ def judge(p: Plan, frames: Iterator[scenes.SceneFrame], vision: Vision, cfg: Rul
         called = called or t >= p.call_ms
         finished = finished or t >= p.finish_ms
         out_real.extend(real.observe(vision.process(t, fr.gray)))
-        smile = TRUE_SMILE if fr.face == 1 else TRUE_NEUTRAL
+        smile = TRUE_SMILE if fr.face in (1, 3) else TRUE_NEUTRAL
         truth_obs = Observation(t, fr.present, smile=smile, standing=fr.standing)
         out_direct.extend(direct.observe(truth_obs))
         n += 1
@@ -219,10 +237,12 @@ class AwayOutcome:
 
 
 def away_script(case: AwayCase, rng: random.Random, cfg: RuleConfig) -> scenes.Script:
-    """Seated, then ``away_after_s`` + 6 s of the case, then seated again: the clerk
+    """Seated, then ``away_after_s`` + the pipeline's grace + 6 s of the case, then
+    seated again: the clerk
     really leaves in the first two cases (a violation: no sign), stays in the others
     (face covered by a hand, or masked)."""
-    gone_ms = round(cfg.away_after_s * 1000) + 6000
+    # The pipeline times an absence from VisionConfig.lost_grace_ms after the clerk left.
+    gone_ms = round(cfg.away_after_s * 1000) + VisionConfig().lost_grace_ms + 6000
     middle: scenes.Segment
     passers: list[scenes.Passer] = []
     if case.startswith("left"):
