@@ -211,7 +211,7 @@ class RuleConfig(ConfigModel):
         0.97, ge=0, le=1, description="Smile intensity beyond 'not too broad'."
     )
     no_smile_below: float | None = Field(
-        None,
+        0.2,
         ge=0,
         le=1,
         description="A smile score counts as 'seen not smiling' only below this; between it "

@@ -33,6 +33,8 @@ CFG = RuleConfig(
     presence_hold_s=5.0,
     smile_threshold=0.5,
     too_broad_threshold=0.97,
+    no_smile_below=None,
+    min_observed_share=0.8,
 )
 
 Brief = tuple[str, int, dict[str, Any]]
