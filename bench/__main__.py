@@ -2,7 +2,8 @@
 
 Each prints what it compares and the ratio to a baseline measured in the same run.
 The long runs are separate commands: ``python -m bench.store_scale`` (10M-event
-PostgreSQL store) and ``python -m bench.city`` (10,000 windows).
+PostgreSQL store), ``python -m bench.city`` (10,000 windows) and ``python -m
+bench.verdicts`` (verdicts against the truth).
 """
 
 from __future__ import annotations
