@@ -3,6 +3,13 @@
 Run through ``python -m models.build`` (or ``models.smile_train`` alone) in the
 build venv. Seeded: the same data, seed and thread count give the same weights.
 
+One trunk, two heads, one inference: ``smile`` (probability of a smile, meaningful
+where the mouth can be seen) and ``visible`` (probability that the mouth is not
+hidden behind a mask, a hand or an object). The ``visible`` head learns from
+procedural occluders of the *training* families of ``models/occluders.py`` drawn on
+the training crops; the evaluation families are never drawn here. A crop whose
+mouth is hidden (or partly hidden) does not train the smile head.
+
 Crop geometry first: the product cuts the classifier's crop from a BlazeFace box, so
 the build pastes training crops into scenes, runs our own detector on them and
 measures where the box lies relative to the crop. Its median becomes the crop spec
@@ -24,11 +31,18 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.vision.scenes import soft_mask
-from models import datasets
+from models import datasets, occluders
 
 INPUT = 48
 SRC = 64
 U8 = npt.NDArray[np.uint8]
+#: Trunk widths (conv3x3 + BN + ReLU each; max-pools after the 1st, 2nd and 4th).
+WIDTHS = (20, 40, 80, 80, 128)
+#: What the model's outputs mean; stored in its metadata for the product to read.
+OUTPUTS_DOC = (
+    "smile: P(smiling) [N,1], meaningful where visible >= 0.5; "
+    "visible: P(mouth visible, not behind a mask, hand or object) [N,1]"
+)
 
 
 @dataclass
@@ -145,7 +159,7 @@ class Augment:
         return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _net() -> Any:
+def _net(widths: tuple[int, ...] = WIDTHS) -> Any:
     import torch
     from torch import nn
 
@@ -156,38 +170,71 @@ def _net() -> Any:
             nn.ReLU(inplace=True),
         ]
 
+    w1, w2, w3, w4, w5 = widths
+
     class SmileNet(nn.Module):
-        """uint8 grey [N,1,48,48] -> smile probability [N,1]; normalisation inside."""
+        """uint8 grey [N,1,48,48] -> (smile [N,1], visible [N,1]); normalisation inside."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.features = nn.Sequential(
-                *block(1, 16),
+            self.trunk = nn.Sequential(
+                *block(1, w1),
                 nn.MaxPool2d(2),
-                *block(16, 32),
+                *block(w1, w2),
                 nn.MaxPool2d(2),
-                *block(32, 64),
-                *block(64, 64),
+                *block(w2, w3),
+                *block(w3, w4),
                 nn.MaxPool2d(2),
-                *block(64, 96),
+                *block(w4, w5),
                 nn.AdaptiveAvgPool2d(1),
                 nn.Flatten(),
-                nn.Dropout(0.2),
-                nn.Linear(96, 1),
             )
+            self.smile = nn.Sequential(nn.Dropout(0.2), nn.Linear(w5, 1))
+            self.visible = nn.Sequential(nn.Linear(w5, 32), nn.ReLU(inplace=True), nn.Linear(32, 1))
 
         def logits(self, x: torch.Tensor) -> torch.Tensor:
+            """[N, 2] logits: smile, visible."""
             x = x.float()
             # Per-crop contrast normalisation: the lighting of a window changes all day.
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True) + 4.0
-            return self.features((x - mean) / std)
+            f = self.trunk((x - mean) / std)
+            return torch.cat([self.smile(f), self.visible(f)], dim=1)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # Mirror averaging at inference: a face and its mirror image smile alike.
-            return torch.sigmoid((self.logits(x) + self.logits(torch.flip(x, dims=[3]))) / 2)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # Mirror averaging at inference: a face and its mirror image read alike.
+            p = torch.sigmoid((self.logits(x) + self.logits(torch.flip(x, dims=[3]))) / 2)
+            return p[:, 0:1], p[:, 1:2]
 
     return SmileNet()
+
+
+@dataclass
+class OcclusionPlan:
+    """Share of training samples drawn with a mouth-hiding occluder and with a
+    harmless look-alike (the rest stay clean); training families only."""
+
+    hidden_p: float = 0.3
+    harmless_p: float = 0.1
+    hidden: tuple[str, ...] = ("surgical", "hand_light", "shapes_light")
+    harmless: tuple[str, ...] = ("mask_down", "hand_chin_light")
+
+    def __post_init__(self) -> None:
+        if set(self.hidden + self.harmless) - set(occluders.TRAIN):
+            raise ValueError("training draws training occluder families only")
+
+    def draw(
+        self, img: U8, pts: occluders.FacePoints, rng: np.random.Generator
+    ) -> tuple[U8, float, float]:
+        """(image, visible target, visible weight): weight 0 for a partly covered,
+        ambiguous mouth. The smile head trains where target x weight is 1."""
+        r = rng.random()
+        if r >= self.hidden_p + self.harmless_p:
+            return img, 1.0, 1.0
+        fams = self.hidden if r < self.hidden_p else self.harmless
+        o = occluders.occlude(img, pts, fams[int(rng.integers(len(fams)))], rng)
+        v = o.visible
+        return o.image, 1.0 if v is None else v, 0.0 if v is None else 1.0
 
 
 def _center(imgs: U8) -> U8:
@@ -201,11 +248,14 @@ def train(
     detector_path: Path,
     *,
     seed: int = 20261129,
-    epochs: int = 16,
+    epochs: int = 24,
     threads: int = 2,
     genki_repeat: int = 2,
+    label_smoothing: float = 0.1,
+    limit: int | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
+    """Train and export. ``limit`` keeps that many training images (a smoke run)."""
     import torch
 
     torch.manual_seed(seed)
@@ -233,33 +283,58 @@ def train(
     ytr = np.concatenate(
         [sets["smiles-lfw"]["ytr"], *[sets["genki4k-train"]["ytr"]] * genki_repeat]
     )
+    if limit is not None:
+        keep = rng.choice(len(xtr), min(limit, len(xtr)), replace=False)
+        xtr, ytr = xtr[keep], ytr[keep]
+    # Where each crop's eyes, nose and mouth are: occluders are placed from them.
+    from agent.vision.detector import FaceDetector
+
+    t_pts = time.time()
+    pts = occluders.locate(xtr, FaceDetector(detector_path))
+    found = sum(p is not occluders.DEFAULT_POINTS for p in pts)
+    log(f"keypoints: {found}/{len(pts)} crops found ({time.time() - t_pts:.0f}s)")
+    plan = OcclusionPlan()
     net = _net()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     batch = 128
     steps = epochs * math.ceil(len(xtr) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    lossf = torch.nn.BCEWithLogitsLoss()
+    lossf = torch.nn.BCEWithLogitsLoss(reduction="none")
 
     def held_acc() -> dict[str, float]:
         net.eval()
         accs = {}
         with torch.no_grad():
             for name, s in sets.items():
-                p = net(torch.from_numpy(_center(s["xho"]))).numpy()[:, 0]
-                accs[name] = float(((p >= 0.5) == (s["yho"] == 1)).mean())
+                p, v = (t.numpy()[:, 0] for t in net(torch.from_numpy(_center(s["xho"]))))
+                accs[name] = round(float(((p >= 0.5) == (s["yho"] == 1)).mean()), 4)
+                accs[name + ":not_visible"] = round(float((v < 0.5).mean()), 4)
         net.train()
         return accs
 
     t0 = time.time()
     for ep in range(epochs):
         order = rng.permutation(len(xtr))
-        x_ep = np.stack([aug(xtr[i], rng) for i in order])[:, None]
-        y_ep = ytr[order].astype(np.float32)
+        drawn = [plan.draw(xtr[i], pts[i], rng) for i in order]
+        x_ep = np.stack([aug(d[0], rng) for d in drawn])[:, None]
+        # Targets per sample: smile, visible; weights: smile only where the mouth
+        # shows, visible except on ambiguous (partly covered) mouths.
+        y_ep = np.stack(
+            [
+                ytr[order] * (1 - label_smoothing) + label_smoothing / 2,
+                np.array([d[1] for d in drawn]),
+            ],
+            axis=1,
+        ).astype(np.float32)
+        w_ep = np.stack(
+            [np.array([d[1] * d[2] for d in drawn]), np.array([d[2] for d in drawn])], axis=1
+        ).astype(np.float32)
         total = 0.0
         for b in range(0, len(order), batch):
             xb = torch.from_numpy(x_ep[b : b + batch])
-            yb = torch.from_numpy(y_ep[b : b + batch])[:, None]
-            loss = lossf(net.logits(xb), yb)
+            yb = torch.from_numpy(y_ep[b : b + batch])
+            wb = torch.from_numpy(w_ep[b : b + batch])
+            loss = (lossf(net.logits(xb), yb) * wb).sum() / wb.sum().clamp(min=1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -280,11 +355,18 @@ def train(
         "seed": str(seed),
         "epochs": str(epochs),
         "training_sets": ",".join(datasets.SETS),
+        "outputs": OUTPUTS_DOC,
+        "visible_threshold": "0.5",
+        "occluders_trained": ",".join(plan.hidden + plan.harmless),
     }
     export(net, out, meta)
     return {
         "calibration": asdict(cal),
         "augment": asdict(aug),
+        "occlusion": asdict(plan),
+        "keypoints_found": found,
+        "widths": list(WIDTHS),
+        "label_smoothing": label_smoothing,
         "seed": seed,
         "epochs": epochs,
         "genki_repeat": genki_repeat,
@@ -304,8 +386,8 @@ def export(net: Any, out: Path, meta: dict[str, str]) -> None:
         (dummy,),
         str(tmp),
         input_names=["crop"],
-        output_names=["smile"],
-        dynamic_axes={"crop": {0: "n"}, "smile": {0: "n"}},
+        output_names=["smile", "visible"],
+        dynamic_axes={"crop": {0: "n"}, "smile": {0: "n"}, "visible": {0: "n"}},
         opset_version=17,
         dynamo=False,
     )
@@ -321,20 +403,21 @@ def export(net: Any, out: Path, meta: dict[str, str]) -> None:
     import onnxruntime as ort
 
     x = np.random.default_rng(0).integers(0, 256, (8, 1, INPUT, INPUT), dtype=np.uint8)
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"crop": x})[
-        0
-    ]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = np.concatenate(sess.run(["smile", "visible"], {"crop": x}), axis=1)
     with torch.no_grad():
-        want = net(torch.from_numpy(x)).numpy()
+        want = torch.cat(net(torch.from_numpy(x)), dim=1).numpy()
     if not np.allclose(got, want, atol=1e-4):
         raise SystemExit(f"ONNX export differs from torch: {np.abs(got - want).max()}")
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    res = train(
-        Path(sys.argv[1] if len(sys.argv) > 1 else "models/smile.onnx"),
-        Path("models/face_detector.onnx"),
-    )
+    ap = argparse.ArgumentParser(prog="models.smile_train")
+    ap.add_argument("out", type=Path, nargs="?", default=Path("models/smile.onnx"))
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--limit", type=int, default=None, help="training images (smoke run)")
+    args = ap.parse_args()
+    res = train(args.out, Path("models/face_detector.onnx"), epochs=args.epochs, limit=args.limit)
     print(json.dumps(res, indent=1))

@@ -1,11 +1,15 @@
 """Smile score of a face: crop from the detector's box, tiny CNN on onnxruntime.
 
 ``models/smile.onnx`` takes a uint8 grey crop ``[N, 1, 48, 48]`` framed like its
-training images (brows to chin) and returns the smile probability ``[N, 1]``; the
-per-crop contrast normalisation is inside the graph. How to cut that crop from a
-BlazeFace box (side and centre offset, in box widths) was measured by the build on
-the training images themselves and is stored in the model's metadata, so the product
-cuts crops the way the model was trained to see them.
+training images (brows to chin) and returns, from one inference, ``smile`` (the
+smile probability ``[N, 1]``) and ``visible`` (the probability that the mouth can be
+seen at all: not behind a mask, a hand, a cup ``[N, 1]``); the per-crop contrast
+normalisation is inside the graph. A model with the smile output alone reads as
+mouth always visible. The model's metadata (``outputs``) says what each output
+means. How to cut that crop from a BlazeFace box (side and centre offset, in box
+widths) was measured by the build on the training images themselves and is stored
+in the model's metadata, so the product cuts crops the way the model was trained to
+see them.
 
 The intensity band: the rules compare the score with ``RuleConfig.smile_threshold``
 and ``too_broad_threshold``; ``band()`` is that comparison in one place.
@@ -69,6 +73,9 @@ class SmileClassifier:
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
         self.session = make_session(path or model_path("smile.onnx"), threads)
         self.input_name = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        # The first output is the smile (models before the visibility head had only it).
+        self._outputs = [names[0], *(["visible"] if "visible" in names[1:] else [])]
         meta = self.session.get_modelmeta().custom_metadata_map
         self.crop = CropSpec(
             size=int(meta.get("input_size", 48)),
@@ -80,10 +87,23 @@ class SmileClassifier:
         self._buf: U8 = np.zeros((1, 1, n, n), np.uint8)
         self.score_images(self._buf)  # warm up
 
+    @property
+    def has_visibility(self) -> bool:
+        """Whether the model reads mouth visibility (else ``visible`` is always 1.0)."""
+        return len(self._outputs) == 2
+
+    def read_images(self, batch: U8) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(smile, visible) probabilities ``[N]`` each for ready crops ``[N, 1, size,
+        size]`` uint8, from one inference."""
+        outs = self.session.run(self._outputs, {self.input_name: batch})
+        smile = np.asarray(outs[0], np.float32).reshape(-1)
+        if len(outs) == 1:
+            return smile, np.ones_like(smile)
+        return smile, np.asarray(outs[1], np.float32).reshape(-1)
+
     def score_images(self, batch: U8) -> npt.NDArray[np.float32]:
-        """Scores for ready crops ``[N, 1, size, size]`` uint8 (no detector involved)."""
-        out = self.session.run(None, {self.input_name: batch})[0]
-        return np.asarray(out, np.float32).reshape(-1)
+        """Smile scores for ready crops ``[N, 1, size, size]`` uint8 (no detector)."""
+        return self.read_images(batch)[0]
 
     def prepare(self, image: U8) -> U8:
         """A whole face image (already framed like the training crops) as one input."""
@@ -115,8 +135,9 @@ class SmileClassifier:
         return dst
 
     def score(self, gray: U8, face: Face) -> float:
-        return float(self.score_images(self.cut(gray, face, self._buf))[0])
+        return self.read(gray, face).smile
 
     def read(self, gray: U8, face: Face) -> MouthReading:
         """Smile and mouth visibility of ``face`` (one inference for both)."""
-        return MouthReading(self.score(gray, face))
+        smile, visible = self.read_images(self.cut(gray, face, self._buf))
+        return MouthReading(float(smile[0]), float(visible[0]))
