@@ -1,6 +1,6 @@
 """Verdicts against the truth: the real pipeline and rules on rendered sessions.
 
-    python -m bench.verdicts [--sessions 60] [--seed 16] [--json FILE]
+    python -m bench.verdicts [--sessions 40] [--seed 16] [--json FILE] [--rule NAME=VALUE]
 
 Each scripted session (``bench/verdicts/sessions.py``) says what the clerk did; it is
 rendered into 10 frames/s camera frames from held-out faces (the models never trained
@@ -235,7 +235,7 @@ def report(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.verdicts", description=__doc__)
-    ap.add_argument("--sessions", type=int, default=60, help="sessions per condition")
+    ap.add_argument("--sessions", type=int, default=40, help="sessions per condition")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument(
