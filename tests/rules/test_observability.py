@@ -73,7 +73,11 @@ def test_late_stand_under_a_clear_view_is_a_failure() -> None:
 
 def farewell(steps: list[Step]) -> list[Step]:
     """A greeting that passed, the finish key at 30 000, then ``steps``."""
-    greeted = [seen(0, smile=0.1), (10_000, Call()), seen(11_000, smile=0.8, standing=True)]
+    greeted: list[Step] = [
+        seen(0, smile=0.1),
+        (10_000, Call()),
+        seen(11_000, smile=0.8, standing=True),
+    ]
     return [*greeted, seen(20_000, smile=0.1), (30_000, Finish()), *steps, (60_000, Tick())]
 
 
