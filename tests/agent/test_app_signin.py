@@ -178,6 +178,8 @@ def test_a_badge_signs_in_and_the_same_badge_again_signs_out(
         clock.jump(6)  # past the reader's re-read window
         device.type(typed(BADGE + "\n", now_ms()))
         wait_until(lambda: signin.signed_in is None, 5, "signed out by the same badge")
+        # The rules' state changes first; the event reaches the outbox just after.
+        wait_until(lambda: len(stored(agent, "clerk_at_terminal")) >= 2, 5, "both stored")
         events = stored(agent, "clerk_at_terminal")
         assert [(e["action"], e["method"], e["clerk_id"]) for e in events] == [
             ("sign_in", "badge", "c-li"),
