@@ -31,12 +31,18 @@ class Observation:
     already applied).
 
     What is missing is "not observed", never a failure, unless the camera saw the seat
-    empty: ``face_present`` False with ``view_ok`` True and ``seat_occupied`` not True
-    is an absent clerk (who neither stands nor smiles). ``seat_occupied`` True (someone
-    is at the seat though no face is found, or may be: the body was seen there moments
-    ago) or ``view_ok`` False (the camera sees
-    nothing usable) make presence, posture and smile unknown. ``unseen`` says why,
-    for health counters and the installer's check.
+    empty: ``face_present`` False, ``view_ok`` True and ``seat_occupied`` False (the
+    seat compared with what the clerk in it looks like) is an absent clerk, who neither
+    stands nor smiles (``seen_empty``). ``seat_occupied`` True (someone is at the seat
+    though no face is found, or may be: the body was seen there moments ago) or
+    ``view_ok`` False (the camera sees nothing usable) make presence, posture and smile
+    unknown; so does ``seat_occupied`` None (no seat cue) for a stand or a smile.
+
+    The away rule is the one place where no face with no seat cue counts as absence
+    (``seen_absent``): it needs ``away_after_s`` (60 s) of it without a break, and a
+    clerk at the seat is found by the detector long before that; a window nobody came
+    to in the morning must still be reported. ``unseen`` says why something was not
+    seen, for health counters and the installer's check.
     """
 
     t_ms: int
@@ -49,15 +55,20 @@ class Observation:
 
     @property
     def seen_absent(self) -> bool:
-        """The camera saw the seat, and nobody at it."""
+        """No clerk for the away rule: no face, a usable view, nobody seen at the seat."""
         return not self.face_present and self.view_ok and self.seat_occupied is not True
+
+    @property
+    def seen_empty(self) -> bool:
+        """The camera saw the seat, and saw it empty."""
+        return not self.face_present and self.view_ok and self.seat_occupied is False
 
     @property
     def smile_seen(self) -> bool:
         """The smile (or its absence) is known: a readable mouth, or an empty seat."""
-        return self.seen_absent or (self.face_present and self.smile is not None)
+        return self.seen_empty or (self.face_present and self.smile is not None)
 
     @property
     def posture_seen(self) -> bool:
         """The posture (or the clerk's absence) is known."""
-        return self.seen_absent or (self.face_present and self.standing is not None)
+        return self.seen_empty or (self.face_present and self.standing is not None)

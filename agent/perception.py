@@ -91,7 +91,7 @@ class ScriptedClerk:
         self._away = [s for s in self._away if s.end_ms > horizon]
         self._masked = [s for s in self._masked if s.end_ms > horizon]
         if any(s.covers(t_ms) for s in self._away):
-            return Observation(t_ms=t_ms, face_present=False)
+            return Observation(t_ms=t_ms, face_present=False, seat_occupied=False)
         standing = any(s.covers(t_ms) for s in self._standing)
         if any(s.covers(t_ms) for s in self._masked):
             return Observation(

@@ -109,7 +109,8 @@ Away and the sign (W-AWAY-SIGN)
 What could be seen (the burden of proof is on the system)
     Each observation says whether the smile and the posture could be seen
     (``Observation.smile_seen``, ``posture_seen``): a readable mouth, a found face, or
-    the seat seen empty (an absent clerk is seen not to stand or smile). A mask, a hand,
+    the seat seen empty (``seat_occupied`` False: an absent clerk is seen not to stand
+    or smile; no face with no seat cue is not seen). A mask, a hand,
     a turned head, backlight, a blocked lens, or a clerk at the seat whose face is lost
     is unseen, and so is a score the classifier is unsure of (between
     ``no_smile_below`` and ``smile_threshold``); before the first observation nothing
@@ -122,8 +123,9 @@ What could be seen (the burden of proof is on the system)
     before the see-off is always seen (only an observed posture sits the clerk down).
     A front desk's ``greeted_first`` is not observed unless a part of it was seen
     failing. ``observed_share`` is the share of the session with the smile seen.
-    Away needs the seat seen empty: a clerk the camera cannot see is not away, and an
-    absence being timed ends where the view is lost.
+    Away needs no face with nobody seen at the seat (``Observation.seen_absent``): a
+    clerk the camera cannot see (view lost, or the body seen in the seat) is not away,
+    and an absence being timed ends there.
 
 Opening hours come in as data (``Tick(in_hours=...)`` or the constructor), never read
 from a clock here.

@@ -60,6 +60,7 @@ class VisionConfig:
     seat_learn_score: float = 0.65
     seat_learn_dx: float = 0.3
     seat_learn_dy: float = 0.2
+    seat_learn_every_ms: int = 500
     #: A face lost while the body was in the seat is "not ruled out" (not absent) for
     #: this long after the body was last seen, however the seat looks: a clerk who
     #: stands up with the face hidden leaves the seat region too. An absence is timed
@@ -99,6 +100,7 @@ class Vision:
         self._unseen: Unseen | None = None
         #: When the clerk's face, or body in the seat, was last seen.
         self._body_seen_ms: int | None = None
+        self._seat_learnt_ms: int | None = None
         self._last_t: int | None = None
         #: The clerk's face in the last frame (None if not seen), for overlays/debug.
         self.face: Face | None = None
@@ -153,8 +155,9 @@ class Vision:
             self._smile = None  # unseen: smoothing starts again once it can be read
         self._unseen = why
 
-    def _learn_seat(self, gray: U8, face: Face | None) -> None:
-        """Keep the seat's body reference from confident seated sightings at the seat."""
+    def _learn_seat(self, t_ms: int, gray: U8, face: Face | None) -> None:
+        """Keep the seat's body reference from confident seated sightings at the seat
+        (at most every ``seat_learn_every_ms``: the reference follows slow change)."""
         cfg, b = self.cfg, self.posture.baseline
         if b is None:
             if self.seat.learnt:
@@ -166,8 +169,14 @@ class Vision:
             and face.score >= cfg.seat_learn_score
             and abs(face.cx - b.cx) < cfg.seat_learn_dx * b.size
             and abs(face.cy - b.cy) < cfg.seat_learn_dy * b.size
+            and (
+                self._seat_learnt_ms is None
+                or t_ms - self._seat_learnt_ms >= cfg.seat_learn_every_ms
+                or not self.seat.learnt
+            )
+            and self.seat.learn(gray, face)
         ):
-            self.seat.learn(gray, face)
+            self._seat_learnt_ms = t_ms
 
     def _seat_occupied(self, t_ms: int, gray: U8, faces: list[Face]) -> bool | None:
         """With no clerk face: is the clerk's body still in the seat (True also while it
@@ -189,11 +198,12 @@ class Vision:
 
     def observe(self, t_ms: int, gray: U8, faces: list[Face]) -> Observation:
         """The decision part, given the detector's faces (the benchmark times it alone)."""
-        view_ok = not view_unusable(gray, self.cfg.quality)
-        face = self.clerk.choose(faces, gray.shape[1]) if view_ok else None
+        face = self.clerk.choose(faces, gray.shape[1])
+        # A clerk's face found is a view in use; only a frame without one is checked.
+        view_ok = face is not None or not view_unusable(gray, self.cfg.quality)
         self.face = face
         if view_ok:
-            self._learn_seat(gray, face)
+            self._learn_seat(t_ms, gray, face)
         self._presence(t_ms, face is not None)
         occupied: bool | None = None
         if face is not None:

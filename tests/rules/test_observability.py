@@ -146,3 +146,14 @@ def test_the_front_desk_greeting_is_not_observed_unless_a_part_was_seen_failing(
     )  # fmt: skip
     # It never stood, and that was seen: not greeted first, whatever the smile was.
     assert seated["not_observed"] == ("smiled_at_greeting",)
+
+
+def test_no_face_is_a_failure_only_where_the_seat_was_seen_empty() -> None:
+    no_cue = Observation(10_000, False)  # no face and no seat cue (seat not learnt yet)
+    empty = Observation(10_000, False, seat_occupied=False)
+    unjudged = summary(session([no_cue]))
+    assert unjudged["not_observed"] == (
+        "stood_on_call", "smiled_at_greeting", "stood_at_farewell", "smiled_at_farewell"
+    )  # fmt: skip
+    judged = summary(session([empty]))
+    assert judged["stood_on_call"] is False and "not_observed" not in judged
