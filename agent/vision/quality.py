@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -40,11 +41,17 @@ class QualityConfig:
     min_mouth_visible: float = 0.5
 
 
+def _mean_std(image: U8) -> tuple[float, float]:
+    """Mean and standard deviation of a grey image in one C call (numpy's take ~10x)."""
+    m, sd = cv2.meanStdDev(image)
+    return float(m[0, 0]), float(sd[0, 0])
+
+
 def view_unusable(gray: U8, cfg: QualityConfig) -> bool:
     """The camera cannot see the seat: dark, flat (covered) or glare (every 4th pixel)."""
-    sample = gray[::4, ::4]
-    mean = float(sample.mean())
-    if mean < cfg.view_dark_mean or float(sample.std()) < cfg.view_flat_std:
+    sample = np.ascontiguousarray(gray[::4, ::4])
+    mean, spread = _mean_std(sample)
+    if mean < cfg.view_dark_mean or spread < cfg.view_flat_std:
         return True
     return float(np.count_nonzero(sample >= 250)) / sample.size >= cfg.view_glare_share
 
@@ -71,8 +78,7 @@ def face_unreadable(gray: U8, face: Face, cfg: QualityConfig) -> Unseen | None:
     x1, y1 = min(w, int(face.x + face.w)), min(h, int(face.y + face.h))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return Unseen.FACE_EXPOSURE
-    region = gray[y0:y1:2, x0:x1:2]
-    mean, spread = float(region.mean()), float(region.std())
+    mean, spread = _mean_std(gray[y0:y1, x0:x1])
     if mean < cfg.face_dark_mean or mean > cfg.face_bright_mean or spread < cfg.face_flat_std:
         return Unseen.FACE_EXPOSURE
     t = turn(face)
