@@ -130,12 +130,14 @@ const mark = (p, verdict) => ((p.not_observed || []).includes(verdict) && !p[ver
 function eventRow(e) {
   const p = e.payload || e;
   const bad = (p.kind === "evaluated" && isBadRating(p.rating)) || (p.kind === "away" && p.violation);
-  const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + (p.suspect ? ` (suspect: ${p.suspect_reason})` : "")
-    : p.kind === "stood_up" || p.kind === "smiled" ? `${p.phase} ${p.not_observed ? T().notObserved : p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
+  const suspect = p.suspect ? ` (${T().suspect}: ${T().suspectWhy[p.suspect_reason] || p.suspect_reason})` : "";
+  const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + suspect
+    : p.kind === "stood_up" || p.kind === "smiled" ? `${T().phase[p.phase] || p.phase} ${p.not_observed ? T().notObserved : p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
     : p.kind === "session_summary" ? `${T().stand} ${mark(p, "stood_on_call")} ${T().smile} ${mark(p, "smiled_at_greeting")} ${p.greeted_first != null ? `${T().greetedFirst} ${mark(p, "greeted_first")}` : `${T().farewell} ${mark(p, "stood_at_farewell")}`}`
     : p.kind === "away" ? (p.with_sign ? T().sign : "✗")
     : p.kind === "fault" ? `${p.code} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
-  return h("tr", { class: bad ? "bad" : "" }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window), h("td", {}, p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
+  return h("tr", { class: bad ? "bad" : "", dataset: { kind: p.kind } }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window),
+    h("td", {}, T().ev[p.kind] || p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
 }
 
 // Called for every live message while any page is open.
