@@ -144,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic names each of its plugins at INFO on first use: never news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return int(args.func(args) or 0)
 
 

@@ -127,8 +127,9 @@ def run_demo(
     from agent.sim import SimClock, SimulatedFleet
 
     site = load_site(site_dir)
-    # 12 windows' connects and the embedded broker's state machine are not news.
-    for noisy in ("agent.transport", "amqtt", "transitions"):
+    # 12 windows' connects, the embedded broker's state machine and the schema
+    # migrations of a new demo database are not news.
+    for noisy in ("agent.transport", "amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
