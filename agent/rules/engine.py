@@ -244,31 +244,32 @@ _LONG_AGO = -(2**62)
 class _Unseen:
     """When one thing the rules judge (the smile, or the posture) could not be seen.
 
-    Spans ``[start, end)`` (``end`` None: still unseen). Before the first observation
-    nothing has been seen, so it starts with an open span.
+    ``spans`` are the past unseen stretches ``[start, end)``; ``since`` is when the
+    current one began (None: seen now). Before the first observation nothing has been
+    seen, so it starts unseen.
     """
 
-    spans: list[list[int | None]] = field(default_factory=lambda: [[_LONG_AGO, None]])
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    since: int | None = _LONG_AGO
 
     def mark(self, t: int, seen: bool) -> None:
-        open_span = bool(self.spans) and self.spans[-1][1] is None
-        if seen and open_span:
-            self.spans[-1][1] = t
-        elif not seen and not open_span:
-            self.spans.append([t, None])
+        if seen and self.since is not None:
+            self.spans.append((self.since, t))
+            self.since = None
+        elif not seen and self.since is None:
+            self.since = t
 
     def unseen_ms(self, start: int, end: int) -> int:
-        total = 0
-        for a, b in self.spans:
-            assert a is not None
-            total += max(0, min(end, end if b is None else b) - max(start, a))
-        return total
+        stretches = self.spans if self.since is None else [*self.spans, (self.since, end)]
+        return sum(max(0, min(end, b) - max(start, a)) for a, b in stretches)
 
     def unseen_at(self, t: int) -> bool:
-        return any(a is not None and a <= t and (b is None or t < b) for a, b in self.spans)
+        return (self.since is not None and self.since <= t) or any(
+            a <= t < b for a, b in self.spans
+        )
 
     def forget_before(self, t: int) -> None:
-        self.spans = [sp for sp in self.spans if sp[1] is None or sp[1] > t]
+        self.spans = [(a, b) for a, b in self.spans if b > t]
 
 
 @dataclass(slots=True)
@@ -829,8 +830,8 @@ class ServiceRules:
         )
         self._smile_unseen.mark(t, obs.smile_seen and not unsure)
         self._posture_unseen.mark(t, obs.posture_seen)
-        # Away needs the seat seen empty: a clerk the camera cannot see (view blocked,
-        # or at the seat with the face lost) is not away; an absence ends there.
+        # Away needs no face and nobody seen at the seat: a clerk the camera cannot see
+        # (view blocked, or the body in the seat) is not away; an absence ends there.
         if obs.seen_absent:
             self._face_lost(t)
         else:
