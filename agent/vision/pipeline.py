@@ -163,36 +163,34 @@ class Vision:
             if self.seat.learnt:
                 self.seat.forget()  # the seat is being learnt again
             return
-        if (
+        last = self._seat_learnt_ms
+        due = not self.seat.learnt or last is None or t_ms - last >= cfg.seat_learn_every_ms
+        seated_at_seat = (
             face is not None
             and not self.posture.standing
             and face.score >= cfg.seat_learn_score
             and abs(face.cx - b.cx) < cfg.seat_learn_dx * b.size
             and abs(face.cy - b.cy) < cfg.seat_learn_dy * b.size
-            and (
-                self._seat_learnt_ms is None
-                or t_ms - self._seat_learnt_ms >= cfg.seat_learn_every_ms
-                or not self.seat.learnt
-            )
-            and self.seat.learn(gray, face)
-        ):
+        )
+        if due and seated_at_seat and face is not None and self.seat.learn(gray, face):
             self._seat_learnt_ms = t_ms
 
     def _seat_occupied(self, t_ms: int, gray: U8, faces: list[Face]) -> bool | None:
         """With no clerk face: is the clerk's body still in the seat (True also while it
         is not ruled out: ``lost_grace_ms``)? Learns the empty seat once nobody has been
         there for ``empty_seat_after_ms``."""
-        if not self.seat.learnt:
-            return None
+        if not self.seat.learnt or self._body_seen_ms is None:
+            return None  # the seat is learnt from a face seen, so both come together
         occupied = self.seat.occupied(gray)
         if occupied:
             self._body_seen_ms = t_ms
-        elif self._body_seen_ms is not None and t_ms - self._body_seen_ms < self.cfg.lost_grace_ms:
+            return True
+        gone = t_ms - self._body_seen_ms
+        if gone < self.cfg.lost_grace_ms:
             # The body was there moments ago: a clerk who stood up with the face hidden
             # leaves the seat region too. Not ruled out yet, so not yet an absence.
             return True
-        gone = self._body_seen_ms is not None and t_ms - self._body_seen_ms
-        if occupied is False and not faces and gone and gone >= self.cfg.empty_seat_after_ms:
+        if occupied is False and not faces and gone >= self.cfg.empty_seat_after_ms:
             self.seat.learn_empty(gray)
         return occupied
 
