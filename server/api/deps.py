@@ -103,6 +103,8 @@ def acting(action: str) -> object:
 
 
 def bounds(settings: ServerSettings, period: str) -> tuple[int, int]:
+    """A ``period=`` parameter's UTC bounds in the server's time zone: a day, month,
+    quarter or year ("2026-11-27", "2026-11", "2026-Q4", "2026"); 422 for anything else."""
     try:
         return period_bounds(period, settings.timezone)
     except ValueError as exc:

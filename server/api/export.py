@@ -73,7 +73,7 @@ TABLES = (
     "assessment",
 )
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"  # agent.protocol.Slug
-PERIOD_PATTERN = r"^\d{4}-(\d{2}(-\d{2})?|Q[1-4])$"  # YYYY-MM-DD, YYYY-MM, YYYY-Qn
+PERIOD_PATTERN = r"^\d{4}(-(\d{2}(-\d{2})?|Q[1-4]))?$"  # YYYY-MM-DD, YYYY-MM, YYYY-Qn, YYYY
 
 
 XLSX: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

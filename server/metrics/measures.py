@@ -1,7 +1,9 @@
 """The standard's measures, computed in SQL over the projection tables.
 
 A *scope* narrows to a district, site, window or clerk; a *period* is a half-open
-``[start_ms, end_ms)`` range (``periods.py`` turns "2026-11" or "2026-Q4" into one).
+``[start_ms, end_ms)`` range (``periods.py`` turns "2026-11", "2026-Q4" or "2026" into
+one). Whole local months read the monthly rollups, the whole days around them the daily
+ones, anything else the projection tables (``server.store.rollups``).
 Rates are None when there is nothing to divide by, never a misleading 0 or 1.
 
 A verdict the terminal could not see (contract version 3: ``not_observed``) is neither
@@ -15,9 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, select, true
+from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.protocol import Rating
@@ -27,7 +30,10 @@ from server.store.rollups import (
     SUMS,
     any_unobserved,
     count_true,
+    exemplary,
     is_midnight,
+    month_start_ms,
+    next_month_ms,
     session_counts,
 )
 from server.store.schema import (
@@ -35,6 +41,7 @@ from server.store.schema import (
     cases,
     daily_rollups,
     evaluations,
+    monthly_rollups,
     sessions,
     units,
 )
@@ -157,7 +164,7 @@ def compute(
     rollups: bool = True,
 ) -> dict[str | None, Measures]:
     """Measures for ``scope`` in the period, one per group (key None when ungrouped).
-    Whole local days read the daily rollups unless ``rollups`` is False."""
+    Whole local days read the rollups (``rollup_parts``) unless ``rollups`` is False."""
     scope = resolve(engine, scope)
     s, e, a, c = sessions, evaluations, away_periods, cases
     out: dict[str | None, Measures] = {}
@@ -171,7 +178,10 @@ def compute(
     def key_of(row: Any) -> str | None:
         return row.k if group_by else None
 
-    s_where = and_(s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, *scope_filter(s, scope))
+    # a session an upheld appeal took out (not_counted) is in no measure
+    s_where = and_(
+        s.c.opened_ms >= start_ms, s.c.opened_ms < end_ms, ~s.c.not_counted, *scope_filter(s, scope)
+    )
     q = (
         select(
             *key_cols(s),
@@ -219,13 +229,13 @@ def compute(
         qc = qc.group_by("k")
 
     with engine.connect() as conn:
-        daily = (
-            rollups
-            and see_off_ms == ROLLUP_SEE_OFF_MS
-            and _whole_days(conn, scope, start_ms, end_ms)
+        parts = (
+            rollup_parts(conn, scope, start_ms, end_ms)
+            if rollups and see_off_ms == ROLLUP_SEE_OFF_MS
+            else None
         )
-        if daily:  # whole days: ~one row per window and day instead of every session
-            _from_rollups(conn, scope, start_ms, end_ms, group_by, get)
+        if parts:  # whole days: ~one row per window and month or day, not every session
+            _from_rollups(conn, scope, parts, group_by, get)
         else:
             for r in conn.execute(q):
                 if not r.n:
@@ -256,53 +266,80 @@ def compute(
     return out
 
 
-def _whole_days(conn: Connection, scope: Scope, start_ms: int, end_ms: int) -> bool:
-    """Is the period whole local days in every time zone the scope covers?"""
+#: One part of a period a rollup table covers: (table, its time column, from, to).
+Part = tuple[Any, Any, int, int]
+
+
+def rollup_parts(conn: Connection, scope: Scope, start_ms: int, end_ms: int) -> list[Part] | None:
+    """Which rollup rows sum to the period, or None when it is not whole local days in
+    every time zone the scope covers: its whole local months from ``monthly_rollups`` and
+    the days before and after them from ``daily_rollups`` (all days when the scope's time
+    zones do not agree on where its months start)."""
     q = select(units.c.timezone).distinct()
     if scope.site:
         q = q.where(units.c.site == scope.site)
     elif scope.sites is not None:
         q = q.where(units.c.site.in_(scope.sites))
     zones = [r[0] for r in conn.execute(q)] or ["Asia/Shanghai"]
-    return all(is_midnight(start_ms, tz) and is_midnight(end_ms, tz) for tz in zones)
+    if not all(is_midnight(start_ms, tz) and is_midnight(end_ms, tz) for tz in zones):
+        return None
+    d, m = daily_rollups, monthly_rollups
+    months = set()
+    for tz in zones:
+        first = month_start_ms(start_ms, tz)  # the first whole month starts here or after
+        lo = first if first == start_ms else next_month_ms(first, tz)
+        months.add((lo, month_start_ms(end_ms, tz)))
+    if len(months) != 1 or (span := months.pop())[0] >= span[1]:
+        return [(d, d.c.day_ms, start_ms, end_ms)]
+    lo, hi = span
+    parts: list[Part] = [(m, m.c.month_ms, lo, hi)]
+    if start_ms < lo:
+        parts.append((d, d.c.day_ms, start_ms, lo))
+    if hi < end_ms:
+        parts.append((d, d.c.day_ms, hi, end_ms))
+    return parts
 
 
 def _from_rollups(
     conn: Connection,
     scope: Scope,
-    start_ms: int,
-    end_ms: int,
+    parts: list[Part],
     group_by: GroupBy | None,
     get: Callable[[str | None], Measures],
 ) -> None:
-    """Sessions, ratings and absences from ``daily_rollups`` (whole days only)."""
-    r = daily_rollups
-    keys: list[Any] = []
-    if group_by == "clerk":
-        keys = [func.nullif(r.c.clerk_id, "").label("k")]
-    elif group_by:
-        keys = [_group_col(r, group_by).label("k")]
-    sums = [func.sum(r.c[c]).label(c) for c in SUMS]
-    q = (
-        select(*keys, *sums)
-        .select_from(_source(r, group_by))
-        .where(r.c.day_ms >= start_ms, r.c.day_ms < end_ms, *scope_filter(r, scope))
-    )
-    if group_by:
-        q = q.group_by("k")
-    for row in conn.execute(q):
-        if row.sessions is None:
-            continue  # no rows at all (ungrouped)
-        m = get(row.k if group_by else None)
-        n = int(row.sessions)
-        if n:
-            _session_measures(m, row, n)
+    """Sessions, ratings and absences from the rollups (whole days only), summed over
+    the period's parts (``rollup_parts``)."""
+    totals: dict[str | None, dict[str, int]] = {}
+    for r, t, lo, hi in parts:
+        keys: list[Any] = []
+        if group_by == "clerk":
+            keys = [func.nullif(r.c.clerk_id, "").label("k")]
+        elif group_by:
+            keys = [_group_col(r, group_by).label("k")]
+        sums = [func.sum(r.c[c]).label(c) for c in SUMS]
+        q = (
+            select(*keys, *sums)
+            .select_from(_source(r, group_by))
+            .where(t >= lo, t < hi, *scope_filter(r, scope))
+        )
+        if group_by:
+            q = q.group_by("k")
+        for row in conn.execute(q):
+            if row.sessions is None:
+                continue  # no rows at all (ungrouped)
+            acc = totals.setdefault(row.k if group_by else None, dict.fromkeys(SUMS, 0))
+            for c in SUMS:
+                acc[c] += int(getattr(row, c) or 0)
+    for key, acc in totals.items():
+        m = get(key)
+        if n := acc["sessions"]:
+            _session_measures(m, SimpleNamespace(**acc), n)
         for rating in Rating:
-            m.ratings[rating.value] += int(getattr(row, rating.value) or 0)
-        m.suspect_presses += int(row.suspect or 0)
-        if row.away_violations:
-            m.away_violations = int(row.away_violations)
-            m.away_without_sign_min = round(int(row.away_ms or 0) / 60_000, 2)
+            m.ratings[rating.value] += acc[rating.value]
+        m.suspect_presses += acc["suspect"]
+        if acc["away_violations"]:
+            m.away_violations = acc["away_violations"]
+            m.away_without_sign_min = round(acc["away_ms"] / 60_000, 2)
 
 
 def _session_measures(m: Measures, row: Any, n: int) -> None:
@@ -358,28 +395,30 @@ def exemplary_counts(
     see_off_ms: int = 3000,
     *,
     too_broad_counts: bool = False,
+    rollups: bool = True,
 ) -> dict[str, tuple[int, int, int]]:
     """Per clerk: (exemplary sessions, sessions, sessions not observed). Exemplary =
     stood, smiled, stood to see off long enough, and not rated badly (A-STAR); "not too
     broad" as well only when ``too_broad_counts`` (the flag is unvalidated: information
     only by default). A session with any verdict not observed (contract version 3) is
     neither exemplary nor counted in the sessions: it is counted apart, so a clerk the
-    camera sees badly is neither helped nor harmed by it."""
+    camera sees badly is neither helped nor harmed by it. Whole local days read the
+    rollups' ``exemplary`` counts unless ``rollups`` is False."""
+    scope = resolve(engine, scope)
+    with engine.connect() as conn:
+        parts = (
+            rollup_parts(conn, scope, start_ms, end_ms)
+            if rollups and see_off_ms == ROLLUP_SEE_OFF_MS
+            else None
+        )
+        if parts:
+            return _exemplary_from_rollups(conn, scope, parts, too_broad_counts)
     s = sessions
     unseen = any_unobserved()
-    good = and_(
-        s.c.stood_on_call,
-        s.c.smiled_at_greeting,
-        ~s.c.smile_too_broad if too_broad_counts else true(),
-        # a reception has no farewell: stand and smile first is what it asks
-        s.c.stood_at_farewell.is_(None) | and_(s.c.stood_at_farewell, s.c.see_off_ms >= see_off_ms),
-        s.c.greeted_first.is_(None) | s.c.greeted_first,
-        s.c.rating.is_(None) | s.c.rating.not_in(BAD),
-    )
     q = (
         select(
             s.c.clerk_id,
-            count_true(and_(good, ~unseen)).label("good"),
+            count_true(exemplary(see_off_ms, too_broad_counts=too_broad_counts)).label("good"),
             count_true(~unseen).label("n"),
             count_true(unseen).label("unseen"),
         )
@@ -387,6 +426,7 @@ def exemplary_counts(
             s.c.opened_ms >= start_ms,
             s.c.opened_ms < end_ms,
             s.c.clerk_id.is_not(None),
+            ~s.c.not_counted,
             *scope_filter(s, scope),
         )
         .group_by(s.c.clerk_id)
@@ -398,6 +438,31 @@ def exemplary_counts(
         }
 
 
+def _exemplary_from_rollups(
+    conn: Connection, scope: Scope, parts: list[Part], too_broad_counts: bool
+) -> dict[str, tuple[int, int, int]]:
+    good = "exemplary_modest" if too_broad_counts else "exemplary"
+    totals: dict[str, list[int]] = {}
+    for r, t, lo, hi in parts:
+        q = (
+            select(
+                r.c.clerk_id,
+                func.sum(r.c.sessions),
+                func.sum(r.c[good]),
+                func.sum(r.c.sessions - r.c.unobserved),
+                func.sum(r.c.unobserved),
+            )
+            .where(t >= lo, t < hi, r.c.clerk_id != "", *scope_filter(r, scope))
+            .group_by(r.c.clerk_id)
+        )
+        for clerk, *sums in conn.execute(q):
+            acc = totals.setdefault(clerk, [0, 0, 0, 0])
+            for i, v in enumerate(sums):
+                acc[i] += int(v or 0)
+    # a clerk whose days had evaluations or absences but no session is not ranked
+    return {c: (g, n, unseen) for c, (sessions_, g, n, unseen) in totals.items() if sessions_}
+
+
 def smile_star_ranking(
     engine: Engine,
     scope: Scope,
@@ -406,12 +471,15 @@ def smile_star_ranking(
     min_sessions: int = 20,
     *,
     too_broad_counts: bool = False,
+    rollups: bool = True,
 ) -> list[dict[str, Any]]:
     """Clerks ranked by the Wilson lower bound of their exemplary-session rate, over the
     sessions where every verdict was observed (``min_sessions`` counts those only); the
     sessions not observed are shown beside."""
     rows: list[dict[str, Any]] = []
-    counts = exemplary_counts(engine, scope, start_ms, end_ms, too_broad_counts=too_broad_counts)
+    counts = exemplary_counts(
+        engine, scope, start_ms, end_ms, too_broad_counts=too_broad_counts, rollups=rollups
+    )
     for clerk, (good, n, unseen) in counts.items():
         rows.append(
             {

@@ -1,10 +1,15 @@
-"""Daily rollups: per window, clerk and local day, the sums the measures divide.
+"""Daily and monthly rollups: per window, clerk and local day (and month), the sums the
+measures divide.
 
-Written in the ingest transaction from the projection rows that were actually inserted
-(so a duplicate never counts twice), and rebuilt from the projections by ``rebuild``
-(after the migration that adds them, or by ``warmwindow rollups rebuild``). Measures
-over whole local days (months, quarters, days) read them; any other range reads the
-projection tables (``server.metrics.measures``).
+The daily increments are summed from the projection rows that were actually inserted
+(so a duplicate never counts twice), in the ingest transaction; the monthly increments
+are those daily increments summed per local month (``to_months``), written in the same
+statement's transaction. ``rebuild`` recomputes the daily rows from the projections and
+then each month it touched from its daily rows (after a migration that changes them, a
+late sign-in's re-attribution, or ``warmwindow rollups``). So whatever decides what a
+day counts (``from_projections`` and ``_day_query``) decides what a month counts too.
+Measures over whole local months read the monthly rows, the whole days around them the
+daily rows; any other range reads the projection tables (``server.metrics.measures``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, func, or_, select, text
+from sqlalchemy import BigInteger, Connection, and_, case, func, literal, or_, select, text, true
 from sqlalchemy.dialects import sqlite
 
 from agent.protocol import Rating
@@ -26,6 +31,7 @@ from server.store.schema import (
     away_periods,
     daily_rollups,
     evaluations,
+    monthly_rollups,
     sessions,
     units,
 )
@@ -37,8 +43,11 @@ OWN_SESSION_ENDS: Final = ("evaluation", "finish_key")
 #: The see-off threshold the rollup counts against (the measures' default).
 ROLLUP_SEE_OFF_MS: Final = 3000
 KEY: Final = ("site", "day_ms", "window", "clerk_id")
+MONTH_KEY: Final = ("site", "month_ms", "window", "clerk_id")
 SUMS: Final = tuple(c.name for c in daily_rollups.c if c.name not in KEY)
 DAY_MS: Final = 86_400_000
+#: A bad review (A-STAR: an exemplary session is not rated badly).
+BAD_RATINGS: Final = (Rating.DISSATISFIED.value, Rating.VERY_DISSATISFIED.value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -55,6 +64,55 @@ def day_start_ms(t_ms: int, tz: str) -> int:
 
 def is_midnight(t_ms: int, tz: str) -> bool:
     return day_start_ms(t_ms, tz) == t_ms
+
+
+@functools.lru_cache(maxsize=65536)
+def month_start_ms(day_ms: int, tz: str) -> int:
+    """UTC ms of the local midnight on the 1st of the month ``day_ms`` is in, in ``tz``."""
+    zone = ZoneInfo(tz)
+    first = datetime.fromtimestamp(day_ms / 1000, zone).date().replace(day=1)
+    return _local_ms(first, zone)
+
+
+def next_month_ms(month_ms: int, tz: str) -> int:
+    """The month after the one that starts at ``month_ms``."""
+    return month_start_ms(month_ms + 32 * DAY_MS, tz)
+
+
+def is_month_start(t_ms: int, tz: str) -> bool:
+    return is_midnight(t_ms, tz) and month_start_ms(t_ms, tz) == t_ms
+
+
+def exemplary(see_off_ms: int, *, too_broad_counts: bool) -> Any:
+    """A-STAR's exemplary session (SQL): stood, smiled, stood to see off long enough (a
+    reception has no farewell: stand and smile first is what it asks), and not rated
+    badly; not too broad as well only when ``too_broad_counts``. Counted only where every
+    verdict was observed (``any_unobserved``): see ``_is_exemplary`` for the same in Python."""
+    s = sessions
+    return and_(
+        s.c.stood_on_call,
+        s.c.smiled_at_greeting,
+        ~s.c.smile_too_broad if too_broad_counts else true(),
+        s.c.stood_at_farewell.is_(None) | and_(s.c.stood_at_farewell, s.c.see_off_ms >= see_off_ms),
+        s.c.greeted_first.is_(None) | s.c.greeted_first,
+        s.c.rating.is_(None) | s.c.rating.not_in(BAD_RATINGS),
+        ~any_unobserved(),
+    )
+
+
+def _is_exemplary(s: Mapping[str, Any], unseen: bool, *, too_broad_counts: bool) -> bool:
+    """``exemplary`` for one projection row (the ingest's increments)."""
+    farewell = s["stood_at_farewell"]
+    greeted = s.get("greeted_first")
+    return bool(
+        not unseen
+        and s["stood_on_call"]
+        and s["smiled_at_greeting"]
+        and not (too_broad_counts and s["smile_too_broad"])
+        and (farewell is None or (farewell and (s["see_off_ms"] or 0) >= ROLLUP_SEE_OFF_MS))
+        and (greeted is None or greeted)
+        and (s["rating"] is None or s["rating"] not in BAD_RATINGS)
+    )
 
 
 def _blank(site: str, day: int, window: str, clerk: str | None) -> dict[str, Any]:
@@ -103,6 +161,8 @@ def from_projections(
         for column, flag in zip(ROLLUP_UNOBSERVED.values(), unseen, strict=True):
             r[column] += flag
         r["unobserved"] += any(unseen)
+        r["exemplary"] += _is_exemplary(s, any(unseen), too_broad_counts=False)
+        r["exemplary_modest"] += _is_exemplary(s, any(unseen), too_broad_counts=True)
     for e in evaluation_rows:
         r = row(e["site"], e["window"], e["clerk_id"], e["ts_ms"])
         if e["suspect"]:
@@ -117,35 +177,61 @@ def from_projections(
     return [out[k] for k in sorted(out)]
 
 
-def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Add increments to the rollups (insert, or sum into the existing row)."""
+def to_months(tz: Mapping[str, str], rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Daily increments summed into the increments of the local months they fall in,
+    sorted by key (the same lock order argument as ``from_projections``)."""
+    out: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    for r in rows:
+        month = month_start_ms(r["day_ms"], tz.get(r["site"], "Asia/Shanghai"))
+        key = (r["site"], month, r["window"], r["clerk_id"])
+        if key not in out:
+            out[key] = {"site": key[0], "month_ms": month, "window": key[2], "clerk_id": key[3]}
+            out[key] |= dict.fromkeys(SUMS, 0)
+        m = out[key]
+        for c in SUMS:
+            m[c] += r[c]
+    return [out[k] for k in sorted(out)]
+
+
+def add(conn: Connection, rows: list[dict[str, Any]], tz: Mapping[str, str]) -> None:
+    """Add daily increments (``from_projections``) to the daily rollups and, summed per
+    month, to the monthly ones (insert, or sum into the existing row); daily rows first,
+    then monthly, each sorted, so concurrent writers lock in one order."""
     if not rows:
         return
+    months = to_months(tz, rows)
     if conn.dialect.name == "postgresql":
         # one JSON document, not a VALUES list re-rendered per batch size (see base.py)
         conn.execute(_PG_ADD, {"rows": json.dumps(rows)})
+        conn.execute(_PG_ADD_MONTHS, {"rows": json.dumps(months)})
         return
-    conn.execute(_sqlite_add(), rows)
+    conn.execute(_sqlite_add(daily_rollups, KEY), rows)
+    conn.execute(_sqlite_add(monthly_rollups, MONTH_KEY), months)
 
 
 @functools.cache
-def _sqlite_add() -> Any:
+def _sqlite_add(table: Any, key: tuple[str, ...]) -> Any:
     # Built once: constructing the upsert costs more than running it (cProfile).
-    ins = sqlite.insert(daily_rollups)
+    ins = sqlite.insert(table)
     return ins.on_conflict_do_update(
-        index_elements=list(KEY), set_={c: daily_rollups.c[c] + ins.excluded[c] for c in SUMS}
+        index_elements=list(key), set_={c: table.c[c] + ins.excluded[c] for c in SUMS}
     )
 
 
-_COLS = ", ".join(f'"{c.name}"' for c in daily_rollups.c)
-_PG_ADD = text(
-    f"INSERT INTO daily_rollups ({_COLS}) SELECT {_COLS}"
-    " FROM json_populate_recordset(NULL::daily_rollups, CAST(:rows AS json))"
-    " ON CONFLICT ("
-    + ", ".join(f'"{k}"' for k in KEY)
-    + ") DO UPDATE SET "
-    + ", ".join(f'"{c}" = daily_rollups."{c}" + excluded."{c}"' for c in SUMS)
-)
+def _pg_add(table: Any, key: tuple[str, ...]) -> Any:
+    cols = ", ".join(f'"{c.name}"' for c in table.c)
+    return text(
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols}"
+        f" FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
+        " ON CONFLICT ("
+        + ", ".join(f'"{k}"' for k in key)
+        + ") DO UPDATE SET "
+        + ", ".join(f'"{c}" = {table.name}."{c}" + excluded."{c}"' for c in SUMS)
+    )
+
+
+_PG_ADD = _pg_add(daily_rollups, KEY)
+_PG_ADD_MONTHS = _pg_add(monthly_rollups, MONTH_KEY)
 
 
 def count_true(cond: Any) -> Any:
@@ -173,6 +259,8 @@ def session_counts(see_off_ms: int) -> list[Any]:
         count_true(s.c.smiled_at_farewell).label("farewell_smiled"),
         *(count_true(s.c[UNOBSERVED[v]]).label(c) for v, c in ROLLUP_UNOBSERVED.items()),
         count_true(any_unobserved()).label("unobserved"),
+        count_true(exemplary(see_off_ms, too_broad_counts=False)).label("exemplary"),
+        count_true(exemplary(see_off_ms, too_broad_counts=True)).label("exemplary_modest"),
     ]
 
 
@@ -201,7 +289,8 @@ def _day_query(start: int, end: int, sites: list[str], window: str | None) -> li
             func.count().label("sessions"),
             *session_counts(ROLLUP_SEE_OFF_MS),
         )
-        .where(s.c.opened_ms >= start, s.c.opened_ms < end, *only(s))
+        # a session an upheld appeal took out (not_counted) is in no measure
+        .where(s.c.opened_ms >= start, s.c.opened_ms < end, ~s.c.not_counted, *only(s))
         .group_by(s.c.site, s.c.window, clerk)
     )
     eclerk = func.coalesce(e.c.clerk_id, "")
@@ -263,9 +352,10 @@ def rebuild(
     site: str | None = None,
     window: str | None = None,
 ) -> int:
-    """Recompute the rollups from the projection tables for the local days from
+    """Recompute the daily rollups from the projection tables for the local days from
     ``since_ms``'s through ``until_ms``'s (default: all there is), optionally of one site
-    or window, one day per query; returns the rows written."""
+    or window, one day per query, then the monthly rollups of the months those days are
+    in from their daily rows; returns the daily rows written."""
     zones: dict[str, list[str]] = {}
     q = select(units.c.site, units.c.timezone)
     for s, tz in conn.execute(q.where(units.c.site == site) if site else q):
@@ -293,7 +383,35 @@ def rebuild(
             if rows:
                 conn.execute(r.insert(), rows)
                 written += len(rows)
+        _rebuild_months(conn, tz, month_start_ms(first, tz), until_ms, sites, window)
     return written
+
+
+def _rebuild_months(
+    conn: Connection, tz: str, first: int, until_ms: int, sites: list[str], window: str | None
+) -> None:
+    """The monthly rollups of the months from ``first`` through ``until_ms``'s, summed
+    from their daily rows (whole months: days outside the rebuilt range count too)."""
+    d, m = daily_rollups, monthly_rollups
+    only = [d.c.window == window] if window else []
+    stale = [m.c.site.in_(sites), m.c.month_ms >= first, m.c.month_ms <= until_ms]
+    conn.execute(m.delete().where(*stale, *([m.c.window == window] if window else [])))
+    month = first
+    while month <= until_ms:
+        after = next_month_ms(month, tz)
+        q = (
+            select(
+                d.c.site,
+                literal(month, BigInteger).label("month_ms"),
+                d.c.window,
+                d.c.clerk_id,
+                *(func.sum(d.c[c]).label(c) for c in SUMS),
+            )
+            .where(d.c.site.in_(sites), d.c.day_ms >= month, d.c.day_ms < after, *only)
+            .group_by(d.c.site, d.c.window, d.c.clerk_id)
+        )
+        conn.execute(m.insert().from_select([c.name for c in m.c], q))
+        month = after
 
 
 def _local_ms(day: Any, zone: ZoneInfo) -> int:

@@ -410,6 +410,29 @@ daily_rollups = Table(
         for name in ROLLUP_UNOBSERVED.values()
     ),
     Column("unobserved", Integer, nullable=False, default=0, server_default="0"),
+    # 0013: A-STAR's exemplary sessions, of those with every verdict observed (the
+    # ranking's "not too broad" flag on: ``exemplary_modest``)
+    Column("exemplary", Integer, nullable=False, default=0, server_default="0"),
+    Column("exemplary_modest", Integer, nullable=False, default=0, server_default="0"),
+)
+
+# ------------------------------------------------------------------ monthly rollups (0013)
+
+# The daily rollups summed per local month (``month_ms``: UTC ms of the site's local
+# midnight on the 1st), kept in the same transaction from the same increments and
+# rebuilt from the daily rows: a city's year reads 12 rows per window instead of 365.
+monthly_rollups = Table(
+    "monthly_rollups",
+    metadata,
+    Column("site", String(32), primary_key=True),
+    Column("month_ms", BigInteger, primary_key=True),
+    Column("window", String(32), primary_key=True),
+    Column("clerk_id", String(32), primary_key=True),
+    *(
+        Column(c.name, c.type, nullable=False, default=0, server_default="0")
+        for c in daily_rollups.c
+        if not c.primary_key
+    ),
 )
 
 # ------------------------------------------------------------------ access and poison (0005)

@@ -248,6 +248,7 @@ class Writes(StoreBase):
                 inserted.get("evaluations", ()),
                 inserted.get("away_periods", ()),
             ),
+            tz,
         )
 
     def _set_availability(

@@ -304,12 +304,13 @@ def test_retention_keeps_open_cases(loaded: tuple[Store, dict[str, Any]]) -> Non
 
 
 def test_rollups_agree_with_the_projection_tables(loaded: tuple[Store, dict[str, Any]]) -> None:
-    """Whole-day periods read the daily rollups (kept in the ingest transaction and
-    re-attributed by the late sign-in above); they must say what the projection tables
-    say, and a rebuild from those tables must give the same rows."""
+    """Whole-day periods read the daily and monthly rollups (kept in the ingest
+    transaction and re-attributed by the late sign-in above); they must say what the
+    projection tables say, the ranking too, and a rebuild from those tables must give
+    the same rows (tests/server/test_periods.py: across months and years)."""
     from sqlalchemy import select
 
-    from server.store.schema import daily_rollups
+    from server.store.schema import daily_rollups, monthly_rollups
 
     store, _ = loaded
     day = datetime.fromtimestamp(DAY / 1000, SH).strftime("%Y-%m-%d")
@@ -322,7 +323,7 @@ def test_rollups_agree_with_the_projection_tables(loaded: tuple[Store, dict[str,
         (Scope(site="qingpu", window="w03"), None),
         (Scope(clerk_id="c-zhao"), None),
     ]
-    for period in ("2026-11", "2026-Q4", day):
+    for period in ("2026-11", "2026-Q4", "2026", day):
         start, end = period_bounds(period)
         for scope, by in cases:
             fast = compute(store.engine, scope, start, end, group_by=by)
@@ -330,18 +331,26 @@ def test_rollups_agree_with_the_projection_tables(loaded: tuple[Store, dict[str,
             assert {k: m.as_dict() for k, m in fast.items()} == {
                 k: m.as_dict() for k, m in slow.items()
             }, (period, scope, by)
+        for flag in (False, True):
+            args = (store.engine, Scope(site="qingpu"), start, end)
+            assert smile_star_ranking(*args, min_sessions=3, too_broad_counts=flag) == (
+                smile_star_ranking(*args, min_sessions=3, too_broad_counts=flag, rollups=False)
+            ), (period, flag)
     assert compute(store.engine, Scope(), *period_bounds("2026-11"))[None].sessions == 43
     by_district = compute(store.engine, Scope(), *period_bounds("2026-11"), group_by="district")
     assert {k: m.sessions for k, m in by_district.items()} == {"青浦区": 43}
 
-    def rows() -> list[Any]:
+    def rows(table: Any = daily_rollups) -> list[Any]:
         with store.engine.connect() as conn:
-            return sorted(tuple(r) for r in conn.execute(select(daily_rollups)))
+            return sorted(tuple(r) for r in conn.execute(select(table)))
 
-    kept = rows()
+    kept, months = rows(), rows(monthly_rollups)
     assert {r[3] for r in kept} == {"c-li", "c-wang", "c-zhao"}  # nobody left unattributed
+    # November's one day of sessions is November's month, row for row
+    assert [r[:1] + r[2:] for r in months] == [r[:1] + r[2:] for r in kept]
+    assert {r[1] for r in months} == {period_bounds("2026-11")[0]}
     assert store.rebuild_rollups() == len(kept)
-    assert rows() == kept
+    assert rows() == kept and rows(monthly_rollups) == months
 
 
 def test_part_of_a_day_reads_the_projection_tables(loaded: tuple[Store, dict[str, Any]]) -> None:
