@@ -10,7 +10,9 @@ const S = {
   meta: null, // GET /api/meta: the server's time zone and rating scale
   units: [],
   site: null,
-  period: null, // YYYY-MM
+  period: null, // YYYY-MM, YYYY-Qn or YYYY: the month picked, its quarter or its year
+  month: null, // YYYY-MM: the month picked (verdicts and the report are a month's)
+  periodKind: localStorage.getItem("ww-period-kind") || "month",
   hall: new Map(),
   charts: [],
   refreshTimer: null,
@@ -64,8 +66,8 @@ const secs = (ms) => (ms === null || ms === undefined ? "" : `+${(ms / 1000).toF
 const localMonth = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz() }).slice(0, 7);
 const localDay = () => new Date().toLocaleDateString("sv-SE", { timeZone: tz() });
 
-function exportLinks(name, extra = "") {
-  const q = qs({ period: S.period, site: S.site }) + extra;
+function exportLinks(name, extra = "", period = S.period) {
+  const q = qs({ period, site: S.site }) + extra;
   return h("span", { class: "exports" },
     h("a", { class: "export", href: `/api/export/${name}.csv?${q}`, dataset: { name, fmt: "csv" } }, "CSV"),
     h("a", { class: "export", href: `/api/export/${name}.xlsx?${q}`, dataset: { name, fmt: "xlsx" } }, "XLSX"));
@@ -308,12 +310,12 @@ async function clerkTitle(clerkId) {
 
 async function viewAssessment(root) {
   const [verdicts, ranking, cases] = await Promise.all([
-    api(`/api/assessments?${qs({ month: S.period, site: S.site })}`),
+    api(`/api/assessments?${qs({ month: S.month, site: S.site })}`),
     api(`/api/ranking?${qs({ period: S.period, site: S.site })}`),
     api(`/api/cases?${qs({ site: S.site })}`),
   ]);
   root.append(h("section", { class: "card" },
-    h("h2", {}, T().verdicts, exportLinks("assessment"), h("a", { href: `/report/${enc(S.site)}/${enc(S.period)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
+    h("h2", {}, T().verdicts, S.period === S.month ? "" : ` ${S.month}`, exportLinks("assessment", "", S.month), h("a", { href: `/report/${enc(S.site)}/${enc(S.month)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
     h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions].map((x) => h("th", {}, x)))),
       h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "" },
         h("td", {}, h("a", { href: `#/clerk/${enc(v.clerk_id)}` }, `${v.name} (${v.clerk_id})`)),
@@ -586,15 +588,20 @@ async function main() {
   S.units = await api("/api/units");
   S.site = localStorage.getItem("ww-site") || S.units[0]?.site;
   if (!S.units.some((u) => u.site === S.site)) S.site = S.units[0]?.site;
-  S.period = localMonth();
+  S.month = localMonth();
+  if (!["month", "quarter", "year"].includes(S.periodKind)) S.periodKind = "month";
+  S.period = window.WW_PERIOD(S.periodKind, S.month);
   $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
   $("#nav-admin").hidden = !S.me.can.users;
   const sel = $("#site");
   for (const u of S.units) sel.append(h("option", { value: u.site }, u.name));
   sel.value = S.site;
   sel.addEventListener("change", () => { S.site = sel.value; localStorage.setItem("ww-site", S.site); render(); });
-  const per = $("#period"); per.value = S.period;
-  per.addEventListener("change", () => { if (per.value) { S.period = per.value; render(); } });
+  const per = $("#period"); per.value = S.month;
+  const kind = $("#period-kind"); kind.value = S.periodKind;
+  const pick = () => { S.period = window.WW_PERIOD(S.periodKind, S.month); render(); };
+  per.addEventListener("change", () => { if (per.value) { S.month = per.value; pick(); } });
+  kind.addEventListener("change", () => { S.periodKind = kind.value; localStorage.setItem("ww-period-kind", kind.value); pick(); });
   $("#lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("ww-lang", S.lang); applyLang(); render(); });
   $("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
   window.addEventListener("hashchange", render);
