@@ -31,10 +31,16 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.protocol import now_ms
-from server.store.schema import audit_log, auth_sessions, login_failures, units, users
+from server.store.schema import audit_log, auth_sessions, clerks, login_failures, units, users
 
-Role = Literal["district_admin", "centre_manager", "inspector", "readonly"]
-ROLES: Final[tuple[Role, ...]] = ("district_admin", "centre_manager", "inspector", "readonly")
+Role = Literal["district_admin", "centre_manager", "inspector", "readonly", "clerk"]
+ROLES: Final[tuple[Role, ...]] = (
+    "district_admin",
+    "centre_manager",
+    "inspector",
+    "readonly",
+    "clerk",
+)
 #: What each role may do beyond reading what its scope shows.
 CAN: Final[dict[str, set[Role]]] = {
     "acknowledge": {"district_admin", "centre_manager", "inspector"},
@@ -42,6 +48,15 @@ CAN: Final[dict[str, set[Role]]] = {
     "roster": {"district_admin", "centre_manager"},
     "kpis": {"district_admin", "centre_manager"},
     "users": {"district_admin"},
+    # the assessment (A-PASS, A-REVIEW): the window-management section's inspectors
+    # record findings and sign verdicts and probation off; the district sets thresholds;
+    # a clerk appeals, the centre's manager (or the district) resolves the appeal
+    "finding": {"district_admin", "inspector"},
+    "sign_off": {"district_admin", "inspector"},
+    "probation": {"district_admin", "inspector"},
+    "thresholds": {"district_admin"},
+    "appeal": {"clerk"},
+    "resolve_appeal": {"district_admin", "centre_manager"},
 }
 SESSION_S: Final = 8 * 3600  # one working day; then log in again
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -340,12 +355,15 @@ class Accounts:
         scope: str = "all",
         display_name: str = "",
         by: str | None = None,
+        clerk_id: str | None = None,
     ) -> None:
         """Add or update a user (seeding, tests, ``warmwindow user add``). Audited as
         ``user_add`` when ``by`` says who; the password policy is the caller's to apply
-        (``check_password``): this asks only for 8 characters."""
+        (``check_password``): this asks only for 8 characters. A ``clerk`` account names
+        its clerk (``clerk_id``), whose own records alone it reads."""
         check_role(role)
         check_scope(scope)
+        self._check_clerk(role, scope, clerk_id)
         if len(password) < 8:
             raise ValueError("password must have at least 8 characters")
         if not _USERNAME.match(username):
@@ -356,6 +374,7 @@ class Accounts:
             "scope": scope,
             "display_name": display_name or username,
             "disabled": False,
+            "clerk_id": clerk_id,
         }
         with self.engine.begin() as conn:
             exists = conn.execute(select(users.c.username).where(users.c.username == username))
@@ -379,12 +398,14 @@ class Accounts:
         by: str,
         display_name: str = "",
         at_ms: int | None = None,
+        clerk_id: str | None = None,
     ) -> User:
         """A new user (never overwrites one), its password checked against the policy."""
         if not _USERNAME.match(username):
             raise ValueError("user name: 1-64 letters, digits, '.', '@', '_' or '-'")
         check_role(role)
         check_scope(scope)
+        self._check_clerk(role, scope, clerk_id)
         check_password(password, username)
         at = self._at(at_ms)
         shown = display_name or username
@@ -395,6 +416,7 @@ class Accounts:
             "scope": scope,
             "display_name": shown,
             "disabled": False,
+            "clerk_id": clerk_id,
         }
         with self.engine.begin() as conn:
             done = conn.execute(
@@ -404,8 +426,24 @@ class Accounts:
             ).rowcount
             if not done:
                 raise UserExists(username)
-            write_audit(conn, by, "user_add", username, {"role": role, "scope": scope}, at_ms=at)
-        return User(username, shown, role, scope, False, None)
+            detail = {"role": role, "scope": scope, "clerk_id": clerk_id}
+            write_audit(conn, by, "user_add", username, detail, at_ms=at)
+        return User(username, shown, role, scope, False, clerk_id)
+
+    def _check_clerk(self, role: str, scope: str, clerk_id: str | None) -> None:
+        """A clerk account belongs to one clerk of its centre; no other account to one."""
+        if role != "clerk":
+            if clerk_id is not None:
+                raise ValueError("clerk_id: only a clerk account belongs to a clerk")
+            return
+        if clerk_id is None:
+            raise ValueError("clerk_id: a clerk account names its clerk")
+        if not scope.startswith("site:"):
+            raise ValueError("scope: a clerk account's scope is its centre, site:<slug>")
+        with self.engine.connect() as conn:
+            home = conn.execute(select(clerks.c.site).where(clerks.c.clerk_id == clerk_id)).first()
+        if home is None or f"site:{home.site}" != scope:
+            raise ValueError(f"clerk_id: no clerk {clerk_id} at {scope}")
 
     def list_users(self) -> list[User]:
         with self.engine.connect() as conn:
@@ -477,10 +515,12 @@ class Accounts:
         old = self.get_user(username)
         if old is None:
             raise UnknownUser(username)
+        # a clerk account stays its clerk's; another account never becomes one this way
+        clerk = old.clerk_id if role == "clerk" else None
+        self._check_clerk(role, scope, clerk)
         detail = {"role": role, "scope": scope, "was": {"role": old.role, "scope": old.scope}}
-        return self._change(
-            username, {"role": role, "scope": scope}, by, "user_role", detail, at_ms
-        )
+        values = {"role": role, "scope": scope, "clerk_id": clerk}
+        return self._change(username, values, by, "user_role", detail, at_ms)
 
     # ------------------------------------------------------------- sessions
 

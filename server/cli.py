@@ -105,7 +105,13 @@ def _user_add(args: argparse.Namespace, accounts: Any, _store: Any, by: str) -> 
     password = _read_password(args, args.username)
     check_password(password, args.username)
     accounts.add_user(
-        args.username, password, args.role, args.scope, args.display_name or "", by=by
+        args.username,
+        password,
+        args.role,
+        args.scope,
+        args.display_name or "",
+        by=by,
+        clerk_id=args.clerk_id,
     )
     print(f"user {args.username}: {args.role}, scope {args.scope}")
     return 0
@@ -297,6 +303,7 @@ def _account_commands(sub: Any) -> None:
     add.add_argument("--role", required=True, choices=ROLE_CHOICES)
     add.add_argument("--scope", default="all", help="all | district:<name> | site:<slug>")
     add.add_argument("--display-name", default=None)
+    add.add_argument("--clerk-id", default=None, help="a clerk account's clerk (role clerk)")
     add.add_argument("--password-file", type=Path, default=None, help=password_help)
     command(user_sub, "list", _user_list, "list the dashboard users")
     for name, action, text in (

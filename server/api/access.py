@@ -16,6 +16,7 @@ The rules, applied here and nowhere else:
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,12 +26,41 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import or_, select, update
 
 from agent.protocol import now_ms
-from server import views
+from server import reports, views
 from server.accounts import Accounts, Principal, scope_sites, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
-from server.metrics.assessment import probation, verdict
+from server.metrics.assessment import decided_probation, probation, standing, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
+from server.metrics.periods import previous_month
 from server.policy.shifts import ShiftConflict, Source
+from server.policy.thresholds import (
+    PassThresholds,
+    Resolved,
+    ThresholdsError,
+    check_version,
+    resolve,
+    scopes_of,
+)
+from server.store.assessment import (
+    CORRECTABLE,
+    NOT_COUNTED,
+    add_appeal,
+    add_finding,
+    add_probation_decision,
+    add_threshold_version,
+    add_verdict_decision,
+    appeal_row,
+    appeal_rows,
+    correct_session,
+    correction_rows,
+    finding_rows,
+    probation_decision_rows,
+    resolve_appeal,
+    session_row,
+    threshold_history,
+    threshold_versions,
+    withdraw_finding,
+)
 from server.store.calls import call_cmd_id
 from server.store.cases import acknowledge, close_open_case
 from server.store.credentials import CredentialError, clear_credentials
@@ -38,10 +68,13 @@ from server.store.db import Store
 from server.store.people import SignedIn
 from server.store.schema import (
     alerts,
+    appeals,
     audit_log,
     cases,
     clerks,
     devices,
+    events,
+    findings,
     units,
 )
 
@@ -49,6 +82,8 @@ OUTSIDE = "outside your units"
 #: How far ahead of the server's clock a sign-in's time may be (terminal clocks drift).
 CLOCK_SKEW_MS = 120_000
 CLERK_ONLY = "a clerk account reads only its own records"
+#: How far past a session's end a finding's video time may point (the recording runs on).
+VIDEO_SLACK_MS = 120_000
 
 
 def local_day(at_ms: int, tz: str) -> str:
@@ -206,23 +241,28 @@ class Access:
             period.start_ms,
             period.end_ms,
             min_sessions=min_sessions,
-            too_broad_counts=self.settings.thresholds.too_broad_counts,
+            too_broad_counts=self._scope_thresholds(scope, period).too_broad_counts,
         )
         if self.p.clerk_id is not None:
             return [r for r in rows if r["clerk_id"] == self.p.clerk_id]
         return rows
 
+    def _scope_thresholds(self, scope: Scope, period: Period) -> PassThresholds:
+        """The thresholds of a ranking's scope in the period's last month: its centre's,
+        else its district's, else the city's (a clerk's: its centre's)."""
+        month = local_day(period.end_ms - 1, self.settings.timezone)[:7]
+        site = scope.site or (self.clerk_home(scope.clerk_id) if scope.clerk_id else None)
+        with self._e.connect() as conn:
+            district = self._district_of(conn, site) if site else scope.district
+            chain = [s for s in scopes_of(site or "", district) if site or s != "site:"]
+            versions = threshold_versions(conn, chain)
+        return resolve(self.settings.thresholds, versions, month, site or "", district).thresholds
+
     def verdict(self, clerk_id: str, month: str) -> dict[str, Any]:
-        self.period(month)
-        self.clerk_home(clerk_id)
-        s = self.settings
-        return verdict(self._e, clerk_id, month, s.thresholds, s.timezone)
+        return self.judged(clerk_id, month)
 
     def probation(self, clerk_id: str, month: str) -> dict[str, Any]:
-        self.period(month)
-        self.clerk_home(clerk_id)
-        s = self.settings
-        return probation(self._e, clerk_id, month, s.thresholds, s.timezone)
+        return self.probation_view(clerk_id, month)
 
     def clerks(self, site: str | None = None, district: str | None = None) -> list[dict[str, Any]]:
         """Clerks of the scope (a clerk-bound principal: only itself)."""
@@ -239,19 +279,30 @@ class Access:
     def assessments(self, month: str, site: str | None) -> list[dict[str, Any]]:
         self.period(month)
         scope = self.scope(site=site)
-        s = self.settings
         out = []
-        for clerk in self.clerks(scope.site, scope.district if scope.site is None else None):
-            v = verdict(self._e, clerk["clerk_id"], month, s.thresholds, s.timezone)
-            pr = probation(self._e, clerk["clerk_id"], month, s.thresholds, s.timezone)
+        clerk_rows = self.clerks(scope.site, scope.district if scope.site is None else None)
+        with self._e.connect() as conn:
+            open_appeals = {
+                a["clerk_id"]
+                for a in appeal_rows(conn, sites=self.p.sites, status="open", month=month)
+            }
+        for clerk in clerk_rows:
+            v = self.judged(clerk["clerk_id"], month)
+            pr = self.probation_view(clerk["clerk_id"], month)
+            st = v["standing"]
             out.append(
                 clerk
                 | {
-                    "result": v["result"],
+                    "result": st["result"],
+                    "computed_result": st["computed_result"],
+                    "sign_off": st["sign_off"],
                     "failures": v["failures"],
                     "criteria": v["criteria"],
                     "probation": pr["status"],
+                    "probation_decided": pr["decided"],
                     "measures": v["measures"],
+                    "findings": sum(f["withdrawn_ms"] is None for f in v["findings"]),
+                    "open_appeals": int(clerk["clerk_id"] in open_appeals),
                 }
             )
         return out
@@ -547,6 +598,459 @@ class Access:
     def export_logged(self, table: str, period: str, site: str | None, fmt: str, rows: int) -> None:
         """Exports carry personal data: each one is on the record."""
         self.audit("export", f"{table}.{fmt}", {"period": period, "rows": rows}, site)
+
+    # ------------------------------------------------------------- assessment (A-PASS, A-REVIEW)
+    # Thresholds versions, inspectors' findings, verdict sign-off, probation decisions
+    # and clerks' appeals. Every read goes through clerk_home / site (scope), every
+    # change is audited in its own transaction.
+
+    def _district_of(self, conn: Any, site: str) -> str | None:
+        row = conn.execute(select(units.c.district).where(units.c.site == site)).first()
+        return None if row is None else str(row.district)
+
+    def thresholds_for(self, site: str, month: str) -> Resolved:
+        """The thresholds ``site``'s month is judged by, and the versions they came from."""
+        with self._e.connect() as conn:
+            district = self._district_of(conn, site)
+            versions = threshold_versions(conn, scopes_of(site, district))
+        return resolve(self.settings.thresholds, versions, month, site, district)
+
+    def judged(self, clerk_id: str, month: str) -> dict[str, Any]:
+        """A clerk's month: the computed verdict (by its thresholds versions) and how it
+        stands after sign-off."""
+        self.period(month)
+        home = self.clerk_home(clerk_id)
+        r = self.thresholds_for(home, month)
+        v = verdict(self._e, clerk_id, month, r.thresholds, self.settings.timezone, resolved=r)
+        return v | {"standing": standing(self._e, v)}
+
+    def thresholds_view(self, site: str, month: str) -> dict[str, Any]:
+        """A centre's thresholds for a month: the values, where each came from, and the
+        history of the versions of its city, district and centre."""
+        self.site(site)
+        self.period(month)
+        r = self.thresholds_for(site, month)
+        with self._e.connect() as conn:
+            district = self._district_of(conn, site)
+            history = threshold_history(conn, scopes_of(site, district))
+        return {
+            "site": site,
+            "month": month,
+            "thresholds": r.thresholds.model_dump(),
+            "defaults": self.settings.thresholds.model_dump(),
+            **r.as_dict(),
+            "history": history,
+        }
+
+    def save_thresholds(
+        self, scope: str, from_month: str, values: dict[str, Any], reason: str
+    ) -> int:
+        """A new version of a scope's thresholds (never an edit of an old one). The
+        principal must cover the scope: a district administrator sets its district's
+        and its centres', the city's only with the whole city in scope."""
+        try:
+            checked = check_version(scope, from_month, values)
+        except ThresholdsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if not self.p.covers(scope):
+            raise HTTPException(403, OUTSIDE)
+        site = scope.removeprefix("site:") if scope.startswith("site:") else None
+        if site is not None:
+            with self._e.connect() as conn:
+                if conn.execute(select(units.c.site).where(units.c.site == site)).first() is None:
+                    raise HTTPException(404, "no such unit")
+        at = now_ms()
+        with self._e.begin() as conn:
+            version = add_threshold_version(
+                conn, scope, from_month, checked, reason, self.p.username, at
+            )
+            detail = {"version": version, "from_month": from_month, "values": checked}
+            self._audit(conn, "thresholds", scope, detail | {"reason": reason}, site)
+        return version
+
+    def _clerk_session(self, conn: Any, session_id: str, clerk_id: str) -> dict[str, Any]:
+        """The clerk's session; 404 when it is not theirs (or does not exist)."""
+        row = session_row(conn, session_id)
+        if row is None or row["clerk_id"] != clerk_id:
+            raise HTTPException(404, "no such session of that clerk")
+        return row
+
+    def record_finding(self, f: dict[str, Any]) -> str:
+        """An inspector's finding about a clerk of the principal's units (audited)."""
+        home = self.clerk_home(f["clerk_id"])
+        now = now_ms()
+        finding_id = str(uuid.uuid4())
+        with self._e.begin() as conn:
+            observed = f.get("observed_ms")
+            if f.get("session_id") is not None:
+                s = self._clerk_session(conn, f["session_id"], f["clerk_id"])
+                if f.get("video_ms") is not None and f["video_ms"] > (
+                    s["closed_ms"] - s["opened_ms"] + VIDEO_SLACK_MS
+                ):
+                    raise HTTPException(422, "video_ms: past the end of the session")
+                observed = (
+                    s["opened_ms"] + (f.get("video_ms") or 0) if observed is None else observed
+                )
+            elif f.get("video_ms") is not None:
+                raise HTTPException(422, "video_ms: a video time needs the session it is in")
+            if observed is None:
+                observed = now
+            if observed > now + CLOCK_SKEW_MS:
+                raise HTTPException(422, "observed_ms: a finding cannot be in the future")
+            row = {
+                "finding_id": finding_id,
+                "site": home,
+                "clerk_id": f["clerk_id"],
+                "kind": f["kind"],
+                "criterion": f["criterion"],
+                "outcome": f["outcome"],
+                "observed_ms": observed,
+                "session_id": f.get("session_id"),
+                "video_ms": f.get("video_ms"),
+                "note": f["note"],
+                "attachments": list(f.get("attachments") or []),
+                "recorded_by": self.p.username,
+                "recorded_ms": now,
+            }
+            add_finding(conn, row)
+            detail = {k: row[k] for k in ("clerk_id", "kind", "criterion", "outcome", "session_id")}
+            self._audit(conn, "finding", finding_id, detail, home)
+        return finding_id
+
+    def withdraw_finding(self, finding_id: str, reason: str) -> None:
+        with self._e.begin() as conn:
+            site = self._site_of(conn, findings.c.finding_id, finding_id, "finding")
+            if not withdraw_finding(conn, finding_id, self.p.username, now_ms(), reason):
+                raise HTTPException(409, "finding already withdrawn")
+            self._audit(conn, "withdraw_finding", finding_id, {"reason": reason}, site)
+
+    def findings(self, clerk_id: str, period: str) -> list[dict[str, Any]]:
+        self.clerk_home(clerk_id)
+        pd = self.period(period)
+        with self._e.connect() as conn:
+            rows = finding_rows(conn, [clerk_id], pd.start_ms, pd.end_ms)
+        return [{k: v for k, v in r.items() if k != "site"} for r in rows]
+
+    def finding(self, finding_id: str) -> dict[str, Any]:
+        """One finding; 404 outside the scope (a clerk: not its own)."""
+        with self._e.connect() as conn:
+            row = conn.execute(select(findings).where(findings.c.finding_id == finding_id)).first()
+        if row is None or not self.p.sees(row.site):
+            raise HTTPException(404, "no such finding")
+        if self.p.clerk_id not in (None, row.clerk_id):
+            raise HTTPException(404, "no such finding")
+        return {k: v for k, v in row._mapping.items() if k != "site"}
+
+    def _month_over(self, month: str) -> None:
+        if self.period(month).end_ms > now_ms():
+            raise HTTPException(409, "the month is not over yet")
+
+    def decide_verdict(
+        self, clerk_id: str, month: str, action: str, result: str | None, reason: str
+    ) -> dict[str, Any]:
+        """Confirm the computed verdict, or override it with a result and a reason; the
+        decision keeps what the person saw (computed result, criteria, thresholds)."""
+        v = self.judged(clerk_id, month)
+        self._month_over(month)
+        if action == "confirm":
+            if result is not None and result != v["result"]:
+                raise HTTPException(422, "result: a confirmation takes the computed result")
+            result = v["result"]
+        elif result is None:
+            raise HTTPException(422, "result: an override sets the result")
+        home = self.clerk_home(clerk_id)
+        computed = {
+            "result": v["result"],
+            "criteria": [
+                {k: c.get(k) for k in ("criterion", "value", "status")} for c in v["criteria"]
+            ],
+            "thresholds_version": v["thresholds_version"],
+        }
+        with self._e.begin() as conn:
+            decision = add_verdict_decision(
+                conn,
+                {
+                    "clerk_id": clerk_id,
+                    "site": home,
+                    "month": month,
+                    "action": action,
+                    "result": result,
+                    "computed_result": v["result"],
+                    "computed": computed,
+                    "reason": reason,
+                    "decided_by": self.p.username,
+                    "decided_ms": now_ms(),
+                },
+            )
+            detail = {"month": month, "action": action, "result": result, "computed": v["result"]}
+            self._audit(conn, "verdict_" + action, clerk_id, detail | {"reason": reason}, home)
+        return self.judged(clerk_id, month) | {"decision": decision}
+
+    def probation_view(self, clerk_id: str, month: str) -> dict[str, Any]:
+        self.period(month)
+        home = self.clerk_home(clerk_id)
+        s = self.settings
+        prev = self.thresholds_for(home, previous_month(month)).thresholds
+        cur = self.thresholds_for(home, month).thresholds
+        return probation(self._e, clerk_id, month, cur, s.timezone, previous_thresholds=prev)
+
+    def decide_probation(
+        self, clerk_id: str, month: str, action: str, outcome: str | None, reason: str
+    ) -> dict[str, Any]:
+        """Start a clerk's probation for ``month`` (the month before it failed, as it
+        stands), or end it with an outcome once the month is over."""
+        self.period(month)
+        home = self.clerk_home(clerk_id)
+        before = self.judged(clerk_id, previous_month(month))["standing"]["result"]
+        with self._e.connect() as conn:
+            decided = decided_probation(probation_decision_rows(conn, [clerk_id]), month)
+        if action == "start":
+            if outcome is not None:
+                raise HTTPException(422, "outcome: a start has none")
+            if before != "fail":
+                raise HTTPException(409, f"the month before {month} did not fail ({before})")
+            if decided is not None and decided["month"] == month and decided["outcome"] is None:
+                raise HTTPException(409, "that probation is already started")
+        else:
+            if outcome is None:
+                raise HTTPException(422, "outcome: passed or returned_to_agency")
+            if decided is None or decided["month"] != month or decided["outcome"] is not None:
+                raise HTTPException(409, f"no probation of {month} to end")
+            self._month_over(month)
+        with self._e.begin() as conn:
+            add_probation_decision(
+                conn,
+                {
+                    "clerk_id": clerk_id,
+                    "site": home,
+                    "month": month,
+                    "action": action,
+                    "outcome": outcome,
+                    "reason": reason,
+                    "decided_by": self.p.username,
+                    "decided_ms": now_ms(),
+                },
+            )
+            detail = {"month": month, "outcome": outcome, "reason": reason}
+            self._audit(conn, "probation_" + action, clerk_id, detail, home)
+        return self.probation_view(clerk_id, month)
+
+    def file_appeal(
+        self,
+        note: str,
+        session_id: str | None = None,
+        criterion: str | None = None,
+        month: str | None = None,
+    ) -> str:
+        """A clerk contests one of its sessions' verdicts, or a monthly verdict."""
+        clerk_id = self.p.clerk_id
+        if clerk_id is None:
+            raise HTTPException(403, "only a clerk's own account appeals")
+        home = self.clerk_home(clerk_id)
+        with self._e.connect() as conn:
+            if session_id is not None:
+                s = self._clerk_session(conn, session_id, clerk_id)
+                if criterion not in CORRECTABLE:
+                    raise HTTPException(
+                        422, f"criterion: one of the session's verdicts ({', '.join(CORRECTABLE)})"
+                    )
+                month = local_day(s["opened_ms"], self.settings.timezone)[:7]
+            elif month is None:
+                raise HTTPException(422, "month: an appeal names a session or a month")
+            elif criterion is not None:
+                raise HTTPException(422, "criterion: only with a session")
+            self.period(month)
+            dup = [
+                a
+                for a in appeal_rows(
+                    conn, sites=None, clerk_id=clerk_id, status="open", month=month
+                )
+                if (a["session_id"], a["criterion"]) == (session_id, criterion)
+            ]
+        if dup:
+            raise HTTPException(409, "an appeal on that is already open")
+        before = self.judged(clerk_id, month)["standing"]
+        appeal_id = str(uuid.uuid4())
+        with self._e.begin() as conn:
+            add_appeal(
+                conn,
+                {
+                    "appeal_id": appeal_id,
+                    "site": home,
+                    "clerk_id": clerk_id,
+                    "month": month,
+                    "session_id": session_id,
+                    "criterion": criterion,
+                    "note": note,
+                    "filed_by": self.p.username,
+                    "filed_ms": now_ms(),
+                    "before": {"result": before["result"], "sign_off": before["sign_off"]},
+                },
+            )
+            detail = {"month": month, "session_id": session_id, "criterion": criterion}
+            self._audit(conn, "appeal", appeal_id, detail, home)
+        return appeal_id
+
+    def appeals(
+        self, status: str | None = None, site: str | None = None, month: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Appeals of the principal's units (a clerk: its own), newest first."""
+        with self._e.connect() as conn:
+            return appeal_rows(
+                conn, sites=self.sites(site), clerk_id=self.p.clerk_id, status=status, month=month
+            )
+
+    def appeal(self, appeal_id: str) -> dict[str, Any]:
+        """One appeal with what the person resolving it needs: the session, its events
+        and the corrections made to it."""
+        with self._e.connect() as conn:
+            row = appeal_row(conn, appeal_id)
+            if row is None or not self.p.sees(row["site"]):
+                raise HTTPException(404, "no such appeal")
+            if self.p.clerk_id is not None and row["clerk_id"] != self.p.clerk_id:
+                raise HTTPException(404, "no such appeal")
+            sid = row["session_id"]
+            session = session_row(conn, sid) if sid else None
+            evs = (
+                [
+                    {"event_id": e.event_id, "kind": e.kind, "ts_ms": e.ts_ms, "payload": e.payload}
+                    for e in conn.execute(
+                        select(events.c.event_id, events.c.kind, events.c.ts_ms, events.c.payload)
+                        .where(events.c.session_id == sid)
+                        .order_by(events.c.ts_ms, events.c.seq)
+                    )
+                ]
+                if sid
+                else []
+            )
+            corrections = correction_rows(conn, [sid]) if sid else []
+        return row | {"session": session, "events": evs, "corrections": corrections}
+
+    def resolve_appeal(
+        self, appeal_id: str, upheld: bool, resolution: str | None, result: str | None, note: str
+    ) -> dict[str, Any]:
+        """Uphold (the session's verdict corrected, or the session not counted; on a
+        monthly verdict, its result set) or reject an open appeal, with a note. The month
+        is recomputed; the appeal keeps the result before and after."""
+        a = self.appeal(appeal_id)
+        if a["status"] != "open":
+            raise HTTPException(409, "appeal already resolved")
+        at = now_ms()
+        if upheld and a["session_id"] is not None:
+            if resolution not in ("corrected", NOT_COUNTED):
+                raise HTTPException(422, "resolution: corrected or not_counted")
+            if result is not None:
+                raise HTTPException(422, "result: only an appeal on a monthly verdict sets one")
+        elif upheld:
+            if result is None:
+                raise HTTPException(422, "result: an upheld appeal on a verdict sets the result")
+            resolution = "overridden"
+        elif resolution is not None or result is not None:
+            raise HTTPException(422, "a rejected appeal changes nothing")
+        with self._e.begin() as conn:
+            if upheld and a["session_id"] is not None:
+                column = NOT_COUNTED if resolution == NOT_COUNTED else str(a["criterion"])
+                correct_session(conn, a["session_id"], appeal_id, column, self.p.username, at)
+            if not resolve_appeal(
+                conn,
+                appeal_id,
+                {
+                    "status": "upheld" if upheld else "rejected",
+                    "resolution": resolution,
+                    "resolution_note": note,
+                    "resolved_by": self.p.username,
+                    "resolved_ms": at,
+                },
+            ):
+                raise HTTPException(409, "appeal already resolved")
+            detail = {"upheld": upheld, "resolution": resolution, "note": note}
+            self._audit(conn, "resolve_appeal", appeal_id, detail, a["site"])
+        if upheld and a["session_id"] is None:
+            self._override_for_appeal(a, str(result), note)
+        after = self.judged(a["clerk_id"], a["month"])["standing"]
+        with self._e.begin() as conn:
+            conn.execute(
+                update(appeals)
+                .where(appeals.c.appeal_id == appeal_id)
+                .values(after={"result": after["result"], "sign_off": after["sign_off"]})
+            )
+        return self.appeal(appeal_id)
+
+    def _override_for_appeal(self, a: dict[str, Any], result: str, note: str) -> None:
+        v = self.judged(a["clerk_id"], a["month"])
+        computed = {"result": v["result"], "thresholds_version": v["thresholds_version"]}
+        with self._e.begin() as conn:
+            add_verdict_decision(
+                conn,
+                {
+                    "clerk_id": a["clerk_id"],
+                    "site": a["site"],
+                    "month": a["month"],
+                    "action": "override",
+                    "result": result,
+                    "computed_result": v["result"],
+                    "computed": computed | {"appeal_id": a["appeal_id"]},
+                    "reason": f"appeal upheld: {note}",
+                    "decided_by": self.p.username,
+                    "decided_ms": now_ms(),
+                },
+            )
+            detail = {"month": a["month"], "result": result, "appeal_id": a["appeal_id"]}
+            self._audit(conn, "verdict_override", a["clerk_id"], detail, a["site"])
+
+    # ------------------------------------------------------------- reads: monthly reports
+    # The centre's and the clerk's monthly report (HTML and PDF, server/api/export.py).
+    # This region is the reports' own: the scope is checked here, the verdicts computed
+    # through this class's reads, and server/reports.py adds what people recorded.
+
+    def centre_report(self, site: str, month: str, fmt: str) -> reports.CentreReport:
+        """A centre's month; not for a clerk-bound principal. Audited as a report view
+        (it names every clerk of the centre)."""
+        self.site(site)
+        self.not_clerk()
+        pd = self.period(month)
+        unit = next((u for u in self.units() if u["site"] == site), None)
+        if unit is None:
+            raise HTTPException(404, "no such unit")
+        scope = Scope(site=site)
+        staff = self.clerks(site)
+        report = reports.centre_month(
+            self._e,
+            unit,
+            month,
+            (pd.start_ms, pd.end_ms),
+            now_ms(),
+            clerks=staff,
+            verdicts={c["clerk_id"]: self.verdict(c["clerk_id"], month) for c in staff},
+            probations={c["clerk_id"]: self.probation(c["clerk_id"], month) for c in staff},
+            total=self.measures(scope, pd)[None],
+            by_window=self.measures(scope, pd, group_by="window"),
+            ranking=self.ranking(scope, pd),
+        )
+        self.audit("report", f"{site}/{month}", {"clerks": len(staff), "format": fmt}, site)
+        return report
+
+    def clerk_report(self, clerk_id: str, month: str, fmt: str) -> reports.ClerkReport:
+        """One clerk's month: 404 for a clerk outside the scope, and for a clerk-bound
+        principal any clerk but its own. Audited as a report view."""
+        home = self.clerk_home(clerk_id)
+        pd = self.period(month)
+        clerk = next(c for c in self.store.clerks(home, None) if c["clerk_id"] == clerk_id)
+        unit = next(u for u in self.units() if u["site"] == home)
+        report = reports.clerk_month(
+            self._e,
+            unit,
+            clerk,
+            month,
+            (pd.start_ms, pd.end_ms),
+            now_ms(),
+            measures=self.measures(self.scope(clerk_id=clerk_id), pd)[None],
+            verdict=self.verdict(clerk_id, month),
+            probation=self.probation(clerk_id, month),
+            sites=self.p.sites,
+        )
+        self.audit("report", f"clerk/{clerk_id}/{month}", {"format": fmt}, home)
+        return report
 
 
 def get_access(

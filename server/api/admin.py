@@ -55,7 +55,7 @@ class LoginIn(BaseModel):
     password: StorableText = Field(max_length=PASSWORD_MAX)
 
 
-ROLE = "district_admin, centre_manager, inspector or readonly"
+ROLE = "district_admin, centre_manager, inspector, readonly or clerk"
 SCOPE = '"all", "district:<name>" or "site:<slug>"'
 
 
@@ -220,6 +220,11 @@ class UserIn(BaseModel):
     role: RoleStr
     scope: ScopeStr
     display_name: StorableText = Field("", max_length=96)
+    clerk_id: StorableText | None = Field(
+        None,
+        max_length=32,
+        description="A clerk account's clerk (role clerk, scope site:<the clerk's centre>).",
+    )
 
 
 class PasswordIn(BaseModel):
@@ -261,7 +266,13 @@ def create_user(body: UserIn, p: Admin, accounts: AccountsDep) -> UserOut:
     _grantable(p, body.scope)
     try:
         user = accounts.create_user(
-            body.username, body.password, body.role, body.scope, p.username, body.display_name
+            body.username,
+            body.password,
+            body.role,
+            body.scope,
+            p.username,
+            body.display_name,
+            clerk_id=body.clerk_id,
         )
     except UserExists as exc:
         raise HTTPException(409, str(exc)) from None

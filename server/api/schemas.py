@@ -589,6 +589,7 @@ Criterion = Literal[
     "good_review_rate",
     "away_without_sign_min",
     "overdue_cases",
+    "inspector_findings",
 ]
 
 
@@ -600,8 +601,8 @@ class Failure(Out):
     threshold: int | float = Field(description="The limit it missed, in the same unit.")
     evidence: list[str] = Field(
         description="Event ids behind the failure (session summaries, bad evaluations or "
-        "absences), by id, capped (50 by default); empty for overdue_cases. A session "
-        "whose verdict was not observed is never evidence."
+        "absences), by id, capped (50 by default); empty for overdue_cases; finding ids "
+        "for inspector_findings. A session whose verdict was not observed is never evidence."
     )
 
 
@@ -627,13 +628,124 @@ class CriterionOut(Out):
         description="Conduct criteria: the session summaries' event ids where it was not "
         "observed (to be looked at, never a failure), capped like the evidence.",
     )
+    findings: int | None = Field(
+        None, description="inspector_findings: the month's findings that stand (any outcome)."
+    )
+    withdrawn: int | None = Field(
+        None, description="inspector_findings: the month's findings withdrawn (not judged)."
+    )
     status: Literal[
-        "pass", "fail", "insufficient_observed_sessions", "insufficient_data", "no_data"
+        "pass",
+        "fail",
+        "insufficient_observed_sessions",
+        "insufficient_data",
+        "no_data",
+        "not_counted",
     ] = Field(
         description="pass or fail; insufficient_observed_sessions: a conduct criterion with "
         "fewer than min_sessions observed sessions (no judgement); insufficient_data: the "
-        "month had fewer than min_sessions sessions; no_data: nothing to divide by."
+        "month had fewer than min_sessions sessions; no_data: nothing to divide by (no "
+        "finding recorded); not_counted: findings listed, not judged (thresholds setting)."
     )
+
+
+SignOff = Literal["provisional", "confirmed", "overridden", "recomputed"]
+SIGN_OFF = (
+    "provisional: nobody has decided yet; confirmed: an inspector confirmed the computed "
+    "result; overridden: a person set the result with a reason; recomputed: the computed "
+    "result changed after a confirmation (an upheld appeal), to be signed off again."
+)
+
+
+class ThresholdsUsed(Out):
+    """Which saved thresholds versions a verdict used (city, district, centre)."""
+
+    versions: list[int] = Field(
+        description="The versions that applied, broadest first; empty: the defaults."
+    )
+    source: dict[str, int | None] = Field(
+        description="Per threshold, the version that set it; null: the server's default."
+    )
+
+
+class FindingOut(Out):
+    """An inspector's finding about a clerk (A-PASS)."""
+
+    finding_id: str = Field(description="The finding's id.")
+    clerk_id: str = Field(description="The clerk it concerns.")
+    kind: Literal["patrol", "video_check", "survey"] = Field(
+        description="patrol observation, dual-recording (双录) spot check or survey result."
+    )
+    criterion: str = Field(description="The clause of the standard (e.g. W-CALL, G-SMILE).")
+    outcome: Literal["complied", "not_complied"] = Field(description="What was found.")
+    observed_ms: int = Field(description="When it was observed (UTC ms).")
+    session_id: str | None = Field(description="The session it refers to; null: none.")
+    video_ms: int | None = Field(
+        description="The position in the session's recording it refers to (ms); null: none."
+    )
+    note: str = Field(description="What the inspector saw.")
+    attachments: list[str] = Field(
+        description="References to evidence kept elsewhere (e.g. a recording id); never files."
+    )
+    recorded_by: str = Field(description="Who recorded it.")
+    recorded_ms: int = Field(description="When it was recorded (server time, UTC ms).")
+    withdrawn_ms: int | None = Field(description="When it was withdrawn; null: it stands.")
+    withdrawn_by: str | None = Field(description="Who withdrew it.")
+    withdrawn_reason: str | None = Field(description="Why it was withdrawn.")
+
+
+class DecisionOut(Out):
+    """A person's decision on a monthly verdict."""
+
+    id: int = Field(description="The decision's number.")
+    clerk_id: str = Field(description="The clerk.")
+    month: str = Field(description="The month, YYYY-MM.")
+    action: Literal["confirm", "override"] = Field(description="Confirmed or overridden.")
+    result: Result = Field(description="The result it set.")
+    computed_result: Result = Field(description="The computed result the person saw.")
+    reason: str = Field(description="Why.")
+    decided_by: str = Field(description="Who decided.")
+    decided_ms: int = Field(description="When (server time, UTC ms).")
+
+
+class StandingOut(Out):
+    """A month's verdict as it stands: computed, then signed off by a person."""
+
+    result: Result = Field(description="The result that stands.")
+    computed_result: Result = Field(description="The result computed from the events.")
+    sign_off: SignOff = Field(description=SIGN_OFF)
+    changed_since_decision: bool = Field(
+        description="The computed result differs from the one the last decision saw."
+    )
+    decisions: list[DecisionOut] = Field(description="Every decision, oldest first.")
+
+
+class ProbationDecided(Out):
+    """A probation as recorded: its month, who started it, and how it ended."""
+
+    month: str = Field(description="The probation month, YYYY-MM.")
+    started_by: str = Field(description="Who started it.")
+    started_ms: int = Field(description="When it was started (UTC ms).")
+    outcome: Literal["passed", "returned_to_agency"] | None = Field(
+        description="How it ended; null: not ended yet."
+    )
+    ended_by: str | None = Field(description="Who ended it.")
+    ended_ms: int | None = Field(description="When it was ended (UTC ms).")
+
+
+class ProbationDecisionOut(Out):
+    """A recorded probation decision (A-REVIEW)."""
+
+    id: int = Field(description="The decision's number.")
+    clerk_id: str = Field(description="The clerk.")
+    month: str = Field(description="The probation month, YYYY-MM.")
+    action: Literal["start", "end"] = Field(description="Started or ended.")
+    outcome: Literal["passed", "returned_to_agency"] | None = Field(
+        description="An end's outcome; null for a start."
+    )
+    reason: str = Field(description="Why.")
+    decided_by: str = Field(description="Who decided.")
+    decided_ms: int = Field(description="When (server time, UTC ms).")
 
 
 class VerdictOut(Out):
@@ -646,6 +758,13 @@ class VerdictOut(Out):
     failures: list[Failure] = Field(description=FAILURES)
     criteria: list[CriterionOut] = Field(description=CRITERIA)
     thresholds: PassThresholds = Field(description="The thresholds the month was judged by.")
+    thresholds_version: ThresholdsUsed = Field(
+        description="The saved thresholds versions the month was judged by."
+    )
+    findings: list[FindingOut] = Field(
+        description="The inspectors' findings of the month, withdrawn ones included (marked)."
+    )
+    standing: StandingOut = Field(description="The verdict as it stands after sign-off.")
 
 
 ProbationStatus = Literal[
@@ -667,8 +786,100 @@ class ProbationOut(Out):
     clerk_id: str = Field(description="The clerk.")
     month: str = Field(description="The month, YYYY-MM (the server's time zone).")
     status: ProbationStatus = Field(description=PROBATION)
-    previous: Result = Field(description="The previous month's result.")
-    current: Result = Field(description="This month's result.")
+    previous: Result = Field(description="The previous month's result (as it stands).")
+    current: Result = Field(description="This month's result (as it stands).")
+    decided: ProbationDecided | None = Field(
+        description="The probation a person recorded for this month or the next; null: none."
+    )
+    decisions: list[ProbationDecisionOut] = Field(
+        description="Every probation decision on the clerk, oldest first."
+    )
+
+
+class ThresholdVersionOut(Out):
+    """One saved version of one scope's thresholds (never edited)."""
+
+    version: int = Field(description="The version number (one sequence for all scopes).")
+    scope: str = Field(description="all, district:<name> or site:<slug>.")
+    from_month: str = Field(description="The first month it applies to, YYYY-MM.")
+    values: dict[str, bool | int | float] = Field(description="The thresholds it sets.")
+    reason: str = Field(description="Why it was saved.")
+    created_by: str = Field(description="Who saved it.")
+    created_ms: int = Field(description="When (server time, UTC ms).")
+
+
+class ThresholdsOut(Out):
+    """A centre's thresholds for a month and where each value came from."""
+
+    site: SiteSlug
+    month: str = Field(description="The month, YYYY-MM.")
+    thresholds: PassThresholds = Field(description="The thresholds the month is judged by.")
+    defaults: PassThresholds = Field(description="The server's defaults (no version).")
+    versions: list[int] = Field(description="The versions that apply, broadest first.")
+    source: dict[str, int | None] = Field(
+        description="Per threshold, the version that set it; null: the default."
+    )
+    history: list[ThresholdVersionOut] = Field(
+        description="Every version of the city's, the district's and the centre's, newest first."
+    )
+
+
+class ThresholdsSaved(Out):
+    version: int = Field(description="The new version's number.")
+
+
+class AppealOut(Out):
+    """A clerk's appeal on a session's verdict or on a monthly verdict."""
+
+    appeal_id: str = Field(description="The appeal's id.")
+    site: SiteSlug
+    clerk_id: str = Field(description="The clerk who appealed.")
+    month: str = Field(description="The month it concerns, YYYY-MM.")
+    session_id: str | None = Field(description="The session contested; null: the month's verdict.")
+    criterion: str | None = Field(description="The session's verdict contested.")
+    note: str = Field(description="The clerk's reason.")
+    filed_by: str = Field(description="The account that filed it.")
+    filed_ms: int = Field(description="When (server time, UTC ms).")
+    status: Literal["open", "upheld", "rejected"] = Field(description="Where it stands.")
+    resolution: Literal["corrected", "not_counted", "overridden"] | None = Field(
+        description="An upheld appeal: the session's verdict corrected, the session not "
+        "counted, or the monthly result overridden."
+    )
+    resolution_note: str | None = Field(description="The resolver's note.")
+    resolved_by: str | None = Field(description="Who resolved it.")
+    resolved_ms: int | None = Field(description="When (server time, UTC ms).")
+    before: dict[str, str] | None = Field(
+        description="The monthly result and sign-off when it was filed."
+    )
+    after: dict[str, str] | None = Field(
+        description="The monthly result and sign-off after it was resolved."
+    )
+
+
+class AppealEvent(Out):
+    event_id: str = Field(description="The event's id.")
+    kind: str = Field(description="The event's kind (wire contract).")
+    ts_ms: int = Field(description="When it happened on the terminal (UTC ms).")
+    payload: dict[str, Any] = Field(description="The event as the terminal sent it (no image).")
+
+
+class CorrectionOut(Out):
+    id: int = Field(description="The correction's number.")
+    session_id: str = Field(description="The session corrected.")
+    appeal_id: str = Field(description="The appeal that made it.")
+    column: str = Field(description="The verdict corrected, or not_counted.")
+    before: bool | None = Field(description="The value before.")
+    after: bool | None = Field(description="The value after.")
+    by: str = Field(description="Who.")
+    at_ms: int = Field(description="When (UTC ms).")
+
+
+class AppealDetail(AppealOut):
+    """An appeal with what the resolver looks at."""
+
+    session: dict[str, Any] | None = Field(description="The session's stored row; null: none.")
+    events: list[AppealEvent] = Field(description="The session's events, in order.")
+    corrections: list[CorrectionOut] = Field(description="What upheld appeals changed on it.")
 
 
 class AssessmentRow(Out):
@@ -681,7 +892,14 @@ class AssessmentRow(Out):
     failures: list[Failure] = Field(description=FAILURES)
     criteria: list[CriterionOut] = Field(description=CRITERIA)
     probation: ProbationStatus = Field(description=PROBATION)
+    probation_decided: ProbationDecided | None = Field(
+        description="The probation recorded for this month or the next; null: none."
+    )
     measures: MeasuresOut = Field(description=CLERK_MEASURES)
+    computed_result: Result = Field(description="The result computed from the events.")
+    sign_off: SignOff = Field(description=SIGN_OFF)
+    findings: int = Field(description="The month's findings that stand.")
+    open_appeals: int = Field(description="The clerk's open appeals on the month.")
 
 
 # ----------------------------------------------------------------- cases, clerks, KPIs

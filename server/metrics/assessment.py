@@ -4,55 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, and_, select
 
 from server.metrics.measures import BAD, Measures, Scope, compute
 from server.metrics.periods import period_bounds, previous_month
 from server.policy.rows import UNOBSERVED
+from server.policy.thresholds import PassThresholds, Resolved
+from server.store.assessment import finding_rows, probation_decision_rows, verdict_decision_rows
 from server.store.schema import away_periods, evaluations, sessions
-
-
-class PassThresholds(BaseModel):
-    """What a clerk must reach in a month; each centre may set its own. Every verdict
-    lists the thresholds it was judged by."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_sessions: int = Field(
-        20,
-        ge=1,
-        description="Fewer sessions in the month: no verdict. A conduct criterion (stand, "
-        "smile, farewell) also needs this many sessions where its verdict was observed; "
-        "with fewer it gives no judgement (insufficient observed sessions).",
-    )
-    stand_on_call_rate: float = Field(
-        0.90, ge=0, le=1, description="Least stand-on-call rate (of the observed sessions)."
-    )
-    smile_at_greeting_rate: float = Field(
-        0.85, ge=0, le=1, description="Least smile-at-greeting rate (of the observed sessions)."
-    )
-    farewell_stand_rate: float = Field(
-        0.80, ge=0, le=1, description="Least farewell-stand rate (of the observed sessions)."
-    )
-    evaluation_coverage: float = Field(
-        0.70, ge=0, le=1, description="Least share of sessions with an evaluation."
-    )
-    good_review_rate: float = Field(
-        0.95, ge=0, le=1, description="Least share of good evaluations (basically satisfied+)."
-    )
-    max_away_without_sign_min: float = Field(
-        30.0, ge=0, description="Most minutes away without the sign up in the month."
-    )
-    max_overdue_cases: int = Field(0, ge=0, description="Most bad-review cases overdue.")
-    evidence_limit: int = Field(50, ge=1, le=1000, description="Event ids listed per failure.")
-    too_broad_counts: bool = Field(
-        False,
-        description="Whether the 'smile too broad' flag counts against a session in the "
-        "smile-star ranking (A-STAR). Off: the flag is a classifier probability, not a "
-        "validated intensity, so it is shown as information only until it is validated.",
-    )
-
 
 #: The conduct criteria: judged only on the sessions where their verdict was observed.
 #: Per criterion: the session column it reads, and the measure counting it not observed.
@@ -61,7 +20,11 @@ CONDUCT: Final = {
     "smile_at_greeting_rate": ("smiled_at_greeting", "smile_at_greeting_not_observed"),
     "farewell_stand_rate": ("stood_at_farewell", "farewell_stand_not_observed"),
 }
-Status = Literal["pass", "fail", "insufficient_observed_sessions", "insufficient_data", "no_data"]
+Status = Literal[
+    "pass", "fail", "insufficient_observed_sessions", "insufficient_data", "no_data", "not_counted"
+]
+#: The criterion inspectors' findings are judged by (A-PASS, beside the automatic ones).
+FINDINGS: Final = "inspector_findings"
 
 
 def _evidence(
@@ -78,7 +41,9 @@ def _evidence(
     session whose verdict was not observed is never among them. ``not_observed``: the
     ids of those sessions instead (a conduct criterion's), to be looked at apart."""
     s, e, a = sessions, evaluations, away_periods
-    in_s = and_(s.c.clerk_id == clerk_id, s.c.opened_ms >= start, s.c.opened_ms < end)
+    in_s = and_(
+        s.c.clerk_id == clerk_id, s.c.opened_ms >= start, s.c.opened_ms < end, ~s.c.not_counted
+    )
     q: Any
     if criterion in CONDUCT:
         column = CONDUCT[criterion][0]
@@ -106,6 +71,12 @@ def _evidence(
         return [r[0] for r in conn.execute(q.order_by(q.selected_columns[0]).limit(limit))]
 
 
+def _findings(engine: Engine, clerk_id: str, start: int, end: int) -> list[dict[str, Any]]:
+    """The month's findings about the clerk that stand (withdrawn ones are shown apart)."""
+    with engine.connect() as conn:
+        return finding_rows(conn, [clerk_id], start, end)
+
+
 def verdict(
     engine: Engine,
     clerk_id: str,
@@ -113,6 +84,7 @@ def verdict(
     thresholds: PassThresholds,
     tz: str = "Asia/Shanghai",
     now_ms: int | None = None,
+    resolved: Resolved | None = None,
 ) -> dict[str, Any]:
     """A clerk's month (A-PASS): every criterion with its value, the threshold it was
     judged by and its status, the failures with their evidence, and the result.
@@ -122,7 +94,12 @@ def verdict(
     observed gives no judgement (``insufficient_observed_sessions``): a clerk the camera
     could not see is neither failed nor passed on it. Any failure: ``fail``; otherwise
     ``pass`` if a conduct criterion was judged, else ``insufficient_data`` (the month's
-    conduct could not be seen: no pass is claimed on it)."""
+    conduct could not be seen: no pass is claimed on it).
+
+    Inspectors' findings are one more criterion (``inspector_findings``): more than
+    ``max_findings_not_complied`` findings of "not complied" fail the month, whatever the
+    number of sessions (a person saw it); with ``findings_count`` off they are listed,
+    not judged. ``resolved``: the thresholds' versions, named in the verdict."""
     start, end = period_bounds(month, tz)
     m: Measures = compute(engine, Scope(clerk_id=clerk_id), start, end, now_ms=now_ms)[None]
     t = thresholds
@@ -177,6 +154,32 @@ def verdict(
     check("good_review_rate", m.good_review_rate, t.good_review_rate, True)
     check("away_without_sign_min", m.away_without_sign_min, t.max_away_without_sign_min, False)
     check("overdue_cases", m.overdue_cases, t.max_overdue_cases, False)
+    standing = _findings(engine, clerk_id, start, end)
+    kept = [f for f in standing if f["withdrawn_ms"] is None]
+    against = [f for f in kept if f["outcome"] == "not_complied"]
+    entry: dict[str, Any] = {
+        "criterion": FINDINGS,
+        "value": len(against),
+        "threshold": t.max_findings_not_complied,
+        "findings": len(kept),
+        "withdrawn": len(standing) - len(kept),
+    }
+    status: Status
+    if not t.findings_count:
+        status = "not_counted"
+    elif len(against) > t.max_findings_not_complied:
+        status = "fail"
+        failures.append(
+            {
+                "criterion": FINDINGS,
+                "value": len(against),
+                "threshold": t.max_findings_not_complied,
+                "evidence": [f["finding_id"] for f in against][: t.evidence_limit],
+            }
+        )
+    else:
+        status = "pass" if kept else "no_data"
+    criteria.append(entry | {"status": status})
     conduct_judged = any(
         c["status"] in ("pass", "fail") for c in criteria if c["criterion"] in CONDUCT
     )
@@ -189,6 +192,46 @@ def verdict(
         "failures": failures,
         "criteria": criteria,
         "thresholds": t.model_dump(),
+        "thresholds_version": (resolved or Resolved(t, (), {})).as_dict(),
+        "findings": [_finding_out(f) for f in standing],
+    }
+
+
+def _finding_out(f: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in f.items() if k != "site"}
+
+
+SignOff = Literal["provisional", "confirmed", "overridden", "recomputed"]
+
+
+def standing(engine: Engine, computed: dict[str, Any]) -> dict[str, Any]:
+    """The month's verdict as it stands: the computed one until a person decides.
+
+    A confirmation stands while the computed result is the one it confirmed; once it
+    changed (an upheld appeal recomputed the month) the new computed result stands and
+    is ``recomputed``, to be signed off again. An override stands whatever is computed
+    since. Every decision stays listed, with the computed result it saw."""
+    with engine.connect() as conn:
+        decisions = verdict_decision_rows(conn, [computed["clerk_id"]], computed["month"])
+    last = decisions[-1] if decisions else None
+    sign_off: SignOff
+    if last is None:
+        result, sign_off = computed["result"], "provisional"
+    elif last["action"] == "override":
+        result, sign_off = last["result"], "overridden"
+    elif last["computed_result"] == computed["result"]:
+        result, sign_off = last["result"], "confirmed"
+    else:
+        result, sign_off = computed["result"], "recomputed"
+    return {
+        "result": result,
+        "computed_result": computed["result"],
+        "sign_off": sign_off,
+        "changed_since_decision": last is not None
+        and last["computed_result"] != computed["result"],
+        "decisions": [
+            {k: v for k, v in d.items() if k not in ("site", "computed")} for d in decisions
+        ],
     }
 
 
@@ -198,26 +241,71 @@ def probation(
     month: str,
     thresholds: PassThresholds,
     tz: str = "Asia/Shanghai",
+    previous_thresholds: PassThresholds | None = None,
 ) -> dict[str, Any]:
-    """A-PASS / A-REVIEW: failing a month puts the clerk on probation for the next one;
-    failing again while on probation recommends replacement."""
-    prev = verdict(engine, clerk_id, previous_month(month), thresholds, tz)
-    cur = verdict(engine, clerk_id, month, thresholds, tz)
-    on_probation = prev["result"] == "fail"
-    if on_probation and cur["result"] == "fail":
+    """A-PASS / A-REVIEW: failing a month recommends probation for the next one; failing
+    again while on probation recommends returning the clerk to the agency. Judged on the
+    verdicts as they stand (sign-offs and overrides included). The recommendation is not
+    the decision: probation starts and ends only by a recorded decision (listed here, as
+    ``decided``: the probation month's start and end, who and when)."""
+    prev_v = verdict(engine, clerk_id, previous_month(month), previous_thresholds or thresholds, tz)
+    cur_v = verdict(engine, clerk_id, month, thresholds, tz)
+    prev, cur = standing(engine, prev_v)["result"], standing(engine, cur_v)["result"]
+    on_probation = prev == "fail"
+    if on_probation and cur == "fail":
         status = "replace_recommended"
-    elif on_probation and cur["result"] == "pass":
+    elif on_probation and cur == "pass":
         status = "probation_passed"
     elif on_probation:
         status = "on_probation"
-    elif cur["result"] == "fail":
+    elif cur == "fail":
         status = "probation_next_month"
     else:
         status = "in_good_standing"
+    with engine.connect() as conn:
+        decisions = probation_decision_rows(conn, [clerk_id])
     return {
         "clerk_id": clerk_id,
         "month": month,
         "status": status,
-        "previous": prev["result"],
-        "current": cur["result"],
+        "previous": prev,
+        "current": cur,
+        "decided": decided_probation(decisions, month),
+        "decisions": [{k: v for k, v in d.items() if k != "site"} for d in decisions],
+    }
+
+
+def next_month(month: str) -> str:
+    y, m = (int(x) for x in month.split("-"))
+    return f"{y + 1}-01" if m == 12 else f"{y}-{m + 1:02d}"
+
+
+def decided_probation(decisions: list[dict[str, Any]], month: str) -> dict[str, Any] | None:
+    """The recorded probation that concerns ``month`` (it is the probation month, or the
+    month before it): the last start and, if any, the end recorded after it."""
+    start = next(
+        (
+            d
+            for d in reversed(decisions)
+            if d["action"] == "start" and d["month"] in (month, next_month(month))
+        ),
+        None,
+    )
+    if start is None:
+        return None
+    end = next(
+        (
+            d
+            for d in decisions
+            if d["action"] == "end" and d["month"] == start["month"] and d["id"] > start["id"]
+        ),
+        None,
+    )
+    return {
+        "month": start["month"],
+        "started_by": start["decided_by"],
+        "started_ms": start["decided_ms"],
+        "outcome": end["outcome"] if end else None,
+        "ended_by": end["decided_by"] if end else None,
+        "ended_ms": end["decided_ms"] if end else None,
     }

@@ -204,6 +204,9 @@ sessions = Table(
     ),
     # share of the session's time the clerk's face and mouth could be seen; None: all
     Column("observed_share", Float, nullable=True),
+    # 0012: an upheld appeal took the session out of every measure (session_corrections
+    # holds the appeal); a corrected verdict is written above, its old value kept there
+    Column("not_counted", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_sessions_device_opened", "site", "window", "opened_ms"),
     Index("ix_sessions_clerk_opened", "clerk_id", "opened_ms"),
     Index("ix_sessions_opened", "opened_ms"),
@@ -281,6 +284,18 @@ cases = Table(
     Column("status", String(16), nullable=False, default="open"),
     Column("closed_ms", BigInteger, nullable=True),
     Column("note", Text, nullable=True),
+    # 0012: the workflow (every step is also a case_actions row): who the case is
+    # assigned to, the call-back to the citizen (every bad review gets one) and the
+    # rectification; a reopened case counts its reopenings
+    Column("assigned_to", String(64), nullable=True),
+    Column("assigned_ms", BigInteger, nullable=True),
+    Column("callback_ms", BigInteger, nullable=True),
+    Column("callback_outcome", String(24), nullable=True),
+    Column("callback_note", Text, nullable=True),
+    Column("rectification", Text, nullable=True),
+    Column("rectified_ms", BigInteger, nullable=True),
+    Column("closed_by", String(64), nullable=True),
+    Column("reopened", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_cases_status_due", "status", "due_ms"),
     Index("ix_cases_site_status", "site", "status", "opened_ms"),
 )
@@ -479,4 +494,148 @@ service_tokens = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),
     Column("last_used_ms", BigInteger, nullable=True),
+)
+
+
+# ------------------------------------------------------------------ assessment (0012)
+
+# A case's history: every step (assign, call-back, rectification, close, reopen), by whom
+# and when (the server's clock), in order.
+case_actions = Table(
+    "case_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(36), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("note", Text, nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_case_actions_case", "case_id", "id"),
+)
+
+# The one thresholds model: each save is a new version (never edited) of one scope's
+# values ("all", "district:<name>" or "site:<slug>"; only the fields it sets), in force
+# from ``from_month``. A month's verdict is judged by the defaults overlaid with the
+# latest version of the city, its district and its centre whose from_month <= the month.
+threshold_sets = Table(
+    "threshold_sets",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(96), nullable=False),
+    Column("from_month", String(7), nullable=False),  # YYYY-MM
+    Column("values", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_threshold_sets_scope", "scope", "from_month", "version"),
+)
+
+# An inspector's finding about a clerk (A-PASS): a patrol observation, a spot check of
+# the dual-recording video (the session and the video time) or a survey result. Never
+# deleted: withdrawn with a reason. Attachments are references (ids in another system),
+# never files or images.
+findings = Table(
+    "findings",
+    metadata,
+    Column("finding_id", String(36), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # patrol, video_check, survey
+    Column("criterion", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # complied, not_complied
+    Column("observed_ms", BigInteger, nullable=False),
+    Column("session_id", String(36), nullable=True),
+    Column("video_ms", BigInteger, nullable=True),  # position in the session's recording
+    Column("note", Text, nullable=False),
+    Column("attachments", JSON, nullable=False),  # list of reference strings
+    Column("recorded_by", String(64), nullable=False),
+    Column("recorded_ms", BigInteger, nullable=False),
+    Column("withdrawn_ms", BigInteger, nullable=True),
+    Column("withdrawn_by", String(64), nullable=True),
+    Column("withdrawn_reason", Text, nullable=True),
+    Index("ix_findings_clerk_observed", "clerk_id", "observed_ms"),
+    Index("ix_findings_site_observed", "site", "observed_ms"),
+)
+
+# A person's decision on a monthly verdict: confirmed, or overridden with a reason. The
+# latest row per clerk and month stands; every row stays. ``computed`` is the automatic
+# verdict the person saw (result, thresholds version, criteria), so a recomputation
+# later (an upheld appeal) shows beside it.
+verdict_decisions = Table(
+    "verdict_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("clerk_id", String(32), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("action", String(16), nullable=False),  # confirm, override
+    Column("result", String(32), nullable=False),  # the result that stands
+    Column("computed_result", String(32), nullable=False),
+    Column("computed", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_by", String(64), nullable=False),
+    Column("decided_ms", BigInteger, nullable=False),
+    Index("ix_verdict_decisions_clerk", "clerk_id", "month", "id"),
+    Index("ix_verdict_decisions_site", "site", "month"),
+)
+
+# Probation (A-REVIEW) as decisions: started for a month, ended with an outcome
+# (passed, returned_to_agency), by whom and when.
+probation_decisions = Table(
+    "probation_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("clerk_id", String(32), nullable=False),
+    Column("site", String(32), nullable=False),
+    Column("month", String(7), nullable=False),  # the probation month
+    Column("action", String(16), nullable=False),  # start, end
+    Column("outcome", String(24), nullable=True),  # end: passed, returned_to_agency
+    Column("reason", Text, nullable=False),
+    Column("decided_by", String(64), nullable=False),
+    Column("decided_ms", BigInteger, nullable=False),
+    Index("ix_probation_decisions_clerk", "clerk_id", "id"),
+)
+
+# A clerk's appeal on a session (one of its verdicts) or a monthly verdict, resolved by a
+# manager: upheld (the session's verdict corrected, or the session not counted) or
+# rejected, with a note. ``before`` / ``after``: the monthly result either side.
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("appeal_id", String(36), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("clerk_id", String(32), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("session_id", String(36), nullable=True),  # None: an appeal on the verdict
+    Column("criterion", String(32), nullable=True),  # the session's verdict contested
+    Column("note", Text, nullable=False),
+    Column("filed_by", String(64), nullable=False),
+    Column("filed_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, default="open"),  # open, upheld, rejected
+    Column("resolution", String(16), nullable=True),  # corrected, not_counted
+    Column("resolution_note", Text, nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+    Column("resolved_ms", BigInteger, nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Index("ix_appeals_clerk", "clerk_id", "filed_ms"),
+    Index("ix_appeals_site_status", "site", "status", "filed_ms"),
+)
+
+# What an upheld appeal changed on a session: the verdict field and its value before
+# (``column`` "not_counted" when the session was taken out of the measures).
+session_corrections = Table(
+    "session_corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), nullable=False),
+    Column("appeal_id", String(36), nullable=False),
+    Column("column", String(32), nullable=False),
+    Column("before", Boolean, nullable=True),
+    Column("after", Boolean, nullable=True),
+    Column("by", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_session_corrections_session", "session_id"),
 )

@@ -52,8 +52,9 @@ def make_site(root: Path, slug: str, district: str) -> Path:
 class SiteEvents:
     """Sessions, bad reviews (cases + alerts), a fault and an away period at one site."""
 
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, window: str = "w03") -> None:
         self.site = site
+        self.window = window
         self.seq = 0
         self.events: list[wire.EventHeader] = []
         self.boot = uuid.uuid4()
@@ -63,7 +64,7 @@ class SiteEvents:
         return {
             "event_id": uuid.uuid4(),
             "site": self.site,
-            "window": "w03",
+            "window": self.window,
             "seq": self.seq,
             "boot_id": self.boot,
             "ts_ms": ts,
@@ -98,6 +99,9 @@ class World:
     app: Any
     cases: dict[str, list[str]] = field(default_factory=dict)  # site -> open case ids
     alerts: dict[str, list[str]] = field(default_factory=dict)  # site -> open alert ids
+    sessions: list[str] = field(default_factory=list)  # the own clerk's session ids
+    findings: list[str] = field(default_factory=list)  # at the own centre, one per row
+    appeals: list[str] = field(default_factory=list)  # open, at the own centre, one per row
     auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # principal -> headers etc.
     victim_tokens: dict[int, str] = field(default_factory=dict)  # row -> token id to revoke
 
@@ -128,7 +132,15 @@ ACTIONS = {
     "roster": {"district_admin", "centre_manager"},
     "kpis": {"district_admin", "centre_manager"},
     "users": {"district_admin"},
+    "finding": {"district_admin", "inspector"},
+    "sign_off": {"district_admin", "inspector"},
+    "probation": {"district_admin", "inspector"},
+    "thresholds": {"district_admin"},
+    "appeal": {"clerk"},
+    "resolve_appeal": {"district_admin", "centre_manager"},
 }
+#: A clerk account (role clerk, bound to c-qingpu) must never see its peer's records.
+PEER_MARKERS = ("c-peer", "peer clerk")
 QP_DISTRICT = frozenset({"qingpu", "zhujiajiao"})
 WHO = [
     Who("anonymous", frozenset(), "anon"),
@@ -139,6 +151,7 @@ WHO = [
     Who("manager_own_wrong_csrf", frozenset({OWN}), "user", "centre_manager", csrf="wrong"),
     Who("inspector_own", frozenset({OWN}), "user", "inspector"),
     Who("readonly_own", frozenset({OWN}), "user", "readonly"),
+    Who("clerk_own", frozenset({OWN}), "user", "clerk"),
     Who("manager_other_site", frozenset({"zhujiajiao"}), "user", "centre_manager"),
     Who("admin_own_district", QP_DISTRICT, "user", "district_admin"),
     Who("admin_other_district", frozenset({"xuhui"}), "user", "district_admin"),
@@ -154,6 +167,7 @@ USERS = {
     "manager_own": ("centre_manager", f"site:{OWN}"),
     "inspector_own": ("inspector", f"site:{OWN}"),
     "readonly_own": ("readonly", f"site:{OWN}"),
+    "clerk_own": ("clerk", f"site:{OWN}"),
     "manager_other_site": ("centre_manager", "site:zhujiajiao"),
     "admin_own_district": ("district_admin", "district:青浦区"),
     "admin_other_district": ("district_admin", "district:徐汇区"),
@@ -182,6 +196,9 @@ class Entry:
     ok: int = 200
     # a read that refuses principals bound to no unit or tokens, etc.
     expect: Callable[[Who], int] | None = None
+    # what a clerk account gets from a read (its own records only, or 403 for a whole
+    # unit's view: hall, alerts, fleet)
+    clerk: int = 200
 
 
 def get(url: str, **params: Any) -> Callable[[World, Who, int], Request]:
@@ -294,6 +311,109 @@ def _token_revoke(w: World, who: Who, i: int) -> Request:
     return (f"/api/tokens/{w.victim_tokens[i]}/revoke", {"json": {}})
 
 
+def _assessment_records(w: World, store: Any, t_ms: int) -> None:
+    """Findings and open appeals at the own centre to act on (one per principal), and
+    clerks whose November failed by a finding, to start a probation for."""
+    from sqlalchemy import select
+
+    from server.store.assessment import add_appeal, add_finding
+    from server.store.schema import sessions
+
+    for i in range(N):
+        store.add_clerk(f"c-pr-{i}", "on probation", OWN)
+    with store.engine.begin() as conn:
+        w.sessions = [
+            r[0]
+            for r in conn.execute(
+                select(sessions.c.session_id)
+                .where(sessions.c.clerk_id == f"c-{OWN}")
+                .order_by(sessions.c.opened_ms)
+            )
+        ]
+        for i in range(N):
+            for clerk, out in ((f"c-{OWN}", w.findings), (f"c-pr-{i}", [])):
+                fid = str(uuid.uuid4())
+                add_finding(
+                    conn,
+                    {
+                        "finding_id": fid,
+                        "site": OWN,
+                        "clerk_id": clerk,
+                        "kind": "patrol",
+                        "criterion": "G-DRESS",
+                        "outcome": "not_complied",
+                        "observed_ms": t_ms,
+                        "note": "seed",
+                        "attachments": [],
+                        "recorded_by": "seed",
+                        "recorded_ms": t_ms,
+                    },
+                )
+                out.append(fid)
+            aid = str(uuid.uuid4())
+            add_appeal(
+                conn,
+                {
+                    "appeal_id": aid,
+                    "site": OWN,
+                    "clerk_id": f"c-{OWN}",
+                    "month": PERIOD,
+                    "session_id": None,
+                    "criterion": None,
+                    "note": "seed",
+                    "filed_by": "seed",
+                    "filed_ms": t_ms,
+                },
+            )
+            w.appeals.append(aid)
+
+
+def _threshold(w: World, who: Who, i: int) -> Request:
+    body = {
+        "scope": f"site:{OWN}",
+        "from_month": "2027-01",
+        "values": {"min_sessions": 20 + i},
+        "reason": "matrix",
+    }
+    return ("/api/thresholds", {"json": body})
+
+
+def _finding(w: World, who: Who, i: int) -> Request:
+    body = {
+        "clerk_id": f"c-{OWN}",
+        "kind": "patrol",
+        "criterion": "G-VOICE",
+        "outcome": "complied",
+        "note": f"row {i}",
+        "observed_ms": NOV + i,
+    }
+    return ("/api/findings", {"json": body})
+
+
+def _withdraw(w: World, who: Who, i: int) -> Request:
+    return (f"/api/findings/{w.findings[i]}/withdraw", {"json": {"reason": "matrix"}})
+
+
+def _sign_off(w: World, who: Who, i: int) -> Request:
+    body = {"action": "confirm", "reason": "matrix"}
+    return (f"/api/assessment/c-{OWN}/{PERIOD}/decision", {"json": body})
+
+
+def _probation(w: World, who: Who, i: int) -> Request:
+    body = {"action": "start", "reason": "matrix"}
+    return (f"/api/probation/c-pr-{i}/2026-12/decision", {"json": body})
+
+
+def _appeal(w: World, who: Who, i: int) -> Request:
+    body = {"session_id": w.sessions[i], "criterion": "stood_on_call", "note": "matrix"}
+    return ("/api/appeals", {"json": body})
+
+
+def _resolve(w: World, who: Who, i: int) -> Request:
+    body = {"upheld": False, "note": "matrix"}
+    return (f"/api/appeals/{w.appeals[i]}/resolve", {"json": body})
+
+
 def _signed_in(who: Who) -> bool:
     return who.kind in ("user", "token")
 
@@ -339,17 +459,17 @@ ROUTES: dict[tuple[str, str], Entry] = {
     # reads
     ("GET", "/api/meta"): Entry("read", get("/api/meta"), target="none"),
     ("GET", "/api/units"): Entry("read", get("/api/units")),
-    ("GET", "/api/hall/{site}"): Entry("read", get(f"/api/hall/{OWN}"), target="site"),
+    ("GET", "/api/hall/{site}"): Entry("read", get(f"/api/hall/{OWN}"), target="site", clerk=403),
     ("GET", "/api/windows"): Entry("read", get("/api/windows", site=OWN), target="site"),
-    ("GET", "/api/events"): Entry("read", get("/api/events", limit=500)),
-    ("GET", "/api/stats"): Entry("read", get("/api/stats")),
-    ("GET", "/api/fleet"): Entry("read", get("/api/fleet")),
+    ("GET", "/api/events"): Entry("read", get("/api/events", limit=500), clerk=403),
+    ("GET", "/api/stats"): Entry("read", get("/api/stats"), clerk=403),
+    ("GET", "/api/fleet"): Entry("read", get("/api/fleet"), clerk=403),
     ("GET", "/api/roster"): Entry(
-        "read", get("/api/roster", site=OWN, day="2026-11-02"), target="site"
+        "read", get("/api/roster", site=OWN, day="2026-11-02"), target="site", clerk=403
     ),
-    ("GET", "/api/gaps"): Entry("read", get("/api/gaps")),
-    ("GET", "/api/alerts"): Entry("read", get("/api/alerts", limit=1000)),
-    ("GET", "/api/stream"): Entry("read", get("/api/stream")),
+    ("GET", "/api/gaps"): Entry("read", get("/api/gaps"), clerk=403),
+    ("GET", "/api/alerts"): Entry("read", get("/api/alerts", limit=1000), clerk=403),
+    ("GET", "/api/stream"): Entry("read", get("/api/stream"), clerk=403),
     ("GET", "/api/measures"): Entry(
         "read", get("/api/measures", period=PERIOD, site=OWN, group_by="window"), target="site"
     ),
@@ -376,13 +496,25 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("GET", "/api/cases"): Entry("read", get("/api/cases")),
     ("GET", "/api/clerks"): Entry("read", get("/api/clerks")),
     ("GET", "/api/helpdesk"): Entry(
-        "read", get("/api/helpdesk", first_day="2026-11-01", last_day="2026-11-30")
+        "read", get("/api/helpdesk", first_day="2026-11-01", last_day="2026-11-30"), clerk=403
     ),
     ("GET", "/api/audit"): Entry("read", get("/api/audit", limit=1000), expect=_users_read),
     ("GET", "/api/export/{name}.{fmt}"): Entry(
         "read", get("/api/export/sessions.csv", period=PERIOD, site=OWN), target="site"
     ),
-    ("GET", "/report/{site}/{month}"): Entry("read", get(f"/report/{OWN}/{PERIOD}"), target="site"),
+    ("GET", "/report/{site}/{month}"): Entry(
+        "read", get(f"/report/{OWN}/{PERIOD}"), target="site", clerk=403
+    ),
+    ("GET", "/api/thresholds"): Entry(
+        "read", get("/api/thresholds", site=OWN, month=PERIOD), target="site"
+    ),
+    ("GET", "/api/findings"): Entry(
+        "read", get("/api/findings", clerk_id=f"c-{OWN}", period=PERIOD), target="object"
+    ),
+    ("GET", "/api/appeals"): Entry("read", get("/api/appeals")),
+    ("GET", "/api/appeals/{appeal_id}"): Entry(
+        "read", lambda w, who, i: (f"/api/appeals/{w.appeals[0]}", {}), target="object"
+    ),
     ("GET", "/api/users"): Entry("read", get("/api/users"), expect=_users_read),
     ("GET", "/api/tokens"): Entry("read", get("/api/tokens"), expect=_users_read),
     # changes
@@ -412,6 +544,21 @@ ROUTES: dict[tuple[str, str], Entry] = {
         "object",
         "users",
     ),
+    ("POST", "/api/thresholds"): Entry("change", _threshold, "site", "thresholds", ok=201),
+    ("POST", "/api/findings"): Entry("change", _finding, "object", "finding", ok=201),
+    ("POST", "/api/findings/{finding_id}/withdraw"): Entry(
+        "change", _withdraw, "object", "finding"
+    ),
+    ("POST", "/api/assessment/{clerk_id}/{month}/decision"): Entry(
+        "change", _sign_off, "object", "sign_off"
+    ),
+    ("POST", "/api/probation/{clerk_id}/{month}/decision"): Entry(
+        "change", _probation, "object", "probation"
+    ),
+    ("POST", "/api/appeals"): Entry("change", _appeal, "none", "appeal", ok=201),
+    ("POST", "/api/appeals/{appeal_id}/resolve"): Entry(
+        "change", _resolve, "object", "resolve_appeal"
+    ),
     ("POST", "/api/tokens"): Entry("change", _token_add, "site", "users", ok=201),
     ("POST", "/api/tokens/{token_id}/revoke"): Entry("change", _token_revoke, "object", "users"),
 }
@@ -433,6 +580,8 @@ def expected(entry: Entry, who: Who) -> int:
             return 403
         if entry.target == "object" and not who.sees(OWN):
             return 404
+        if who.role == "clerk":
+            return entry.clerk
         return entry.ok
     # a change
     if entry.action in PEOPLE_ONLY and who.kind == "token":
@@ -473,13 +622,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         accounts = app.state.accounts
         tokens = app.state.tokens
         w = World(c, app)
+        for site in SITES:
+            store.add_clerk(f"c-{site}", f"clerk of {site}", site)
+        store.add_clerk("c-peer", "peer clerk", OWN)
         for name, (role, scope) in USERS.items():
-            accounts.add_user(name, PASSWORD, role, scope)
+            clerk = f"c-{OWN}" if role == "clerk" else None
+            accounts.add_user(name, PASSWORD, role, scope, clerk_id=clerk)
         for i in range(N):  # accounts the user routes act on, one per principal
             accounts.add_user(f"target-{i}", PASSWORD, "readonly", f"site:{OWN}")
         evs: list[wire.EventHeader] = []
         for site in SITES:
-            store.add_clerk(f"c-{site}", f"clerk of {site}", site)
             store.sign_in(f"c-{site}", site, "w03", NOV - 86_400_000)
             store.put_helpdesk_kpis(site, "w11", "2026-11-02", 20, 20, 19)
             se = SiteEvents(site)
@@ -493,13 +645,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         store.add_clerk("c-ros", "signs in", OWN)
         for clerk in ("c-q", "c-qs", "c-qo"):
             store.add_clerk(clerk, "queue system's", OWN)
+        store.sign_in("c-peer", OWN, "w10", NOV - 86_400_000)
+        peer = SiteEvents(OWN, "w10")
+        for i in range(3):
+            peer.bad_review(NOV + i * 600_000)
+        evs += peer.events
         store.insert_events([StoredEvent(e, e.ts_ms) for e in evs])
+        _assessment_records(w, store, NOV)
         for site in SITES:
-            w.cases[site] = [x["case_id"] for x in store.list_cases("open", site)]
+            w.cases[site] = [
+                x["case_id"] for x in store.list_cases("open", site) if x["clerk_id"] != "c-peer"
+            ]
             w.alerts[site] = [
                 a["alert_id"]
                 for a in store.list_alerts(frozenset({site}), limit=1000)
-                if a["kind"] == "bad_review"
+                if a["kind"] == "bad_review" and a["window"] == "w03"
             ]
             assert len(w.cases[site]) == N and len(w.alerts[site]) == N
             # something in every unit's audit log
@@ -639,6 +799,8 @@ def test_route_against_every_principal(world: World, key: tuple[str, str]) -> No
                 leaked = [m for m in marks if m in text]
                 if leaked:
                     wrong.append(f"{who.name}: sees {site} rows ({leaked})")
+            if who.role == "clerk" and (leaked := [m for m in PEER_MARKERS if m in text]):
+                wrong.append(f"{who.name}: sees another clerk's records ({leaked})")
     assert not wrong, "\n".join(wrong)
 
 

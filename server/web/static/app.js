@@ -18,6 +18,10 @@ const S = {
   refreshTimer: null,
 };
 const T = () => window.I18N[S.lang];
+// Pages kept in their own files (static/pages/*.js, loaded before this one) register
+// here by route name: WW_PAGES.cases = async (root, route) => { ... }. They call this
+// file's helpers (h, api, T, ...) when they render, and add their labels to I18N.
+const PAGES = window.WW_PAGES || {};
 const $ = (sel, root = document) => root.querySelector(sel);
 // Links the page builds: in-page routes and same-origin paths only, never a scheme.
 const safeHref = (v) => (/^(#|\/(?!\/))/.test(String(v)) ? String(v) : "#");
@@ -563,6 +567,7 @@ async function render() {
     else if (route[0] === "fleet") await viewFleet(root);
     else if (route[0] === "roster") await viewRoster(root);
     else if (route[0] === "admin") await viewAdmin(root);
+    else if (Object.hasOwn(PAGES, route[0])) await PAGES[route[0]](root, route);
     else await viewHall(root);
   } catch (err) { root.append(h("p", { class: "bad" }, String(err))); }
   document.body.dataset.ready = location.hash || "#/hall";
