@@ -8,6 +8,7 @@ clerk who reacts to calls and farewells with configurable reliability. It is lab
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -47,19 +48,30 @@ class _Span:
 
 
 class ScriptedClerk:
-    """A seated clerk who stands, smiles and leaves when the scenario says so."""
+    """A seated clerk who stands, smiles and leaves when the scenario says so.
+
+    The scenario's thread tells it what happens while the perception thread observes it,
+    so both hold one lock. ``stand_delays_ms`` is the truth to check a run against: after
+    each call, how long the clerk was scripted to take to stand up.
+    """
 
     kind: Literal["camera", "scripted"] = "scripted"
 
     def __init__(self, profile: ClerkProfile, rng: random.Random) -> None:
         self.profile = profile
         self.rng = rng
+        self._lock = threading.Lock()
         self._standing: list[_Span] = []
         self._smiling: list[tuple[_Span, float]] = []
         self._away: list[_Span] = []
         self._masked: list[_Span] = []
+        self.stand_delays_ms: list[int] = []
 
     def on_call(self, t_ms: int) -> None:
+        with self._lock:
+            self._on_call(t_ms)
+
+    def _on_call(self, t_ms: int) -> None:
         r, p = self.rng, self.profile
         if r.random() < p.masked:
             self._masked.append(_Span(t_ms - 500, t_ms + 60_000))
@@ -68,12 +80,17 @@ class ScriptedClerk:
         else:
             start = t_ms + r.randint(7000, 12000)  # late, or not before the limit
         self._standing.append(_Span(start, start + r.randint(3000, 6000)))
+        self.stand_delays_ms.append(start - t_ms)
         if r.random() < p.smile_at_greeting:
             s = t_ms + r.randint(1000, 5000)
             score = 0.99 if r.random() < p.too_broad else r.uniform(0.65, 0.92)
             self._smiling.append((_Span(s, s + r.randint(2000, 5000)), score))
 
     def on_end(self, t_ms: int) -> None:
+        with self._lock:
+            self._on_end(t_ms)
+
+    def _on_end(self, t_ms: int) -> None:
         r, p = self.rng, self.profile
         if r.random() < p.stand_at_farewell:
             start = t_ms + r.randint(300, 2500)
@@ -82,9 +99,14 @@ class ScriptedClerk:
             self._smiling.append((_Span(s, s + 2500), r.uniform(0.6, 0.9)))
 
     def leave(self, t_ms: int, duration_ms: int) -> None:
-        self._away.append(_Span(t_ms, t_ms + duration_ms))
+        with self._lock:
+            self._away.append(_Span(t_ms, t_ms + duration_ms))
 
     def observe(self, t_ms: int) -> Observation:
+        with self._lock:
+            return self._observe(t_ms)
+
+    def _observe(self, t_ms: int) -> Observation:
         horizon = t_ms - 60_000
         self._standing = [s for s in self._standing if s.end_ms > horizon]
         self._smiling = [s for s in self._smiling if s[0].end_ms > horizon]

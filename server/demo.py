@@ -14,18 +14,32 @@ import secrets
 import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
-from agent.config import load_site
+from agent.config import Site, load_site
 from agent.localbroker import local_broker, wait_port
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.ingest import IngestSettings
+from server.metrics.periods import previous_month
 from server.policy.shifts import ShiftConflict
+
+if TYPE_CHECKING:
+    from agent.sim import OpenDay, SimulatedFleet
+
+
+def _quiet_first_hold(record: logging.LogRecord) -> bool:
+    """A window that starts with a backlog holds its first ``clerk_at_terminal`` (a
+    version 2 kind) until the ingest's retained announcement of the versions it accepts
+    arrives, a few milliseconds after connecting: not news in the demo (a hold that
+    lasted would show as events waiting in outboxes on the progress line)."""
+    return not str(record.msg).startswith("event %d held")
 
 
 def opening_time_today(tz: str) -> int:
@@ -39,9 +53,10 @@ def opening_time_today(tz: str) -> int:
     return int(nine.timestamp() * 1000)
 
 
-def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
-    """Fresh random passwords each run: a demo must not teach default passwords."""
-    lines = []
+def demo_users(accounts: Accounts, site: str, district: str) -> tuple[list[str], dict[str, str]]:
+    """Fresh random passwords each run: a demo must not teach default passwords. The
+    lines to print, and the passwords by user name."""
+    lines, passwords = [], {}
     for username, role, scope in (
         ("admin", "district_admin", f"district:{district}"),
         ("manager", "centre_manager", f"site:{site}"),
@@ -51,8 +66,9 @@ def demo_users(accounts: Accounts, site: str, district: str) -> list[str]:
         password = secrets.token_urlsafe(12)  # 16 characters: passes the password policy
         check_password(password, username)
         accounts.add_user(username, password, role, scope)  # type: ignore[arg-type]
+        passwords[username] = password
         lines.append(f"  login {username:9s} password {password}   ({role})")
-    return ["demo accounts (new passwords every run):", *lines]
+    return ["demo accounts (new passwords every run):", *lines], passwords
 
 
 #: The demo's clerks (invented names), one per window in order, and a relief clerk.
@@ -94,24 +110,162 @@ class ShiftChange:
         print(f"shift change: {self.note.split(' after')[0]} now", flush=True)
 
 
-def sign_in_demo_clerks(store: Any, site: Any, at_ms: int, after_s: float = 40.0) -> ShiftChange:
-    """Register the demo's clerks and sign one in at every window from the demo's start,
-    so per-clerk verdicts and the smile-star ranking have rows from the first sessions."""
+def register_demo_clerks(store: Any, site: Site) -> list[str]:
+    """The demo's clerks, one per window in window order (and the relief clerk); their
+    ids in that order."""
     code = site.site.site
-    windows = sorted(w.window for w in site.windows)
-    for i, window in enumerate(windows):
+    ids = []
+    for i, _window in enumerate(sorted(w.window for w in site.windows)):
         clerk = f"c-{code}-{i + 1:02d}"
         store.add_clerk(clerk, DEMO_CLERKS[i % len(DEMO_CLERKS)], code)
+        ids.append(clerk)
+    store.add_clerk(RELIEF[0], RELIEF[1], code)
+    return ids
+
+
+def sign_in_demo_clerks(
+    store: Any, site: Site, clerks: list[str], at_ms: int, after_s: float = 40.0
+) -> ShiftChange:
+    """Sign the demo's clerks in at every window from the demo's start, so per-clerk
+    verdicts and the smile-star ranking have rows from the first sessions."""
+    code = site.site.site
+    for clerk, window in zip(clerks, sorted(w.window for w in site.windows), strict=True):
         try:
             store.sign_in(clerk, code, window, at_ms, source="demo")
         except ShiftConflict as exc:  # a database kept from an earlier demo run
             print(f"{clerk} keeps the shifts recorded before: {exc}")
-    store.add_clerk(RELIEF[0], RELIEF[1], code)
     # the shift change at the first window with a bell (a front desk has none)
     bell = next(
         w.window for w in sorted(site.windows, key=lambda w: w.window) if w.role != "front_desk"
     )
     return ShiftChange(store, code, bell, after_s)
+
+
+def open_days(site: Site, month: str) -> list[OpenDay]:
+    """The month's days the centre was open: official working days (adjusted weekends
+    included, holidays not) where the calendar knows the year, else the site's weekdays;
+    the site's opening hours."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from agent.sim import OpenDay
+    from server.workdays import default_calendar
+
+    zone, hours, calendar = ZoneInfo(site.site.timezone), site.site.hours, default_calendar()
+    y, m = (int(x) for x in month.split("-"))
+    day, out = date(y, m, 1), []
+    while day.month == m:
+        known = calendar.is_workday(day)
+        if known or (known is None and day.isoweekday() in hours.days):
+            at = [
+                int(datetime.combine(day, h, zone).timestamp() * 1000)
+                for h in (hours.open, hours.close)
+            ]
+            out.append(OpenDay(at[0], at[1]))
+        day += timedelta(days=1)
+    return out
+
+
+#: A case of the backfilled month opened before its last this many days has been
+#: followed up and closed by the centre's manager; the later ones are still open.
+OPEN_CASES_FROM_LAST_DAYS = 7
+
+
+def backfill_previous_month(
+    app: Any,
+    fleet: SimulatedFleet,
+    site: Site,
+    clerks: list[str],
+    month: str,
+    manager_password: str,
+    stop: threading.Event,
+    timeout_s: float = 120.0,
+) -> str:
+    """The previous month, so that verdicts, the ranking and cases have content from the
+    first minute: every window's days gone by run through its real rules into its real
+    outbox (``SimulatedFleet.backfill``); the windows start and send them over the broker
+    to the ingest as a terminal sends what it kept offline; the manager then closes the
+    month's bad-review cases but the last week's (through ``Access``, audited).
+
+    Starts the windows' agents (not their day: see ``SimClock``); ``stop`` cuts it short.
+    A month already in the database (an earlier run's) is kept as it is. Returns the
+    line to print."""
+    from sqlalchemy import and_, func, or_, select
+
+    from server.metrics.periods import period_bounds
+    from server.store.schema import events, sessions
+
+    store, code = app.state.store, site.site.site
+    start_ms, end_ms = period_bounds(month, site.site.timezone)
+    with store.engine.connect() as conn:
+        kept = conn.execute(
+            select(func.count())
+            .select_from(sessions)
+            .where(
+                sessions.c.site == code,
+                sessions.c.opened_ms >= start_ms,
+                sessions.c.opened_ms < end_ms,
+            )
+        ).scalar_one()
+    if kept:
+        fleet.start_agents()
+        return f"previous month {month}: {kept} sessions kept from an earlier run"
+    began = time.monotonic()
+    days = open_days(site, month)
+    done = fleet.backfill(days, clerks, stop)
+    written = time.monotonic() - began
+    fleet.start_agents()
+    made = sum(b.events for b in done)
+    sent = or_(
+        *(
+            and_(events.c.window == b.window, events.c.seq.between(b.first_seq, b.last_seq))
+            for b in done
+            if b.events
+        )
+    )
+    count = select(func.count()).select_from(events).where(events.c.site == code, sent)
+    stored = 0
+    while time.monotonic() - began < timeout_s:
+        with store.engine.connect() as conn:
+            stored = conn.execute(count).scalar_one()
+        if stored >= made or stop.wait(0.2):
+            break
+    if stop.is_set():
+        return f"previous month {month}: stopped at {stored} of {made} events"
+    cutoff = end_ms - OPEN_CASES_FROM_LAST_DAYS * DAY_MS
+    closed, still_open = _close_cases(app, code, start_ms, cutoff, manager_password)
+    return (
+        f"previous month {month} ({len(days)} open days): {sum(b.sessions for b in done)} "
+        f"sessions, {made} events from the windows' rules in {written:.1f} s, {stored} stored "
+        f"through the broker and ingest after {time.monotonic() - began:.1f} s; the manager "
+        f"closed {closed} bad-review cases, {still_open} of the last week stay open"
+    )
+
+
+DAY_MS = 86_400_000
+
+
+def _close_cases(
+    app: Any, site: str, from_ms: int, before_ms: int, password: str
+) -> tuple[int, int]:
+    """The manager signs in and closes the open cases opened in [from_ms, before_ms);
+    how many were closed, and how many of those opened later are still open."""
+    from server.api.access import Access
+
+    accounts: Accounts = app.state.accounts
+    token = accounts.login("manager", password)
+    principal = accounts.principal(token) if token is not None else None
+    if token is None or principal is None:
+        return 0, 0
+    try:
+        access = Access(principal, app.state.store, accounts, app.state.settings)
+        open_cases = [c for c in access.cases("open", site) if c["opened_ms"] >= from_ms]
+        due = [c["case_id"] for c in open_cases if c["opened_ms"] < before_ms]
+        for case_id in due:
+            access.close_case(case_id, "已回访市民并整改（演示数据）")
+        return len(due), len(open_cases) - len(due)
+    finally:
+        accounts.logout(token)
 
 
 def run_demo(
@@ -127,10 +281,12 @@ def run_demo(
     from agent.sim import SimClock, SimulatedFleet
 
     site = load_site(site_dir)
+    zone = ZoneInfo(site.site.timezone)
     # 12 windows' connects, the embedded broker's state machine and the schema
     # migrations of a new demo database are not news.
     for noisy in ("agent.transport", "amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("agent.transport.facade").addFilter(_quiet_first_hold)
     workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
 
@@ -167,17 +323,24 @@ def run_demo(
         wait_port("127.0.0.1", http_port, timeout=20)
         print(f"server: SQLite at {db}")
         print(f"live page: http://127.0.0.1:{http_port}/")
-        for line in demo_users(accounts, site.site.site, site.site.district):
+        lines, passwords = demo_users(accounts, site.site.site, site.site.district)
+        for line in lines:
             print(line)
-        clock = SimClock(opening_time_today(site.site.timezone), speed)
-        shift_change = sign_in_demo_clerks(
-            app.state.store, site, clock(), after_s=shift_change_after_s
-        )
-        print(f"clerks signed in at all {len(site.windows)} windows; {shift_change.note}")
+        clock = SimClock(opening_time_today(site.site.timezone), speed, running=False)
+        clerks = register_demo_clerks(app.state.store, site)
         fleet = SimulatedFleet(
             site, broker.host, broker.port, workdir / "agents", clock=clock, camera=camera
         )
-        fleet.start()
+        month = previous_month(datetime.fromtimestamp(clock() / 1000, zone).strftime("%Y-%m"))
+        print(
+            backfill_previous_month(app, fleet, site, clerks, month, passwords["manager"], stop),
+            flush=True,
+        )
+        shift_change = sign_in_demo_clerks(
+            app.state.store, site, clerks, clock.start_ms, after_s=shift_change_after_s
+        )
+        print(f"clerks signed in at all {len(site.windows)} windows; {shift_change.note}")
+        fleet.start_day()
         seen = (
             "rendered camera frames (two public-domain faces, scripted clerk behaviour) "
             "through the real ONNX face/smile/posture pipeline"
