@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from server.store import rollups
 from server.store.base import StoreBase
 from server.store.schema import (
     alerts,
@@ -16,6 +17,7 @@ from server.store.schema import (
     dead_letters,
     evaluations,
     events,
+    monthly_rollups,
     roster,
     seq_floors,
     sessions,
@@ -60,6 +62,11 @@ class Retention(StoreBase):
             "away_periods": away_periods.delete().where(away_periods.c.started_ms < cut),
             "cases": cases.delete().where(cases.c.opened_ms < cut, cases.c.status != "open"),
             "daily_rollups": daily_rollups.delete().where(daily_rollups.c.day_ms < cut),
+            # months that ended before the cut (a month is at most 31 days); the one it
+            # runs through is summed again from the days left, below
+            "monthly_rollups": monthly_rollups.delete().where(
+                monthly_rollups.c.month_ms < cut - 31 * day
+            ),
             "audit_log": audit_log.delete().where(audit_log.c.ts_ms < audit_cut),
             "alerts": alerts.delete().where(
                 alerts.c.acked_ms.is_not(None), alerts.c.ts_ms < alerts_cut
@@ -71,7 +78,9 @@ class Retention(StoreBase):
         }
         with self.engine.begin() as conn:
             self._raise_seq_floors(conn, raw_cut, now_ms)
-            return {name: conn.execute(stmt).rowcount for name, stmt in deletes.items()}
+            removed = {name: conn.execute(stmt).rowcount for name, stmt in deletes.items()}
+            rollups.resum_months(conn, cut - 31 * day, cut)
+            return removed
 
     def _raise_seq_floors(self, conn: Connection, raw_cut: int, now_ms: int) -> None:
         """Record, per device, the highest seq of the events about to be deleted; a floor

@@ -387,6 +387,16 @@ def rebuild(
     return written
 
 
+def resum_months(conn: Connection, since_ms: int, until_ms: int) -> None:
+    """Recompute the monthly rollups of the months from ``since_ms``'s through
+    ``until_ms``'s from the daily rows there are (retention deletes days, not months)."""
+    zones: dict[str, list[str]] = {}
+    for s, tz in conn.execute(select(units.c.site, units.c.timezone)):
+        zones.setdefault(tz, []).append(s)
+    for tz, sites in zones.items():
+        _rebuild_months(conn, tz, month_start_ms(since_ms, tz), until_ms, sites, None)
+
+
 def _rebuild_months(
     conn: Connection, tz: str, first: int, until_ms: int, sites: list[str], window: str | None
 ) -> None:

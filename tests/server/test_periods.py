@@ -205,6 +205,36 @@ def test_a_sign_in_on_one_window_rebuilds_only_its_months(store: Store) -> None:
     assert after == daily_by_month(store)
 
 
+def test_duplicates_in_one_batch_count_once_in_the_months(store: Store) -> None:
+    """Each event 1-5 times, shuffled, in three batches: the kept months are what a
+    rebuild from the (deduplicated) projection tables gives."""
+    import random
+
+    rng = random.Random(17)
+    copies = [e for e in year_end().events for _ in range(rng.randint(1, 5))]
+    rng.shuffle(copies)
+    third = len(copies) // 3
+    for chunk in (copies[:third], copies[third : 2 * third], copies[2 * third :]):
+        store.insert_events([StoredEvent(e, e.ts_ms) for e in chunk])
+    kept = table(store, monthly_rollups)
+    assert sum(r[4] for r in kept) == 18  # sessions: 9 per window
+    store.rebuild_rollups()
+    assert table(store, monthly_rollups) == kept
+
+
+def test_retention_keeps_the_months_the_sums_of_the_days_left(loaded: Store) -> None:
+    store = loaded
+    days = 3 * 366
+    feb = period_bounds("2027-02")[0]
+    # February 20th's sessions are the last ones: everything before is past retention
+    store.apply_retention(ms(2027, 2, 20, 0, 0) + days * 86_400_000, measures_days=days)
+    left = table(store, monthly_rollups)
+    assert {r[1] for r in left} == {feb} and sum(r[4] for r in left) == 2  # February 20th's
+    assert left == daily_by_month(store)
+    store.apply_retention(ms(2027, 3, 1, 0, 0) + (days + 31) * 86_400_000, measures_days=days)
+    assert table(store, monthly_rollups) == []
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(
