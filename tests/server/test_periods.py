@@ -205,6 +205,39 @@ def test_a_sign_in_on_one_window_rebuilds_only_its_months(store: Store) -> None:
     assert after == daily_by_month(store)
 
 
+def test_an_upheld_appeal_changes_the_month_and_the_year(loaded: Store) -> None:
+    """The appeal's correction sums its day again; its month follows from the days, so
+    the one ``not_counted`` filter of the daily sums serves the months too."""
+    from server.store.assessment import correct_session
+    from server.store.schema import sessions
+
+    store = loaded
+    year = period_bounds("2027")
+    before = compute(store.engine, Scope(), *year)[None]
+    with store.engine.connect() as conn:
+        jan = conn.execute(
+            select(sessions.c.session_id)
+            .where(sessions.c.opened_ms >= year[0], sessions.c.stood_on_call.is_(False))
+            .order_by(sessions.c.opened_ms)
+        ).all()
+    with store.engine.begin() as conn:
+        correct_session(conn, jan[0][0], "a-1", "not_counted", "mgr", year[0])
+        correct_session(conn, jan[1][0], "a-2", "stood_on_call", "mgr", year[0])
+    after = compute(store.engine, Scope(), *year)[None]
+    assert after.sessions == before.sessions - 1
+    for period in ("2027-01", "2027-Q1", "2027", "2026"):
+        fast = compute(store.engine, Scope(), *period_bounds(period), group_by="window")
+        slow = compute(
+            store.engine, Scope(), *period_bounds(period), group_by="window", rollups=False
+        )
+        assert {k: m.as_dict() for k, m in fast.items()} == {
+            k: m.as_dict() for k, m in slow.items()
+        }, period
+        args = (store.engine, Scope(site="qingpu"), *period_bounds(period))
+        assert smile_star_ranking(*args) == smile_star_ranking(*args, rollups=False), period
+    assert table(store, monthly_rollups) == daily_by_month(store)
+
+
 def test_duplicates_in_one_batch_count_once_in_the_months(store: Store) -> None:
     """Each event 1-5 times, shuffled, in three batches: the kept months are what a
     rebuild from the (deduplicated) projection tables gives."""
