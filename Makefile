@@ -8,13 +8,16 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint bench clean deps models
 
 # System packages the tests drive for real: a broker, a browser and the CJK fonts its
-# pages and screenshots render Chinese with (Debian names).
+# pages and screenshots render Chinese with; the Pango libraries WeasyPrint renders the
+# reports' PDFs with, and poppler's tools the tests read them back with (Debian names).
 deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
-	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	for pkg in fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing system packages:$$missing (sudo apt install$$missing)"; exit 1; fi; \

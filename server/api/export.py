@@ -1,17 +1,15 @@
-"""CSV / XLSX exports of every dashboard table, and the printable monthly report."""
+"""CSV / XLSX exports of every dashboard table, and the monthly reports (HTML and PDF)."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Final, Literal
-from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from server.api.access import Access, AccessDep
+from server.api.report_render import PdfUnavailable, centre_html, clerk_html, to_pdf
 from server.api.tabular import content_disposition, flatten, to_csv, to_xlsx
 from server.metrics.measures import Measures, Scope
 
@@ -73,6 +71,7 @@ TABLES = (
     "assessment",
 )
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"  # agent.protocol.Slug
+CLERK_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # agent.protocol.ClerkId
 PERIOD_PATTERN = r"^\d{4}(-(\d{2}(-\d{2})?|Q[1-4]))?$"  # YYYY-MM-DD, YYYY-MM, YYYY-Qn, YYYY
 
 
@@ -118,75 +117,58 @@ def export_table(
     )
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{v * 100:.1f}%"
+# ------------------------------------------------------------------ monthly reports
+# A centre's month and a clerk's month, as print-ready HTML and as PDF rendered here
+# (server/api/report_render.py); the data through Access (server/reports.py's read model).
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+Month = Annotated[str, Path(pattern=MONTH_PATTERN, description="The month, YYYY-MM.")]
+Site = Annotated[str, Path(pattern=SLUG_PATTERN, description="The centre.")]
+ClerkId = Annotated[str, Path(pattern=CLERK_PATTERN, description="The clerk's staff id.")]
+PDF_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "The report as PDF (Content-Disposition: attachment).",
+        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    503: {"description": "PDF rendering (WeasyPrint, Pango) is not installed on this server."},
+}
+
+
+def _pdf(document: str, filename: str) -> Response:
+    try:
+        body = to_pdf(document)
+    except PdfUnavailable as exc:
+        raise HTTPException(503, f"PDF rendering is not available here: {exc}") from None
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": content_disposition(filename)},
+    )
+
+
+@router.get("/report/clerk/{clerk_id}/{month}.pdf", response_class=Response, responses=PDF_RESPONSE)
+def clerk_report_pdf(clerk_id: ClerkId, month: Month, a: AccessDep) -> Response:
+    """One clerk's monthly report as PDF (a clerk's own account: its own only)."""
+    report = a.clerk_report(clerk_id, month, "pdf")
+    document = clerk_html(report, a.settings.timezone, pdf=True)
+    return _pdf(document, f"warmwindow-report-{clerk_id}-{month}.pdf")
+
+
+@router.get("/report/clerk/{clerk_id}/{month}", response_class=HTMLResponse)
+def clerk_report(clerk_id: ClerkId, month: Month, a: AccessDep) -> str:
+    """One clerk's print-ready monthly report: measures, verdict with every criterion,
+    findings, appeals, probation and bad-review cases."""
+    return clerk_html(a.clerk_report(clerk_id, month, "html"), a.settings.timezone)
+
+
+@router.get("/report/{site}/{month}.pdf", response_class=Response, responses=PDF_RESPONSE)
+def monthly_report_pdf(site: Site, month: Month, a: AccessDep) -> Response:
+    """A centre's monthly report as PDF."""
+    document = centre_html(a.centre_report(site, month, "pdf"), a.settings.timezone, pdf=True)
+    return _pdf(document, f"warmwindow-report-{site}-{month}.pdf")
 
 
 @router.get("/report/{site}/{month}", response_class=HTMLResponse)
-def monthly_report(site: str, month: str, a: AccessDep) -> str:
-    """Print-ready monthly report of one unit (use the browser's Print to PDF)."""
-    a.site(site)
-    a.not_clerk()
-    pd = a.period(month)
-    unit = next((u for u in a.units() if u["site"] == site), None)
-    if unit is None:
-        raise HTTPException(404, "no such unit")
-    scope = Scope(site=site)
-    total = a.measures(scope, pd)[None]
-    by_window = a.measures(scope, pd, group_by="window")
-    ranking = a.ranking(scope, pd)
-    verdicts = [a.verdict(c["clerk_id"], month) | {"name": c["name"]} for c in a.clerks(site)]
-    cases = [c for c in a.cases(None, site) if pd.start_ms <= c["opened_ms"] < pd.end_ms]
-    a.audit("report", f"{site}/{month}", {"clerks": len(verdicts)}, site)  # personal data
-    tz = ZoneInfo(a.settings.timezone)
-
-    def day(ms: int | None) -> str:
-        return "—" if ms is None else datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")
-
-    esc = html.escape
-    rows_w = "".join(
-        f"<tr><td>{esc(k or '')}</td><td>{m.sessions}</td><td>{_pct(m.stand_on_call_rate)}</td>"
-        f"<td>{_pct(m.smile_at_greeting_rate)}</td><td>{_pct(m.farewell_stand_rate)}</td>"
-        f"<td>{_pct(m.evaluation_coverage)}</td><td>{_pct(m.good_review_rate)}</td>"
-        f"<td>{m.away_without_sign_min:.0f}</td>"
-        f"<td>{m.not_observed_sessions} ({_pct(m.not_observed_share)})</td></tr>"
-        for k, m in sorted(by_window.items(), key=lambda i: str(i[0]))
-    )
-    rows_v = "".join(
-        f'<tr><td>{esc(v["name"])}</td><td class="{esc(v["result"])}">{esc(v["result"])}</td>'
-        f"<td>{esc(', '.join(f['criterion'] for f in v['failures']))}</td></tr>"
-        for v in verdicts
-    )
-    rows_r = "".join(
-        f"<tr><td>{esc(str(r['rank'] or '—'))}</td><td>{esc(r['clerk_id'])}</td><td>{r['exemplary']}/{r['sessions']}</td>"
-        f"<td>{r['score']:.3f}</td><td>{r['not_observed']}</td></tr>"
-        for r in ranking
-    )
-    rows_c = "".join(
-        f"<tr><td>{day(c['opened_ms'])}</td><td>{esc(c['window'])}</td><td>{esc(c['rating'])}</td>"
-        f"<td>{day(c['due_ms'])}</td><td>{esc(c['status'])}</td><td>{esc(c['note'] or '')}</td></tr>"
-        for c in cases
-    )
-    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(unit["name"])} {esc(month)} 月度报告</title>
-<link rel="stylesheet" href="/static/report.css">
-</head><body class="report">
-<h1>{esc(unit["name"])} · 微笑服务月度报告 · {esc(month)}</h1>
-<p>{esc(unit["district"])} · 生成于 {datetime.now(tz).strftime("%Y-%m-%d %H:%M")} · 数据来自窗口终端行为事件（无图像）</p>
-<div class="kpis">
-<div>服务人次<br><b>{total.sessions}</b></div>
-<div>叫号起立率<br><b>{_pct(total.stand_on_call_rate)}</b></div>
-<div>微笑迎客率<br><b>{_pct(total.smile_at_greeting_rate)}</b></div>
-<div>起立送别率<br><b>{_pct(total.farewell_stand_rate)}</b></div>
-<div>评价覆盖率<br><b>{_pct(total.evaluation_coverage)}</b></div>
-<div>好评率<br><b>{_pct(total.good_review_rate)}</b></div>
-<div>差评数<br><b>{total.bad_reviews}</b></div>
-<div>无牌离岗(分钟)<br><b>{total.away_without_sign_min:.0f}</b></div>
-<div>未能观测<br><b>{total.not_observed_sessions} ({_pct(total.not_observed_share)})</b></div>
-</div>
-<h2>按窗口</h2><table><tr><th>窗口</th><th>人次</th><th>起立</th><th>微笑</th><th>送别</th><th>评价覆盖</th><th>好评率</th><th>无牌离岗(分)</th><th>未能观测</th></tr>{rows_w}</table>
-<h2>月度考核 (A-PASS)</h2><table><tr><th>工作人员</th><th>结果</th><th>未达标项</th></tr>{rows_v}</table>
-<h2>微笑之星排名 (A-STAR)</h2><table><tr><th>名次</th><th>工作人员</th><th>规范服务/人次</th><th>得分(Wilson下限)</th><th>未能观测(不计入)</th></tr>{rows_r}</table>
-<h2>差评整改 (15个工作日)</h2><table><tr><th>日期</th><th>窗口</th><th>评价</th><th>整改期限</th><th>状态</th><th>说明</th></tr>{rows_c}</table>
-</body></html>"""
+def monthly_report(site: Site, month: Month, a: AccessDep) -> str:
+    """A centre's print-ready monthly report: measures, verdicts with every criterion,
+    sign-offs, findings, probation decisions, appeals, bad-review cases, ranking."""
+    return centre_html(a.centre_report(site, month, "html"), a.settings.timezone)

@@ -505,6 +505,16 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("GET", "/report/{site}/{month}"): Entry(
         "read", get(f"/report/{OWN}/{PERIOD}"), target="site", clerk=403
     ),
+    ("GET", "/report/{site}/{month}.pdf"): Entry(
+        "read", get(f"/report/{OWN}/{PERIOD}.pdf"), target="site", clerk=403
+    ),
+    # the clerk account is c-qingpu's: its own report (a peer's is 404, test_reports.py)
+    ("GET", "/report/clerk/{clerk_id}/{month}"): Entry(
+        "read", get(f"/report/clerk/c-{OWN}/{PERIOD}"), target="object"
+    ),
+    ("GET", "/report/clerk/{clerk_id}/{month}.pdf"): Entry(
+        "read", get(f"/report/clerk/c-{OWN}/{PERIOD}.pdf"), target="object"
+    ),
     ("GET", "/api/thresholds"): Entry(
         "read", get("/api/thresholds", site=OWN, month=PERIOD), target="site"
     ),
