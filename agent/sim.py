@@ -658,7 +658,7 @@ class SimulatedFleet:
         pace = (
             f"x{self.clock.speed:g}"
             if reached >= 0.95 * self.clock.speed
-            else f"x{reached:.1f} of x{self.clock.speed:g}: the cameras set the pace"
+            else f"x{reached:.1f}, asked x{self.clock.speed:g}: the cameras set the pace"
         )
         return (
             f"simulated {self.clock.label()} ({pace})  calls {calls}  "

@@ -24,6 +24,7 @@ import uvicorn
 
 from agent.config import Site, load_site
 from agent.localbroker import local_broker, wait_port
+from agent.protocol import now_ms
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.ingest import IngestSettings
@@ -231,7 +232,7 @@ def backfill_previous_month(
         if stored >= made or stop.wait(0.2):
             break
     if stop.is_set():
-        return f"previous month {month}: stopped at {stored} of {made} events"
+        return f"previous month {month}: stopped ({stored} of {made} events stored)"
     cutoff = end_ms - OPEN_CASES_FROM_LAST_DAYS * DAY_MS
     closed, still_open = _close_cases(app, code, start_ms, cutoff, manager_password)
     return (
@@ -243,12 +244,15 @@ def backfill_previous_month(
 
 
 DAY_MS = 86_400_000
+#: The manager calls the citizen of a bad review back the next day.
+CALLBACK_AFTER_MS = 26 * 3_600_000
 
 
 def _close_cases(
     app: Any, site: str, from_ms: int, before_ms: int, password: str
 ) -> tuple[int, int]:
-    """The manager signs in and closes the open cases opened in [from_ms, before_ms);
+    """The manager signs in and closes the open cases opened in [from_ms, before_ms)
+    (each with its call-back and rectification);
     how many were closed, and how many of those opened later are still open."""
     from server.api.access import Access
 
@@ -260,9 +264,13 @@ def _close_cases(
     try:
         access = Access(principal, app.state.store, accounts, app.state.settings)
         open_cases = [c for c in access.cases("open", site) if c["opened_ms"] >= from_ms]
-        due = [c["case_id"] for c in open_cases if c["opened_ms"] < before_ms]
-        for case_id in due:
-            access.close_case(case_id, "已回访市民并整改（演示数据）")
+        due = [c for c in open_cases if c["opened_ms"] < before_ms]
+        for case in due:
+            # the centre's workflow: call the citizen back, record what was done, close
+            called = min(case["opened_ms"] + CALLBACK_AFTER_MS, now_ms())
+            access.record_callback(case["case_id"], called, "reached_satisfied", None)
+            access.record_rectification(case["case_id"], "已约谈窗口人员，复盘服务流程（演示数据）")
+            access.close_case(case["case_id"], "已回访市民并整改（演示数据）")
         return len(due), len(open_cases) - len(due)
     finally:
         accounts.logout(token)
@@ -336,6 +344,8 @@ def run_demo(
             backfill_previous_month(app, fleet, site, clerks, month, passwords["manager"], stop),
             flush=True,
         )
+        if stop.is_set():  # Ctrl-C during the backfill
+            return 0  # after the clean-up below
         shift_change = sign_in_demo_clerks(
             app.state.store, site, clerks, clock.start_ms, after_s=shift_change_after_s
         )
@@ -364,5 +374,5 @@ def run_demo(
         server.should_exit = True
         web.join(timeout=15)
         broker.stop()
-    print("stopped.")
+        print("stopped.")
     return 0
