@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, func, select
 
 from server.metrics.measures import BAD, GOOD, Scope, compute, scope_filter
 from server.policy.rows import UNOBSERVED
+from server.store.assessment import correction_rows
 from server.store.rollups import any_unobserved, count_true
 from server.store.schema import (
     ROLLUP_UNOBSERVED,
@@ -145,8 +146,16 @@ def timeline(engine: Engine, scope: Scope, start_ms: int, end_ms: int) -> list[d
                     "not_observed": unseen,
                     "observed_share": r.observed_share,
                     "steps": steps,
+                    "verdicts": {v: getattr(r, v) for v in UNOBSERVED},
+                    "not_counted": r.not_counted,
+                    "corrected": [],
                 }
             )
+        # what upheld appeals changed (the values above are the corrected ones)
+        by_id = {row["session_id"]: row for row in out}
+        for c in correction_rows(conn, list(by_id)):
+            if c["column"] in UNOBSERVED:
+                by_id[c["session_id"]]["corrected"].append(c["column"])
     return out
 
 

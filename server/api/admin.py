@@ -84,6 +84,12 @@ class CanOut(Out):
     roster: bool = Field(description="May add and transfer clerks and sign them in at windows.")
     kpis: bool = Field(description="May push help-desk daily figures (H-ONLINE).")
     users: bool = Field(description="May manage accounts and service tokens within its scope.")
+    finding: bool = Field(description="May record and withdraw inspectors' findings.")
+    sign_off: bool = Field(description="May confirm or override monthly verdicts.")
+    probation: bool = Field(description="May start and end probations.")
+    thresholds: bool = Field(description="May save thresholds versions.")
+    appeal: bool = Field(description="May appeal its own sessions and verdicts (a clerk).")
+    resolve_appeal: bool = Field(description="May uphold or reject appeals.")
 
 
 class MeOut(Out):
@@ -171,6 +177,12 @@ def me(p: PrincipalDep) -> MeOut:
             roster=p.can("roster"),
             kpis=p.can("kpis"),
             users=p.can("users"),
+            finding=p.can("finding"),
+            sign_off=p.can("sign_off"),
+            probation=p.can("probation"),
+            thresholds=p.can("thresholds"),
+            appeal=p.can("appeal"),
+            resolve_appeal=p.can("resolve_appeal"),
         ),
     )
 

@@ -527,6 +527,17 @@ class SessionOut(Out):
         "terminal)."
     )
     steps: list[Step] = Field(description="call, stood, smiled, evaluated, farewell.")
+    verdicts: dict[str, bool | None] = Field(
+        description="The session's verdicts as they stand (an upheld appeal's correction "
+        "included): stood_on_call, smiled_at_greeting, stood_at_farewell, "
+        "smiled_at_farewell, greeted_first; null: not judged for this session."
+    )
+    not_counted: bool = Field(
+        description="An upheld appeal took the session out of every measure."
+    )
+    corrected: list[str] = Field(
+        description="The verdicts an upheld appeal corrected (the old values: the appeal)."
+    )
 
 
 class TrendDay(Out):

@@ -320,15 +320,18 @@ async function viewAssessment(root) {
   ]);
   root.append(h("section", { class: "card" },
     h("h2", {}, T().verdicts, S.period === S.month ? "" : ` ${S.month}`, exportLinks("assessment", "", S.month), h("a", { href: `/report/${enc(S.site)}/${enc(S.month)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
-    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions].map((x) => h("th", {}, x)))),
-      h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "" },
-        h("td", {}, h("a", { href: `#/clerk/${enc(v.clerk_id)}` }, `${v.name} (${v.clerk_id})`)),
-        h("td", {}, T()[v.result] || v.result),
-        h("td", {}, v.failures.map((f) => `${f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
+    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().signOffTitle, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions, T().findings, T().openAppeals].map((x) => h("th", {}, x)))),
+      h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "", dataset: { clerk: v.clerk_id } },
+        h("td", {}, h("a", { href: `#/verdict/${enc(v.clerk_id)}/${enc(S.month)}` }, `${v.name} (${v.clerk_id})`)),
+        h("td", {}, T()[v.result] || v.result, v.computed_result !== v.result ? ` (${T().computed}: ${T()[v.computed_result] || v.computed_result})` : ""),
+        h("td", { class: v.sign_off === "provisional" ? "unobserved" : "" }, T().signOff[v.sign_off]),
+        h("td", {}, v.failures.map((f) => `${T().crit[f.criterion] || f.criterion} ${typeof f.value === "number" && f.value <= 1 ? pct(f.value) : f.value} (${f.evidence.length})`).join("; ")),
         h("td", { class: "unobserved", title: T().notJudgedWhy }, v.criteria.filter((c) => c.status === "insufficient_observed_sessions")
-          .map((c) => `${c.criterion} (${c.observed_sessions}/${v.measures.sessions})`).join("; ")),
-        h("td", {}, T().probationStates[v.probation] || v.probation), h("td", {}, v.measures.sessions),
-        h("td", {}, v.measures.not_observed_sessions)))))));
+          .map((c) => `${T().crit[c.criterion] || c.criterion} (${c.observed_sessions}/${v.measures.sessions})`).join("; ")),
+        h("td", {}, T().probationStates[v.probation] || v.probation,
+          v.probation_decided ? ` · ${T().decided}: ${v.probation_decided.month}${v.probation_decided.outcome ? ` ${T().probationOutcome[v.probation_decided.outcome]}` : ""}` : ""),
+        h("td", {}, v.measures.sessions),
+        h("td", {}, v.measures.not_observed_sessions), h("td", {}, v.findings || ""), h("td", {}, v.open_appeals || "")))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().ranking, exportLinks("ranking")),
     h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score, T().notObservedLeftOut].map((x) => h("th", {}, x)))),
       h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3)),
@@ -444,7 +447,7 @@ async function viewRoster(root) {
 
 // ------------------------------------------------------------------ administration (can.users)
 
-const ROLES = ["district_admin", "centre_manager", "inspector", "readonly"];
+const ROLES = ["district_admin", "centre_manager", "inspector", "readonly", "clerk"];
 const GRANTS = ["read", "kpis", "metrics", "queue", "callbacks"];
 
 // A form whose submit calls `run`; failures show in its .error line, success re-renders.
@@ -516,11 +519,11 @@ async function viewAdmin(root) {
   const addUser = adminForm("add-user", [
       input("username", { required: true, autocomplete: "off" }), input("displayName"),
       input("password", { type: "password", autocomplete: "new-password", required: true, minlength: 12 }),
-      roleSelect("role", "readonly"), input("scope", { required: true, value: `site:${S.site}` })],
+      roleSelect("role", "readonly"), input("scope", { required: true, value: `site:${S.site}` }), input("clerkId")],
     T().addUser, async (f) => {
       const e = f.elements;
       await api("/api/users", { method: "POST", body: JSON.stringify({ username: e.username.value, display_name: e.displayName.value,
-        password: e.password.value, role: e.role.value, scope: e.scope.value }) });
+        password: e.password.value, role: e.role.value, scope: e.scope.value, clerk_id: e.clerkId.value || null }) });
       await render();
     });
   root.append(h("section", { class: "card" }, h("h2", {}, T().users),
@@ -552,11 +555,18 @@ async function viewAdmin(root) {
 
 // ------------------------------------------------------------------ shell
 
+// A clerk's account reads only its own records: its page is #/me; whole-unit pages are not for it.
+const isClerk = () => S.me?.role === "clerk";
+const home = () => (isClerk() ? "#/me" : "#/hall");
+const UNIT_PAGES = ["hall", "alerts", "assessment", "appeals", "settings", "units", "roster", "fleet"];
+
 async function render() {
   destroyCharts();
-  const root = $("#view");
-  root.replaceChildren();
-  const route = (location.hash || "#/hall").slice(2).split("/").map((x) => { try { return decodeURIComponent(x); } catch { return x; } });
+  // Each render draws into its own container: one still waiting for the API when the
+  // next starts (a quick change of period or page) draws into a detached one, unseen.
+  const root = h("div", { class: "view-body" });
+  $("#view").replaceChildren(root);
+  const route = (location.hash || home()).slice(2).split("/").map((x) => { try { return decodeURIComponent(x); } catch { return x; } });
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${route[0]}`);
   try {
     if (route[0] === "alerts") await viewAlerts(root);
@@ -570,7 +580,7 @@ async function render() {
     else if (Object.hasOwn(PAGES, route[0])) await PAGES[route[0]](root, route);
     else await viewHall(root);
   } catch (err) { root.append(h("p", { class: "bad" }, String(err))); }
-  document.body.dataset.ready = location.hash || "#/hall";
+  document.body.dataset.ready = location.hash || home();
 }
 
 function applyLang() {
@@ -598,6 +608,10 @@ async function main() {
   S.period = window.WW_PERIOD(S.periodKind, S.month);
   $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
   $("#nav-admin").hidden = !S.me.can.users;
+  $("#nav-me").hidden = !isClerk();
+  for (const a of document.querySelectorAll("header nav a")) {
+    if (isClerk() && UNIT_PAGES.includes(a.getAttribute("href").slice(2))) a.hidden = true;
+  }
   const sel = $("#site");
   for (const u of S.units) sel.append(h("option", { value: u.site }, u.name));
   sel.value = S.site;
@@ -612,7 +626,8 @@ async function main() {
   window.addEventListener("hashchange", render);
   applyLang();
   await render();
-  connect();
+  if (isClerk()) $("#conn").hidden = true; // the live hall is not a clerk's
+  else connect();
 }
 
 main();
