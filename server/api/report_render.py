@@ -106,12 +106,10 @@ CASE_STATE: Final = {
     "rectified": "已整改",
     "closed": "已办结",
 }
-CALLBACK: Final = {
-    "reached": "已联系",
-    "satisfied": "回访满意",
-    "unsatisfied": "回访不满意",
+CALLBACK: Final = {  # server.policy.casework.CallbackOutcome
+    "reached_satisfied": "已联系，满意",
+    "reached_not_satisfied": "已联系，仍不满意",
     "unreachable": "未联系上",
-    "declined": "拒绝回访",
 }
 RATING: Final = {
     "very_satisfied": "非常满意",

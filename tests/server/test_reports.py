@@ -135,7 +135,7 @@ def seed_records(store: Store, case_id: str) -> None:
             .values(
                 assigned_to="值班长刘",
                 callback_ms=ms(2026, 11, 4, 10, 0),
-                callback_outcome="reached",
+                callback_outcome="reached_satisfied",
                 rectification="加强起立迎客培训",
                 rectified_ms=ms(2026, 11, 5, 10, 0),
                 status="closed",
@@ -240,7 +240,7 @@ def test_centre_report_html_and_pdf(centre: Centre, tmp_path: Path) -> None:
     # what people recorded, in words
     for shown in ("叫号后未微笑迎客", "现场巡查", "不符合", "已确认", "开始试用", "已驳回"):
         assert shown in html, shown
-    for shown in ("已办结", "值班长刘", "已联系", "加强起立迎客培训"):
+    for shown in ("已办结", "值班长刘", "已联系，满意", "加强起立迎客培训"):
         assert shown in html, shown
     assert "本月无记录" not in html  # every section has its row
 
