@@ -28,7 +28,7 @@ from agent.protocol import now_ms
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.ingest import IngestSettings
-from server.metrics.periods import previous_month
+from server.metrics.periods import period_bounds, previous_month
 from server.policy.shifts import ShiftConflict
 
 if TYPE_CHECKING:
@@ -276,6 +276,159 @@ def _close_cases(
         accounts.logout(token)
 
 
+def _principal(accounts: Accounts, username: str, password: str) -> tuple[Any, str] | None:
+    token = accounts.login(username, password)
+    principal = accounts.principal(token) if token is not None else None
+    return None if token is None or principal is None else (principal, token)
+
+
+def assessment_records(
+    app: Any, site: str, month: str, passwords: dict[str, str], clerks: list[str]
+) -> list[str]:
+    """What people record about the month gone by, so the assessment pages have it from
+    the first minute (all through ``Access``, audited, labelled as demo data): the
+    inspector's dual-recording spot check on a failing clerk's session and a patrol on a
+    passing one, the month's verdicts confirmed but one (left to sign off), probation
+    started for the clerks who failed; a clerk account for the clerk who failed one
+    criterion, with an appeal on one of its sessions for the manager to resolve. Lines
+    to print."""
+    from server.api.access import Access
+
+    accounts: Accounts = app.state.accounts
+    settings, store = app.state.settings, app.state.store
+    got = _principal(accounts, "inspector", passwords["inspector"])
+    if got is None:
+        return []
+    inspector, token = got
+    try:
+        a = Access(inspector, store, accounts, settings)
+        if a.appeals(month=month) or any(a.findings(c, month) for c in clerks):
+            return [f"assessment of {month}: kept from an earlier run"]
+        verdicts = {c: a.judged(c, month) for c in clerks}
+        failing = [c for c, v in verdicts.items() if v["result"] == "fail"]
+        passing = [c for c, v in verdicts.items() if v["result"] == "pass"]
+        found = 0
+        for clerk in failing[:1]:
+            missed = next((f for f in verdicts[clerk]["failures"] if f["evidence"]), None)
+            session = _session_of(store, missed["evidence"][0]) if missed else None
+            if session is not None:
+                a.record_finding(
+                    {
+                        "clerk_id": clerk,
+                        "kind": "video_check",
+                        "criterion": "W-CALL",
+                        "outcome": "not_complied",
+                        "note": "双录抽查：叫号后未起立迎客（演示数据）",
+                        "session_id": session,
+                        "video_ms": 8_000,
+                        "attachments": [f"shuanglu:{site}-{month}-{session[:8]}"],
+                    }
+                )
+                found += 1
+        for clerk in passing[:1]:
+            a.record_finding(
+                {
+                    "clerk_id": clerk,
+                    "kind": "patrol",
+                    "criterion": "G-DRESS",
+                    "outcome": "complied",
+                    "note": "巡查：着装规范，微笑服务（演示数据）",
+                    # the eleventh of the month, 10:00
+                    "observed_ms": period_bounds(month, settings.timezone)[0]
+                    + 10 * DAY_MS
+                    + 10 * 3_600_000,
+                    "attachments": [],
+                }
+            )
+            found += 1
+        confirmed = 0
+        for clerk in clerks[:-1]:
+            a.decide_verdict(clerk, month, "confirm", None, "逐一核对，确认系统结果（演示数据）")
+            confirmed += 1
+        current = next_month(month)
+        started = 0
+        for clerk in clerks[:-1]:
+            if a.judged(clerk, month)["standing"]["result"] == "fail":
+                a.decide_probation(clerk, current, "start", None, f"{month} 考核不合格（演示数据）")
+                started += 1
+    finally:
+        accounts.logout(token)
+    lines = [
+        f"assessment of {month}: {found} inspectors' findings, {confirmed} verdicts confirmed "
+        f"({len(clerks) - confirmed} awaiting sign-off), probation started for {started}"
+    ]
+    one_miss = [c for c in failing if len(verdicts[c]["failures"]) == 1] or failing
+    if one_miss:
+        lines += _clerk_appeal(app, site, month, one_miss[0], verdicts[one_miss[0]], passwords)
+    return lines
+
+
+def _clerk_appeal(
+    app: Any,
+    site: str,
+    month: str,
+    clerk: str,
+    verdict: dict[str, Any],
+    passwords: dict[str, str],
+) -> list[str]:
+    """A clerk account for ``clerk`` that appeals one of its failed sessions."""
+    from server.api.access import Access
+
+    accounts: Accounts = app.state.accounts
+    password = secrets.token_urlsafe(12)
+    check_password(password, "clerk")
+    accounts.add_user("clerk", password, "clerk", f"site:{site}", clerk, clerk_id=clerk)
+    passwords["clerk"] = password
+    got = _principal(accounts, "clerk", password)
+    if got is None:
+        return []
+    principal, token = got
+    try:
+        a = Access(principal, app.state.store, accounts, app.state.settings)
+        column = {
+            "stand_on_call_rate": "stood_on_call",
+            "smile_at_greeting_rate": "smiled_at_greeting",
+            "farewell_stand_rate": "stood_at_farewell",
+        }
+        failure = next((f for f in verdict["failures"] if f["criterion"] in column), None)
+        session = (
+            _session_of(app.state.store, failure["evidence"][0])
+            if failure and failure["evidence"]
+            else None
+        )
+        if failure is None or session is None:
+            return [f"  login clerk     password {password}   (clerk {clerk}: its own records)"]
+        a.file_appeal(
+            "那位群众办完后又折返询问，我起身送别时已离开画面（演示数据）",
+            session,
+            column[failure["criterion"]],
+        )
+    finally:
+        accounts.logout(token)
+    return [
+        f"  login clerk     password {password}   (clerk {clerk}: its own records; "
+        "an appeal waits for the manager)"
+    ]
+
+
+def _session_of(store: Any, summary_event_id: str) -> str | None:
+    """The session a verdict's evidence (a session summary's event id) is about."""
+    from sqlalchemy import select
+
+    from server.store.schema import sessions
+
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(sessions.c.session_id).where(sessions.c.event_id == summary_event_id)
+        ).first()
+    return None if row is None else str(row.session_id)
+
+
+def next_month(month: str) -> str:
+    y, m = (int(x) for x in month.split("-"))
+    return f"{y + 1}-01" if m == 12 else f"{y}-{m + 1:02d}"
+
+
 def run_demo(
     site_dir: Path,
     http_port: int,
@@ -346,6 +499,8 @@ def run_demo(
         )
         if stop.is_set():  # Ctrl-C during the backfill
             return 0  # after the clean-up below
+        for line in assessment_records(app, site.site.site, month, passwords, clerks):
+            print(line, flush=True)
         shift_change = sign_in_demo_clerks(
             app.state.store, site, clerks, clock.start_ms, after_s=shift_change_after_s
         )

@@ -67,7 +67,8 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         assert counts is not None, backfill
         assert int(counts[1]) == int(counts[2]) > 5000, backfill
         creds = dict(re.findall(r"login (\w+)\s+password (\S+)", "".join(lines)))
-        assert set(creds) == {"admin", "manager", "inspector", "viewer"}
+        assert set(creds) == {"admin", "manager", "inspector", "viewer", "clerk"}
+        assert any(ln.startswith("assessment of ") for ln in lines), lines
         started = time.monotonic()
         assert any(f"http://127.0.0.1:{port}/" in ln for ln in lines), lines
         assert any("through the real ONNX" in ln for ln in lines)
@@ -121,6 +122,17 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         results = [v["result"] for v in judged if v["clerk_id"].startswith("c-qingpu-")]
         assert len(results) == 12 and set(results) <= {"pass", "fail"}, results
         assert 1 <= results.count("fail") <= 3, judged
+        # what people recorded about it: sign-offs, findings, and a clerk's open appeal
+        signed = [v["sign_off"] for v in judged if v["clerk_id"].startswith("c-qingpu-")]
+        assert signed.count("confirmed") == 11 and signed.count("provisional") == 1, signed
+        assert sum(v["findings"] for v in judged) >= 1, judged
+        clerk = httpx.Client(base_url=base)
+        assert clerk.post(
+            "/api/login", json={"username": "clerk", "password": creds["clerk"]}
+        ).is_success
+        appeals = clerk.get("/api/appeals").json()
+        assert [a["status"] for a in appeals] == ["open"], appeals
+        assert clerk.get("/api/hall/qingpu").status_code == 403
         assert len(http.get("/api/ranking", params={"period": last}).json()) >= 5
         cases = [c for c in http.get("/api/cases").json() if c["opened_ms"] < stamp(today)]
         assert {c["status"] for c in cases} == {"open", "closed"}, cases
