@@ -332,3 +332,16 @@ def test_records_read_on_both_databases(store: Store) -> None:
         store.engine, ["c-li"], MONTH, start, end, now, sites=frozenset({"zhujiajiao"})
     )
     assert elsewhere.findings == elsewhere.cases == elsewhere.appeals == ()
+
+
+def test_without_weasyprint_the_html_stays_and_the_pdf_says_why(
+    centre: Centre, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without Pango still serves the HTML report; the PDF answers 503."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint: ImportError
+    c = centre.client
+    assert c.get(f"/report/qingpu/{MONTH}").status_code == 200
+    r = c.get(f"/report/qingpu/{MONTH}.pdf")
+    assert r.status_code == 503 and "PDF rendering is not available" in r.text
