@@ -17,6 +17,7 @@ The rules, applied here and nowhere else:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -27,11 +28,12 @@ from sqlalchemy import or_, select, update
 
 from agent.protocol import now_ms
 from server import reports, views
-from server.accounts import Accounts, Principal, scope_sites, write_audit
+from server.accounts import CAN, Accounts, Principal, scope_sites, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import decided_probation, probation, standing, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
 from server.metrics.periods import previous_month
+from server.policy import casework
 from server.policy.shifts import ShiftConflict, Source
 from server.policy.thresholds import (
     PassThresholds,
@@ -62,7 +64,7 @@ from server.store.assessment import (
     withdraw_finding,
 )
 from server.store.calls import call_cmd_id
-from server.store.cases import acknowledge, close_open_case
+from server.store.cases import acknowledge, case_history, case_row, take_step
 from server.store.credentials import CredentialError, clear_credentials
 from server.store.db import Store
 from server.store.people import SignedIn
@@ -70,12 +72,12 @@ from server.store.schema import (
     alerts,
     appeals,
     audit_log,
-    cases,
     clerks,
     devices,
     events,
     findings,
     units,
+    users,
 )
 
 OUTSIDE = "outside your units"
@@ -288,7 +290,7 @@ class Access:
             }
         for clerk in clerk_rows:
             v = self.judged(clerk["clerk_id"], month)
-            pr = self.probation_view(clerk["clerk_id"], month)
+            pr = self.probation_view(clerk["clerk_id"], month, current=v)
             st = v["standing"]
             out.append(
                 clerk
@@ -337,6 +339,150 @@ class Access:
         with self._e.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    # ------------------------------------------------------------- case workflow (issue 17.4)
+    # A bad-review case from assignment to close, and reopened: assign it to a user of
+    # the centre, record the call-back to the citizen and the rectification, close it
+    # (both recorded), reopen it with a reason. The rules are server/policy/casework.py;
+    # every step is a case_actions row and an audit entry in one transaction, at the
+    # server's clock. A clerk-bound principal reads its own clerk's cases and nothing
+    # else (404 for another's); the steps need the "close_case" permission.
+
+    def _clock(self, row: dict[str, Any], at_ms: int) -> dict[str, Any]:
+        tz = row.get("tz") or self._zones().get(row["site"]) or self.settings.timezone
+        c = casework.clock(at_ms, row["status"], row["due_ms"], tz)
+        return c._asdict()
+
+    def _zones(self) -> dict[str, str]:
+        with self._e.connect() as conn:
+            rows = conn.execute(select(units.c.site, units.c.timezone))
+            return {r.site: r.timezone for r in rows}
+
+    def case_list(self, status: str | None, site: str | None) -> list[dict[str, Any]]:
+        """The principal's cases by due time with their clock; ``status`` "open",
+        "overdue" (open and past due), "closed" or None (all)."""
+        at = now_ms()
+        rows = self.store.list_cases(
+            "open" if status == "overdue" else status,
+            sites=self.sites(site),
+            clerk_id=self.p.clerk_id,
+            due_before_ms=at if status == "overdue" else None,
+        )
+        zones = self._zones()
+        return [r | self._clock(r | {"tz": zones.get(r["site"])}, at) for r in rows]
+
+    def _case(self, conn: Any, case_id: str) -> dict[str, Any]:
+        """The case; 404 outside the scope, and for a clerk-bound principal another
+        clerk's case (the same answer as no such case)."""
+        row = case_row(conn, case_id)
+        if row is None or not self.p.sees(row["site"]):
+            raise HTTPException(404, "no such case")
+        if self.p.clerk_id is not None and row["clerk_id"] != self.p.clerk_id:
+            raise HTTPException(404, "no such case")
+        return row
+
+    def case(self, case_id: str) -> dict[str, Any]:
+        """One case with its clock, what a close still needs, its history and (for a
+        principal who works cases) the users it can be assigned to."""
+        with self._e.connect() as conn:
+            row = self._case(conn, case_id)
+            history = case_history(conn, case_id)
+            assignable = self._assignable(conn, row["site"]) if self.p.can("close_case") else []
+        state = casework.CaseState(row["status"], row["callback_ms"], row["rectification"])
+        return (
+            {k: v for k, v in row.items() if k != "tz"}
+            | self._clock(row, now_ms())
+            | {
+                "missing_to_close": casework.missing_to_close(state),
+                "actions": history,
+                "assignable": assignable,
+            }
+        )
+
+    def _assignable(self, conn: Any, site: str) -> list[dict[str, Any]]:
+        """The active users who see ``site`` and may work its cases: the centre's own
+        first, then the district's and the city's."""
+        q = (
+            select(users.c.username, users.c.display_name, users.c.role, users.c.scope)
+            .where(users.c.role.in_(sorted(CAN["close_case"])), users.c.disabled.is_(False))
+            .order_by(users.c.username)
+        )
+        out = []
+        for r in conn.execute(q):
+            reach = scope_sites(conn, r.scope)
+            if reach is None or site in reach:
+                out.append(dict(r._mapping))
+        out.sort(key=lambda u: (u["scope"] != f"site:{site}", u["scope"] != "all"))
+        return out
+
+    def _step(
+        self,
+        case_id: str,
+        step: casework.Step,
+        note: str | None,
+        detail: dict[str, Any] | None = None,
+        check: Callable[[Any, dict[str, Any]], None] | None = None,
+        **given: Any,
+    ) -> int:
+        """Take one step on a case (the rules' refusal answers 409 in words); the time
+        it was taken, by the server's clock."""
+        at = now_ms()
+        with self._e.begin() as conn:
+            row = self._case(conn, case_id)
+            state = casework.CaseState(row["status"], row["callback_ms"], row["rectification"])
+            why = casework.refusal(state, step)
+            if why is not None:
+                raise HTTPException(409, why)
+            if check is not None:
+                check(conn, row)
+            values = casework.step_values(step, self.p.username, at, note=note, **given)
+            if not take_step(conn, row, step, values, self.p.username, at, note, detail):
+                raise HTTPException(409, "the case changed meanwhile: look again")
+            self._audit(conn, f"case_{step}", case_id, (detail or {}) | {"note": note}, row["site"])
+        return at
+
+    def assign_case(self, case_id: str, username: str, note: str | None) -> int:
+        """Assign the case to a user of its centre (one who sees it and works cases)."""
+
+        def check(conn: Any, row: dict[str, Any]) -> None:
+            if username not in {u["username"] for u in self._assignable(conn, row["site"])}:
+                raise HTTPException(
+                    422,
+                    f"assigned_to: {username} is not an active user of this centre who works cases",
+                )
+
+        detail = {"assigned_to": username}
+        return self._step(case_id, "assign", note, detail, check, assigned_to=username)
+
+    def record_callback(
+        self, case_id: str, called_ms: int, outcome: casework.CallbackOutcome, note: str | None
+    ) -> int:
+        """The call-back to the citizen: when it was made (not before the review, not in
+        the future), whether the citizen was reached and satisfied."""
+
+        def check(conn: Any, row: dict[str, Any]) -> None:
+            if called_ms < row["opened_ms"]:
+                raise HTTPException(422, "at_ms: a call-back cannot be before the review")
+            if called_ms > now_ms() + CLOCK_SKEW_MS:
+                raise HTTPException(422, "at_ms: a call-back cannot be in the future")
+
+        detail = {"called_ms": called_ms, "outcome": outcome}
+        return self._step(
+            case_id, "callback", note, detail, check, callback_ms=called_ms, outcome=outcome
+        )
+
+    def record_rectification(self, case_id: str, note: str) -> int:
+        """What the centre did about the review."""
+        return self._step(case_id, "rectify", note)
+
+    def close_case(self, case_id: str, note: str) -> int:
+        """Close the case now (the server's clock): only with a call-back and a
+        rectification recorded (409 naming what is missing); the time it was closed."""
+        return self._step(case_id, "close", note)
+
+    def reopen_case(self, case_id: str, reason: str) -> int:
+        """Reopen a closed case with a reason; its rectification is to be recorded again."""
+        return self._step(case_id, "reopen", reason)
+
     # ------------------------------------------------------------- changes
 
     def _site_of(self, conn: Any, key: Any, value: str, what: str) -> str:
@@ -353,17 +499,6 @@ class Access:
             if not acknowledge(conn, alert_id, self.p.username, note, now_ms()):
                 raise HTTPException(409, "already acknowledged")
             self._audit(conn, "ack_alert", alert_id, {"note": note}, site)
-
-    def close_case(self, case_id: str, note: str) -> int:
-        """Close an open case of the principal's units now (the server's clock); the
-        time it was closed."""
-        at_ms = now_ms()
-        with self._e.begin() as conn:
-            site = self._site_of(conn, cases.c.case_id, case_id, "case")
-            if not close_open_case(conn, case_id, note, at_ms):
-                raise HTTPException(409, "case already closed")
-            self._audit(conn, "close_case", case_id, {"note": note, "at_ms": at_ms}, site)
-        return at_ms
 
     def add_clerk(self, clerk_id: str, name: str, site: str) -> bool:
         """Register a clerk at a centre, or rename one of that centre's clerks; True when new.
@@ -786,13 +921,18 @@ class Access:
             self._audit(conn, "verdict_" + action, clerk_id, detail | {"reason": reason}, home)
         return self.judged(clerk_id, month) | {"decision": decision}
 
-    def probation_view(self, clerk_id: str, month: str) -> dict[str, Any]:
+    def probation_view(
+        self, clerk_id: str, month: str, current: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A clerk's probation for a month; ``current``: its verdict, when judged already."""
         self.period(month)
         home = self.clerk_home(clerk_id)
         s = self.settings
         prev = self.thresholds_for(home, previous_month(month)).thresholds
         cur = self.thresholds_for(home, month).thresholds
-        return probation(self._e, clerk_id, month, cur, s.timezone, previous_thresholds=prev)
+        return probation(
+            self._e, clerk_id, month, cur, s.timezone, previous_thresholds=prev, current=current
+        )
 
     def decide_probation(
         self, clerk_id: str, month: str, action: str, outcome: str | None, reason: str

@@ -43,7 +43,7 @@ def _tables(name: str, a: Access, period: str, site: str | None) -> Table:
             if row["ts_ms"] < pd.end_ms
         ],
         "cases": lambda: [
-            c for c in a.cases(None, scope.site) if pd.start_ms <= c["opened_ms"] < pd.end_ms
+            c for c in a.case_list(None, scope.site) if pd.start_ms <= c["opened_ms"] < pd.end_ms
         ],
         "fleet": lambda: [f for f in a.fleet() if scope.site in (None, f["site"])],
         "assessment": lambda: [

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from agent.protocol import RATING_ZH, Rating, Slug
 from server.api.access import Access, AccessDep, Period, changing, reading
-from server.api.models import ApiModel, CaseClose, ClerkIn, HelpdeskKpiIn
+from server.api.models import ApiModel, ClerkIn, HelpdeskKpiIn
 from server.api.schemas import (
     Acknowledged,
     AlertOut,
     AssessmentRow,
     AuditEntry,
-    CaseOut,
     ClerkOut,
     ClerkRef,
-    Closed,
     CompareResponse,
     EventOut,
     FleetRow,
@@ -269,23 +267,8 @@ def compare_units(
     return CompareResponse(period=period, by=by, groups=groups)
 
 
-# ----------------------------------------------------------------- cases, roster, KPIs
-
-
-@router.get("/cases")
-def list_cases(
-    a: AccessDep, status: Literal["open", "closed"] | None = None, site: str | None = None
-) -> list[CaseOut]:
-    """Bad-review cases with their 15-working-day due time."""
-    return [CaseOut.model_validate(c) for c in a.cases(status, site)]
-
-
-@router.post("/cases/{case_id}/close")
-def close_case(
-    case_id: str, body: CaseClose, a: Annotated[Access, changing("close_case")]
-) -> Closed:
-    a.close_case(case_id, body.note)
-    return Closed(closed=True)
+# ----------------------------------------------------------------- clerks, KPIs
+# (bad-review cases: server/api/cases.py)
 
 
 @router.post(

@@ -1,8 +1,10 @@
 """What needs a person's attention: bad-review cases and alerts.
 
 Which events open a case or raise an alert, and which become due with time, is decided
-in ``server.policy``; here they are read, raised (each id once), closed and acknowledged.
-A case row carries ``due_provisional``: its due time was counted Monday to Friday over a
+in ``server.policy``; here they are read, raised (each id once), closed and acknowledged,
+and the workflow's steps written (``take_step``: the row and its ``case_actions`` history
+entry in the caller's transaction, guarded so that two people cannot both close one
+case). A case row carries ``due_provisional``: its due time was counted Monday to Friday over a
 year no official calendar knew (``server.workdays``); ``refresh_provisional_dues``
 counts the open ones again once the calendar knows that year.
 """
@@ -12,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import ColumnElement, Connection, func, select, update
 
 from server.policy.events import DEFAULT_TIMEZONE, case_due
 from server.policy.rows import AlertRow
 from server.store.base import StoreBase
 from server.store.rollups import any_unobserved, count_true
-from server.store.schema import alerts, cases, sessions, units
+from server.store.schema import alerts, case_actions, cases, sessions, units
 from server.workdays import WorkCalendar
 
 
@@ -30,6 +32,64 @@ def close_open_case(conn: Connection, case_id: str, note: str, at_ms: int) -> bo
         .values(status="closed", closed_ms=at_ms, note=note)
     )
     return bool(res.rowcount)
+
+
+def case_row(conn: Connection, case_id: str) -> dict[str, Any] | None:
+    """One case with its centre's time zone (``tz``); None when there is no such case."""
+    q = (
+        select(cases, units.c.timezone.label("tz"))
+        .select_from(cases.outerjoin(units, units.c.site == cases.c.site))
+        .where(cases.c.case_id == case_id)
+    )
+    row = conn.execute(q).first()
+    return None if row is None else dict(row._mapping)
+
+
+def case_history(conn: Connection, case_id: str) -> list[dict[str, Any]]:
+    """A case's steps in the order they were taken."""
+    q = select(case_actions).where(case_actions.c.case_id == case_id).order_by(case_actions.c.id)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def take_step(
+    conn: Connection,
+    row: dict[str, Any],
+    action: str,
+    values: dict[str, Any],
+    by: str,
+    at_ms: int,
+    note: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Write one workflow step on the case ``row`` was read as, in the caller's
+    transaction: its columns, and its history entry. The update holds only while the
+    case is still in the status it was read in (and, for a close, still has its
+    call-back and rectification), so of two people closing at once one wins; False for
+    the other, and nothing is written."""
+    guard: list[ColumnElement[bool]] = [
+        cases.c.case_id == row["case_id"],
+        cases.c.status == row["status"],
+    ]
+    if action == "close":
+        guard += [cases.c.callback_ms.is_not(None), cases.c.rectification.is_not(None)]
+    changes = dict(values)
+    if action == "reopen":
+        changes["reopened"] = cases.c.reopened + 1
+    res = conn.execute(update(cases).where(*guard).values(**changes))
+    if not res.rowcount:
+        return False
+    conn.execute(
+        case_actions.insert().values(
+            case_id=row["case_id"],
+            site=row["site"],
+            action=action,
+            by=by,
+            at_ms=at_ms,
+            note=note,
+            detail=detail,
+        )
+    )
+    return True
 
 
 def acknowledge(conn: Connection, alert_id: str, username: str, note: str, at_ms: int) -> bool:
@@ -50,11 +110,15 @@ class Cases(StoreBase):
         *,
         sites: frozenset[str] | None = None,
         clerk_id: str | None = None,
+        due_before_ms: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Cases by due time, of one ``site`` or of ``sites`` (None: all), or one clerk's."""
+        """Cases by due time, of one ``site`` or of ``sites`` (None: all), or one clerk's;
+        ``due_before_ms``: only those due before it (with status "open": the overdue)."""
         q = select(cases).order_by(cases.c.due_ms)
         if status:
             q = q.where(cases.c.status == status)
+        if due_before_ms is not None:
+            q = q.where(cases.c.due_ms < due_before_ms)
         if site:
             q = q.where(cases.c.site == site)
         if sites is not None:

@@ -78,6 +78,9 @@ def test_another_centre_cannot_close_this_centres_case(hall: Hall) -> None:
     c = hall.as_user("qp")
     (row,) = [x for x in c.get("/api/cases").json() if x["case_id"] == case]
     assert row["status"] == "open" and row["note"] is None
+    called = {"at_ms": row["opened_ms"] + 60_000, "outcome": "reached_satisfied"}
+    assert c.post(f"/api/cases/{case}/callback", json=called).status_code == 200
+    assert c.post(f"/api/cases/{case}/rectification", json={"note": "fixed"}).status_code == 200
     assert c.post(f"/api/cases/{case}/close", json={"note": "fixed"}).status_code == 200
 
 

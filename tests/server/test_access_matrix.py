@@ -205,8 +205,33 @@ def get(url: str, **params: Any) -> Callable[[World, Who, int], Request]:
     return lambda w, who, i: (url, {"params": params})
 
 
+def _case_as(w: World, i: int, **values: Any) -> str:
+    """Row ``i``'s own case, put in the state a step needs (the steps' own rules are
+    tests/server/test_case_workflow.py's)."""
+    from sqlalchemy import update
+
+    from server.store.schema import cases
+
+    case_id = w.cases[OWN][i]
+    with w.app.state.store.engine.begin() as conn:
+        conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+    return case_id
+
+
 def _case(w: World, who: Who, i: int) -> Request:
-    return (f"/api/cases/{w.cases[OWN][i]}/close", {"json": {"note": "called back"}})
+    case_id = _case_as(w, i, status="open", callback_ms=NOV + 60_000, rectification="fixed")
+    return (f"/api/cases/{case_id}/close", {"json": {"note": "called back"}})
+
+
+def _case_step(step: str, body: dict[str, Any]) -> Callable[[World, Who, int], Request]:
+    def build(w: World, who: Who, i: int) -> Request:
+        if step == "reopen":
+            case_id = _case_as(w, i, status="closed", closed_ms=NOV + 120_000)
+        else:
+            case_id = _case_as(w, i, status="open")
+        return (f"/api/cases/{case_id}/{step}", {"json": body})
+
+    return build
 
 
 def _ack(w: World, who: Who, i: int) -> Request:
@@ -494,6 +519,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ),
     ("GET", "/api/units/compare"): Entry("read", get("/api/units/compare", period=PERIOD)),
     ("GET", "/api/cases"): Entry("read", get("/api/cases")),
+    ("GET", "/api/cases/{case_id}"): Entry(
+        "read", lambda w, who, i: (f"/api/cases/{w.cases[OWN][0]}", {}), target="object"
+    ),
     ("GET", "/api/clerks"): Entry("read", get("/api/clerks")),
     ("GET", "/api/helpdesk"): Entry(
         "read", get("/api/helpdesk", first_day="2026-11-01", last_day="2026-11-30"), clerk=403
@@ -530,6 +558,21 @@ ROUTES: dict[tuple[str, str], Entry] = {
     # changes
     ("POST", "/api/alerts/{alert_id}/ack"): Entry("change", _ack, "object", "acknowledge"),
     ("POST", "/api/cases/{case_id}/close"): Entry("change", _case, "object", "close_case"),
+    ("POST", "/api/cases/{case_id}/assign"): Entry(
+        "change", _case_step("assign", {"assigned_to": "manager_own"}), "object", "close_case"
+    ),
+    ("POST", "/api/cases/{case_id}/callback"): Entry(
+        "change",
+        _case_step("callback", {"at_ms": NOV + 86_400_000, "outcome": "reached_satisfied"}),
+        "object",
+        "close_case",
+    ),
+    ("POST", "/api/cases/{case_id}/rectification"): Entry(
+        "change", _case_step("rectification", {"note": "retrained"}), "object", "close_case"
+    ),
+    ("POST", "/api/cases/{case_id}/reopen"): Entry(
+        "change", _case_step("reopen", {"reason": "citizen called again"}), "object", "close_case"
+    ),
     ("POST", "/api/clerks"): Entry("change", _clerk, "site", "roster", ok=201),
     ("POST", "/api/clerks/{clerk_id}/transfer"): Entry("change", _transfer, "transfer", "roster"),
     ("POST", "/api/roster"): Entry("change", _roster, "site", "roster", ok=201),

@@ -77,6 +77,13 @@ def test_measures_ranking_cases_and_kpis(client: TestClient) -> None:
     case_url = f"/api/cases/{cases[0]['case_id']}/close"
     # the close time is the server's: a caller cannot back-date (or post-date) it
     assert client.post(case_url, json={"note": "x", "at_ms": 1}).status_code == 422
+    # a close needs the call-back and the rectification recorded first
+    assert client.post(case_url, json={"note": "called back"}).status_code == 409
+    case_id = cases[0]["case_id"]
+    called = {"at_ms": cases[0]["opened_ms"] + 60_000, "outcome": "reached_satisfied"}
+    assert client.post(f"/api/cases/{case_id}/callback", json=called).status_code == 200
+    fixed = {"note": "briefed the window"}
+    assert client.post(f"/api/cases/{case_id}/rectification", json=fixed).status_code == 200
     before = int(time.time() * 1000)
     closed = client.post(case_url, json={"note": "called back"})
     assert closed.json() == {"closed": True}

@@ -98,6 +98,9 @@ def load(c: TestClient) -> dict[str, Any]:
         r = c.post(f"/api/alerts/{by_kind[kind]['alert_id']}/ack", json={"note": note})
         assert r.status_code == 200, r.text
     case_id = str(refs["bad_eval"].event_id)
+    called = {"at_ms": refs["bad_eval"].ts_ms + 60_000, "outcome": "unreachable"}
+    assert c.post(f"/api/cases/{case_id}/callback", json=called).status_code == 200
+    assert c.post(f"/api/cases/{case_id}/rectification", json={"note": "x"}).status_code == 200
     r = c.post(f"/api/cases/{case_id}/close", json={"note": FORMULAS[0]})
     assert r.json() == {"closed": True}
     return refs

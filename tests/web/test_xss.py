@@ -170,7 +170,11 @@ def seed_payloads(live: LiveServer, page: Any) -> None:
         )
     cases = call(page, "GET", "/api/cases?site=qingpu")["data"]
     assert len(cases) == 4
-    r = call(page, "POST", f"/api/cases/{cases[0]['case_id']}/close", {"note": SVG})
+    case = f"/api/cases/{cases[0]['case_id']}"
+    called = {"at_ms": cases[0]["opened_ms"] + 1000, "outcome": "reached_satisfied", "note": JS}
+    assert call(page, "POST", f"{case}/callback", called)["status"] == 200
+    assert call(page, "POST", f"{case}/rectification", {"note": SCRIPT})["status"] == 200
+    r = call(page, "POST", f"{case}/close", {"note": SVG})
     assert r["status"] == 200, r
 
     accounts = live.app.state.accounts
