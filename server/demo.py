@@ -28,7 +28,7 @@ from agent.protocol import now_ms
 from server.accounts import Accounts, check_password
 from server.api.app import ServerSettings, create_app
 from server.ingest import IngestSettings
-from server.metrics.periods import period_bounds, previous_month
+from server.metrics.periods import next_month, period_bounds, previous_month
 from server.policy.shifts import ShiftConflict
 
 if TYPE_CHECKING:
@@ -422,11 +422,6 @@ def _session_of(store: Any, summary_event_id: str) -> str | None:
             select(sessions.c.session_id).where(sessions.c.event_id == summary_event_id)
         ).first()
     return None if row is None else str(row.session_id)
-
-
-def next_month(month: str) -> str:
-    y, m = (int(x) for x in month.split("-"))
-    return f"{y + 1}-01" if m == 12 else f"{y}-{m + 1:02d}"
 
 
 def run_demo(

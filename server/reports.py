@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Engine, select
 
+from server.metrics.assessment import SignOff, stands
 from server.metrics.measures import Measures
 from server.metrics.periods import next_month
 from server.store.schema import (
@@ -33,7 +34,6 @@ from server.store.schema import (
 
 #: The conduct criteria: judged on the sessions where the camera could see the verdict.
 CONDUCT: Final = frozenset({"stand_on_call_rate", "smile_at_greeting_rate", "farewell_stand_rate"})
-SignOff = Literal["provisional", "confirmed", "overridden", "recomputed"]
 CaseState = Literal["open", "assigned", "called_back", "rectified", "closed"]
 
 
@@ -216,17 +216,12 @@ def criteria(verdict: Mapping[str, Any]) -> tuple[Criterion, ...]:
 
 
 def signed_off(computed: str, decisions: Sequence[Decision]) -> tuple[str, SignOff]:
-    """The result that stands and how: the computed one until a person decides; a
-    confirmation stands while the computed result is the one it confirmed (else the new
-    computed result stands, to be signed off again); an override stands whatever."""
-    if not decisions:
-        return computed, "provisional"
-    last = decisions[-1]
-    if last.action == "override":
-        return last.result, "overridden"
-    if last.computed_result == computed:
-        return last.result, "confirmed"
-    return computed, "recomputed"
+    """The result that stands and how (``server.metrics.assessment.stands``: the rule
+    the pages and the API follow)."""
+    last = decisions[-1] if decisions else None
+    return stands(
+        computed, None if last is None else (last.action, last.result, last.computed_result)
+    )
 
 
 def case_state(row: Mapping[str, Any]) -> CaseState:

@@ -7,7 +7,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Engine, and_, select
 
 from server.metrics.measures import BAD, Measures, Scope, compute
-from server.metrics.periods import period_bounds, previous_month
+from server.metrics.periods import next_month, period_bounds, previous_month
 from server.policy.rows import UNOBSERVED
 from server.policy.thresholds import PassThresholds, Resolved
 from server.store.assessment import finding_rows, probation_decision_rows, verdict_decision_rows
@@ -204,6 +204,20 @@ def _finding_out(f: dict[str, Any]) -> dict[str, Any]:
 SignOff = Literal["provisional", "confirmed", "overridden", "recomputed"]
 
 
+def stands(computed: str, last: tuple[str, str, str] | None) -> tuple[str, SignOff]:
+    """The result that stands and how, from the computed result and the last decision
+    on the month (its action, result and the computed result it saw); the one rule the
+    pages, the API and the reports follow (``standing``)."""
+    if last is None:
+        return computed, "provisional"
+    action, result, seen = last
+    if action == "override":
+        return result, "overridden"
+    if seen == computed:
+        return result, "confirmed"
+    return computed, "recomputed"
+
+
 def standing(engine: Engine, computed: dict[str, Any]) -> dict[str, Any]:
     """The month's verdict as it stands: the computed one until a person decides.
 
@@ -214,15 +228,10 @@ def standing(engine: Engine, computed: dict[str, Any]) -> dict[str, Any]:
     with engine.connect() as conn:
         decisions = verdict_decision_rows(conn, [computed["clerk_id"]], computed["month"])
     last = decisions[-1] if decisions else None
-    sign_off: SignOff
-    if last is None:
-        result, sign_off = computed["result"], "provisional"
-    elif last["action"] == "override":
-        result, sign_off = last["result"], "overridden"
-    elif last["computed_result"] == computed["result"]:
-        result, sign_off = last["result"], "confirmed"
-    else:
-        result, sign_off = computed["result"], "recomputed"
+    result, sign_off = stands(
+        computed["result"],
+        None if last is None else (last["action"], last["result"], last["computed_result"]),
+    )
     return {
         "result": result,
         "computed_result": computed["result"],
@@ -242,14 +251,16 @@ def probation(
     thresholds: PassThresholds,
     tz: str = "Asia/Shanghai",
     previous_thresholds: PassThresholds | None = None,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A-PASS / A-REVIEW: failing a month recommends probation for the next one; failing
     again while on probation recommends returning the clerk to the agency. Judged on the
     verdicts as they stand (sign-offs and overrides included). The recommendation is not
     the decision: probation starts and ends only by a recorded decision (listed here, as
-    ``decided``: the probation month's start and end, who and when)."""
+    ``decided``: the probation month's start and end, who and when). ``current``: this
+    month's verdict when the caller has it already."""
     prev_v = verdict(engine, clerk_id, previous_month(month), previous_thresholds or thresholds, tz)
-    cur_v = verdict(engine, clerk_id, month, thresholds, tz)
+    cur_v = current if current is not None else verdict(engine, clerk_id, month, thresholds, tz)
     prev, cur = standing(engine, prev_v)["result"], standing(engine, cur_v)["result"]
     on_probation = prev == "fail"
     if on_probation and cur == "fail":
@@ -273,11 +284,6 @@ def probation(
         "decided": decided_probation(decisions, month),
         "decisions": [{k: v for k, v in d.items() if k != "site"} for d in decisions],
     }
-
-
-def next_month(month: str) -> str:
-    y, m = (int(x) for x in month.split("-"))
-    return f"{y + 1}-01" if m == 12 else f"{y}-{m + 1:02d}"
 
 
 def decided_probation(decisions: list[dict[str, Any]], month: str) -> dict[str, Any] | None:

@@ -109,6 +109,7 @@ def test_thresholds_finding_and_override(
     d.locator("button[type=submit]").click()
     wait_until(lambda: "已改判" in page.inner_text("#stands"), what="overridden")
     assert "合格" in page.inner_text("#stands") and "着装问题" in page.inner_text("#decisions")
+    assert page.get_attribute(".clerk-report", "href") == f"/report/clerk/c-li/{MONTH}"
     page.screenshot(path=str(shots / f"verdict-{width}.png"), full_page=True)
     no_sideways_scroll(page, width)
     page.goto(f"{live.url}/#/assessment")
@@ -132,12 +133,16 @@ def test_a_clerk_appeals_and_the_manager_upholds(
     wait_until(lambda: page.locator("#my-sessions li").count() == 22, what="own sessions")
     body = page.inner_text("main")
     assert "王芳" not in body and "c-wang" not in body  # nobody else's records
-    assert page.locator("header nav a:visible").all_inner_texts() == ["我的考核"]
+    shown = page.locator("header nav a:visible").all_inner_texts()
+    assert "我的考核" in shown and not {"大厅实时", "告警", "考核", "终端", "考核标准"} & set(shown)
     assert "第" not in page.inner_text("#my-rank") or "#1" in page.inner_text("#my-rank")
     session = page.locator(f'#my-sessions li[data-session="{ids[3]}"]')
     session.locator('input[name="appealNote"]').fill("我起立了，当时摄像头被文件夹挡住")
     session.locator("button[type=submit]").click()
     wait_until(lambda: page.locator('#appeals tr[data-status="open"]').count() == 1, what="filed")
+    pdf = page.request.get(f"{live.url}/report/clerk/c-li/{MONTH}.pdf")  # its own report
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    assert page.request.get(f"{live.url}/report/clerk/c-wang/{MONTH}").status == 404
     page.screenshot(path=str(shots / f"clerk-{width}.png"), full_page=True)
     no_sideways_scroll(page, width)
     ctx.close()

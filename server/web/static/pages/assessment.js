@@ -110,6 +110,11 @@ function criteriaTable(v) {
     })));
 }
 
+// The clerk's monthly report, print-ready HTML and PDF (server/api/report_render.py).
+const reportLinks = (clerkId, month) => h("span", { class: "exports" },
+  h("a", { href: `/report/clerk/${enc(clerkId)}/${enc(month)}`, target: "_blank", rel: "noopener", class: "clerk-report" }, T().report),
+  h("a", { href: `/report/clerk/${enc(clerkId)}/${enc(month)}.pdf`, target: "_blank", rel: "noopener" }, "PDF"));
+
 function thresholdsLine(v) {
   const versions = v.thresholds_version.versions;
   return h("p", { class: "muted", id: "thresholds-used" }, `${T().thresholdsUsed}: `,
@@ -132,7 +137,7 @@ WW_PAGES.verdict = async (root, route) => {
   const st = v.standing;
   root.append(h("section", { class: "card", id: "verdict" },
     h("h2", {}, `${T().verdictOf} ${month} · ${clerk ? clerk.name : ""} (${clerkId})`,
-      h("a", { href: `#/clerk/${enc(clerkId)}` }, T().timeline)),
+      h("a", { href: `#/clerk/${enc(clerkId)}` }, T().timeline), reportLinks(clerkId, month)),
     h("div", { class: "kpis" },
       h("div", { class: "kpi", id: "stands" }, T().standsAs, h("b", { class: st.result === "fail" ? "bad" : "" }, T()[st.result] || st.result),
         h("span", { class: "sign-off", dataset: { signOff: st.sign_off } }, T().signOff[st.sign_off])),
@@ -274,7 +279,8 @@ WW_PAGES.me = async (root) => {
   ]);
   const st = v.standing;
   root.append(h("section", { class: "card", id: "my-verdict" },
-    h("h2", {}, `${T().verdictOf} ${S.month}`, h("a", { href: `#/verdict/${enc(clerkId)}/${enc(S.month)}` }, T().verdictLink)),
+    h("h2", {}, `${T().verdictOf} ${S.month}`, h("a", { href: `#/verdict/${enc(clerkId)}/${enc(S.month)}` }, T().verdictLink),
+      reportLinks(clerkId, S.month)),
     h("p", { class: "muted" }, T().onlyOwn),
     h("div", { class: "kpis" },
       h("div", { class: "kpi" }, T().standsAs, h("b", { class: st.result === "fail" ? "bad" : "" }, T()[st.result]), h("span", {}, T().signOff[st.sign_off])),
