@@ -260,6 +260,13 @@ def test_script_payloads_never_run(xss_live: LiveServer, browser: Any, tmp_path:
             assert page.locator("#tokens td", has_text=SVG).count() == 1
             assert page.locator("#audit .audit-detail", has_text=SCRIPT).count() >= 1
 
+    # the case's page: the call-back's note, the rectification and the close note
+    (closed,) = call(page, "GET", "/api/cases?site=qingpu&status=closed")["data"]
+    route = f"#/cases/{closed['case_id']}"
+    visit(page, live.url, route)
+    assert page.locator("#case .case-note").all_inner_texts() == [JS, SCRIPT, SVG]
+    assert_clean(page, dialogs, errors, route)
+
     # the alerts export downloaded by the browser: the formula note is neutralised
     visit(page, live.url, "#/alerts")
     with page.expect_download() as dl:

@@ -343,7 +343,7 @@ async function viewAssessment(root) {
         h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating),
         h("td", {}, fmtDateTime(c.due_ms), c.due_provisional ? h("span", { class: "warn", title: T().provisionalWhy }, ` ⚠ ${T().provisional}`) : ""),
         h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status),
-        h("td", { class: "case-note" }, c.status === "open" && S.me.can.close_case ? closeCase(c) : c.note || "")))))));
+        h("td", { class: "case-note" }, c.note || "", " ", h("a", { class: "case-link", href: `#/cases/${enc(c.case_id)}` }, S.me.can.close_case && c.status === "open" ? T().cw.handle : T().cw.view))))))));
 }
 
 function closeCase(c) {
