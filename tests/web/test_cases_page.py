@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import protocol as wire
+from server.policy.casework import clock
 from server.store.db import StoredEvent
 from tests.server.test_access_matrix import SiteEvents
 from tests.waiting import wait_until
@@ -30,7 +31,7 @@ def seed(live: LiveServer) -> tuple[str, str]:
     now = int(time.time() * 1000)
     store.sign_in("c-li", "qingpu", "w03", now - 40 * DAY)
     se = SiteEvents("qingpu", "w03")
-    fresh = se.bad_review(now - 300_000)
+    fresh = se.bad_review(now - 60_000)
     old = se.bad_review(now - 30 * DAY)
     evs: list[wire.EventHeader] = se.events
     store.insert_events([StoredEvent(e, e.ts_ms) for e in evs])
@@ -39,6 +40,7 @@ def seed(live: LiveServer) -> tuple[str, str]:
 
 def no_sideways(page: Any, width: int, where: str) -> None:
     sw = page.evaluate("document.documentElement.scrollWidth")
+    print(f"{where}: scrollWidth {sw} px")
     assert sw <= width, f"{where}: the page is {sw} px wide at {width} px"
 
 
@@ -73,7 +75,11 @@ def test_a_case_worked_through_on_desktop_and_phone(
     assert rows.count() == 2
     assert "bad" in (page.locator(f'#case-list tr[data-case="{old}"]').get_attribute("class") or "")
     assert "逾期" in page.locator(f'#case-list tr[data-case="{old}"]').inner_text()
-    assert "剩余 15 个工作日" in page.locator(f'#case-list tr[data-case="{fresh}"]').inner_text()
+    # opened today (in Shanghai): 15 working days left; opened late yesterday: as counted
+    (row,) = [c for c in live.app.state.store.list_cases("open") if c["case_id"] == fresh]
+    left = clock(int(time.time() * 1000), "open", row["due_ms"], "Asia/Shanghai")
+    shown = page.locator(f'#case-list tr[data-case="{fresh}"]').inner_text()
+    assert f"剩余 {left.working_days_left} 个工作日" in shown, shown
     page.click('.case-filters a[data-filter="overdue"]')
     page.wait_for_selector('body[data-ready="#/cases/overdue"]')
     assert page.locator("#case-list tbody tr").count() == 1
@@ -110,12 +116,12 @@ def test_a_case_worked_through_on_desktop_and_phone(
     no_sideways(page, 1440, "case at 1440")
     page.screenshot(path=str(shots / "cases.png"), full_page=True)
     # the same page in English: every label translated, no code shown
-    page.click("#lang")
-    page.wait_for_selector("#case-history")
-    en = page.locator("#view").inner_text()
+    page.click("#lang")  # renders again: wait for the English page, not the Chinese one
+    view = page.locator("#view")
+    wait_until(lambda: "History" in view.inner_text(), what="the page in English")
+    en = view.inner_text()
     assert "Call-back" in en and "reached, not satisfied" in en and "reopened 1×" in en, en
     assert not any(raw in en for raw in RAW), en
-    page.click("#lang")
     ctx.close()
 
     # a phone: the other manager records the rectification again and closes
