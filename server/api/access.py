@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from agent.protocol import now_ms
 from server import reports, views
@@ -34,6 +34,7 @@ from server.metrics.assessment import decided_probation, probation, standing, ve
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
 from server.metrics.periods import previous_month
 from server.policy import casework
+from server.policy.rows import UNOBSERVED
 from server.policy.shifts import ShiftConflict, Source
 from server.policy.thresholds import (
     PassThresholds,
@@ -72,6 +73,7 @@ from server.store.schema import (
     alerts,
     appeals,
     audit_log,
+    auth_sessions,
     clerks,
     devices,
     events,
@@ -533,7 +535,17 @@ class Access:
                 raise HTTPException(409, "the clerk is already at that centre")
             conn.execute(update(clerks).where(clerks.c.clerk_id == clerk_id).values(site=to_site))
             clear_credentials(conn, clerk_id)  # salted for the old centre: enrol again
-            detail = {"from": home, "to": to_site}
+            # the clerk's own account goes with it (its sessions carried the old scope)
+            moved = [
+                r.username
+                for r in conn.execute(select(users.c.username).where(users.c.clerk_id == clerk_id))
+            ]
+            if moved:
+                conn.execute(
+                    update(users).where(users.c.username.in_(moved)).values(scope=f"site:{to_site}")
+                )
+                conn.execute(delete(auth_sessions).where(auth_sessions.c.username.in_(moved)))
+            detail = {"from": home, "to": to_site, "accounts": moved}
             self._audit(conn, "transfer_clerk", clerk_id, detail, home)
             self._audit(conn, "transfer_clerk", clerk_id, detail, to_site)
         return home
@@ -994,6 +1006,10 @@ class Access:
                     raise HTTPException(
                         422, f"criterion: one of the session's verdicts ({', '.join(CORRECTABLE)})"
                     )
+                # only a failure is contested: a verdict complied, not judged or not
+                # observed (never a failure) holds nothing against the clerk
+                if s[criterion] is not False or s[UNOBSERVED[criterion]]:
+                    raise HTTPException(409, f"{criterion}: that verdict is not a failure")
                 month = local_day(s["opened_ms"], self.settings.timezone)[:7]
             elif month is None:
                 raise HTTPException(422, "month: an appeal names a session or a month")

@@ -293,6 +293,9 @@ def test_a_clerk_appeals_a_session_and_the_manager_upholds_it(hall: Hall) -> Non
     }
     assert [e["kind"] for e in appeal["events"]] == ["evaluated", "session_summary"]
     assert li.post("/api/appeals", json=body).status_code == 409  # one open appeal on it
+    complied = body | {"session_id": hall.stood[0]}  # nothing against the clerk there
+    r = li.post("/api/appeals", json=complied)
+    assert r.status_code == 409 and "not a failure" in r.text
     # another clerk's session, another clerk, another centre: as if none existed
     assert li.post("/api/appeals", json=body | {"session_id": str(uuid.uuid4())}).status_code == 404
     wang = hall.as_user("wang")
@@ -397,3 +400,21 @@ def test_a_clerk_sees_its_own_records_and_no_one_elses(hall: Hall) -> None:
         },
     )
     assert r.status_code == 201 and r.json()["clerk_id"] == "c-wang"
+
+
+def test_a_clerk_account_moves_with_its_clerk(hall: Hall) -> None:
+    li = hall.as_user("li")
+    cookie = li.cookies.get("ww_session")
+    admin = hall.as_user("qp_admin")
+    r = admin.post("/api/clerks/c-li/transfer", json={"site": "zhujiajiao"})
+    assert r.status_code == 200, r.text
+    accounts = hall.app.state.accounts
+    user = accounts.get_user("li")
+    assert user is not None and (user.scope, user.clerk_id) == ("site:zhujiajiao", "c-li")
+    c = hall.client
+    c.cookies.clear()
+    c.cookies.set("ww_session", str(cookie))
+    assert c.get("/api/me").status_code == 401  # its session carried the old scope
+    li = hall.as_user("li")
+    assert li.get("/api/me").json()["sites"] == ["zhujiajiao"]
+    assert verdict(li)["clerk_id"] == "c-li"
