@@ -217,6 +217,12 @@ def test_logout_ends_the_session_on_the_server(app: FastAPI) -> None:
             "roster": False,
             "kpis": False,
             "users": False,
+            "finding": True,
+            "sign_off": True,
+            "probation": True,
+            "thresholds": False,
+            "appeal": False,
+            "resolve_appeal": False,
         }
         r = c.post("/api/logout")
         assert r.status_code == 200 and r.json() == {"ok": True}
