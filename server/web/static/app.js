@@ -79,6 +79,22 @@ function exportLinks(name, extra = "", period = S.period) {
 
 function destroyCharts() { for (const c of S.charts) c.destroy(); S.charts = []; }
 
+// Phones (style.css, "Phones"): a table marked here stacks each row into "label: value"
+// lines, the labels its header's; at a desk it stays a table.
+const PHONE = "(max-width: 700px)";
+const isPhone = () => window.matchMedia(PHONE).matches;
+function stacked(table) {
+  const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+  table.classList.add("stack");
+  for (const tr of table.querySelectorAll("tbody tr")) {
+    [...tr.children].forEach((td, i) => { if (heads[i]) td.dataset.label = heads[i]; });
+  }
+  return table;
+}
+// A chart's width to height: taller on a phone, where the width is a third of a desk's.
+const chartRatio = (desk, phone) => (isPhone() ? phone : desk);
+const minutes = (ms) => `${Math.round(ms / 60000)} ${T().minutes}`;
+
 // ------------------------------------------------------------------ live hall
 
 function tile(w) {
@@ -130,20 +146,28 @@ async function viewHall(root) {
     h("section", { class: "card" }, h("h2", {}, T().latest), h("table", { id: "latest" }, h("tbody", {}, events.map(eventRow)))));
 }
 
+// Not observed (contract v3): the camera could not see; a grey chip, never a failure.
+const unseenChip = () => h("span", { class: "chip unobserved", title: T().notObservedWhy }, T().notObserved);
 // A summary's verdict: done, missed, or not observed (contract v3: its False means nothing).
-const mark = (p, verdict) => ((p.not_observed || []).includes(verdict) && !p[verdict] ? T().notObserved : p[verdict] ? "✓" : "✗");
+const mark = (p, verdict) => ((p.not_observed || []).includes(verdict) && !p[verdict] ? unseenChip() : p[verdict] ? "✓" : "✗");
+const faultName = (code) => T().faults[code] || code;
 
 function eventRow(e) {
   const p = e.payload || e;
   const bad = (p.kind === "evaluated" && isBadRating(p.rating)) || (p.kind === "away" && p.violation);
   const suspect = p.suspect ? ` (${T().suspect}: ${T().suspectWhy[p.suspect_reason] || p.suspect_reason})` : "";
-  const detail = p.kind === "evaluated" ? (T().rating[p.rating] || p.rating) + suspect
-    : p.kind === "stood_up" || p.kind === "smiled" ? `${T().phase[p.phase] || p.phase} ${p.not_observed ? T().notObserved : p.on_time ? "✓" : "✗"} ${secs(p.after_ms)}`
-    : p.kind === "session_summary" ? `${T().stand} ${mark(p, "stood_on_call")} ${T().smile} ${mark(p, "smiled_at_greeting")} ${p.greeted_first != null ? `${T().greetedFirst} ${mark(p, "greeted_first")}` : `${T().farewell} ${mark(p, "stood_at_farewell")}`}`
-    : p.kind === "away" ? (p.with_sign ? T().sign : "✗")
-    : p.kind === "fault" ? `${p.code} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
-  return h("tr", { class: bad ? "bad" : "", dataset: { kind: p.kind } }, h("td", {}, fmtTime(p.ts_ms)), h("td", {}, p.window),
-    h("td", {}, T().ev[p.kind] || p.kind), h("td", {}, detail), h("td", {}, (p.clauses || []).join(" ")));
+  const detail = p.kind === "evaluated" ? [T().rating[p.rating] || p.rating, suspect]
+    : p.kind === "stood_up" || p.kind === "smiled" ? [`${T().phase[p.phase] || p.phase} `, p.not_observed ? unseenChip() : p.on_time ? "✓" : "✗", ` ${secs(p.after_ms)}`]
+    : p.kind === "session_summary" ? [`${T().stand} `, mark(p, "stood_on_call"), ` ${T().smile} `, mark(p, "smiled_at_greeting"), " ",
+      ...(p.greeted_first != null ? [`${T().greetedFirst} `, mark(p, "greeted_first")] : [`${T().farewell} `, mark(p, "stood_at_farewell")])]
+    : p.kind === "away" ? `${p.with_sign ? T().sign : `✗ ${T().k.away_without_sign}`}${p.ended_ms ? ` · ${minutes(p.ended_ms - p.started_ms)}` : ""}`
+    : p.kind === "sign_while_present" ? minutes(p.duration_ms)
+    : p.kind === "fault" ? `${faultName(p.code)} ${p.detail || ""}${p.cleared ? " ✓" : ""}` : "";
+  // the standard's clauses by name (their ids, as the standard numbers them, on hover)
+  const clauses = (p.clauses || []).map((c) => h("span", { class: "clause", title: c }, T().clauseNames[c] || c));
+  return h("tr", { class: bad ? "bad" : "", dataset: { kind: p.kind } }, h("td", { class: "ev-time" }, fmtTime(p.ts_ms)),
+    h("td", { class: "ev-window" }, p.window), h("td", { class: "ev-kind" }, T().ev[p.kind] || p.kind),
+    h("td", { class: "ev-detail" }, detail), h("td", { class: "ev-clauses" }, clauses.flatMap((c, i) => (i ? [" ", c] : [c]))));
 }
 
 // Called for every live message while any page is open.
@@ -187,26 +211,30 @@ async function viewAlerts(root) {
   const table = h("table", { id: "alerts" },
     h("thead", {}, h("tr", {}, [T().time, T().window, T().kind, T().detail, T().status].map((x) => h("th", {}, x)))),
     h("tbody", {}, rows.map((a) => {
-      const detail = a.kind === "away_without_sign" ? `${fmtTime(a.detail.started_ms)} – ${fmtTime(a.detail.ended_ms)}`
-        : a.kind === "bad_review" ? T().rating[a.detail.rating] : a.kind === "conduct" ? (a.detail.misses || []).join(", ")
-        : a.kind === "fault" ? `${a.detail.code} ${a.detail.detail || ""}`
-        : a.kind === "not_observed" ? `${T().cameraView}: ${a.detail.not_observed} / ${a.detail.sessions} ${T().sessionsNotObserved}` : "";
+      const d = a.detail;
+      const detail = a.kind === "away_without_sign" ? `${fmtTime(d.started_ms)} – ${fmtTime(d.ended_ms)}`
+        : a.kind === "bad_review" ? T().rating[d.rating] : a.kind === "conduct" ? (d.misses || []).map((m) => T().miss[m] || m).join("、")
+        : a.kind === "fault" ? `${faultName(d.code)} ${d.detail || ""}`
+        : a.kind === "sign_while_present" ? minutes(d.duration_ms)
+        : a.kind === "case_overdue" ? `${T().due} ${fmtDateTime(d.due_ms)}${d.rating ? ` · ${T().rating[d.rating] || d.rating}` : ""}${d.clerk_id ? ` · ${d.clerk_id}` : ""}`
+        : a.kind === "terminal_silent" ? `${T().lastHeard} ${fmtDateTime(d.last_heard_ms)}`
+        : a.kind === "not_observed" ? `${T().cameraView}: ${d.not_observed} / ${d.sessions} ${T().sessionsNotObserved}` : "";
       let status;
       if (a.acked_ms) status = h("span", { class: "ok" }, `${T().acked}: ${a.acked_by} · ${a.note}`);
       else if (!canAck) status = h("span", { title: T().readonly }, T().open);
       else {
         const note = h("input", { class: "note", placeholder: T().note, "aria-label": T().note });
         status = h("span", { class: "ack" }, note, h("button", {
-          class: "ack-btn", onclick: async () => {
+          class: "ack-btn", type: "button", onclick: async () => {
             if (!note.value.trim()) { note.focus(); return; }
             await api(`/api/alerts/${encodeURIComponent(a.alert_id)}/ack`, { method: "POST", body: JSON.stringify({ note: note.value }) });
             render();
           } }, T().ack));
       }
       return h("tr", { class: a.acked_ms ? "" : "bad", dataset: { alert: a.alert_id, kind: a.kind } },
-        h("td", {}, fmtDateTime(a.ts_ms)), h("td", {}, a.window), h("td", {}, T().k[a.kind] || a.kind), h("td", {}, detail), h("td", {}, status));
+        h("td", {}, fmtDateTime(a.ts_ms)), h("td", {}, a.window), h("td", {}, T().k[a.kind] || a.kind), h("td", {}, detail), h("td", { class: "wide" }, status));
     })));
-  root.append(h("section", { class: "card" }, h("h2", {}, T().alerts, exportLinks("alerts")), table));
+  root.append(h("section", { class: "card" }, h("h2", {}, T().alerts, exportLinks("alerts")), stacked(table)));
 }
 
 // ------------------------------------------------------------------ window and clerk pages
@@ -227,7 +255,7 @@ async function viewDetail(root, scopeQuery, title) {
       kpi(T().sessions, g.sessions), kpi(T().stand, pct(g.stand_on_call_rate), g.stand_on_call_not_observed),
       kpi(T().smile, pct(g.smile_at_greeting_rate), g.smile_at_greeting_not_observed),
       kpi(T().farewell, pct(g.farewell_stand_rate), g.farewell_stand_not_observed), kpi(T().seeOff, pct(g.see_off_rate)), kpi(T().coverage, pct(g.evaluation_coverage)),
-      kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} min`),
+      kpi(T().good, pct(g.good_review_rate)), kpi(T().k.away_without_sign, `${g.away_without_sign_min} ${T().minutes}`),
       kpi(T().farewellSmile, pct(g.farewell_smile_rate), g.farewell_smile_not_observed),
       kpi(T().notObservedSessions, `${g.not_observed_sessions} · ${pct(g.not_observed_share)}`),
       g.receptions ? kpi(T().greetedFirst, `${pct(g.greeted_first_rate)} / ${g.receptions}`) : null,
@@ -237,8 +265,8 @@ async function viewDetail(root, scopeQuery, title) {
   const trendCanvas = h("canvas", { id: "trend-chart", height: 220 });
   const distCanvas = h("canvas", { id: "dist-chart", height: 220 });
   root.append(h("div", { class: "grid2" },
-    h("section", { class: "card" }, h("h2", {}, T().trend), trendCanvas),
-    h("section", { class: "card" }, h("h2", {}, T().distribution), distCanvas)));
+    h("section", { class: "card" }, h("h2", {}, T().trend), h("div", { class: "chart" }, trendCanvas)),
+    h("section", { class: "card" }, h("h2", {}, T().distribution), h("div", { class: "chart" }, distCanvas))));
   S.charts.push(new Chart(trendCanvas, {
     type: "line",
     data: { labels: trend.map((d) => d.day.slice(5)), datasets: [
@@ -247,14 +275,14 @@ async function viewDetail(root, scopeQuery, title) {
       { label: T().farewell, data: trend.map((d) => d.farewell_rate), borderColor: "#1f5fa8", spanGaps: true },
       { label: T().good, data: trend.map((d) => d.good_rate), borderColor: "#c98a00", spanGaps: true },
     ] },
-    options: { animation: false, scales: { y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100}%` } } } },
+    options: { animation: false, aspectRatio: chartRatio(300 / 220, 1.1), scales: { y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100}%` } } } },
   }));
   const levels = S.meta.ratings.map((r) => r.code); // the scale, best first
   S.charts.push(new Chart(distCanvas, {
     type: "bar",
     data: { labels: levels.map((l) => T().rating[l]), datasets: [{ label: T().sessions, data: levels.map((l) => g.ratings[l] || 0),
       backgroundColor: ["#2e7d4f", "#6aa84f", "#c9b400", "#e06c00", "#b00020"] }] },
-    options: { animation: false, plugins: { legend: { display: false } } },
+    options: { animation: false, aspectRatio: chartRatio(300 / 220, 1.3), plugins: { legend: { display: false } } },
   }));
 
   // heat map: weekday rows x 24 hours, colour = compliance, text = sessions
@@ -362,12 +390,12 @@ async function viewUnits(root) {
   const districts = new Map(S.units.map((u) => [u.site, u.district]));
   const keys = Object.keys(data.groups).sort();
   const canvas = h("canvas", { id: "units-chart", height: 120 });
-  root.append(h("section", { class: "card" }, h("h2", {}, T().units), canvas,
-    h("table", { id: "units" }, h("thead", {}, h("tr", {}, ["", T().district, T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good, T().notObservedSessions].map((x) => h("th", {}, x)))),
+  root.append(h("section", { class: "card" }, h("h2", {}, T().units), h("div", { class: "chart" }, canvas),
+    stacked(h("table", { id: "units" }, h("thead", {}, h("tr", {}, [T().unit, T().district, T().sessions, T().stand, T().smile, T().farewell, T().coverage, T().good, T().notObservedSessions].map((x) => h("th", {}, x)))),
       h("tbody", {}, keys.map((k) => { const g = data.groups[k]; return h("tr", {}, h("td", {}, names.get(k) || k), h("td", {}, districts.get(k) || ""), h("td", {}, g.sessions),
         h("td", {}, pct(g.stand_on_call_rate)), h("td", {}, pct(g.smile_at_greeting_rate)), h("td", {}, pct(g.farewell_stand_rate)),
-        h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate)), h("td", {}, `${g.not_observed_sessions} · ${pct(g.not_observed_share)}`)); })))));
-  S.charts.push(new Chart(canvas, { type: "bar", options: { animation: false, scales: { y: { min: 0, max: 1 } } },
+        h("td", {}, pct(g.evaluation_coverage)), h("td", {}, pct(g.good_review_rate)), h("td", {}, `${g.not_observed_sessions} · ${pct(g.not_observed_share)}`)); }))))));
+  S.charts.push(new Chart(canvas, { type: "bar", options: { animation: false, aspectRatio: chartRatio(300 / 120, 1.2), scales: { y: { min: 0, max: 1 } } },
     data: { labels: keys.map((k) => names.get(k) || k), datasets: [
       { label: T().stand, data: keys.map((k) => data.groups[k].stand_on_call_rate), backgroundColor: "#2e7d4f" },
       { label: T().smile, data: keys.map((k) => data.groups[k].smile_at_greeting_rate), backgroundColor: "#b8322a" },
@@ -377,12 +405,12 @@ async function viewUnits(root) {
 async function viewFleet(root) {
   const rows = await api("/api/fleet");
   root.append(h("section", { class: "card" }, h("h2", {}, T().fleet, exportLinks("fleet")),
-    h("table", { id: "fleet" }, h("thead", {}, h("tr", {}, [T().window, T().status, T().lastSeen, T().fps, T().infer, T().temp, T().outbox, T().model, T().config, T().uptime].map((x) => h("th", {}, x)))),
+    stacked(h("table", { id: "fleet" }, h("thead", {}, h("tr", {}, [T().window, T().status, T().lastSeen, T().fps, T().infer, T().temp, T().outbox, T().model, T().config, T().uptime].map((x) => h("th", {}, x)))),
       h("tbody", {}, rows.map((d) => h("tr", { class: d.online ? "" : "bad" },
         h("td", {}, `${d.site_name} ${d.label}`), h("td", {}, d.online ? T().online : T().offline), h("td", {}, fmtDateTime(d.last_seen_ms)),
         h("td", {}, d.fps ?? "—"), h("td", {}, d.inference_ms ?? "—"), h("td", {}, d.cpu_temp_c ?? "—"),
         h("td", {}, d.outbox_depth ?? "—"), h("td", {}, d.model_version ?? "—"), h("td", {}, d.config_version ?? "—"),
-        h("td", {}, d.uptime_s != null ? `${Math.round(d.uptime_s / 60)} min` : "—")))))));
+        h("td", {}, d.uptime_s != null ? minutes(d.uptime_s * 1000) : "—"))))))));
 }
 
 // ------------------------------------------------------------------ roster: who served where
@@ -416,11 +444,11 @@ async function viewRoster(root) {
     onclick: async (ev) => { await act(ev, () => api("/api/roster/sign-out", { method: "POST", body: JSON.stringify({ site: S.site, window: s.window }) })); } }, T().signOut);
   root.append(h("section", { class: "card" }, h("h2", {}, T().shifts, picker),
     data.shifts.length === 0 ? h("p", { class: "muted" }, T().noShifts) : h("div", { class: "scroll" },
-      h("table", { id: "shifts" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().source, T().recordedBy, ""].map((x) => h("th", {}, x)))),
+      stacked(h("table", { id: "shifts" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().source, T().recordedBy, ""].map((x) => h("th", {}, x)))),
         h("tbody", {}, data.shifts.map((s) => h("tr", { dataset: { window: s.window, clerk: s.clerk_id } },
           h("td", {}, s.window), h("td", {}, who(s.clerk_id)), h("td", {}, fmtDateTime(s.start_ms)),
           h("td", {}, s.end_ms ? fmtDateTime(s.end_ms) : T().onShift), h("td", {}, T().sources[s.source] || s.source),
-          h("td", {}, s.recorded_by || ""), h("td", {}, can && !s.end_ms ? signOut(s) : ""))))))));
+          h("td", {}, s.recorded_by || ""), h("td", {}, can && !s.end_ms ? signOut(s) : "")))))))));
   if (can) {
     const form = adminForm("sign-in", [
         h("select", { name: "clerk", "aria-label": T().clerk, required: true }, clerks.map((c) => h("option", { value: c.clerk_id }, who(c.clerk_id)))),
@@ -436,13 +464,13 @@ async function viewRoster(root) {
     S.rosterNote = "";
   }
   root.append(h("section", { class: "card" }, h("h2", {}, T().planned),
-    h("div", { class: "scroll" }, h("table", { id: "planned" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().status].map((x) => h("th", {}, x)))),
+    h("div", { class: "scroll" }, stacked(h("table", { id: "planned" }, h("thead", {}, h("tr", {}, [T().window, T().clerk, T().from, T().until, T().status].map((x) => h("th", {}, x)))),
       h("tbody", {}, data.planned.map((p) => h("tr", { class: p.missing ? "bad" : "" },
         h("td", {}, p.window), h("td", {}, who(p.clerk_id)), h("td", {}, fmtDateTime(p.from_ms)), h("td", {}, fmtDateTime(p.to_ms)),
-        h("td", {}, p.missing ? T().missing : p.signed_in ? T().signedIn : "—"))))))));
+        h("td", {}, p.missing ? T().missing : p.signed_in ? T().signedIn : "—")))))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().unattributed),
-    h("table", { id: "unattributed" }, h("thead", {}, h("tr", {}, [T().window, T().sessions].map((x) => h("th", {}, x)))),
-      h("tbody", {}, data.unattributed.map((u) => h("tr", {}, h("td", {}, u.window), h("td", {}, u.sessions)))))));
+    stacked(h("table", { id: "unattributed" }, h("thead", {}, h("tr", {}, [T().window, T().sessions].map((x) => h("th", {}, x)))),
+      h("tbody", {}, data.unattributed.map((u) => h("tr", {}, h("td", {}, u.window), h("td", {}, u.sessions))))))));
 }
 
 // ------------------------------------------------------------------ administration (can.users)
@@ -568,6 +596,7 @@ async function render() {
   $("#view").replaceChildren(root);
   const route = (location.hash || home()).slice(2).split("/").map((x) => { try { return decodeURIComponent(x); } catch { return x; } });
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${route[0]}`);
+  syncMenu(false);
   try {
     if (route[0] === "alerts") await viewAlerts(root);
     else if (route[0] === "window") await viewDetail(root, { site: route[1], window: route[2] }, await windowTitle(route[1], route[2]));
@@ -583,10 +612,19 @@ async function render() {
   document.body.dataset.ready = location.hash || home();
 }
 
+// The header on a phone: the menu folds behind one button that names the page shown.
+function syncMenu(open) {
+  const btn = $("#menu");
+  document.body.classList.toggle("menu-open", open);
+  btn.setAttribute("aria-expanded", open ? "true" : "false");
+  btn.textContent = `☰ ${$("header nav a.active")?.textContent || T().menu}`;
+}
+
 function applyLang() {
   document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = T()[el.dataset.i18n];
   $("#lang").textContent = T().switchTo;
+  for (const [id, label] of [["site", T().unit], ["period", T().period], ["period-kind", T().periodKind], ["menu", T().menu]]) $(`#${id}`).setAttribute("aria-label", label);
   if (S.me) $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
 }
 
@@ -612,6 +650,8 @@ async function main() {
   for (const a of document.querySelectorAll("header nav a")) {
     if (isClerk() && UNIT_PAGES.includes(a.getAttribute("href").slice(2))) a.hidden = true;
   }
+  // a clerk's two or three links need no menu to fold them into, even on a phone
+  document.body.classList.toggle("few-links", [...document.querySelectorAll("header nav a")].filter((a) => !a.hidden).length <= 3);
   const sel = $("#site");
   for (const u of S.units) sel.append(h("option", { value: u.site }, u.name));
   sel.value = S.site;
@@ -621,6 +661,7 @@ async function main() {
   const pick = () => { S.period = window.WW_PERIOD(S.periodKind, S.month); render(); };
   per.addEventListener("change", () => { if (per.value) { S.month = per.value; pick(); } });
   kind.addEventListener("change", () => { S.periodKind = kind.value; localStorage.setItem("ww-period-kind", kind.value); pick(); });
+  $("#menu").addEventListener("click", () => syncMenu(!document.body.classList.contains("menu-open")));
   $("#lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("ww-lang", S.lang); applyLang(); render(); });
   $("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
   window.addEventListener("hashchange", render);

@@ -56,6 +56,14 @@ window.I18N = {
     notObservedLeftOut: "未能观测(不计入)", cameraView: "摄像头视角或光线", sessionsNotObserved: "人次未能观测",
     notJudged: "观测不足未评", notJudgedWhy: "该项可观测的服务人次少于最低样本数：不作判定",
     observedShare: "可观测", observedShareWhy: "本次服务中能看清工作人员面部与口部的时间占比",
+
+    // the phone header, alerts' and events' details in words (issue 17, item 7)
+    menu: "菜单", period: "月份", minutes: "分钟", lastHeard: "最后收到",
+    faults: { camera_dead: "摄像头无画面", camera_frozen: "摄像头画面冻结", model_error: "识别模型出错",
+              outbox_full: "待发事件已满", gpio_error: "按键或传感器故障" },
+    miss: { stand_on_call: "未叫号起立", smile_at_greeting: "未微笑迎客", stand_at_farewell: "未起立送别" },
+    clauseNames: { "G-SMILE": "微笑服务", "W-CALL": "叫号起立", "W-TWO-STANDS": "两立", "W-FAREWELL": "起立送别",
+              "W-EVALUATE": "邀请评价", "W-AWAY-SIGN": "离岗挂牌", "F-RECEIVE": "前台接待", "H-PRIORITY": "优先服务" },
   },
   en: {
     brand: "WarmWindow", navHall: "Live hall", navAlerts: "Alerts", navAssessment: "Assessment", navUnits: "Units",
@@ -113,5 +121,13 @@ window.I18N = {
     notObservedLeftOut: "not observed (left out)", cameraView: "camera placement or lighting", sessionsNotObserved: "sessions not observed",
     notJudged: "too few observed", notJudgedWhy: "fewer observed sessions than the minimum: no judgement on this criterion",
     observedShare: "seen", observedShareWhy: "share of the session in which the clerk's face and mouth could be seen",
+
+    // the phone header, alerts' and events' details in words (issue 17, item 7)
+    menu: "Menu", period: "Month", minutes: "min", lastHeard: "last heard",
+    faults: { camera_dead: "camera gives no picture", camera_frozen: "camera picture frozen", model_error: "recognition model error",
+              outbox_full: "outbox full", gpio_error: "button or sensor fault" },
+    miss: { stand_on_call: "no stand on call", smile_at_greeting: "no smile at greeting", stand_at_farewell: "no stand at farewell" },
+    clauseNames: { "G-SMILE": "smile", "W-CALL": "stand on call", "W-TWO-STANDS": "two stands", "W-FAREWELL": "farewell",
+              "W-EVALUATE": "ask to evaluate", "W-AWAY-SIGN": "sign when away", "F-RECEIVE": "front desk", "H-PRIORITY": "priority help" },
   },
 };
