@@ -324,7 +324,7 @@ def _from_rollups(
         )
         if group_by:
             q = q.group_by("k")
-        for row in conn.execute(q):
+        for row in conn.execute(q).all():
             if row.sessions is None:
                 continue  # no rows at all (ungrouped)
             acc = totals.setdefault(row.k if group_by else None, dict.fromkeys(SUMS, 0))
@@ -455,7 +455,7 @@ def _exemplary_from_rollups(
             .where(t >= lo, t < hi, r.c.clerk_id != "", *scope_filter(r, scope))
             .group_by(r.c.clerk_id)
         )
-        for clerk, *sums in conn.execute(q):
+        for clerk, *sums in conn.execute(q).all():  # one fetch, not a row at a time
             acc = totals.setdefault(clerk, [0, 0, 0, 0])
             for i, v in enumerate(sums):
                 acc[i] += int(v or 0)
