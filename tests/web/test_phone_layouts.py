@@ -253,6 +253,16 @@ def test_the_managers_pages_fit_a_phone(live: LiveServer, browser: Any, tmp_path
         assert 250 <= box["width"] <= PHONE["width"] - 32 and box["height"] >= 150, (chart, box)
     heat = page.locator("#heatmap").bounding_box()
     assert heat["x"] + heat["width"] <= PHONE["width"], heat
+    tall = page.locator("#trend-chart").bounding_box()
+    # turned sideways (844 px): past the phone's width, the desk's shape, redrawn
+    page.set_viewport_size({"width": PHONE["height"], "height": PHONE["width"]})
+    assert tall["width"] / tall["height"] < 1.2, tall
+
+    def ratio() -> float:
+        box = page.locator("#trend-chart").bounding_box()
+        return float(box["width"] / box["height"]) if box else 0.0
+
+    wait_until(lambda: abs(ratio() - 300 / 220) < 0.05, 10, "the desk's chart shape")
     ctx.close()
 
 

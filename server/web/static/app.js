@@ -665,6 +665,8 @@ async function main() {
   $("#lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("ww-lang", S.lang); applyLang(); render(); });
   $("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
   window.addEventListener("hashchange", render);
+  // a phone turned sideways (or a window resized) past the phone width: tables and charts redrawn for it
+  window.matchMedia(PHONE).addEventListener("change", render);
   applyLang();
   await render();
   if (isClerk()) $("#conn").hidden = true; // the live hall is not a clerk's
