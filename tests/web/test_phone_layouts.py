@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -170,6 +171,10 @@ def middle(page: Any, selector: str) -> float:
     return float(box["y"] + box["height"] / 2)
 
 
+def shows(page: Any, selector: str, text: str) -> bool:
+    return bool(page.locator(selector).inner_text() == text)
+
+
 def small_targets(page: Any) -> list[str]:
     """Buttons and header controls a finger hardly hits (under 40 px high)."""
     return list(
@@ -210,6 +215,8 @@ def test_the_managers_pages_fit_a_phone(live: LiveServer, browser: Any, tmp_path
             assert width["page"] <= PHONE["width"] and width["card"] <= 1, (lang, route, width)
             assert small_targets(page) == [], (lang, route)
             assert raw_codes(shown_text(page), lang) == [], (lang, route, shown_text(page))
+            badge = {"zh": "实时", "en": "live"}[lang]
+            wait_until(partial(shows, page, "#conn", badge), 5, "the live badge named")
             if lang == "zh" and route in ("#/hall", "#/fleet"):
                 name = route[2:]
                 page.screenshot(path=str(shots / f"phone-{name}.png"), full_page=True, scale="css")

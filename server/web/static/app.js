@@ -624,6 +624,8 @@ function applyLang() {
   document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = T()[el.dataset.i18n];
   $("#lang").textContent = T().switchTo;
+  const conn = $("#conn");
+  if (conn.dataset.state) conn.textContent = T()[conn.dataset.state];
   for (const [id, label] of [["site", T().unit], ["period", T().period], ["period-kind", T().periodKind], ["menu", T().menu]]) $(`#${id}`).setAttribute("aria-label", label);
   if (S.me) $("#who").textContent = `${S.me.display_name} · ${T().roles[S.me.role] || S.me.role}`;
 }
@@ -631,8 +633,9 @@ function applyLang() {
 function connect() {
   const es = new EventSource("/api/stream");
   const badge = $("#conn");
-  es.onopen = () => { badge.textContent = T().live; badge.className = "badge on"; };
-  es.onerror = () => { badge.textContent = T().lost; badge.className = "badge off"; };
+  // the state kept by name, so a change of language names it again (applyLang)
+  es.onopen = () => { badge.dataset.state = "live"; badge.textContent = T().live; badge.className = "badge on"; };
+  es.onerror = () => { badge.dataset.state = "lost"; badge.textContent = T().lost; badge.className = "badge off"; };
   es.onmessage = (m) => onLive(JSON.parse(m.data));
 }
 
