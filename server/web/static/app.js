@@ -364,24 +364,16 @@ async function viewAssessment(root) {
     h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score, T().notObservedLeftOut].map((x) => h("th", {}, x)))),
       h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3)),
         h("td", { class: "unobserved" }, r.not_observed || "")))))));
-  const now = Date.now();
   root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
     h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
-      h("tbody", {}, cases.map((c) => h("tr", { class: c.status === "open" && c.due_ms < now ? "bad" : "", dataset: { case: c.case_id } },
+      h("tbody", {}, cases.map((c) => h("tr", { class: c.overdue ? "bad" : "", dataset: { case: c.case_id } },
         h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating),
         h("td", {}, fmtDateTime(c.due_ms), c.due_provisional ? h("span", { class: "warn", title: T().provisionalWhy }, ` ⚠ ${T().provisional}`) : ""),
-        h("td", {}, c.status === "open" ? Math.ceil((c.due_ms - now) / 86400000) : "—"), h("td", {}, c.status),
+        // official working days (server/policy/casework.py), not calendar days
+        h("td", {}, c.working_days_left === null ? "—" : c.working_days_left > 0 ? T().cw.daysLeft(c.working_days_left)
+          : c.working_days_left === 0 ? T().cw.dueToday : T().cw.overdueBy(-c.working_days_left)),
+        h("td", {}, T().cw[c.status] || c.status),
         h("td", { class: "case-note" }, c.note || "", " ", h("a", { class: "case-link", href: `#/cases/${enc(c.case_id)}` }, S.me.can.close_case && c.status === "open" ? T().cw.handle : T().cw.view))))))));
-}
-
-function closeCase(c) {
-  const note = h("input", { class: "note", placeholder: T().note, "aria-label": T().note });
-  return h("span", { class: "ack" }, note, h("button", {
-    class: "close-btn", type: "button", onclick: async () => {
-      if (!note.value.trim()) { note.focus(); return; }
-      await api(`/api/cases/${enc(c.case_id)}/close`, { method: "POST", body: JSON.stringify({ note: note.value }) });
-      render();
-    } }, T().close));
 }
 
 async function viewUnits(root) {
