@@ -532,9 +532,7 @@ class SessionOut(Out):
         "included): stood_on_call, smiled_at_greeting, stood_at_farewell, "
         "smiled_at_farewell, greeted_first; null: not judged for this session."
     )
-    not_counted: bool = Field(
-        description="An upheld appeal took the session out of every measure."
-    )
+    not_counted: bool = Field(description="An upheld appeal took the session out of every measure.")
     corrected: list[str] = Field(
         description="The verdicts an upheld appeal corrected (the old values: the appeal)."
     )
