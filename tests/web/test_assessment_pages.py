@@ -43,7 +43,13 @@ def seed(live: LiveServer) -> list[str]:
 
 
 def no_sideways_scroll(page: Any, width: int) -> None:
+    """Neither the page nor a card scrolls sideways (a card's table stacks on a phone)."""
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+    hidden = page.evaluate(
+        "[...document.querySelectorAll('section.card')]"
+        ".map((c) => c.scrollWidth - c.clientWidth).filter((d) => d > 1)"
+    )
+    assert hidden == [], hidden
 
 
 def pick_month(page: Any) -> None:
@@ -116,6 +122,17 @@ def test_thresholds_finding_and_override(
     pick_month(page)
     wait_until(lambda: "已改判" in page.locator('#verdicts tr[data-clerk="c-li"]').inner_text())
     assert page.locator("main p.bad").count() == 0
+    no_sideways_scroll(page, width)
+    page.screenshot(path=str(shots / f"assessment-{width}.png"), full_page=True)
+    page.click("#lang")  # English labels are longer: still no sideways scroll
+    wait_until(lambda: "overridden" in page.inner_text("#verdicts"), what="English")
+    no_sideways_scroll(page, width)
+    page.goto(f"{live.url}/#/verdict/c-li/{MONTH}")
+    wait_until(lambda: "overridden" in page.inner_text("main"), what="English verdict")
+    no_sideways_scroll(page, width)
+    page.goto(f"{live.url}/#/settings")
+    wait_until(lambda: page.locator("#thresholds").count() == 1, what="English settings")
+    no_sideways_scroll(page, width)
     ctx.close()
 
 

@@ -348,7 +348,7 @@ async function viewAssessment(root) {
   ]);
   root.append(h("section", { class: "card" },
     h("h2", {}, T().verdicts, S.period === S.month ? "" : ` ${S.month}`, exportLinks("assessment", "", S.month), h("a", { href: `/report/${enc(S.site)}/${enc(S.month)}`, target: "_blank", rel: "noopener", id: "report-link" }, T().report)),
-    h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().signOffTitle, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions, T().findings, T().openAppeals].map((x) => h("th", {}, x)))),
+    stacked(h("table", { id: "verdicts" }, h("thead", {}, h("tr", {}, ["", T().result, T().signOffTitle, T().failed, T().notJudged, T().probation, T().sessions, T().notObservedSessions, T().findings, T().openAppeals].map((x) => h("th", {}, x)))),
       h("tbody", {}, verdicts.map((v) => h("tr", { class: v.result === "fail" ? "bad" : "", dataset: { clerk: v.clerk_id } },
         h("td", {}, h("a", { href: `#/verdict/${enc(v.clerk_id)}/${enc(S.month)}` }, `${v.name} (${v.clerk_id})`)),
         h("td", {}, T()[v.result] || v.result, v.computed_result !== v.result ? ` (${T().computed}: ${T()[v.computed_result] || v.computed_result})` : ""),
@@ -359,13 +359,13 @@ async function viewAssessment(root) {
         h("td", {}, T().probationStates[v.probation] || v.probation,
           v.probation_decided ? ` · ${T().decided}: ${v.probation_decided.month}${v.probation_decided.outcome ? ` ${T().probationOutcome[v.probation_decided.outcome]}` : ""}` : ""),
         h("td", {}, v.measures.sessions),
-        h("td", {}, v.measures.not_observed_sessions), h("td", {}, v.findings || ""), h("td", {}, v.open_appeals || "")))))));
+        h("td", {}, v.measures.not_observed_sessions), h("td", {}, v.findings || ""), h("td", {}, v.open_appeals || ""))))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().ranking, exportLinks("ranking")),
-    h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score, T().notObservedLeftOut].map((x) => h("th", {}, x)))),
+    stacked(h("table", { id: "ranking" }, h("thead", {}, h("tr", {}, [T().rank, "", T().sessions, T().score, T().notObservedLeftOut].map((x) => h("th", {}, x)))),
       h("tbody", {}, ranking.map((r) => h("tr", {}, h("td", {}, r.rank ?? "—"), h("td", {}, r.clerk_id), h("td", {}, `${r.exemplary}/${r.sessions}`), h("td", {}, r.score.toFixed(3)),
-        h("td", { class: "unobserved" }, r.not_observed || "")))))));
+        h("td", { class: "unobserved" }, r.not_observed || ""))))))));
   root.append(h("section", { class: "card" }, h("h2", {}, T().cases, exportLinks("cases")),
-    h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
+    stacked(h("table", { id: "cases" }, h("thead", {}, h("tr", {}, [T().day, T().window, T().detail, T().due, T().daysLeft, T().status, T().note].map((x) => h("th", {}, x)))),
       h("tbody", {}, cases.map((c) => h("tr", { class: c.overdue ? "bad" : "", dataset: { case: c.case_id } },
         h("td", {}, fmtDateTime(c.opened_ms)), h("td", {}, c.window), h("td", {}, T().rating[c.rating] || c.rating),
         h("td", {}, fmtDateTime(c.due_ms), c.due_provisional ? h("span", { class: "warn", title: T().provisionalWhy }, ` ⚠ ${T().provisional}`) : ""),
@@ -373,7 +373,7 @@ async function viewAssessment(root) {
         h("td", {}, c.working_days_left === null ? "—" : c.working_days_left > 0 ? T().cw.daysLeft(c.working_days_left)
           : c.working_days_left === 0 ? T().cw.dueToday : T().cw.overdueBy(-c.working_days_left)),
         h("td", {}, T().cw[c.status] || c.status),
-        h("td", { class: "case-note" }, c.note || "", " ", h("a", { class: "case-link", href: `#/cases/${enc(c.case_id)}` }, S.me.can.close_case && c.status === "open" ? T().cw.handle : T().cw.view))))))));
+        h("td", { class: "case-note" }, c.note || "", " ", h("a", { class: "case-link", href: `#/cases/${enc(c.case_id)}` }, S.me.can.close_case && c.status === "open" ? T().cw.handle : T().cw.view)))))))));
 }
 
 async function viewUnits(root) {

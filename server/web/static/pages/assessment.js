@@ -35,6 +35,7 @@ Object.assign(window.I18N.zh, {
   score: "得分", scope: "适用范围", fromMonth: "起始月份", city: "全市", saved: "已保存", history: "历史版本",
   mySessions: "我的服务记录", appealThis: "对此申诉", onlyOwn: "仅显示本人记录。", corrected: "已更正", notCounted: "不计入",
   noAppeals: "暂无申诉", settingsOnlyAdmin: "只有区管理员可以修改考核标准。", openAppeals: "待处理申诉",
+  attachmentsTitle: "附件", findingKindTitle: "方式", outcomeTitle: "结论", newValue: "新值", values: "设定",
   verdictLink: "考核详情", observedAt: "发现时间", observedAtWhy: "未选服务时填写；不填即为现在",
 });
 Object.assign(window.I18N.en, {
@@ -67,8 +68,13 @@ Object.assign(window.I18N.en, {
   score: "Score", scope: "Applies to", fromMonth: "From month", city: "whole city", saved: "saved", history: "Versions",
   mySessions: "My sessions", appealThis: "Appeal this", onlyOwn: "Only your own records are shown.", corrected: "corrected", notCounted: "not counted",
   noAppeals: "No appeals", settingsOnlyAdmin: "Only a district administrator changes thresholds.", openAppeals: "Open appeals",
+  attachmentsTitle: "Attachments", findingKindTitle: "How", outcomeTitle: "Outcome", newValue: "New value", values: "Sets",
   verdictLink: "Assessment", observedAt: "Seen at", observedAtWhy: "Without a session: when it was seen; empty: now",
 });
+
+// the clauses inspectors record that no terminal observes (i18n.js names the others)
+Object.assign(window.I18N.zh.clauseNames, { "G-GAZE": "目光亲切", "G-DRESS": "仪容着装", "G-VOICE": "语音语调", "W-BOTH-HANDS": "双手递接" });
+Object.assign(window.I18N.en.clauseNames, { "G-GAZE": "friendly gaze", "G-DRESS": "dress", "G-VOICE": "voice", "W-BOTH-HANDS": "both hands" });
 
 // ------------------------------------------------------------------ shared bits
 
@@ -76,6 +82,7 @@ const CLAUSES = ["W-CALL", "G-SMILE", "W-TWO-STANDS", "W-FAREWELL", "W-EVALUATE"
   "W-BOTH-HANDS", "G-GAZE", "G-DRESS", "G-VOICE", "H-PRIORITY"];
 const SESSION_VERDICTS = ["stood_on_call", "smiled_at_greeting", "stood_at_farewell", "smiled_at_farewell", "greeted_first"];
 const crit = (name) => T().crit[name] || name;
+const clauseName = (c) => `${T().clauseNames[c] || c} (${c})`;
 const fmtValue = (c) => (c.value === null || c.value === undefined ? "—"
   : c.criterion.endsWith("_rate") || c.criterion === "evaluation_coverage" ? pct(c.value) : String(c.value));
 const fmtLimit = (c) => (c.criterion.endsWith("_rate") || c.criterion === "evaluation_coverage" ? pct(c.threshold) : String(c.threshold));
@@ -97,7 +104,7 @@ function form(cls, fields, label, run) {
 }
 
 function criteriaTable(v) {
-  return h("table", { id: "criteria" },
+  return stacked(h("table", { id: "criteria" },
     h("thead", {}, h("tr", {}, [T().criterion, T().value, T().threshold, T().judged, T().evidence].map((x) => h("th", {}, x)))),
     h("tbody", {}, v.criteria.map((c) => {
       const failure = v.failures.find((f) => f.criterion === c.criterion);
@@ -107,7 +114,7 @@ function criteriaTable(v) {
         h("td", {}, crit(c.criterion)), h("td", {}, fmtValue(c), counts),
         h("td", {}, fmtLimit(c)), h("td", { class: c.status.startsWith("insufficient") || c.status === "not_counted" ? "unobserved" : "" }, T().cstatus[c.status] || c.status, unseen),
         h("td", { class: "audit-detail" }, failure ? `${failure.evidence.length}` : ""));
-    })));
+    }))));
 }
 
 // The clerk's monthly report, print-ready HTML and PDF (server/api/report_render.py).
@@ -146,10 +153,12 @@ WW_PAGES.verdict = async (root, route) => {
     criteriaTable(v), thresholdsLine(v)));
 
   // sign-off: the decisions, and the form for who may decide
-  const decisions = h("table", { id: "decisions" }, h("tbody", {}, st.decisions.map((d) => h("tr", {},
+  const decisions = stacked(h("table", { id: "decisions" },
+    h("thead", {}, h("tr", {}, [T().time, T().signOffTitle, T().standsAs, T().decidedBy, T().reason].map((x) => h("th", {}, x)))),
+    h("tbody", {}, st.decisions.map((d) => h("tr", {},
     h("td", {}, fmtDateTime(d.decided_ms)), h("td", {}, d.action === "confirm" ? T().confirm : T().override),
     h("td", {}, `${T()[d.result] || d.result} (${T().computed}: ${T()[d.computed_result] || d.computed_result})`),
-    h("td", {}, d.decided_by), h("td", {}, d.reason)))));
+    h("td", {}, d.decided_by), h("td", {}, d.reason))))));
   const sign = h("section", { class: "card", id: "sign-off" }, h("h2", {}, T().signOffTitle), st.decisions.length ? decisions : h("p", {}, T().none));
   if (S.me.can.sign_off) {
     const result = select("overrideResult", ["pass", "fail", "insufficient_data"].map((r) => opt(r, T()[r])), { hidden: true });
@@ -163,18 +172,19 @@ WW_PAGES.verdict = async (root, route) => {
 
   // findings
   const rows = v.findings.map((f) => h("tr", { class: f.withdrawn_ms ? "muted" : f.outcome === "not_complied" ? "bad" : "", dataset: { finding: f.finding_id } },
-    h("td", {}, fmtDateTime(f.observed_ms)), h("td", {}, T().findingKind[f.kind]), h("td", {}, f.criterion),
+    h("td", {}, fmtDateTime(f.observed_ms)), h("td", {}, T().findingKind[f.kind]), h("td", {}, clauseName(f.criterion)),
     h("td", {}, T().outcome[f.outcome]), h("td", {}, f.note, f.video_ms !== null ? ` · ${T().videoAt} ${Math.round(f.video_ms / 1000)}` : ""),
     h("td", { class: "audit-detail" }, f.attachments.join(", ")), h("td", {}, f.recorded_by),
     h("td", {}, f.withdrawn_ms ? `${T().withdrawn}: ${f.withdrawn_reason}` : S.me.can.finding
       ? form("withdraw-form", [textIn("reason", { required: true, minlength: 3 })], T().withdraw, (d) => post(`/api/findings/${enc(f.finding_id)}/withdraw`, d)) : "")));
   const fsec = h("section", { class: "card", id: "findings" }, h("h2", {}, T().findings),
-    rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", {}, T().none));
+    rows.length ? stacked(h("table", {}, h("thead", {}, h("tr", {}, [T().time, T().findingKindTitle, T().clause, T().outcomeTitle,
+      T().note, T().attachmentsTitle, T().recordedBy, ""].map((x) => h("th", {}, x)))), h("tbody", {}, rows))) : h("p", {}, T().none));
   if (S.me.can.finding) {
     const sessionSel = select("session", [opt("", "—"), ...tl.map((s) => opt(s.session_id, fmtDateTime(s.opened_ms)))]);
     fsec.append(h("h3", {}, T().recordFinding), form("finding-form", [
       select("kind", ["patrol", "video_check", "survey"].map((k) => opt(k, T().findingKind[k]))),
-      select("clause", CLAUSES.map((c) => opt(c, c))),
+      select("clause", CLAUSES.map((c) => opt(c, clauseName(c)))),
       select("outcome", ["not_complied", "complied"].map((o) => opt(o, T().outcome[o]))),
       sessionSel, textIn("videoAt", { type: "number", min: 0, step: 1 }),
       textIn("observedAt", { type: "datetime-local", title: T().observedAtWhy }),
@@ -216,14 +226,14 @@ WW_PAGES.verdict = async (root, route) => {
 
 function appealsCard(list, title = T().appeals) {
   return h("section", { class: "card", id: "appeals" }, h("h2", {}, title),
-    list.length ? h("table", {}, h("thead", {}, h("tr", {}, [T().filedAt, T().session, T().criterion, T().appealNote, T().status, T().before, T().after].map((x) => h("th", {}, x)))),
+    list.length ? stacked(h("table", {}, h("thead", {}, h("tr", {}, [T().filedAt, T().session, T().criterion, T().appealNote, T().status, T().before, T().after].map((x) => h("th", {}, x)))),
       h("tbody", {}, list.map((a) => h("tr", { dataset: { appeal: a.appeal_id, status: a.status } },
         h("td", {}, h("a", { href: `#/appeals/${enc(a.appeal_id)}` }, fmtDateTime(a.filed_ms))),
         h("td", {}, a.session_id ? a.session_id.slice(0, 8) : T().monthVerdict),
         h("td", {}, a.criterion ? T().verdictKeys[a.criterion] : a.month), h("td", {}, a.note),
         h("td", {}, T().appealStatus[a.status], a.resolution ? ` · ${T().resolution[a.resolution]}` : ""),
         h("td", {}, a.before ? `${T()[a.before.result] || a.before.result} (${T().signOff[a.before.sign_off]})` : ""),
-        h("td", {}, a.after ? `${T()[a.after.result] || a.after.result} (${T().signOff[a.after.sign_off]})` : "")))))
+        h("td", {}, a.after ? `${T()[a.after.result] || a.after.result} (${T().signOff[a.after.sign_off]})` : ""))))))
       : h("p", {}, T().noAppeals));
 }
 
@@ -311,6 +321,9 @@ WW_PAGES.me = async (root) => {
 
 // ------------------------------------------------------------------ #/settings: thresholds
 
+const scopeName = (scope) => (scope === "all" ? T().city : scope.startsWith("site:")
+  ? (S.units.find((u) => u.site === scope.slice(5)) || { name: scope.slice(5) }).name : scope.replace(/^district:/, ""));
+
 const FIELD_KIND = { min_sessions: "int", max_overdue_cases: "int", max_findings_not_complied: "int", evidence_limit: "int",
   findings_count: "bool", too_broad_counts: "bool" };
 
@@ -326,11 +339,11 @@ WW_PAGES.settings = async (root) => {
     const rate = !kind;
     return h("input", { name, "aria-label": crit(name), type: "number", step: rate ? "0.01" : "1", min: 0, max: rate && name !== "max_away_without_sign_min" ? 1 : undefined, placeholder: String(t.thresholds[name]) });
   });
-  const table = h("table", { id: "thresholds" }, h("thead", {}, h("tr", {}, [T().criterion, `${S.month}`, T().version, T().defaults, ""].map((x) => h("th", {}, x)))),
+  const table = stacked(h("table", { id: "thresholds" }, h("thead", {}, h("tr", {}, [T().criterion, `${S.month}`, T().version, T().defaults, T().newValue].map((x) => h("th", {}, x)))),
     h("tbody", {}, names.map((name, i) => h("tr", { dataset: { field: name } },
       h("td", {}, crit(name)), h("td", {}, shown(name, t.thresholds[name])),
       h("td", {}, t.source[name] ? `v${t.source[name]}` : T().defaults), h("td", {}, shown(name, t.defaults[name])),
-      h("td", {}, S.me.can.thresholds ? inputs[i] : "")))));
+      h("td", {}, S.me.can.thresholds ? inputs[i] : ""))))));
   const card = h("section", { class: "card", id: "settings" }, h("h2", {}, `${T().navSettings} · ${unit ? unit.name : S.site}`), table);
   if (S.me.can.thresholds) {
     const scopes = [[`site:${S.site}`, unit ? unit.name : S.site], ...(unit ? [[`district:${unit.district}`, unit.district]] : []),
@@ -349,8 +362,9 @@ WW_PAGES.settings = async (root) => {
   } else card.append(h("p", { class: "muted" }, T().settingsOnlyAdmin));
   root.append(card);
   root.append(h("section", { class: "card", id: "threshold-history" }, h("h2", {}, T().history),
-    t.history.length ? h("table", {}, h("tbody", {}, t.history.map((v) => h("tr", {}, h("td", {}, `v${v.version}`), h("td", {}, v.scope),
+    t.history.length ? stacked(h("table", {}, h("thead", {}, h("tr", {}, [T().version, T().scope, T().fromMonth, T().values, T().reason, T().recordedBy]
+      .map((x) => h("th", {}, x)))), h("tbody", {}, t.history.map((v) => h("tr", {}, h("td", {}, `v${v.version}`), h("td", {}, scopeName(v.scope)),
       h("td", {}, v.from_month), h("td", {}, Object.entries(v.values).map(([k, x]) => `${crit(k)} ${shown(k, x)}`).join("; ")),
-      h("td", {}, v.reason), h("td", {}, `${v.created_by} ${fmtDateTime(v.created_ms)}`))))) : h("p", {}, T().none)));
+      h("td", {}, v.reason), h("td", {}, `${v.created_by} ${fmtDateTime(v.created_ms)}`)))))) : h("p", {}, T().none)));
 };
 })();
