@@ -639,3 +639,50 @@ session_corrections = Table(
     Column("at_ms", BigInteger, nullable=False),
     Index("ix_session_corrections_session", "session_id"),
 )
+
+# ---------------------------------------------------------------- outbound (issue 18)
+# The durable delivery queue (server/outbound/queue.py): one row per (target, key), so
+# a key is queued once per target however often its cause is stored or replayed.
+# ``status``: pending (due at ``due_ms``; a claim pushes that to the lease's end),
+# delivered, dead (attempts spent or a permanent refusal; ``resend`` makes it pending).
+outbound_deliveries = Table(
+    "outbound_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(48), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("site", String(32), nullable=True),
+    Column("body", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("due_ms", BigInteger, nullable=False),
+    Column("last_attempt_ms", BigInteger, nullable=True),
+    Column("delivered_ms", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ux_outbound_target_key", "target", "key", unique=True),
+    Index("ix_outbound_status_due", "status", "due_ms"),
+)
+
+# Per target, what its last attempts did (shared by the replicas).
+outbound_status = Table(
+    "outbound_status",
+    metadata,
+    Column("target", String(48), primary_key=True),
+    Column("last_success_ms", BigInteger, nullable=True),
+    Column("last_error_ms", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+
+# A district admin's switch of a configured target for one of its units: while off, that
+# unit's deliveries to it wait (nothing is lost); the URL is never set here.
+outbound_switches = Table(
+    "outbound_switches",
+    metadata,
+    Column("target", String(48), primary_key=True),
+    Column("site", String(32), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+)
