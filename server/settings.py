@@ -31,6 +31,7 @@ WW_NOT_OBSERVED_SHARE      a window's share of sessions not observed that      0
                            raises a camera alert (over the look-back)
 WW_NOT_OBSERVED_MIN_SESSIONS  the fewest sessions that alert is judged on      10
 WW_NOT_OBSERVED_HOURS      its look-back                                       24
+WW_OUTBOUND_FILE           outbound targets (docs/outbound.md); none = off     (none)
 =========================  ==================================================  ====================
 """
 
@@ -79,6 +80,10 @@ class ServerEnv(BaseSettings):
     measures_days: int = Field(3 * 366, ge=1, description="Retention of measures, days.")
     calendar_file: Path | None = Field(
         None, description="Official working-day overrides (default: the bundled file)."
+    )
+
+    outbound_file: Path | None = Field(
+        None, description="Outbound targets file (docs/outbound.md); none: all outbound off."
     )
 
     not_observed_share: float = Field(
@@ -150,6 +155,7 @@ class ServerEnv(BaseSettings):
                 min_sessions=self.not_observed_min_sessions,
                 lookback_ms=int(self.not_observed_hours * 3_600_000),
             ),
+            "outbound_file": self.outbound_file,
         }
         token = self.metrics_token()
         _security_option(ServerSettings, kwargs, "metrics_token", token, "WW_METRICS_TOKEN_FILE")

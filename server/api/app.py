@@ -26,6 +26,8 @@ from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
 from server.api.schemas import ERRORS, HealthOut
 from server.ingest import Ingest
+from server.outbound import targets as outbound_targets
+from server.outbound.service import Outbound
 from server.policy.rows import AlertRow
 from server.prometheus import metrics_router
 from server.store.db import Store
@@ -80,6 +82,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     accounts = Accounts(store.engine)
     tokens = Tokens(store.engine)
     hub = Hub()
+    # Validated now: a bad outbound file stops the server here, naming file and field.
+    outbound = Outbound(store, outbound_targets.load(settings.outbound_file))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,9 +111,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         sweeper = Sweeper(store, not_observed=settings.not_observed, on_raised=announce)
         sweeper.start()
+        outbound.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(outbound.stop)
             await asyncio.to_thread(sweeper.stop)
             if ingest is not None:
                 await asyncio.to_thread(ingest.stop)
@@ -128,6 +134,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.hub = hub
     app.state.settings = settings
     app.state.ingest = None
+    app.state.outbound = outbound
     app.include_router(admin.router)
     app.include_router(routes.router)
     app.include_router(roster.router)

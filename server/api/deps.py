@@ -31,6 +31,8 @@ class ServerSettings:
     metrics_token: str | None = None  # Bearer token /metrics requires; None = open
     #: When a window's sessions not observed raise a camera alert (server/policy/clock.py).
     not_observed: NotObservedLimits = field(default_factory=NotObservedLimits)
+    #: The outbound targets file (server/outbound/targets.py); None: all outbound off.
+    outbound_file: Path | None = None
 
 
 def get_store(request: Request) -> Store:

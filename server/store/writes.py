@@ -8,7 +8,7 @@ rollups only the rows actually inserted, so a duplicate never counts twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,8 +90,16 @@ class Batch:
     rejects: dict[str, int] = field(default_factory=dict)
 
 
+#: Called in the ingest transaction with the projection rows it newly inserted, by table
+#: name; returns how many deliveries it queued (server/outbound: issue 18).
+ProjectedHook = Callable[[Any, Mapping[str, Sequence[Mapping[str, Any]]]], int]
+
+
 class Writes(StoreBase):
     """Ingest batches, device status, reject counters and dead letters."""
+
+    #: What the app hangs on the ingest transaction (outbound forwarding); none by default.
+    outbound_hooks: tuple[ProjectedHook, ...] = ()
 
     def insert_events(self, batch: Sequence[StoredEvent]) -> list[str]:
         """Store a batch; return the ids that were new (duplicates are skipped)."""
@@ -240,6 +248,8 @@ class Writes(StoreBase):
             if rows:
                 fresh = set(self._insert_new(conn, table, rows, key))
                 inserted[table.name] = [r for r in rows if r[key] in fresh]
+        for hook in self.outbound_hooks:
+            hook(conn, inserted)
         rollups.add(
             conn,
             rollups.from_projections(
