@@ -1,5 +1,5 @@
 """The server's subcommands of ``warmwindow``: server, user, token, retention, rollups,
-demo and bundle.
+demo, bundle, queue and helpdesk.
 
 ``agent/cli.py`` offers them through the ``warmwindow.commands`` entry point when the
 server's packages are installed (``pip install "warmwindow[server]"``); an install with
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy  # noqa: F401  (the server extra: without it, no server commands)
 import uvicorn
 
-from server import bundles, queue_replay
+from server import bundles, helpdesk_feed, queue_replay
 from server.accounts import ROLES
 from server.tokens import GRANTS
 
@@ -389,3 +389,4 @@ def register(sub: Any) -> None:
 
     bundles.register(sub)
     queue_replay.register(sub)
+    helpdesk_feed.register(sub)

@@ -950,6 +950,22 @@ class ClerkOut(Out):
     site: str = Field(description="The centre the clerk belongs to.")
 
 
+class HelpdeskDayOut(Out):
+    """One window's day of H-ONLINE, as the help-desk feed last sent it."""
+
+    site: SiteSlug
+    window: WindowSlug
+    day: date = Field(description="The local day.")
+    requests: int = Field(description="Help-desk requests.")
+    first_response_within_1min: int = Field(description="Requests answered within a minute.")
+    resolved: int = Field(description="Requests resolved.")
+    first_response_rate: Rate = Field(description="Answered within a minute / requests.")
+    resolved_rate: Rate = Field(description="Resolved / requests; null without requests.")
+    meets_standard: bool | None = Field(
+        description="Every request answered within a minute and 90% resolved; null without any."
+    )
+
+
 class HelpdeskOut(Out):
     """H-ONLINE over the days asked, as the help-desk system reported them."""
 
@@ -959,6 +975,7 @@ class HelpdeskOut(Out):
     meets_standard: bool | None = Field(
         description="Every request answered within a minute and 90% resolved; null without any."
     )
+    days: list[HelpdeskDayOut] = Field(description="Each window's days, by centre, window, day.")
 
 
 # ----------------------------------------------------------------- health and the page's facts

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from server.policy.helpdesk import HOnline
 from server.store.base import StoreBase
 from server.store.schema import helpdesk_kpis
 
@@ -35,20 +36,26 @@ class Kpis(StoreBase):
     def helpdesk_summary(
         self, first_day: str, last_day: str, sites: frozenset[str] | None = None
     ) -> dict[str, Any]:
-        """H-ONLINE over local days ``first_day``..``last_day`` of ``sites`` (None: all)."""
+        """H-ONLINE over local days ``first_day``..``last_day`` of ``sites`` (None: all):
+        the totals, and each window's days (by site, window, day)."""
         h = helpdesk_kpis
-        q = select(
-            func.coalesce(func.sum(h.c.requests), 0),
-            func.coalesce(func.sum(h.c.first_response_within_1min), 0),
-            func.coalesce(func.sum(h.c.resolved), 0),
-        ).where(h.c.day >= first_day, h.c.day <= last_day)
+        q = (
+            select(h.c.site, h.c.window, h.c.day, h.c.requests)
+            .add_columns(h.c.first_response_within_1min, h.c.resolved)
+            .where(h.c.day >= first_day, h.c.day <= last_day)
+            .order_by(h.c.site, h.c.window, h.c.day)
+        )
         if sites is not None:
             q = q.where(h.c.site.in_(sites))
         with self.engine.connect() as conn:
-            n, fast, resolved = (int(x) for x in conn.execute(q).one())
-        return {
-            "requests": n,
-            "first_response_rate": round(fast / n, 4) if n else None,
-            "resolved_rate": round(resolved / n, 4) if n else None,
-            "meets_standard": (fast == n and resolved >= 0.9 * n) if n else None,
-        }
+            rows = conn.execute(q).all()
+        total = HOnline(0, 0, 0)
+        days = []
+        for site, window, day, n, fast, resolved in rows:
+            one = HOnline(int(n), int(fast), int(resolved))
+            total += one
+            days.append(
+                {"site": site, "window": window, "day": day, **one.as_dict()}
+                | {"first_response_within_1min": int(fast), "resolved": int(resolved)}
+            )
+        return total.as_dict() | {"days": days}

@@ -113,6 +113,7 @@ def test_measures_ranking_cases_and_kpis(client: TestClient) -> None:
         "first_response_rate": 1.0,
         "resolved_rate": 0.95,
         "meets_standard": True,
+        "days": [kpi | {"first_response_rate": 1.0, "resolved_rate": 0.95, "meets_standard": True}],
     }
 
     assert client.get("/api/gaps").json() == []

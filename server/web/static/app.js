@@ -578,7 +578,7 @@ async function viewAdmin(root) {
 // A clerk's account reads only its own records: its page is #/me; whole-unit pages are not for it.
 const isClerk = () => S.me?.role === "clerk";
 const home = () => (isClerk() ? "#/me" : "#/hall");
-const UNIT_PAGES = ["hall", "alerts", "assessment", "appeals", "settings", "units", "roster", "fleet"];
+const UNIT_PAGES = ["hall", "alerts", "assessment", "appeals", "settings", "units", "roster", "fleet", "helpdesk"];
 
 async function render() {
   destroyCharts();
