@@ -57,6 +57,7 @@ CAN: Final[dict[str, set[Role]]] = {
     "thresholds": {"district_admin"},
     "appeal": {"clerk"},
     "resolve_appeal": {"district_admin", "centre_manager"},
+    "outbound": {"district_admin"},  # resend a dead outbound delivery (issue 18)
 }
 SESSION_S: Final = 8 * 3600  # one working day; then log in again
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}

@@ -17,6 +17,7 @@ The rules, applied here and nowhere else:
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsD
 from server.metrics.assessment import decided_probation, probation, standing, verdict
 from server.metrics.measures import GroupBy, Measures, Scope, compute, smile_star_ranking
 from server.metrics.periods import previous_month
+from server.outbound import queue as outbound_queue
+from server.outbound import targets as outbound_targets
 from server.policy import casework
 from server.policy.rows import UNOBSERVED
 from server.policy.shifts import ShiftConflict, Source
@@ -78,6 +81,8 @@ from server.store.schema import (
     devices,
     events,
     findings,
+    outbound_deliveries,
+    outbound_status,
     units,
     users,
 )
@@ -509,6 +514,8 @@ class Access:
         never silently moved; moving is ``transfer_clerk``."""
         self.site(site)
         with self._e.begin() as conn:
+            if conn.execute(select(units.c.site).where(units.c.site == site)).first() is None:
+                raise HTTPException(404, "no such unit")  # a clerk of no centre reads nowhere
             row = conn.execute(
                 select(clerks.c.site, clerks.c.name).where(clerks.c.clerk_id == clerk_id)
             ).first()
@@ -1207,6 +1214,58 @@ class Access:
         )
         self.audit("report", f"clerk/{clerk_id}/{month}", {"format": fmt}, home)
         return report
+
+    # ------------------------------------------------------------- outbound (issue 18)
+    # The outbound targets' status and their dead deliveries (server/outbound). The
+    # targets come from the server's file only; nothing here takes a URL or a host.
+
+    def outbound(self) -> dict[str, Any]:
+        """Per configured target serving the principal's units: last success, last
+        error, backlog and dead count (within those units); and the dead deliveries."""
+        self.not_clerk()
+        cfg = outbound_targets.load_cached(self.settings.outbound_file)
+        with self._e.connect() as conn:
+            zones = dict(conn.execute(select(units.c.site, units.c.district)).all())
+            mine = [s for s in zones if self.p.sees(s)]
+            counted = outbound_queue.counts(conn, self.p.sites)
+            status = {r.target: r for r in conn.execute(select(outbound_status))}
+            dead = outbound_queue.dead_rows(conn, self.p.sites)
+        out = []
+        for t in cfg.targets.values():
+            if not any(t.serves(s, zones[s]) for s in mine):
+                continue
+            n, st = counted.get(t.name, Counter()), status.get(t.name)
+            out.append(
+                {
+                    "name": t.name,
+                    "type": t.type,
+                    "host": t.host,
+                    "kinds": sorted(t.kinds),
+                    "enabled": t.enabled,
+                    "backlog": n["pending"],
+                    "delivered": n["delivered"],
+                    "dead": n["dead"],
+                    "last_success_ms": st.last_success_ms if st else None,
+                    "last_error_ms": st.last_error_ms if st else None,
+                    "last_error": st.last_error if st else None,
+                }
+            )
+        return {"targets": out, "dead": dead}
+
+    def resend_delivery(self, delivery_id: int) -> None:
+        """Make a dead delivery of the principal's units pending again; audited. 404 for
+        one outside them, as if it did not exist."""
+        with self._e.begin() as conn:
+            site = conn.execute(
+                select(outbound_deliveries.c.site).where(outbound_deliveries.c.id == delivery_id)
+            ).scalar()
+            if site is None or not self.p.sees(site):
+                raise HTTPException(404, "no such delivery")
+            row = outbound_queue.resend(conn, delivery_id, self.p.username, now_ms())
+            if row is None:
+                raise HTTPException(409, "only a dead delivery can be resent")
+            detail = {"target": row["target"], "key": row["key"], "attempts": row["attempts"]}
+            self._audit(conn, "outbound_resend", str(delivery_id), detail, site)
 
 
 def get_access(

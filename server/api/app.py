@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from agent.config import load_site
 from server.accounts import Accounts
 from server.api import admin, assessment, cases, export, queue, roster, routes
+from server.api import outbound as outbound_routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
@@ -142,6 +143,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(export.router)
     app.include_router(assessment.router)
     app.include_router(cases.router)
+    app.include_router(outbound_routes.router)
 
     def metrics_grant(value: str, path: str) -> bool:
         p = tokens.principal(value, "GET", path)

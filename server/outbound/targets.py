@@ -31,6 +31,7 @@ Example (docs/outbound.md has the full format)::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -262,6 +263,12 @@ def check(path: Path, data: dict[str, Any]) -> OutboundConfig:
         poll_s=raw.poll_s,
         lease_s=raw.lease_s,
     )
+
+
+@functools.cache
+def load_cached(path: Path | None) -> OutboundConfig:
+    """``load`` once per path (the file is read at start; a change needs a restart)."""
+    return load(path)
 
 
 def load(path: Path | None) -> OutboundConfig:

@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from agent import protocol as wire
 from server.api.app import ServerSettings, create_app
 from server.api.deps import get_store
-from server.store.db import StoredEvent
+from server.store.db import Store, StoredEvent
 from tests.conftest import EXAMPLE_SITE
 from tests.server.test_measures import ms
 
@@ -104,6 +104,7 @@ class World:
     appeals: list[str] = field(default_factory=list)  # open, at the own centre, one per row
     auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # principal -> headers etc.
     victim_tokens: dict[int, str] = field(default_factory=dict)  # row -> token id to revoke
+    dead: dict[str, list[int]] = field(default_factory=dict)  # site -> dead delivery ids
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ ACTIONS = {
     "thresholds": {"district_admin"},
     "appeal": {"clerk"},
     "resolve_appeal": {"district_admin", "centre_manager"},
+    "outbound": {"district_admin"},
 }
 #: A clerk account (role clerk, bound to c-qingpu) must never see its peer's records.
 PEER_MARKERS = ("c-peer", "peer clerk")
@@ -216,6 +218,35 @@ def _case_as(w: World, i: int, **values: Any) -> str:
     with w.app.state.store.engine.begin() as conn:
         conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
     return case_id
+
+
+def _dead_deliveries(store: Store, site: str) -> list[int]:
+    """N dead outbound deliveries of ``site`` (issue 18), one per row."""
+    from server.outbound import queue as oq
+
+    rows = [
+        oq.delivery_row(
+            target="province", key=f"{site}-{i}", kind="evaluation", body={}, at_ms=NOV, site=site
+        )
+        | {"status": "dead"}
+        for i in range(N)
+    ]
+    with store.engine.begin() as conn:
+        oq.enqueue_many(conn, rows)
+        got = oq.dead_rows(conn, frozenset({site}))
+    return sorted(int(r["id"]) for r in got)
+
+
+def _resend(w: World, who: Who, i: int) -> Request:
+    """Row ``i``'s own dead delivery, dead again (an earlier row may have resent it)."""
+    from sqlalchemy import update
+
+    from server.store.schema import outbound_deliveries as od
+
+    delivery_id = w.dead[OWN][i]
+    with w.app.state.store.engine.begin() as conn:
+        conn.execute(update(od).where(od.c.id == delivery_id).values(status="dead"))
+    return (f"/api/outbound/deliveries/{delivery_id}/resend", {})
 
 
 def _case(w: World, who: Who, i: int) -> Request:
@@ -614,6 +645,11 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ),
     ("POST", "/api/tokens"): Entry("change", _token_add, "site", "users", ok=201),
     ("POST", "/api/tokens/{token_id}/revoke"): Entry("change", _token_revoke, "object", "users"),
+    # outbound (issue 18)
+    ("GET", "/api/outbound"): Entry("read", get("/api/outbound"), clerk=403),
+    ("POST", "/api/outbound/deliveries/{delivery_id}/resend"): Entry(
+        "change", _resend, "object", "outbound"
+    ),
 }
 #: Account administration is for people only: a token never manages users or tokens.
 PEOPLE_ONLY = {"users"}
@@ -715,6 +751,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 if a["kind"] == "bad_review" and a["window"] == "w03"
             ]
             assert len(w.cases[site]) == N and len(w.alerts[site]) == N
+            w.dead[site] = _dead_deliveries(store, site)
             # something in every unit's audit log
             accounts.audit("seed", "seed", site, {"marker": site}, site=site)
         w.victim_tokens = {
