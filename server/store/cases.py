@@ -21,6 +21,7 @@ from server.policy.rows import AlertRow
 from server.store.base import StoreBase
 from server.store.rollups import any_unobserved, count_true
 from server.store.schema import alerts, case_actions, cases, sessions, units
+from server.store.writes import ProjectedHook
 from server.workdays import WorkCalendar
 
 
@@ -160,12 +161,22 @@ class Cases(StoreBase):
         with self.engine.begin() as conn:
             return close_open_case(conn, case_id, note, at_ms)
 
+    #: The app's outbound hooks (server/store/writes.py ``Writes.outbound_hooks``).
+    outbound_hooks: tuple[ProjectedHook, ...]
+
     def raise_alerts(self, rows: Sequence[AlertRow]) -> list[str]:
-        """Insert alerts whose id is new (one transaction); return the ids inserted."""
-        if not rows:
+        """Insert alerts whose id is new (one transaction); return the ids inserted.
+
+        Issue 18, alert push: the outbound hooks run in that transaction with the new
+        ones, also with none (the sweep's minute is when waiting alerts are summarised)."""
+        if not rows and not self.outbound_hooks:
             return []
         with self.engine.begin() as conn:
-            return [str(i) for i in self._insert_new(conn, alerts, rows, "alert_id")]
+            new = [str(i) for i in self._insert_new(conn, alerts, rows, "alert_id")] if rows else []
+            fresh = set(new)
+            for hook in self.outbound_hooks:
+                hook(conn, {"alerts": [r for r in rows if r["alert_id"] in fresh]})
+            return new
 
     def list_alerts(
         self,

@@ -686,3 +686,36 @@ outbound_switches = Table(
     Column("by", String(64), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
 )
+
+# ------------------------------------------------------------ alert push (issue 18)
+# What each alerting target has had (server/outbound/alerts.py plans with
+# server/policy/alert_push.py): one row per target and alert, so an alert goes to a
+# target once. ``state``: sent (its own message), folded or held (waiting for a summary:
+# the rate limit, a repeat, quiet hours), dropped (quiet hours that drop), summarised;
+# ``message_key`` is the outbound queue key of the message that carried it.
+alert_pushes = Table(
+    "alert_pushes",
+    metadata,
+    Column("target", String(48), primary_key=True),
+    Column("alert_id", String(64), primary_key=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("clerk_id", String(32), nullable=True),
+    Column("state", String(12), nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("message_key", String(64), nullable=True),
+    Column("message_ms", BigInteger, nullable=True),
+    Index("ix_alert_pushes_target_state", "target", "state"),
+    Index("ix_alert_pushes_target_message", "target", "message_ms"),
+)
+
+# One row per alerting target, locked while a replica plans for it (rate limit and
+# summaries need the target's history to stay still until the plan commits).
+alert_push_targets = Table(
+    "alert_push_targets",
+    metadata,
+    Column("target", String(48), primary_key=True),
+    Column("planned_ms", BigInteger, nullable=False),
+)

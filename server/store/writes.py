@@ -270,11 +270,11 @@ class Writes(StoreBase):
             .values(online=online, availability_ms=at_ms)
         )
         if not online:
-            conn.execute(
-                self._insert(alerts)
-                .values(**policy.offline_alert(site, window, at_ms))
-                .on_conflict_do_nothing(index_elements=["alert_id"])
-            )
+            row = policy.offline_alert(site, window, at_ms)
+            if self._insert_new(conn, alerts, [row], "alert_id"):
+                # Issue 18, alert push: a terminal's last will is pushed like the others.
+                for hook in self.outbound_hooks:
+                    hook(conn, {"alerts": [row]})
 
     def _set_device_doc(
         self, conn: Any, site: str, window: str, column: str, doc: WindowState | Health, at_ms: int
