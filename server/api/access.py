@@ -16,6 +16,7 @@ The rules, applied here and nowhere else:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -125,6 +126,12 @@ class Access:
     def period(self, name: str) -> Period:
         start, end = bounds(self.settings, name)
         return Period(name, start, end)
+
+    def month(self, name: str) -> Period:
+        """A month (YYYY-MM): what a verdict, a sign-off or an appeal is about; 422 else."""
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", name):
+            raise HTTPException(422, f"month: a verdict is a month's, YYYY-MM, not {name!r}")
+        return self.period(name)
 
     def site(self, site: str | None) -> None:
         """An explicit site outside the principal's units: 403."""
@@ -286,7 +293,7 @@ class Access:
         ]
 
     def assessments(self, month: str, site: str | None) -> list[dict[str, Any]]:
-        self.period(month)
+        self.month(month)
         scope = self.scope(site=site)
         out = []
         clerk_rows = self.clerks(scope.site, scope.district if scope.site is None else None)
@@ -772,7 +779,7 @@ class Access:
     def judged(self, clerk_id: str, month: str) -> dict[str, Any]:
         """A clerk's month: the computed verdict (by its thresholds versions) and how it
         stands after sign-off."""
-        self.period(month)
+        self.month(month)
         home = self.clerk_home(clerk_id)
         r = self.thresholds_for(home, month)
         v = verdict(self._e, clerk_id, month, r.thresholds, self.settings.timezone, resolved=r)

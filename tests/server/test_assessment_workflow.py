@@ -418,3 +418,22 @@ def test_a_clerk_account_moves_with_its_clerk(hall: Hall) -> None:
     li = hall.as_user("li")
     assert li.get("/api/me").json()["sites"] == ["zhujiajiao"]
     assert verdict(li)["clerk_id"] == "c-li"
+
+
+def test_a_verdict_is_a_months_and_a_clerk_a_known_centres(hall: Hall) -> None:
+    """Found by the fuzzer: a quarter's verdicts answered 500, and a clerk registered at
+    a centre that does not exist broke its report."""
+    c = hall.as_user("qp_admin")
+    for month in ("2026-Q4", "2026", "2026-11-02"):
+        r = c.get("/api/assessments", params={"month": month})
+        assert r.status_code == 422 and "YYYY-MM" in r.text, (month, r.text)
+        assert c.get("/api/assessment/c-li", params={"month": month}).status_code == 422
+    admin = hall.as_user("qp_admin")
+    r = admin.post("/api/clerks", json={"clerk_id": "c-ghost", "name": "x", "site": "nowhere"})
+    assert r.status_code in (403, 404), r.text
+    city = hall.app.state.accounts
+    city.add_user("city", PASSWORD, "district_admin", "all")
+    r = hall.as_user("city").post(
+        "/api/clerks", json={"clerk_id": "c-ghost", "name": "x", "site": "nowhere"}
+    )
+    assert r.status_code == 404 and "no such unit" in r.text
