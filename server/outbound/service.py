@@ -7,7 +7,8 @@ queued or started.
 
 from __future__ import annotations
 
-from server.outbound import evaluations
+from server.outbound import channels, evaluations
+from server.outbound.alerts import AlertPush
 from server.outbound.http_json import HttpSender
 from server.outbound.queue import Deliverer, Sender
 from server.outbound.targets import OutboundConfig
@@ -16,7 +17,7 @@ from server.store.db import Store
 
 def senders() -> dict[str, Sender]:
     """The sender of each target type this server has."""
-    return {"http": HttpSender()}
+    return {"http": HttpSender(), **channels.senders()}
 
 
 class Outbound:
@@ -25,6 +26,10 @@ class Outbound:
         self.forwarding = evaluations.Forwarding(config)
         if self.forwarding.targets:
             store.outbound_hooks = (*store.outbound_hooks, self.forwarding)
+        # Alert push (issue 18, item 2): wecom, dingtalk and smtp targets taking alerts.
+        self.alerts = AlertPush(config)
+        if self.alerts.rules:
+            store.outbound_hooks = (*store.outbound_hooks, self.alerts)
         self.deliverer = Deliverer(store.engine, config, senders(), prepare=evaluations.complete)
 
     def start(self) -> None:

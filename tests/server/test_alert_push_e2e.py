@@ -224,3 +224,20 @@ def test_alert_options_are_checked_naming_the_target(tmp_path: Path) -> None:
     data["target"][0]["options"] = {"quiet_hours": "22:00-07:00", "quiet": "drop"}  # type: ignore[index]
     (rules,) = push_rules(check(tmp_path / "outbound.toml", data))
     assert rules.quiet is not None and rules.quiet.mode == "drop" and rules.max_messages == 5
+
+
+def test_the_servers_outbound_hooks_alert_push_and_has_its_senders(
+    store: Store, tmp_path: Path, robots: tuple[str, dict[str, list[dict[str, Any]]]]
+) -> None:
+    """What create_app builds (server/outbound/service.py): with alerting targets the
+    store's hooks push alerts and the Deliverer has the wecom/dingtalk/smtp senders."""
+    from server.outbound.service import Outbound
+
+    base, got = robots
+    out = Outbound(store, outbound(tmp_path, base))
+    assert any(isinstance(h, AlertPush) for h in store.outbound_hooks)
+    store.raise_alerts([offline(1, "qingpu", int(time.time() * 1000))])
+    while out.deliverer.run_once():
+        pass
+    assert sorted(got) == ["ding-qingpu", "wecom-qingpu"]
+    assert {k for k in ("wecom", "dingtalk", "smtp", "http")} <= set(out.deliverer.senders)
