@@ -35,6 +35,7 @@ from fastapi.responses import Response
 
 if TYPE_CHECKING:
     from server.ingest import Ingest
+    from server.outbound.queue import Deliverer
     from server.store.db import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -191,11 +192,79 @@ def store_metrics(store: Store, now_ms: int, lag_sample: int = LAG_SAMPLE) -> li
     return [windows, online, total_online, depth, seen, rejects, lag, last]
 
 
-def metrics_text(ingest: Ingest | None, store: Store, now_ms: int | None = None) -> str:
+def outbound_metrics(deliverer: Deliverer | None, store: Store) -> list[Metric]:
+    """Per configured target: this process's delivered / retried / dead counters (the
+    ``Deliverer``'s), and from the shared queue the backlog, the dead deliveries waiting
+    for a resend and the last success. Only the pending and dead rows are counted (by the
+    status index); delivered rows, which grow with every evaluation, are not."""
+    if deliverer is None or not deliverer.config.targets:
+        return []
+    from sqlalchemy import func, select
+
+    from server.outbound.queue import DEAD, PENDING
+    from server.store.schema import outbound_deliveries as od
+    from server.store.schema import outbound_status
+
+    delivered = Metric(
+        "ww_outbound_delivered_total", "counter", "Deliveries a target took (this process)."
+    )
+    retried = Metric(
+        "ww_outbound_retried_total",
+        "counter",
+        "Failed tries to be retried later: time-outs, 5xx, 429 (this process).",
+    )
+    dead = Metric(
+        "ww_outbound_dead_total",
+        "counter",
+        "Deliveries given up on: refused, or out of attempts (this process).",
+    )
+    backlog = Metric("ww_outbound_backlog", "gauge", "Deliveries waiting to be sent, all replicas.")
+    waiting_dead = Metric(
+        "ww_outbound_dead_deliveries", "gauge", "Dead deliveries not resent, all replicas."
+    )
+    last = Metric(
+        "ww_outbound_last_success_timestamp_seconds",
+        "gauge",
+        "When a target last took a delivery (Unix time; absent: never).",
+    )
+    with store.engine.connect() as conn:
+        waiting = {
+            (t, st): int(n)
+            for t, st, n in conn.execute(
+                select(od.c.target, od.c.status, func.count())
+                .where(od.c.status.in_([PENDING, DEAD]))
+                .group_by(od.c.target, od.c.status)
+            )
+        }
+        success = {
+            r.target: r.last_success_ms
+            for r in conn.execute(
+                select(outbound_status.c.target, outbound_status.c.last_success_ms)
+            )
+        }
+    for name in sorted(deliverer.config.targets):
+        n = deliverer.counters.get(name, Counter())
+        delivered.add(n["delivered"], target=name)
+        retried.add(n["retried"], target=name)
+        dead.add(n["dead"], target=name)
+        backlog.add(waiting.get((name, PENDING), 0), target=name)
+        waiting_dead.add(waiting.get((name, DEAD), 0), target=name)
+        if success.get(name) is not None:
+            last.add(int(success[name] or 0) / 1000, target=name)
+    return [delivered, retried, dead, backlog, waiting_dead, last]
+
+
+def metrics_text(
+    ingest: Ingest | None,
+    store: Store,
+    now_ms: int | None = None,
+    deliverer: Deliverer | None = None,
+) -> str:
     """Everything, rendered; ``now_ms`` is injectable for tests."""
     now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     t0 = time.perf_counter()
     metrics = ingest_metrics(ingest) + store_metrics(store, now)
+    metrics += outbound_metrics(deliverer, store)
     scrape = Metric("ww_metrics_scrape_seconds", "gauge", "Time spent collecting these metrics.")
     metrics.append(scrape.add(round(time.perf_counter() - t0, 6)))
     return render(metrics)
@@ -207,6 +276,7 @@ def metrics_router(
     *,
     token: str | None = None,
     authorize: Callable[[str, str], bool] | None = None,
+    get_deliverer: Callable[[], Deliverer | None] = lambda: None,
 ) -> APIRouter:
     """``GET /metrics`` for Prometheus. The endpoint reveals the fleet's layout, so with
     ``token`` and/or ``authorize`` a ``Bearer`` header must match the token or be accepted
@@ -231,6 +301,7 @@ def metrics_router(
                 raise HTTPException(
                     401, "metrics token required", headers={"WWW-Authenticate": "Bearer"}
                 )
-        return Response(metrics_text(get_ingest(), store), media_type=CONTENT_TYPE)
+        text = metrics_text(get_ingest(), store, deliverer=get_deliverer())
+        return Response(text, media_type=CONTENT_TYPE)
 
     return router

@@ -84,6 +84,7 @@ from server.store.schema import (
     findings,
     outbound_deliveries,
     outbound_status,
+    outbound_switches,
     units,
     users,
 )
@@ -1237,11 +1238,24 @@ class Access:
             counted = outbound_queue.counts(conn, self.p.sites)
             status = {r.target: r for r in conn.execute(select(outbound_status))}
             dead = outbound_queue.dead_rows(conn, self.p.sites)
+            switches = {(r.target, r.site): r for r in conn.execute(select(outbound_switches))}
         out = []
         for t in cfg.targets.values():
-            if not any(t.serves(s, zones[s]) for s in mine):
+            served = sorted(s for s in mine if t.serves(s, zones[s]))
+            if not served:
                 continue
             n, st = counted.get(t.name, Counter()), status.get(t.name)
+            unit_switches = []
+            for s in served:
+                sw = switches.get((t.name, s))
+                unit_switches.append(
+                    {
+                        "site": s,
+                        "enabled": sw.enabled if sw else True,
+                        "by": sw.by if sw else None,
+                        "at_ms": sw.at_ms if sw else None,
+                    }
+                )
             out.append(
                 {
                     "name": t.name,
@@ -1255,9 +1269,33 @@ class Access:
                     "last_success_ms": st.last_success_ms if st else None,
                     "last_error_ms": st.last_error_ms if st else None,
                     "last_error": st.last_error if st else None,
+                    "units": unit_switches,
                 }
             )
         return {"targets": out, "dead": dead}
+
+    def switch_target(self, name: str, site: str, enabled: bool, reason: str) -> None:
+        """Switch a configured target off or on for one of the principal's units (its
+        deliveries there wait while off); audited. 403 outside the units; 404 for a
+        unit or target that does not exist or a target not serving that unit. Only the
+        outbound file names targets: nothing here takes a URL or a host."""
+        self.site(site)
+        cfg = outbound_targets.load_cached(self.settings.outbound_file)
+        with self._e.begin() as conn:
+            unit = conn.execute(select(units.c.district).where(units.c.site == site)).first()
+            if unit is None:
+                raise HTTPException(404, "no such unit")
+            target = cfg.targets.get(name)
+            if target is None or not target.serves(site, unit.district):
+                raise HTTPException(404, "no such target for this unit")
+            was = outbound_queue.switch(conn, name, site, enabled, self.p.username, now_ms())
+            detail = {
+                "target": name,
+                "enabled": enabled,
+                "was": was,
+                "reason": reason,
+            }
+            self._audit(conn, "outbound_switch", name, detail, site)
 
     def resend_delivery(self, delivery_id: int) -> None:
         """Make a dead delivery of the principal's units pending again; audited. 404 for

@@ -90,6 +90,7 @@ class CanOut(Out):
     thresholds: bool = Field(description="May save thresholds versions.")
     appeal: bool = Field(description="May appeal its own sessions and verdicts (a clerk).")
     resolve_appeal: bool = Field(description="May uphold or reject appeals.")
+    outbound: bool = Field(description="May resend dead outbound deliveries, switch targets.")
 
 
 class MeOut(Out):
@@ -183,6 +184,7 @@ def me(p: PrincipalDep) -> MeOut:
             thresholds=p.can("thresholds"),
             appeal=p.can("appeal"),
             resolve_appeal=p.can("resolve_appeal"),
+            outbound=p.can("outbound"),
         ),
     )
 

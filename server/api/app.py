@@ -152,7 +152,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # /metrics: the configured static token or a service token granted "metrics"; never open.
     app.include_router(
         metrics_router(
-            lambda: app.state.ingest, store, token=settings.metrics_token, authorize=metrics_grant
+            lambda: app.state.ingest,
+            store,
+            token=settings.metrics_token,
+            authorize=metrics_grant,
+            get_deliverer=lambda: outbound.deliverer,
         )
     )
 

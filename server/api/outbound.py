@@ -10,12 +10,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
 
+from agent.protocol import Slug, StorableText
 from server.api.access import Access, AccessDep, changing
 
 router = APIRouter(prefix="/api/outbound", tags=["outbound"])
 Resends = Annotated[Access, changing("outbound")]
+
+
+class UnitSwitchOut(BaseModel):
+    site: str = Field(description="One of your units this target serves.")
+    enabled: bool = Field(description="False: switched off for this unit (deliveries wait).")
+    by: str | None = Field(description="Who last switched it; null: never switched.")
+    at_ms: int | None
 
 
 class OutboundTargetOut(BaseModel):
@@ -30,6 +39,7 @@ class OutboundTargetOut(BaseModel):
     last_success_ms: int | None
     last_error_ms: int | None
     last_error: str | None
+    units: list[UnitSwitchOut] = Field(description="Your units it serves, each on or off.")
 
 
 class DeadDeliveryOut(BaseModel):
@@ -53,6 +63,20 @@ class Resent(BaseModel):
     ok: bool = True
 
 
+class SwitchIn(BaseModel):
+    """Which unit, on or off, and why. No URL or host: targets are the outbound file's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: Slug = Field(description="One of your units.")
+    enabled: bool
+    reason: StorableText = Field(min_length=1, max_length=500, description="For the audit log.")
+
+
+class Switched(BaseModel):
+    ok: bool = True
+
+
 @router.get("")
 def outbound_status(a: AccessDep) -> OutboundOut:
     """The configured targets serving your units, with last success, last error, backlog
@@ -68,3 +92,17 @@ def resend(delivery_id: int, a: Resends) -> Resent:
     """Send a dead delivery again (attempts counted afresh); audited."""
     a.resend_delivery(delivery_id)
     return Resent()
+
+
+@router.post(
+    "/targets/{name}/switch",
+    responses={404: {"description": "No such target serving that unit."}},
+)
+def switch(
+    name: Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")],
+    body: SwitchIn,
+    a: Resends,
+) -> Switched:
+    """Switch a configured target off or on for one of your units; audited."""
+    a.switch_target(name, body.site, body.enabled, body.reason)
+    return Switched()

@@ -183,6 +183,17 @@ def claim(
     return sorted(rows, key=lambda c: c.id)
 
 
+def switch(conn: Any, target: str, site: str, enabled: bool, by: str, at_ms: int) -> bool:
+    """Switch ``target`` on or off for ``site`` (``claim`` skips its rows while off);
+    return whether it was on before."""
+    sw = outbound_switches.c
+    was = conn.execute(select(sw.enabled).where(sw.target == target, sw.site == site)).scalar()
+    values = {"enabled": enabled, "by": by, "at_ms": at_ms}
+    ins = _insert(conn)(outbound_switches).values(target=target, site=site, **values)
+    conn.execute(ins.on_conflict_do_update(index_elements=["target", "site"], set_=values))
+    return True if was is None else bool(was)
+
+
 def _note_status(conn: Any, target: str, now: int, error: str | None) -> None:
     values: dict[str, Any] = (
         {"last_success_ms": now} if error is None else {"last_error_ms": now, "last_error": error}

@@ -249,6 +249,23 @@ def _resend(w: World, who: Who, i: int) -> Request:
     return (f"/api/outbound/deliveries/{delivery_id}/resend", {})
 
 
+def _switch(w: World, who: Who, i: int) -> Request:
+    """Switch the configured target off or on (by row) for the own centre (issue 18)."""
+    body = {"site": OWN, "enabled": i % 2 == 1, "reason": f"row {i}"}
+    return ("/api/outbound/targets/province/switch", {"json": body})
+
+
+def _outbound_file(root: Path) -> Path:
+    """One configured target, switched off in the file so nothing is sent."""
+    path = root / "outbound.toml"
+    path.write_text(
+        'allow_hosts = ["127.0.0.1"]\n[[target]]\nname = "province"\ntype = "http"\n'
+        'url = "http://127.0.0.1:9/in"\nkinds = ["evaluation"]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def _case(w: World, who: Who, i: int) -> Request:
     case_id = _case_as(w, i, status="open", callback_ms=NOV + 60_000, rectification="fixed")
     return (f"/api/cases/{case_id}/close", {"json": {"note": "called back"}})
@@ -650,6 +667,7 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("POST", "/api/outbound/deliveries/{delivery_id}/resend"): Entry(
         "change", _resend, "object", "outbound"
     ),
+    ("POST", "/api/outbound/targets/{name}/switch"): Entry("change", _switch, "site", "outbound"),
 }
 #: Account administration is for people only: a token never manages users or tokens.
 PEOPLE_ONLY = {"users"}
@@ -705,7 +723,14 @@ N = len(WHO)
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("matrix")
     sites = [make_site(root / "sites", s, d) for s, d in SITES.items()]
-    app = create_app(ServerSettings(db_url=f"sqlite:///{root / 'm.db'}", sites=sites, mqtt=None))
+    app = create_app(
+        ServerSettings(
+            db_url=f"sqlite:///{root / 'm.db'}",
+            sites=sites,
+            mqtt=None,
+            outbound_file=_outbound_file(root),
+        )
+    )
     with TestClient(app) as c:
         store = app.state.store
         accounts = app.state.accounts
