@@ -403,6 +403,57 @@ async function viewFleet(root) {
         h("td", {}, d.fps ?? "—"), h("td", {}, d.inference_ms ?? "—"), h("td", {}, d.cpu_temp_c ?? "—"),
         h("td", {}, d.outbox_depth ?? "—"), h("td", {}, d.model_version ?? "—"), h("td", {}, d.config_version ?? "—"),
         h("td", {}, d.uptime_s != null ? minutes(d.uptime_s * 1000) : "—"))))))));
+  await outboundCard(root);
+}
+
+// Outbound links (issue 18): each configured target serving the principal's units, its
+// last success and error, backlog and dead deliveries; a district admin resends a dead
+// one and switches a target off or on for a unit (the server's file names the targets).
+const obError = (e) => (!e ? "" : e.startsWith("refused: ") ? `${T().ob.refused}: ${e.slice(9)}`
+  : e.startsWith("resent by ") ? `${T().ob.resentBy} ${e.slice(10)}` : e);
+
+async function outboundCard(root) {
+  let data;
+  try { data = await api("/api/outbound"); } catch { return; }
+  if (!data.targets.length && !data.dead.length) return;
+  const O = T().ob;
+  const can = S.me.can.outbound;
+  const names = new Map(S.units.map((u) => [u.site, u.name]));
+  const unitName = (site) => names.get(site) || site || "—";
+  const switches = (t) => {
+    if (!can) {
+      return t.units.map((u) => h("div", { class: u.enabled ? "" : "bad" }, `${unitName(u.site)}: ${u.enabled ? O.on : O.off}`));
+    }
+    const reason = h("input", { class: "note ob-reason", placeholder: O.reason, "aria-label": O.reason });
+    return [reason, ...t.units.map((u) => h("label", { class: "ob-switch" },
+      h("input", { type: "checkbox", checked: u.enabled, dataset: { target: t.name, site: u.site },
+        onchange: async (ev) => {
+          const box = ev.target;
+          if (!reason.value.trim()) { box.checked = !box.checked; reason.focus(); return; }
+          await api(`/api/outbound/targets/${enc(t.name)}/switch`, { method: "POST",
+            body: JSON.stringify({ site: u.site, enabled: box.checked, reason: reason.value.trim() }) });
+          render();
+        } }), ` ${unitName(u.site)}`))];
+  };
+  const targets = stacked(h("table", { id: "outbound-targets" },
+    h("thead", {}, h("tr", {}, [O.target, O.type, O.kinds, O.units, O.lastSuccess, O.lastError, O.backlog, O.dead].map((x) => h("th", {}, x)))),
+    h("tbody", {}, data.targets.map((t) => h("tr", { class: t.dead ? "bad" : "", dataset: { target: t.name } },
+      h("td", {}, t.name, t.enabled ? "" : ` (${O.offInFile})`), h("td", {}, O.types[t.type] || t.type),
+      h("td", {}, t.kinds.map((k) => O.kind[k] || k).join("、")), h("td", { class: "ob-units" }, switches(t)),
+      h("td", {}, fmtDateTime(t.last_success_ms)),
+      h("td", {}, t.last_error_ms ? `${fmtDateTime(t.last_error_ms)} ${obError(t.last_error)}` : "—"),
+      h("td", { class: "ob-backlog" }, String(t.backlog)), h("td", { class: "ob-dead" }, String(t.dead)))))));
+  const dead = data.dead.length ? stacked(h("table", { id: "outbound-dead" },
+    h("thead", {}, h("tr", {}, [O.queued, O.target, O.kindCol, O.unit, O.attempts, O.lastError, ""].map((x) => h("th", {}, x)))),
+    h("tbody", {}, data.dead.map((d) => h("tr", { class: "bad", dataset: { delivery: String(d.id) } },
+      h("td", {}, fmtDateTime(d.created_ms)), h("td", {}, d.target), h("td", {}, O.kind[d.kind] || d.kind),
+      h("td", {}, unitName(d.site)), h("td", {}, String(d.attempts)), h("td", {}, obError(d.last_error)),
+      h("td", {}, can ? h("button", { type: "button", class: "resend-btn", onclick: async () => {
+        await api(`/api/outbound/deliveries/${d.id}/resend`, { method: "POST", body: "{}" });
+        render();
+      } }, O.resend) : ""))))))
+    : h("p", { class: "ok", id: "outbound-no-dead" }, O.noDead);
+  root.append(h("section", { class: "card", id: "outbound" }, h("h2", {}, O.title), targets, h("h3", {}, O.deadTitle), dead));
 }
 
 // ------------------------------------------------------------------ roster: who served where

@@ -64,6 +64,13 @@ window.I18N = {
     miss: { stand_on_call: "未叫号起立", smile_at_greeting: "未微笑迎客", stand_at_farewell: "未起立送别" },
     clauseNames: { "G-SMILE": "微笑服务", "W-CALL": "叫号起立", "W-TWO-STANDS": "两立", "W-FAREWELL": "起立送别",
               "W-EVALUATE": "邀请评价", "W-AWAY-SIGN": "离岗挂牌", "F-RECEIVE": "前台接待", "H-PRIORITY": "优先服务" },
+    // the fleet page's outbound card (issue 18)
+    ob: { title: "外发对接", target: "对接目标", type: "方式", kinds: "发送内容", units: "单位开关", lastSuccess: "最近成功",
+          lastError: "最近出错", backlog: "待发", dead: "失败", deadTitle: "发送失败的记录", queued: "入队时间", kindCol: "内容",
+          unit: "单位", attempts: "尝试次数", resend: "重发", noDead: "没有发送失败的记录", reason: "开关原因（记入审计）",
+          on: "开", off: "关", offInFile: "配置中已停用", refused: "对方拒收", resentBy: "已重发，操作人",
+          types: { http: "HTTP 接口", wecom: "企业微信", dingtalk: "钉钉", smtp: "电子邮件" },
+          kind: { evaluation: "好差评", alert: "告警", helpdesk: "帮办数据" } },
   },
   en: {
     brand: "WarmWindow", navHall: "Live hall", navAlerts: "Alerts", navAssessment: "Assessment", navUnits: "Units",
@@ -129,5 +136,12 @@ window.I18N = {
     miss: { stand_on_call: "no stand on call", smile_at_greeting: "no smile at greeting", stand_at_farewell: "no stand at farewell" },
     clauseNames: { "G-SMILE": "smile", "W-CALL": "stand on call", "W-TWO-STANDS": "two stands", "W-FAREWELL": "farewell",
               "W-EVALUATE": "ask to evaluate", "W-AWAY-SIGN": "sign when away", "F-RECEIVE": "front desk", "H-PRIORITY": "priority help" },
+    // the fleet page's outbound card (issue 18)
+    ob: { title: "Outbound", target: "Target", type: "Type", kinds: "Sends", units: "Per unit", lastSuccess: "Last success",
+          lastError: "Last error", backlog: "Backlog", dead: "Dead", deadTitle: "Dead deliveries", queued: "Queued", kindCol: "What",
+          unit: "Unit", attempts: "Attempts", resend: "Resend", noDead: "No dead deliveries", reason: "Reason for switching (audited)",
+          on: "on", off: "off", offInFile: "off in the configuration", refused: "refused", resentBy: "resent by",
+          types: { http: "HTTP endpoint", wecom: "WeCom robot", dingtalk: "DingTalk robot", smtp: "e-mail" },
+          kind: { evaluation: "evaluations", alert: "alerts", helpdesk: "help-desk figures" } },
   },
 };
