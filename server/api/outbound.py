@@ -15,52 +15,63 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.protocol import Slug, StorableText
 from server.api.access import Access, AccessDep, changing
+from server.api.schemas import Out
 
 router = APIRouter(prefix="/api/outbound", tags=["outbound"])
 Resends = Annotated[Access, changing("outbound")]
 
 
-class UnitSwitchOut(BaseModel):
+class UnitSwitchOut(Out):
+    """One unit a target serves, on or off for it."""
+
     site: str = Field(description="One of your units this target serves.")
     enabled: bool = Field(description="False: switched off for this unit (deliveries wait).")
     by: str | None = Field(description="Who last switched it; null: never switched.")
-    at_ms: int | None
+    at_ms: int | None = Field(description="When it was last switched (UTC ms); null: never.")
 
 
-class OutboundTargetOut(BaseModel):
+class OutboundTargetOut(Out):
+    """A configured target serving your units, and how its deliveries stand."""
+
     name: str = Field(description="The target's id in the outbound file.")
-    type: Literal["http", "wecom", "dingtalk", "smtp"]
+    type: Literal["http", "wecom", "dingtalk", "smtp"] = Field(
+        description="What it is: an HTTP endpoint, a WeCom or DingTalk robot, e-mail."
+    )
     host: str = Field(description="Where it sends (never the URL's path or secrets).")
     kinds: list[str] = Field(description="What it takes: evaluation, alert, ...")
-    enabled: bool
+    enabled: bool = Field(description="Enabled in the outbound file.")
     backlog: int = Field(description="Deliveries waiting (pending), in your units.")
-    delivered: int
+    delivered: int = Field(description="Deliveries it took, in your units.")
     dead: int = Field(description="Deliveries given up on, in your units.")
-    last_success_ms: int | None
-    last_error_ms: int | None
-    last_error: str | None
+    last_success_ms: int | None = Field(description="Its last delivery taken (UTC ms).")
+    last_error_ms: int | None = Field(description="Its last failure (UTC ms).")
+    last_error: str | None = Field(description="What that failure was.")
     units: list[UnitSwitchOut] = Field(description="Your units it serves, each on or off.")
 
 
-class DeadDeliveryOut(BaseModel):
-    id: int
-    target: str
+class DeadDeliveryOut(Out):
+    """A delivery given up on: resend it once the target takes it again."""
+
+    id: int = Field(description="The delivery's number (for resend).")
+    target: str = Field(description="The target's id in the outbound file.")
     key: str = Field(description="The idempotency key (an evaluation's event id).")
-    kind: str
-    site: str | None
-    attempts: int
-    created_ms: int
-    last_attempt_ms: int | None
-    last_error: str | None
+    kind: str = Field(description="What it carries: evaluation, alert, alert summary.")
+    site: str | None = Field(description="The unit it concerns; null: several (a summary).")
+    attempts: int = Field(description="How often it was tried.")
+    created_ms: int = Field(description="When it was queued (UTC ms).")
+    last_attempt_ms: int | None = Field(description="Its last try (UTC ms).")
+    last_error: str | None = Field(description="Why its last try failed.")
 
 
-class OutboundOut(BaseModel):
-    targets: list[OutboundTargetOut]
-    dead: list[DeadDeliveryOut]
+class OutboundOut(Out):
+    """The outbound links as your units see them."""
+
+    targets: list[OutboundTargetOut] = Field(description="The targets serving your units.")
+    dead: list[DeadDeliveryOut] = Field(description="The dead deliveries, newest first.")
 
 
-class Resent(BaseModel):
-    ok: bool = True
+class Resent(Out):
+    ok: bool = Field(True, description="The delivery is queued again.")
 
 
 class SwitchIn(BaseModel):
@@ -73,8 +84,8 @@ class SwitchIn(BaseModel):
     reason: StorableText = Field(min_length=1, max_length=500, description="For the audit log.")
 
 
-class Switched(BaseModel):
-    ok: bool = True
+class Switched(Out):
+    ok: bool = Field(True, description="The switch is recorded.")
 
 
 @router.get("")
@@ -88,7 +99,7 @@ def outbound_status(a: AccessDep) -> OutboundOut:
     "/deliveries/{delivery_id}/resend",
     responses={409: {"description": "The delivery is not dead."}},
 )
-def resend(delivery_id: int, a: Resends) -> Resent:
+def resend(delivery_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], a: Resends) -> Resent:
     """Send a dead delivery again (attempts counted afresh); audited."""
     a.resend_delivery(delivery_id)
     return Resent()

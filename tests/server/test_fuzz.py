@@ -91,6 +91,8 @@ def test_no_server_error(signed_in: tuple[Any, dict[str, str]]) -> None:
         label = f"{op.method.upper()} {op.path}"
         if op.path == "/api/logout":
             continue  # would end the session every other operation uses
+        if op.path.endswith(".pdf"):
+            continue  # the HTML report's parameters and Access method, then WeasyPrint
 
         try:
             fuzz(op, label, auth)()
