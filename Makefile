@@ -38,8 +38,10 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers, each taking whole test files (module fixtures such as the access matrix's
+# world are built once); most tests wait on brokers, servers and Chromium.
 test: deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
