@@ -585,7 +585,10 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("GET", "/report/{site}/{month}.pdf"): Entry(
         # the PDF of a quiet month: the same scope check as the HTML route (which reads
         # the full month's markers) at a fraction of the rendering
-        "read", get(f"/report/{OWN}/{QUIET}.pdf"), target="site", clerk=403
+        "read",
+        get(f"/report/{OWN}/{QUIET}.pdf"),
+        target="site",
+        clerk=403,
     ),
     # the clerk account is c-qingpu's: its own report (a peer's is 404, test_reports.py)
     ("GET", "/report/clerk/{clerk_id}/{month}"): Entry(
