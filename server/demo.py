@@ -10,6 +10,7 @@ command say so.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -456,10 +457,12 @@ def run_demo(
     broker.start()
     print(f"broker: {broker.name} on {broker.host}:{broker.port}")
     db = workdir / "warmwindow.db"
+    outbound = os.environ.get("WW_OUTBOUND_FILE")  # the links, off unless given
     settings = ServerSettings(
         db_url=f"sqlite:///{db}",
         sites=[site_dir],
         mqtt=IngestSettings(host=broker.host, port=broker.port, client_id="ww-demo-server"),
+        outbound_file=Path(outbound) if outbound else None,
     )
     app = create_app(settings)
     server = uvicorn.Server(
