@@ -67,6 +67,7 @@ from agent.protocol import (
     subscription,
     topic,
 )
+from server.store.base import is_outage
 from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -196,16 +197,6 @@ class _Item:
         if self.state is not None:
             return "state"
         return "health" if self.health is not None else "reject"
-
-
-def is_outage(exc: BaseException) -> bool:
-    """The store cannot be reached or cannot write now (down, restarting, locked, out of
-    disk, a deadlock): retry as is. Anything else may be one message's fault."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc, (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
-    )
 
 
 def describe(exc: BaseException) -> str:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, Table, TextClause, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -58,6 +62,16 @@ def _pg_recordset_insert(table: Table, columns: tuple[str, ...], key: str) -> Te
     )
 
 
+def is_outage(exc: BaseException) -> bool:
+    """The store cannot be reached or cannot write now (down, restarting, locked, out of
+    disk, a deadlock): retry as is. Anything else may be one message's fault."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+    )
+
+
 class StoreBase:
     """The engine, its dialect and the sites' time zones the store's parts share."""
 
@@ -66,6 +80,23 @@ class StoreBase:
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
         self._tz: dict[str, str] = {}
+        #: Outbound hooks that raised (their deliveries not queued; logged each time).
+        self.outbound_hook_failures = 0
+
+    def _run_hooks(self, conn: Any, hooks: Sequence[Any], inserted: Mapping[str, Any]) -> None:
+        """Run the outbound hooks in the caller's transaction, each in a savepoint: a hook
+        that fails never costs the batch its events (the ingest would take the batch for
+        poison and set its messages aside). An outage still fails the batch, to be retried
+        whole; any other failure is logged and counted, and the batch goes in."""
+        for hook in hooks:
+            try:
+                with conn.begin_nested():
+                    hook(conn, inserted)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                self.outbound_hook_failures += 1
+                log.exception("an outbound hook failed; the batch is stored without it")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -174,8 +174,9 @@ class Cases(StoreBase):
         with self.engine.begin() as conn:
             new = [str(i) for i in self._insert_new(conn, alerts, rows, "alert_id")] if rows else []
             fresh = set(new)
-            for hook in self.outbound_hooks:
-                hook(conn, {"alerts": [r for r in rows if r["alert_id"] in fresh]})
+            self._run_hooks(
+                conn, self.outbound_hooks, {"alerts": [r for r in rows if r["alert_id"] in fresh]}
+            )
             return new
 
     def list_alerts(

@@ -248,8 +248,7 @@ class Writes(StoreBase):
             if rows:
                 fresh = set(self._insert_new(conn, table, rows, key))
                 inserted[table.name] = [r for r in rows if r[key] in fresh]
-        for hook in self.outbound_hooks:
-            hook(conn, inserted)
+        self._run_hooks(conn, self.outbound_hooks, inserted)
         rollups.add(
             conn,
             rollups.from_projections(
@@ -273,8 +272,7 @@ class Writes(StoreBase):
             row = policy.offline_alert(site, window, at_ms)
             if self._insert_new(conn, alerts, [row], "alert_id"):
                 # Issue 18, alert push: a terminal's last will is pushed like the others.
-                for hook in self.outbound_hooks:
-                    hook(conn, {"alerts": [row]})
+                self._run_hooks(conn, self.outbound_hooks, {"alerts": [row]})
 
     def _set_device_doc(
         self, conn: Any, site: str, window: str, column: str, doc: WindowState | Health, at_ms: int
