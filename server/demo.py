@@ -45,13 +45,18 @@ def _quiet_first_hold(record: logging.LogRecord) -> bool:
 
 
 def opening_time_today(tz: str) -> int:
-    """09:00 today in the centre's time zone: the simulated day starts when the hall opens."""
-    from datetime import datetime
+    """The hall's last opening in the centre's time zone: 09:00 today, or yesterday's
+    before 09:00 (a demo started at night simulates a day gone by, never one to come:
+    its sign-ins and sessions would lie in the future)."""
+    from datetime import datetime, timedelta
     from datetime import time as day_time
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
-    nine = datetime.combine(datetime.now(zone).date(), day_time(9, 0), zone)
+    now = datetime.now(zone)
+    nine = datetime.combine(now.date(), day_time(9, 0), zone)
+    if nine > now:
+        nine = datetime.combine(now.date() - timedelta(days=1), day_time(9, 0), zone)
     return int(nine.timestamp() * 1000)
 
 

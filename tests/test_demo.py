@@ -95,7 +95,9 @@ def test_demo_brings_all_windows_within_10s_each_event_stored_once(tmp_path: Pat
         # over w02 (the demo's one shift change): per-clerk rows from the first sessions.
         hall = http.get("/api/hall/qingpu").json()
         assert all(t["clerk_id"] for t in hall), [t["clerk_id"] for t in hall]
-        today = datetime.now(ZoneInfo("Asia/Shanghai"))
+        # the demo's day: today's, or yesterday's when started before the hall opens
+        now = datetime.now(ZoneInfo("Asia/Shanghai"))
+        today = now if now.hour >= 9 else now - timedelta(days=1)
         month = today.strftime("%Y-%m")
         deadline = time.monotonic() + 45
         ranked: list[dict[str, Any]] = []

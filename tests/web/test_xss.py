@@ -122,8 +122,10 @@ def call(page: Any, method: str, path: str, body: Any = None) -> Any:
 def seed_payloads(live: LiveServer, page: Any) -> None:
     store = live.app.state.store
     now = int(time.time() * 1000)
+    # the local midnight an hour ago: just after midnight the sessions below would end,
+    # and their cases be called back, in the future
     start = int(
-        datetime.fromtimestamp(now / 1000, SH)
+        datetime.fromtimestamp((now - 3_600_000) / 1000, SH)
         .replace(hour=0, minute=0, second=0, microsecond=0)
         .timestamp()
         * 1000
