@@ -61,10 +61,16 @@ def _eval_smile(args: argparse.Namespace) -> int:
         print(f"no labelled images under {args.data}", file=sys.stderr)
         return 2
     if args.occluded:
+        if args.predictions:
+            print("--predictions is for the smile reading, not with --occluded", file=sys.stderr)
+            return 2
         return _eval_occluded(clf, samples, args.occluded)
-    from models.evaluate import eval_images
+    from models.evaluate import accuracy_of, smile_scores, write_predictions
 
-    print(eval_images(clf, samples).line())
+    p_smile = smile_scores(clf, samples)
+    if args.predictions:
+        write_predictions(args.predictions, samples, p_smile, args.data)
+    print(accuracy_of(samples, p_smile).line())
     return 0
 
 
@@ -122,6 +128,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw each occluder family of that set (models/occluders.py) on every image "
         "and score the mouth-visibility output instead; last line: "
         "not_visible=<share of hidden mouths read as hidden> n= ci95=",
+    )
+    ev.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="also write one row per image: image (relative to DIR), label, p_smile, "
+        "predicted; to compare two machines or two models image by image "
+        "(not with --occluded)",
     )
     ev.set_defaults(func=_eval_smile)
 

@@ -7,6 +7,7 @@ its 95 % Wilson interval.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 import time
@@ -86,10 +87,44 @@ def read_all(clf: SmileClassifier, images: U8, batch: int = 256) -> tuple[F32, F
     return np.concatenate(sm), np.concatenate(vi)
 
 
+def smile_scores(clf: SmileClassifier, samples: Sequence[datasets.Sample], batch: int = 64) -> F32:
+    """P(smile) of each whole image (framed like the training crops), in sample order."""
+    if not samples:
+        return np.zeros(0, np.float32)
+    return read_all(clf, np.stack([datasets.read_gray(s.path) for s in samples]), batch)[0]
+
+
+def accuracy_of(samples: Sequence[datasets.Sample], p_smile: F32) -> Accuracy:
+    """How many of ``p_smile`` (>= 0.5 reads as smiling) agree with the samples' labels."""
+    truth = np.array([s.label == 1 for s in samples], dtype=bool)
+    return Accuracy(int(((p_smile >= 0.5) == truth).sum()), len(p_smile))
+
+
 def eval_images(clf: SmileClassifier, samples: list[datasets.Sample], batch: int = 64) -> Accuracy:
     """Whole images (framed like the training crops) straight into the classifier."""
-    p, _ = read_all(clf, np.stack([datasets.read_gray(s.path) for s in samples]), batch)
-    return Accuracy(int(((p >= 0.5) == np.array([s.label == 1 for s in samples])).sum()), len(p))
+    return accuracy_of(samples, smile_scores(clf, samples, batch))
+
+
+#: Columns of ``write_predictions``' CSV.
+PREDICTION_COLUMNS: Final = ("image", "label", "p_smile", "predicted")
+
+
+def write_predictions(
+    path: Path, samples: Sequence[datasets.Sample], p_smile: F32, root: Path
+) -> None:
+    """One CSV row per image: its path relative to ``root`` (``smile/x.jpg``, the same on
+    every machine), its label (1 smiling), P(smile) to 6 decimals and the prediction
+    (1 when P(smile) >= 0.5), so two runs can be compared image by image."""
+    if len(samples) != len(p_smile):
+        raise ValueError(f"{len(samples)} samples but {len(p_smile)} scores")
+    with path.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(PREDICTION_COLUMNS)
+        for s, p in zip(samples, p_smile, strict=True):
+            image = (
+                s.path.relative_to(root).as_posix() if s.path.is_relative_to(root) else str(s.path)
+            )
+            out.writerow([image, s.label, f"{float(p):.6f}", int(p >= 0.5)])
 
 
 def sample_id(s: datasets.Sample) -> str:
