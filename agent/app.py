@@ -60,6 +60,7 @@ from agent.signin import Outcome, Signal, SignIn, SignInConfig
 from agent.transport import ConfigHandler, LinkState, Transport
 from agent.update import Updater, UpdateReport, UpdateWorker, load_public_key
 from agent.watchdog import Watchdog
+from agent.window_settings import WindowSettings
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,10 @@ class WindowAgent:
         self._unstored: deque[Draft] = deque(maxlen=10_000)
         self.model_version = str(getattr(pump, "model_version", pump.kind))
         self.config_version = f"{window.window}-{config_version}"
+        #: The settings bundle applied on top of the window file (None: none), and why
+        #: the last one was refused or rolled back; ``run_agent_cli`` keeps them current.
+        self.settings_serial: int | None = None
+        self.settings_error: str | None = None
         #: Who signs in at this terminal; None: no sign-in (no clerk directory).
         self.signin = signin
         self._pin_entry = False  # the panel shows PIN entry
@@ -507,6 +512,8 @@ class WindowAgent:
             suspect_presses=self.rules.counters.suspect_presses,
             model_version=self.model_version,
             config_version=self.config_version,
+            settings_serial=self.settings_serial,
+            settings_error=self.settings_error[:64] if self.settings_error else None,
         )
 
 
@@ -531,6 +538,7 @@ def build_agent(
     tick_s: float = 0.5,
     watchdog: Watchdog | None = None,
     on_config: ConfigHandler | None = None,
+    on_settings: ConfigHandler | None = None,
     outbox_max_rows: int | None = None,
     outbox: Outbox | None = None,
     agent_type: type[WindowAgent] = WindowAgent,
@@ -589,6 +597,7 @@ def build_agent(
             outbox,
             on_command=Commands(inbox, pump, clock),
             on_config=on_config,
+            on_settings=on_settings,
         )
         panel = WindowPanel(window.gpio, inbox, pin_factory=pin_factory, clock=clock)
         undo.callback(panel.close)
@@ -657,29 +666,42 @@ def _sign_in_parts(
 
 
 def run_agent_cli(args: argparse.Namespace) -> int:
-    """``warmwindow agent``: run until SIGTERM/SIGINT, then shut down cleanly."""
+    """``warmwindow agent``: run until SIGTERM/SIGINT, then shut down cleanly.
+
+    With a bundle signing key (``WW_BUNDLE_KEY``) the agent takes signed model bundles on
+    its ``config`` topic and settings bundles on its ``settings`` topic. Either one, once
+    installed, restarts the agent on it when no session is open (at most 15 minutes
+    later); systemd (``Restart=always``) starts it again. A new bundle is kept once the
+    agent has run healthily on it for ``WW_CONFIRM_AFTER_S``; an agent unhealthy then,
+    or one that does not come up three times, goes back to the previous bundle.
+    """
     env = AgentEnv.read()
     site = load_site(args.site)
     window = site.window(args.window)
     # Sign-in's parts are checked before anything is touched: a bad directory must not
     # count as a failed boot of an installed bundle.
     directory, badge_reader = _sign_in_parts(env, site, window)
-    # Bundles first: the boot guard may roll the models back before anything loads them.
-    updates: UpdateWorker | None = None
+    # Bundles first: the boot guards may roll back before anything uses what they hold.
     updater: Updater | None = None
+    settings: WindowSettings | None = None
     key = env.bundle_key
     if key is not None:
         import models
 
-        updater = Updater(
-            args.state_dir / "bundles",
-            [load_public_key(key)],
-            identity=f"{site.site.site}/{window.window}",
-        )
+        trusted = [load_public_key(key)]
+        identity = f"{site.site.site}/{window.window}"
+        updater = Updater(args.state_dir / "bundles", trusted, identity=identity)
         updater.seed(Path(models.__file__).parent)
-        rolled_back = updater.boot_check()
-        if rolled_back is not None:
-            log.warning("update rolled back at start: %s", rolled_back.steps)
+        settings = WindowSettings(args.state_dir / "settings", trusted, site.site.site, window)
+        for guard in (updater, settings.updater):
+            rolled_back = guard.boot_check()
+            if rolled_back is not None:
+                log.warning("%s update rolled back at start: %s", guard.kind, rolled_back.steps)
+    applied = settings.load() if settings is not None else None
+    if applied is not None:
+        window = applied.effective.window
+        for path, source in sorted(applied.effective.sources.items()):
+            log.info("setting %s from %s", path, source)
     # The models: the installed bundle release, else --model-dir (WW_MODEL_DIR), else the
     # package's own; passed down explicitly, never through the environment.
     model_dir = updater.model_dir if updater is not None else args.model_dir or env.model_dir
@@ -698,6 +720,7 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         host, _, port = args.broker.rpartition(":")
         broker = broker.model_copy(update={"host": host or broker.host, "port": int(port)})
     stop = threading.Event()
+    restart = threading.Event()
 
     def _on_signal(_sig: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -707,15 +730,21 @@ def run_agent_cli(args: argparse.Namespace) -> int:
     agent_ref: list[WindowAgent] = []
 
     def _report(report: UpdateReport) -> None:
+        agent = agent_ref[0]
         for reply in report.replies():
-            agent_ref[0].link.publish_reply(reply)
+            agent.link.publish_reply(reply)
+        if settings is not None:
+            agent.settings_error = settings.updater.last_failure()
 
     def _installed(report: UpdateReport) -> None:
-        log.info("bundle %s installed: restarting on it", report.version)
-        stop.set()  # systemd (Restart=always) starts the agent again on the new models
+        log.info("bundle %s installed: restarting on it when the window is idle", report.version)
+        restart.set()
 
-    if updater is not None:
-        updates = UpdateWorker(updater, on_report=_report, on_installed=_installed)
+    workers = [
+        UpdateWorker(u, on_report=_report, on_installed=_installed)
+        for u in (updater, settings.updater if settings is not None else None)
+        if u is not None
+    ]
     with build_agent(
         site,
         window,
@@ -723,23 +752,64 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         pin_factory=factory,
         pump=pump,
         broker=broker,
+        health_s=env.health_s,
         watchdog=Watchdog.from_env(),
-        on_config=updates.submit if updates is not None else None,
+        on_config=workers[0].submit if workers else None,
+        on_settings=workers[1].submit if len(workers) > 1 else None,
         config_version=env.config_version,
         directory=directory,
         badge_reader=badge_reader,
     ) as agent:
         agent_ref.append(agent)
-        if updates is not None:
-            updates.start()
+        if applied is not None:
+            agent.settings_serial, agent.settings_error = applied.serial, applied.error
+        for worker in workers:
+            worker.start()
         log.info("agent %s/%s running (%s perception)", site.site.site, window.window, pump.kind)
-        # Five healthy minutes on a new release confirm it (the boot guard stands down).
-        if not stop.wait(300) and updater is not None and agent.healthy():
-            updater.confirm()
-        stop.wait()
-        if updates is not None:
-            updates.stop()
+        _supervise(agent, [w.updater for w in workers], env.confirm_after_s, stop, restart)
+        for worker in workers:
+            worker.stop()
     return 0
+
+
+#: An installed bundle waits at most this long for the window to be idle.
+RESTART_WITHIN_S = 900.0
+
+
+def _supervise(
+    agent: WindowAgent,
+    updaters: list[Updater],
+    confirm_after_s: float,
+    stop: threading.Event,
+    restart: threading.Event,
+) -> None:
+    """Until stopped, or until an installed bundle asks for a restart and the window is
+    idle: after ``confirm_after_s`` keep what is pending if the agent is healthy, else
+    roll it back and restart on the previous bundle."""
+    confirm_at: float | None = time.monotonic() + confirm_after_s
+    restart_by: float | None = None
+    while not stop.wait(0.5):
+        if confirm_at is not None and time.monotonic() >= confirm_at:
+            confirm_at = None  # once per start
+            if agent.healthy():
+                for u in updaters:
+                    u.confirm()
+            else:
+                reason = f"agent unhealthy {confirm_after_s:.0f} s after start"
+                for u in updaters:
+                    report = u.roll_back_pending(reason)
+                    if report is not None:
+                        log.warning("%s bundle rolled back: %s", u.kind, reason)
+                        for reply in report.replies():
+                            agent.link.publish_reply(reply)
+                        if u.kind == "settings":
+                            agent.settings_error = u.last_failure()
+                        restart.set()
+        if restart.is_set():
+            restart_by = restart_by or time.monotonic() + RESTART_WITHIN_S
+            if not agent.rules.state().in_session or time.monotonic() >= restart_by:
+                log.info("restarting on the new bundle")
+                return
 
 
 __all__ = [

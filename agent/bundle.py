@@ -4,7 +4,7 @@
 
     manifest.json   what is in it: format, version, serial, targets, files (path, sha256, size)
     manifest.sig    the Ed25519 signature of manifest.json's exact bytes (64 bytes)
-    files/<path>    the payload: model files, optionally window configuration
+    files/<path>    the payload: model files, or a settings bundle's overrides.json
 
 ``server/bundles.py`` builds and signs bundles; ``agent/update.py`` verifies and installs
 them. Both import this module and nothing else of each other.
@@ -56,6 +56,18 @@ class Manifest(Closed):
         (), max_length=4096, description="'site/window' identities; empty = every terminal."
     )
     files: tuple[FileEntry, ...] = Field(min_length=1, max_length=64)
+    kind: Literal["models", "settings"] = Field(
+        "models",
+        description="What the bundle carries: models (on the window's config topic) or "
+        "settings (overrides.json, on its settings topic). Left out of a models "
+        "manifest, so terminals of before settings bundles take it as they always did.",
+    )
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """The exact bytes that are signed: a models manifest without ``kind``."""
+    exclude = {"kind"} if manifest.kind == "models" else None
+    return manifest.model_dump_json(indent=1, exclude=exclude).encode()
 
 
 def sha256_hex(data: bytes) -> str:

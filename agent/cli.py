@@ -33,6 +33,82 @@ def _config_check(args: argparse.Namespace) -> int:
     return status
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    """The window's effective configuration: each field, its value and where it came
+    from (the window file, a default, or a settings push received over the air)."""
+    import json
+    import tomllib
+
+    from agent.config import ConfigError, load_site
+    from agent.overrides import OverrideError, apply_overrides
+    from agent.window_settings import installed_overrides
+
+    try:
+        site = load_site(args.site)
+        window = site.window(args.window)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyError:
+        print(f"{args.site}: no window {args.window!r}", file=sys.stderr)
+        return 1
+    window_file = next(
+        f
+        for f in sorted((site.path / "windows").glob("*.toml"))
+        if tomllib.loads(f.read_text(encoding="utf-8")).get("window") == args.window
+    )
+    in_file = _flatten(tomllib.loads(window_file.read_text(encoding="utf-8")))
+    serial, overrides = installed_overrides(args.state_dir / "settings")
+    sources: dict[str, str] = {}
+    note = "no settings received over the air"
+    if overrides is not None and overrides.layers:
+        try:
+            effective = apply_overrides(window, overrides)
+        except OverrideError as exc:
+            note = f"settings serial {serial} installed but NOT applied: {exc}"
+        else:
+            window, sources = effective.window, dict(effective.sources)
+            note = f"settings serial {serial}: " + ", ".join(
+                f"push {layer.push_id} ({layer.scope}, by {layer.by})" for layer in overrides.layers
+            )
+    values = _flatten(window.model_dump(mode="json"))
+    if args.json:
+        doc = {
+            path: {"value": value, "from": sources.get(path) or _origin(path, in_file)}
+            for path, value in values.items()
+        }
+        print(
+            json.dumps(
+                {"window": args.window, "settings_serial": serial, "fields": doc},
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+        return 0
+    print(f"# {site.site.site}/{args.window}: {window_file}")
+    print(f"# {note}")
+    for path, value in values.items():
+        origin = sources.get(path) or _origin(path, in_file)
+        print(f"{path} = {json.dumps(value, ensure_ascii=False)}  # {origin}")
+    return 0
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def _origin(path: str, in_file: dict[str, Any]) -> str:
+    return "window file" if path in in_file else "default"
+
+
 def _docs_protocol(args: argparse.Namespace) -> int:
     from agent.protocol_doc import render
 
@@ -79,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate site directories or window files")
     check.add_argument("paths", nargs="+", type=Path)
     check.set_defaults(func=_config_check)
+    show = cfg_sub.add_parser(
+        "show",
+        help="one window's effective configuration: its file, defaults and the settings "
+        "received over the air, each field with where it came from",
+    )
+    show.add_argument("--site", type=Path, default=Path("/etc/warmwindow/site"))
+    show.add_argument("--window", required=True, help="window slug, e.g. w03")
+    show.add_argument("--state-dir", type=Path, default=Path("/var/lib/warmwindow"))
+    show.add_argument("--json", action="store_true", help="machine-readable")
+    show.set_defaults(func=_config_show)
 
     docs = sub.add_parser("docs", help="generated documentation")
     docs_sub = docs.add_subparsers(dest="docs_command", required=True)

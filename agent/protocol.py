@@ -91,6 +91,7 @@ class Channel(StrEnum):
     STATE = "state"
     HEALTH = "health"
     CONFIG = "config"
+    SETTINGS = "settings"
     CMD = "cmd"
     REPLY = "reply"
 
@@ -102,6 +103,7 @@ CHANNEL_QOS: Final[dict[Channel, tuple[int, bool]]] = {
     Channel.STATE: (1, True),
     Channel.HEALTH: (0, False),
     Channel.CONFIG: (1, True),
+    Channel.SETTINGS: (1, True),
     Channel.CMD: (1, False),
     Channel.REPLY: (1, False),
 }
@@ -755,6 +757,12 @@ class Health(Wire):
     suspect_presses: Count = 0
     model_version: ShortText
     config_version: ShortText
+    settings_serial: Count | None = Field(
+        None, description="Serial of the settings bundle applied (None: the window file only)."
+    )
+    settings_error: ShortText | None = Field(
+        None, description="Why the last settings bundle was refused or rolled back."
+    )
 
 
 class Command(Wire):

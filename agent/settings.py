@@ -19,6 +19,10 @@ WW_CONFIG_VERSION      configuration version the terminal reports      local
 WW_CLERK_DIRECTORY     the centre's clerk directory (JSON, written by  (none: no sign-in at
                        ``warmwindow clerks directory --site S --out    the terminal)
                        FILE``); turns on badge and PIN sign-in
+WW_HEALTH_S            seconds between health reports                  60
+WW_CONFIRM_AFTER_S     a new bundle (models or settings) is kept once  300
+                       the agent has run healthily this long on it;
+                       an unhealthy agent then rolls it back
 =====================  ==============================================  =====================
 
 A malformed value fails at start with the variable's name, e.g.
@@ -56,6 +60,10 @@ class AgentEnv(BaseSettings):
     bundle_key: Path | None = Field(None, description="bundle signing public key (PEM)")
     config_version: str = Field("local", min_length=1, max_length=64)
     clerk_directory: Path | None = Field(None, description="clerk directory (JSON)")
+    health_s: float = Field(60.0, ge=1.0, le=3600.0, description="health report interval")
+    confirm_after_s: float = Field(
+        300.0, ge=1.0, le=86_400.0, description="healthy run that confirms a new bundle"
+    )
 
     @field_validator("model_dir", "bundle_key", "clerk_directory", mode="before")
     @classmethod

@@ -76,6 +76,7 @@ Step = Literal[
     "verify_signature",
     "verify_checksums",
     "verify_manifest",
+    "validate",
     "unpack",
     "swap",
     "check",
@@ -311,6 +312,8 @@ class Updater:
         identity: str | None = None,
         check: Callable[[Path], None] = check_release_in_child,
         keep: int = 3,
+        kind: Literal["models", "settings"] = "models",
+        precheck: Callable[[dict[str, bytes]], None] | None = None,
     ) -> None:
         if not trusted:
             raise ValueError("at least one trusted signing key is required")
@@ -318,11 +321,16 @@ class Updater:
         self.trusted = list(trusted)
         self.identity = identity
         self.check = check
+        self.kind = kind
+        #: Checks the files before anything on disk changes (a settings bundle's fields
+        #: against the window file); raises with what is wrong, reported as ``validate``.
+        self.precheck = precheck
         self.keep = max(2, keep)
         self.releases = self.root / "releases"
         self.current_link = self.root / "current"
         self.previous_link = self.root / "previous"
         self.state_path = self.root / "state.json"
+        self.failure_path = self.root / "failure.json"
         self.releases.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ state
@@ -377,6 +385,44 @@ class Updater:
         self._point(self.current_link, release)
         return self.current_link
 
+    def seed_files(self, files: dict[str, bytes], version: str) -> Path:
+        """Install ``files`` as serial 0 if nothing is installed (a settings updater's
+        empty overrides), so the first bundle has something to roll back to."""
+        if self.current() is not None:
+            return self.current_link
+        release = self.releases / f"0-{version}"
+        if not release.exists():
+            staging = self.releases / f".staging-0-{version}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            for name, content in files.items():
+                (staging / name).write_bytes(content)
+            _fsync_tree(staging)
+            os.rename(staging, release)
+        self._point(self.current_link, release)
+        return self.current_link
+
+    def last_failure(self) -> str | None:
+        """What the last refused or rolled-back bundle failed at (for the health report):
+        ``'serial 9 validate: rules.greet_within_s: ...'``; None once a later one is in."""
+        try:
+            doc = json.loads(self.failure_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return str(doc.get("text")) if isinstance(doc, dict) and doc.get("text") else None
+
+    def _note_failure(self, report: UpdateReport) -> None:
+        failed = next((s for s in report.steps if not s.ok), None)
+        if failed is None or report.serial is None:
+            return
+        text = f"serial {report.serial} {failed.step}: {failed.detail}"
+        tmp = self.failure_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"serial": report.serial, "text": text}), encoding="utf-8")
+        os.replace(tmp, self.failure_path)
+
+    def _clear_failure(self) -> None:
+        self.failure_path.unlink(missing_ok=True)
+
     def apply(self, data: bytes) -> UpdateReport:
         """Verify, unpack, swap, check; roll back if the check fails. Never raises for a
         bad bundle: the outcome is in the report (``ok``, ``skipped``, ``steps``)."""
@@ -386,7 +432,18 @@ class Updater:
         except BundleError:
             return report
         if not self._acceptable(manifest, report):
+            if not report.skipped:
+                self._note_failure(report)
             return report
+        if self.precheck is not None:
+            try:
+                self.precheck(files)
+            except Exception as exc:  # whatever the check says, nothing was touched
+                report.add("validate", False, str(exc))
+                self._save_state(failed_serial=manifest.serial)
+                self._note_failure(report)
+                return report
+            report.add("validate", True, "fits this window")
         release = self.releases / f"{manifest.serial}-{manifest.version}"
         try:
             self._unpack(release, manifest, files)
@@ -409,8 +466,10 @@ class Updater:
             report.add("check", False, str(exc))
             self._save_state(failed_serial=manifest.serial)
             self._roll_back(old, report)
+            self._note_failure(report)
             return report
-        report.add("check", True, "models load and run")
+        report.add("check", True, "models load and run" if self.kind == "models" else "applies")
+        self._clear_failure()
         if old is not None:
             self._point(self.previous_link, old)
         # Confirmed only once the restarted agent has run for a while (confirm()).
@@ -429,19 +488,34 @@ class Updater:
         ``max_boots`` starts; at the next one it is rolled back and marked failed.
         Returns a report when it rolled back, else None.
         """
-        state = self._state()
-        pending = state.get("pending_serial")
-        if pending is None or pending != self.current_serial():
+        pending = self.pending()
+        if pending is None:
             return None
-        boots = state.get("pending_boots", 0) + 1
+        boots = self._state().get("pending_boots", 0) + 1
         if boots <= max_boots:
             self._save_state(pending_boots=boots)
             return None
+        return self.roll_back_pending(
+            f"agent did not confirm serial {pending} in {max_boots} starts"
+        )
+
+    def pending(self) -> int | None:
+        """The serial installed and not yet confirmed, if any."""
+        pending = self._state().get("pending_serial")
+        return pending if pending is not None and pending == self.current_serial() else None
+
+    def roll_back_pending(self, reason: str) -> UpdateReport | None:
+        """The agent failed its health check on the release not yet confirmed: go back to
+        the previous one and never retry this serial. None when nothing is pending."""
+        pending = self.pending()
+        if pending is None:
+            return None
         report = UpdateReport(None, pending)
-        report.add("check", False, f"agent did not confirm serial {pending} in {max_boots} starts")
+        report.add("check", False, reason)
         previous = self._resolve(self.previous_link)
         self._save_state(drop=("pending_serial", "pending_boots"), failed_serial=pending)
         self._roll_back(previous, report)
+        self._note_failure(report)
         return report
 
     def confirm(self) -> None:
@@ -450,6 +524,9 @@ class Updater:
             self._save_state(drop=("pending_serial", "pending_boots"))
 
     def _acceptable(self, manifest: Manifest, report: UpdateReport) -> bool:
+        if manifest.kind != self.kind:
+            report.add("verify_manifest", False, f"a {manifest.kind} bundle, not {self.kind}")
+            return False
         if manifest.targets and self.identity not in manifest.targets:
             report.add("verify_manifest", False, f"not for {self.identity}")
             return False

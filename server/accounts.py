@@ -58,6 +58,9 @@ CAN: Final[dict[str, set[Role]]] = {
     "appeal": {"clerk"},
     "resolve_appeal": {"district_admin", "centre_manager"},
     "outbound": {"district_admin"},  # resend a dead outbound delivery (issue 18)
+    # push rule thresholds and camera rates to terminals over the air (issue 19): the
+    # district, like the assessment thresholds; a centre may not loosen its own
+    "window_settings": {"district_admin"},
 }
 SESSION_S: Final = 8 * 3600  # one working day; then log in again
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}

@@ -26,12 +26,20 @@ import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import FILES, MANIFEST, SIGNATURE, FileEntry, Manifest, sha256_hex
+from agent.bundle import (
+    FILES,
+    MANIFEST,
+    SIGNATURE,
+    FileEntry,
+    Manifest,
+    manifest_bytes,
+    sha256_hex,
+)
 from agent.config import TlsConfig
 from agent.mqtt import make_client
 from agent.protocol import CHANNEL_QOS, Channel, topic
@@ -77,9 +85,11 @@ def build_bundle(
     key: Ed25519PrivateKey,
     targets: Sequence[str] = (),
     created_ms: int | None = None,
+    kind: Literal["models", "settings"] = "models",
 ) -> bytes:
     """A signed bundle of ``files`` (release-relative path -> content)."""
     manifest = Manifest(
+        kind=kind,
         version=version,
         serial=serial,
         created_ms=created_ms if created_ms is not None else time.time_ns() // 1_000_000,
@@ -89,12 +99,12 @@ def build_bundle(
             for path, data in sorted(files.items())
         ),
     )
-    manifest_bytes = manifest.model_dump_json(indent=1).encode()
+    signed = manifest_bytes(manifest)
     out = io.BytesIO()
     # Stored, not deflated: ONNX weights barely compress, and a Pi unpacks faster.
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(MANIFEST, manifest_bytes)
-        zf.writestr(SIGNATURE, key.sign(manifest_bytes))
+        zf.writestr(MANIFEST, signed)
+        zf.writestr(SIGNATURE, key.sign(signed))
         for path, data in sorted(files.items()):
             zf.writestr(FILES + path, data)
     return out.getvalue()
@@ -123,9 +133,11 @@ def push_bundle(
     tls: TlsConfig | None = None,
     client_id: str | None = None,
     timeout_s: float = 30.0,
+    channel: Channel = Channel.CONFIG,
 ) -> None:
-    """Publish ``data`` as the retained ``config`` of one window; raise unless the broker
-    acknowledged it (an MQTT 5 PUBACK error, e.g. not authorised, raises too)."""
+    """Publish ``data`` as the retained ``config`` (models) or ``settings`` of one window;
+    raise unless the broker acknowledged it (an MQTT 5 PUBACK error, e.g. not authorised,
+    raises too)."""
     client = make_client(client_id or f"ww-bundle-{uuid.uuid4().hex[:8]}", tls=tls)
     outcome: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, rc, _p: outcome.setdefault("connack", rc)
@@ -138,8 +150,8 @@ def push_bundle(
             time.sleep(0.02)
         if "connack" not in outcome or outcome["connack"].is_failure:
             raise ConnectionError(f"broker refused us: {outcome.get('connack', 'no CONNACK')}")
-        qos, retain = CHANNEL_QOS[Channel.CONFIG]
-        info = client.publish(topic(site, window, Channel.CONFIG), data, qos=qos, retain=retain)
+        qos, retain = CHANNEL_QOS[channel]
+        info = client.publish(topic(site, window, channel), data, qos=qos, retain=retain)
         while "puback" not in outcome and time.monotonic() < deadline:
             time.sleep(0.02)
         if "puback" not in outcome:

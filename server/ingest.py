@@ -50,6 +50,7 @@ from agent.config import TlsConfig
 from agent.mqtt import make_client
 from agent.protocol import (
     ACCEPTS_QOS,
+    CHANNEL_QOS,
     CONTRACT,
     OFFLINE,
     ONLINE,
@@ -257,6 +258,22 @@ class Ingest:
         except (RuntimeError, ValueError):
             return False
         return info.is_published()
+
+    def publish_retained(
+        self, site: str, window: str, channel: Channel, payload: bytes, timeout_s: float = 10.0
+    ) -> str | None:
+        """Publish ``payload`` as the retained message of one window's ``channel`` (a
+        settings bundle), as the server identity; None once the broker acknowledged it,
+        else what went wrong (the caller records it and may publish again)."""
+        qos, retain = CHANNEL_QOS[channel]
+        info = self._client.publish(topic(site, window, channel), payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return f"not sent: {mqtt.error_string(info.rc)}"
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            return f"not sent: {exc}"
+        return None if info.is_published() else f"no PUBACK within {timeout_s:.0f} s"
 
     def refresh_devices(self) -> None:
         self._known = self.store.known_devices()

@@ -32,6 +32,8 @@ WW_NOT_OBSERVED_SHARE      a window's share of sessions not observed that      0
 WW_NOT_OBSERVED_MIN_SESSIONS  the fewest sessions that alert is judged on      10
 WW_NOT_OBSERVED_HOURS      its look-back                                       24
 WW_OUTBOUND_FILE           outbound targets (docs/outbound.md); none = off     (none)
+WW_BUNDLE_SIGNING_KEY_FILE Ed25519 key signing settings bundles pushed to      (none: no pushes)
+                           terminals (``warmwindow bundle keygen``)
 =========================  ==================================================  ====================
 """
 
@@ -84,6 +86,10 @@ class ServerEnv(BaseSettings):
 
     outbound_file: Path | None = Field(
         None, description="Outbound targets file (docs/outbound.md); none: all outbound off."
+    )
+
+    bundle_signing_key_file: Path | None = Field(
+        None, description="Ed25519 key (PEM) that signs settings bundles for terminals."
     )
 
     not_observed_share: float = Field(
@@ -156,6 +162,7 @@ class ServerEnv(BaseSettings):
                 lookback_ms=int(self.not_observed_hours * 3_600_000),
             ),
             "outbound_file": self.outbound_file,
+            "bundle_signing_key": self.bundle_signing_key_file,
         }
         token = self.metrics_token()
         _security_option(ServerSettings, kwargs, "metrics_token", token, "WW_METRICS_TOKEN_FILE")

@@ -295,6 +295,8 @@ def fleet(engine: Engine, sites: frozenset[str] | None) -> list[dict[str, Any]]:
                     "dropped": h.get("dropped"),
                     "model_version": h.get("model_version"),
                     "config_version": h.get("config_version"),
+                    "settings_serial": h.get("settings_serial"),
+                    "settings_error": h.get("settings_error"),
                     "uptime_s": h.get("uptime_s"),
                     "health_ms": h.get("ts_ms"),
                 }

@@ -127,6 +127,7 @@ class Transport:
         *,
         on_command: CommandHandler | None = None,
         on_config: ConfigHandler | None = None,
+        on_settings: ConfigHandler | None = None,
         protocol: ProtocolChoice = "auto",
         max_inflight: int = 32,
         backoff_base_s: float = 0.5,
@@ -150,6 +151,7 @@ class Transport:
         self._outbox = outbox
         self._on_command = on_command
         self._on_config = on_config
+        self._on_settings = on_settings
         self._session_expiry_s = session_expiry_s
         self._poll_s = poll_s
         self._password = (
@@ -457,6 +459,7 @@ class Transport:
         link.subscribe(
             [
                 (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
+                (self._topics[Channel.SETTINGS], CHANNEL_QOS[Channel.SETTINGS][0]),
                 (self._topics[Channel.CMD], CHANNEL_QOS[Channel.CMD][0]),
                 (ACCEPTS_SUBSCRIPTION, ACCEPTS_QOS[0]),
             ]
@@ -500,11 +503,14 @@ class Transport:
             self._link.publish(
                 self._topics[Channel.REPLY], reply.model_dump_json(), qos=qos, retain=retain
             )
-        elif channel is Channel.CONFIG and self._on_config is not None:
+        elif channel in (Channel.CONFIG, Channel.SETTINGS):
+            handler = self._on_config if channel is Channel.CONFIG else self._on_settings
+            if handler is None:
+                return
             try:
-                self._on_config(payload)
+                handler(payload)
             except Exception:
-                log.exception("config handler failed")
+                log.exception("%s handler failed", channel.value)
 
     def _on_accepts(self, server: str, payload: bytes) -> None:
         """One ingest's announcement. An empty payload (the retained message cleared)

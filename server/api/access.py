@@ -28,8 +28,9 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import delete, or_, select, update
 
+from agent.overrides import check_fields
 from agent.protocol import now_ms
-from server import reports, views
+from server import reports, settings_push, views
 from server.accounts import CAN, Accounts, Principal, scope_sites, write_audit
 from server.api.deps import AccountsDep, PrincipalDep, ServerSettings, SettingsDep, acting, bounds
 from server.metrics.assessment import decided_probation, probation, standing, verdict
@@ -48,6 +49,9 @@ from server.policy.thresholds import (
     resolve,
     scopes_of,
 )
+from server.policy.window_settings import reaches as reaches_window
+from server.policy.window_settings import site_of as settings_site_of
+from server.policy.window_settings import valid_scope as valid_settings_scope
 from server.store.assessment import (
     CORRECTABLE,
     NOT_COUNTED,
@@ -1311,6 +1315,104 @@ class Access:
                 raise HTTPException(409, "only a dead delivery can be resent")
             detail = {"target": row["target"], "key": row["key"], "attempts": row["attempts"]}
             self._audit(conn, "outbound_resend", str(delivery_id), detail, site)
+
+    # ------------------------------------------------------------- window settings
+
+    def window_settings_view(self, site: str | None) -> dict[str, Any]:
+        """The settings pushes that reach the principal's units (one centre's, with
+        ``site``), and per window what was sent and what the terminal applied."""
+        self.not_clerk()
+        sites = self.sites(site)
+        with self._e.connect() as conn:
+            unit_rows = conn.execute(select(units.c.site, units.c.district)).all()
+            districts = {r.site: r.district for r in unit_rows}
+            mine = set(districts) if sites is None else set(sites) & set(districts)
+            visible = [
+                p
+                for p in settings_push.pushes(conn)
+                if any(reaches_site(p["scope"], s, districts[s]) for s in mine)
+            ]
+            windows = settings_push.window_status(conn, None if sites is None else mine)
+        return {"site": site, "pushes": visible[::-1], "windows": windows}
+
+    def settings_targets(self, scope: str) -> list[tuple[str, str]]:
+        """The registered windows a push for ``scope`` reaches: 422 for a scope that is not
+        one, 403 outside the principal's units, 404 for a centre or window not registered."""
+        if not valid_settings_scope(scope):
+            raise HTTPException(
+                422, "scope: all, district:<name>, site:<slug> or window:<site>/<window>"
+            )
+        one = settings_site_of(scope)
+        if not self.p.covers(f"site:{one}" if one is not None else scope):
+            raise HTTPException(403, OUTSIDE)
+        with self._e.connect() as conn:
+            q = select(devices.c.site, devices.c.window, units.c.district).join(
+                units, units.c.site == devices.c.site
+            )
+            rows = conn.execute(q.order_by(devices.c.site, devices.c.window)).all()
+        found = [
+            (r.site, r.window) for r in rows if reaches_window(scope, r.site, r.window, r.district)
+        ]
+        if not found and one is not None:
+            what = "window" if scope.startswith("window:") else "unit"
+            raise HTTPException(404, f"no such {what}")
+        return found
+
+    def check_window_settings(self, scope: str, fields: dict[str, Any]) -> list[tuple[str, str]]:
+        """Fields checked one by one (422 names each) and the scope's windows (see
+        ``settings_targets``)."""
+        problems = check_fields(fields)
+        if problems:
+            raise HTTPException(422, "; ".join(problems))
+        return self.settings_targets(scope)
+
+    def push_window_settings(
+        self, scope: str, fields: dict[str, Any], note: str
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """A new push on the record (audited), checked field by field first (422 names
+        each field); the windows it reaches, for the caller to publish to."""
+        targets = self.check_window_settings(scope, fields)
+        with self._e.begin() as conn:
+            push_id = settings_push.record_push(
+                conn, scope, fields, note, self.p.username, now_ms()
+            )
+            detail = {"push": push_id, "fields": fields, "note": note, "windows": len(targets)}
+            self._audit(conn, "settings_push", scope, detail, settings_site_of(scope))
+        return push_id, targets
+
+    def withdrawable_push(self, push_id: int) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """A live push of the principal's units and the windows it reaches; 404 for one
+        outside them (as if it did not exist), 409 for one already withdrawn."""
+        with self._e.connect() as conn:
+            row = settings_push.push_row(conn, push_id)
+        if row is None:
+            raise HTTPException(404, "no such push")
+        try:
+            targets = self.settings_targets(row["scope"])
+        except HTTPException as exc:
+            raise HTTPException(404, "no such push") from exc
+        if row["withdrawn_ms"] is not None:
+            raise HTTPException(409, "that push is already withdrawn")
+        return row, targets
+
+    def withdraw_window_settings(self, push_id: int, reason: str) -> list[tuple[str, str]]:
+        """Withdraw a push (audited; 404 outside the principal's units, 409 if already
+        withdrawn); the windows whose settings change, for the caller to publish to."""
+        row, targets = self.withdrawable_push(push_id)
+        with self._e.begin() as conn:
+            if not settings_push.withdraw_push(conn, push_id, self.p.username, reason, now_ms()):
+                raise HTTPException(409, "that push is already withdrawn")
+            detail = {"push": push_id, "reason": reason}
+            site = settings_site_of(row["scope"])
+            self._audit(conn, "settings_withdraw", row["scope"], detail, site)
+        return targets
+
+
+def reaches_site(scope: str, site: str, district: str) -> bool:
+    """Whether a push for ``scope`` touches any window of ``site``."""
+    if scope.startswith("window:"):
+        return scope.removeprefix("window:").split("/", 1)[0] == site
+    return reaches_window(scope, site, "", district)
 
 
 def get_access(

@@ -22,6 +22,7 @@ from agent.config import load_site
 from server.accounts import Accounts
 from server.api import admin, assessment, cases, export, queue, roster, routes
 from server.api import outbound as outbound_routes
+from server.api import window_settings as window_settings_routes
 from server.api.access import AccessDep
 from server.api.deps import ServerSettings
 from server.api.guard import RefuseControlCharacters
@@ -144,6 +145,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(assessment.router)
     app.include_router(cases.router)
     app.include_router(outbound_routes.router)
+    app.include_router(window_settings_routes.router)
 
     def metrics_grant(value: str, path: str) -> bool:
         p = tokens.principal(value, "GET", path)

@@ -33,6 +33,9 @@ class ServerSettings:
     not_observed: NotObservedLimits = field(default_factory=NotObservedLimits)
     #: The outbound targets file (server/outbound/targets.py); None: all outbound off.
     outbound_file: Path | None = None
+    #: The Ed25519 key that signs settings bundles (server/settings_push.py); None: the
+    #: server cannot push settings to terminals.
+    bundle_signing_key: Path | None = None
 
 
 def get_store(request: Request) -> Store:

@@ -172,6 +172,12 @@ class FleetRow(Out):
     config_version: str | None = Field(
         description="The configuration the agent runs: <window>-<WW_CONFIG_VERSION>."
     )
+    settings_serial: int | None = Field(
+        None, description="The settings bundle the terminal applied (null: window file only)."
+    )
+    settings_error: str | None = Field(
+        None, description="Why the terminal refused or rolled back its last settings bundle."
+    )
     uptime_s: int | None = Field(description="Seconds since the terminal's agent started.")
     health_ms: TimeMs | None = Field(
         description="When the terminal took the health report (its clock), UTC ms."

@@ -719,3 +719,38 @@ alert_push_targets = Table(
     Column("target", String(48), primary_key=True),
     Column("planned_ms", BigInteger, nullable=False),
 )
+
+# ------------------------------------------------------------ window settings (issue 19)
+# What people push to the terminals over the air (agent/overrides.py): one row per push,
+# for the city ("all"), a district, a centre or one window; withdrawn, never deleted.
+settings_pushes = Table(
+    "settings_pushes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(128), nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("withdrawn_ms", BigInteger, nullable=True),
+    Column("withdrawn_by", String(64), nullable=True),
+    Column("withdraw_reason", Text, nullable=True),
+)
+
+# Each signed settings bundle a window was sent: its serial (the terminal installs only a
+# higher one), the pushes it composed, and whether the broker took it.
+settings_publications = Table(
+    "settings_publications",
+    metadata,
+    Column("serial", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(32), nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("push_ids", JSON, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("published", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_settings_publications_window", "site", "window", "serial"),
+)

@@ -91,6 +91,7 @@ def test_emqx_acl_generated_from_sites() -> None:
     sub = next(r for r in w03 if "subscribe" in r)
     assert set(re.findall(r'"(ww/[^"]+)"', sub)) == {
         "ww/v1/qingpu/w03/config",
+        "ww/v1/qingpu/w03/settings",
         "ww/v1/qingpu/w03/cmd",
         ACCEPTS_SUBSCRIPTION,
     }
