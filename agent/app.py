@@ -513,8 +513,15 @@ class WindowAgent:
             model_version=self.model_version,
             config_version=self.config_version,
             settings_serial=self.settings_serial,
-            settings_error=self.settings_error[:64] if self.settings_error else None,
+            settings_error=_short(self.settings_error),
         )
+
+
+def _short(text: str | None, limit: int = 64) -> str | None:
+    """``text`` cut to the wire's short text, marked as cut."""
+    if not text or len(text) <= limit:
+        return text or None
+    return text[: limit - 1] + "…"
 
 
 def _cpu_temp() -> float | None:
