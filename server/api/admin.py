@@ -91,6 +91,9 @@ class CanOut(Out):
     appeal: bool = Field(description="May appeal its own sessions and verdicts (a clerk).")
     resolve_appeal: bool = Field(description="May uphold or reject appeals.")
     outbound: bool = Field(description="May resend dead outbound deliveries, switch targets.")
+    window_settings: bool = Field(
+        description="May push rule thresholds and camera rates to terminals (over the air)."
+    )
 
 
 class MeOut(Out):
@@ -185,6 +188,7 @@ def me(p: PrincipalDep) -> MeOut:
             appeal=p.can("appeal"),
             resolve_appeal=p.can("resolve_appeal"),
             outbound=p.can("outbound"),
+            window_settings=p.can("window_settings"),
         ),
     )
 

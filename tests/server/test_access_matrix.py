@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from agent import protocol as wire
 from server.api.app import ServerSettings, create_app
 from server.api.deps import get_store
+from server.settings_push import record_push
 from server.store.db import Store, StoredEvent
 from tests.conftest import EXAMPLE_SITE
 from tests.server.test_measures import ms
@@ -105,6 +106,7 @@ class World:
     auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # principal -> headers etc.
     victim_tokens: dict[int, str] = field(default_factory=dict)  # row -> token id to revoke
     dead: dict[str, list[int]] = field(default_factory=dict)  # site -> dead delivery ids
+    settings_pushes: list[int] = field(default_factory=list)  # live, the own centre's, per row
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ ACTIONS = {
     "appeal": {"clerk"},
     "resolve_appeal": {"district_admin", "centre_manager"},
     "outbound": {"district_admin"},
+    "window_settings": {"district_admin"},
 }
 #: A clerk account (role clerk, bound to c-qingpu) must never see its peer's records.
 PEER_MARKERS = ("c-peer", "peer clerk")
@@ -253,6 +256,19 @@ def _switch(w: World, who: Who, i: int) -> Request:
     """Switch the configured target off or on (by row) for the own centre (issue 18)."""
     body = {"site": OWN, "enabled": i % 2 == 1, "reason": f"row {i}"}
     return ("/api/outbound/targets/province/switch", {"json": body})
+
+
+def _settings_push(w: World, who: Who, i: int) -> Request:
+    body = {"scope": f"site:{OWN}", "fields": {"rules.see_off_s": 2.0 + i}, "note": "matrix"}
+    return ("/api/window-settings", {"json": body})
+
+
+def _settings_withdraw(w: World, who: Who, i: int) -> Request:
+    return (f"/api/window-settings/{w.settings_pushes[i]}/withdraw", {"json": {"reason": "m"}})
+
+
+def _settings_republish(w: World, who: Who, i: int) -> Request:
+    return ("/api/window-settings/republish", {"json": {"scope": f"site:{OWN}"}})
 
 
 def _outbound_file(root: Path) -> Path:
@@ -403,6 +419,10 @@ def _assessment_records(w: World, store: Any, t_ms: int) -> None:
                 .order_by(sessions.c.opened_ms)
             )
         ]
+        for _ in range(N):
+            w.settings_pushes.append(
+                record_push(conn, f"site:{OWN}", {"rules.see_off_s": 2.0}, "seed", "seed", NOV)
+            )
         for i in range(N):
             for clerk, out in ((f"c-{OWN}", w.findings), (f"c-pr-{i}", [])):
                 fid = str(uuid.uuid4())
@@ -674,6 +694,18 @@ ROUTES: dict[tuple[str, str], Entry] = {
         "change", _resend, "object", "outbound"
     ),
     ("POST", "/api/outbound/targets/{name}/switch"): Entry("change", _switch, "site", "outbound"),
+    # window settings over the air (issue 19); this server has no broker link, so a
+    # permitted caller gets past the scope check to "not set up" (409), nothing recorded
+    ("GET", "/api/window-settings"): Entry("read", get("/api/window-settings"), clerk=403),
+    ("POST", "/api/window-settings"): Entry(
+        "change", _settings_push, "site", "window_settings", ok=409
+    ),
+    ("POST", "/api/window-settings/{push_id}/withdraw"): Entry(
+        "change", _settings_withdraw, "object", "window_settings", ok=409
+    ),
+    ("POST", "/api/window-settings/republish"): Entry(
+        "change", _settings_republish, "site", "window_settings", ok=409
+    ),
 }
 #: Account administration is for people only: a token never manages users or tokens.
 PEOPLE_ONLY = {"users"}

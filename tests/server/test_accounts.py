@@ -224,6 +224,7 @@ def test_logout_ends_the_session_on_the_server(app: FastAPI) -> None:
             "appeal": False,
             "resolve_appeal": False,
             "outbound": False,
+            "window_settings": False,
         }
         r = c.post("/api/logout")
         assert r.status_code == 200 and r.json() == {"ok": True}
