@@ -642,14 +642,21 @@ def pin_factory(kind: Literal["lgpio", "mock"]) -> Factory:
 
 
 def _sign_in_parts(
-    env: AgentEnv, site: Site, window: WindowConfig
+    env: AgentEnv, site: Site, window: WindowConfig, received: ClerkDirectory | None = None
 ) -> tuple[ClerkDirectory | None, Callable[[BadgeCallback], BadgeSource] | None]:
-    """The clerk directory (``WW_CLERK_DIRECTORY``, checked: ``AgentEnvError`` names the
-    file and the problem) and the badge reader's factory (the window's ``[badge]``; it
-    needs evdev, else ``BadgeReaderError`` says so, at start)."""
+    """The clerk directory (``received`` with the settings over the air, else the file
+    ``WW_CLERK_DIRECTORY``, checked: ``AgentEnvError`` names the file and the problem) and
+    the badge reader's factory (the window's ``[badge]``; it needs evdev, else
+    ``BadgeReaderError`` says so, at start)."""
     where = f"{site.site.site}/{window.window}"
-    directory = None
-    if env.clerk_directory is not None:
+    directory = received
+    if received is not None:
+        log.info(
+            "sign-in on at %s: %d clerks in the directory received over the air",
+            where,
+            len(received.clerks),
+        )
+    elif env.clerk_directory is not None:
         directory = load_clerk_directory(env.clerk_directory, site.site.site)
         log.info("sign-in on at %s: %d clerks in the directory", where, len(directory.clerks))
     if window.badge is None:
@@ -709,6 +716,8 @@ def run_agent_cli(args: argparse.Namespace) -> int:
         window = applied.effective.window
         for path, source in sorted(applied.effective.sources.items()):
             log.info("setting %s from %s", path, source)
+        if applied.directory is not None:  # the centre's latest, newer than any file
+            directory, badge_reader = _sign_in_parts(env, site, window, applied.directory)
     # The models: the installed bundle release, else --model-dir (WW_MODEL_DIR), else the
     # package's own; passed down explicitly, never through the environment.
     model_dir = updater.model_dir if updater is not None else args.model_dir or env.model_dir

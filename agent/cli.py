@@ -72,6 +72,14 @@ def _config_show(args: argparse.Namespace) -> int:
             note = f"settings serial {serial}: " + ", ".join(
                 f"push {layer.push_id} ({layer.scope}, by {layer.by})" for layer in overrides.layers
             )
+    from agent.window_settings import installed_directory
+
+    try:
+        directory = installed_directory(args.state_dir / "settings", site.site.site)
+    except OverrideError as exc:
+        directory, note = None, f"{note}; its clerk directory is NOT usable: {exc}"
+    if directory is not None:
+        note += f"; clerk directory received over the air: {len(directory.clerks)} clerks"
     values = _flatten(window.model_dump(mode="json"))
     if args.json:
         doc = {

@@ -6,7 +6,9 @@ windows at once (a rule threshold for a whole district, a frame rate for one hal
 travels as a signed settings bundle (``agent/bundle.py``, kind ``settings``) holding one
 file, ``overrides.json``: an ``Overrides`` document, the *whole* set of layers that
 applies to that window (city, district, site, window: broadest first, a later layer
-wins), so the latest bundle alone says everything and a missed one costs nothing.
+wins), so the latest bundle alone says everything and a missed one costs nothing; and,
+where the centre enrols clerks for sign-in at the terminal, ``clerks.json``: its clerk
+directory (salted digests only), which then replaces the file ``WW_CLERK_DIRECTORY``.
 
 Only the fields named in ``OVERRIDABLE`` may be set this way: the rule thresholds, the
 camera's rates and stream size, the label. The wiring (``gpio``), the role, the badge
@@ -33,6 +35,9 @@ from agent.protocol import Slug
 
 #: The file a settings bundle carries.
 OVERRIDES_FILE: Final = "overrides.json"
+#: The centre's clerk directory (``agent/directory.py``), when the centre enrols clerks:
+#: a settings bundle may carry it, so a clerk enrolled today signs in today.
+DIRECTORY_FILE: Final = "clerks.json"
 
 #: Dotted paths a settings bundle may set.
 OVERRIDABLE: Final[frozenset[str]] = frozenset(

@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from agent.config import WindowConfig
+from agent.directory import ClerkDirectory
 from agent.overrides import (
+    DIRECTORY_FILE,
     OVERRIDES_FILE,
     Effective,
     OverrideError,
@@ -54,14 +56,38 @@ def read_overrides(files: dict[str, bytes]) -> Overrides:
         raise OverrideError([f"{OVERRIDES_FILE}: {loc}: {err['msg']}"]) from None
 
 
+def read_directory(files: dict[str, bytes], site: str) -> ClerkDirectory | None:
+    """The bundle's clerk directory, if it carries one, checked for ``site``."""
+    raw = files.get(DIRECTORY_FILE)
+    if raw is None:
+        return None
+    try:
+        directory = ClerkDirectory.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_input=False)[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+        raise OverrideError([f"{DIRECTORY_FILE}: {loc}: {err['msg']}"]) from None
+    if directory.site != site:
+        raise OverrideError([f"{DIRECTORY_FILE}: site {directory.site!r}, not {site!r}"])
+    return directory
+
+
 class SettingsState:
     """What the agent runs with and tells the centre: the effective configuration, the
-    serial of the overrides in it (None: none), and the last refusal or rollback."""
+    serial of the overrides in it (None: none), the last refusal or rollback, and the
+    clerk directory the bundle carried (None: none; the agent keeps WW_CLERK_DIRECTORY)."""
 
-    def __init__(self, effective: Effective, serial: int | None, error: str | None) -> None:
+    def __init__(
+        self,
+        effective: Effective,
+        serial: int | None,
+        error: str | None,
+        directory: ClerkDirectory | None = None,
+    ) -> None:
         self.effective = effective
         self.serial = serial
         self.error = error
+        self.directory = directory
 
 
 class WindowSettings:
@@ -96,9 +122,10 @@ class WindowSettings:
         if overrides.site != self.site:
             raise OverrideError([f"site: overrides for {overrides.site!r}, not {self.site!r}"])
         apply_overrides(self.base, overrides)
+        read_directory(files, self.site)
 
     def _check_release(self, release: Path) -> None:
-        self._precheck({OVERRIDES_FILE: (release / OVERRIDES_FILE).read_bytes()})
+        self._precheck(_release_files(release))
 
     def load(self) -> SettingsState:
         """The window file with the installed overrides. Overrides that no longer fit
@@ -110,13 +137,30 @@ class WindowSettings:
         if release is None:
             return SettingsState(Effective(self.base, {}), None, error)
         try:
-            overrides = read_overrides({OVERRIDES_FILE: (release / OVERRIDES_FILE).read_bytes()})
-            return SettingsState(apply_overrides(self.base, overrides), serial, error)
+            files = _release_files(release)
+            effective = apply_overrides(self.base, read_overrides(files))
+            return SettingsState(effective, serial, error, read_directory(files, self.site))
         except (OSError, OverrideError) as exc:
             log.error("settings serial %s not applied: %s", serial, exc)
             return SettingsState(
                 Effective(self.base, {}), None, f"serial {serial} no longer fits: {exc}"[:64]
             )
+
+
+def _release_files(release: Path) -> dict[str, bytes]:
+    return {
+        name: (release / name).read_bytes()
+        for name in (OVERRIDES_FILE, DIRECTORY_FILE)
+        if (release / name).is_file()
+    }
+
+
+def installed_directory(root: Path, site: str) -> ClerkDirectory | None:
+    """The clerk directory installed with the settings under ``root``, if any."""
+    current = root / "current"
+    if not current.is_symlink():
+        return None
+    return read_directory(_release_files(current.resolve()), site)
 
 
 def installed_overrides(root: Path) -> tuple[int, Overrides | None]:

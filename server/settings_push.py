@@ -11,6 +11,10 @@ module does the rest for the windows it is handed:
   settings bundle (``server/bundles.py``) with the next serial, published retained (the
   latest bundle alone says everything, so a terminal that was off needs only that one),
   and the publication recorded with what the broker answered.
+- ``SettingsPublisher.sync_directory``: after a clerk's badge or PIN changes (or a clerk
+  moves), the centre's windows get a new bundle carrying the new clerk directory
+  (``clerks.json``, salted digests only), so a clerk enrolled now signs in now; a centre
+  that has never enrolled anyone gets no directory (its terminals keep sign-in off).
 - ``window_status``: per window, the serial last sent, the serial the terminal applied
   (its health report's ``settings_serial``) and its refusal, if any (``settings_error``):
   ``applied``, ``pending``, ``refused`` or ``not sent``.
@@ -33,7 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from agent.overrides import OVERRIDES_FILE, Overrides
+from agent.directory import ClerkDirectory
+from agent.overrides import DIRECTORY_FILE, OVERRIDES_FILE, Overrides
 from agent.protocol import now_ms
 from server.bundles import build_bundle
 from server.policy.window_settings import compose
@@ -42,6 +47,8 @@ from server.store.schema import devices, settings_publications, settings_pushes,
 #: Publish one window's bundle: (site, window, payload) -> None when the broker took it,
 #: else what went wrong.
 Send = Callable[[str, str, bytes], str | None]
+#: A centre's clerk directory as the store builds it (``Store.directory``).
+Directory = Callable[[str], ClerkDirectory]
 
 Status = Literal["applied", "pending", "refused", "not sent", "none"]
 
@@ -54,6 +61,7 @@ class Publication:
     push_ids: list[int]
     published: bool
     error: str | None
+    directory_clerks: int | None = None  # clerks in the directory it carried; None: none
 
 
 def record_push(
@@ -146,10 +154,17 @@ def _status(pub: dict[str, Any] | None, applied: int | None, error: str | None) 
 class SettingsPublisher:
     """Signs and publishes each window's settings bundle (see the module docstring)."""
 
-    def __init__(self, engine: Engine, key: Ed25519PrivateKey, send: Send) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        key: Ed25519PrivateKey,
+        send: Send,
+        directory: Directory | None = None,
+    ) -> None:
         self.engine = engine
         self.key = key
         self.send = send
+        self.directory = directory
 
     def publish(self, windows: Iterable[tuple[str, str]], by: str) -> list[Publication]:
         """One bundle per window, in order; a window the broker did not take is recorded
@@ -159,16 +174,55 @@ class SettingsPublisher:
     def publish_document(self, overrides: Overrides, by: str) -> Publication:
         """Sign and publish ``overrides`` as they are, unchecked: for a test of what the
         terminal refuses, and for an operator's repair; recorded like any other."""
-        return self._send(overrides, by)
+        return self._send(overrides, self._directory_of(overrides.site), by)
+
+    def sync_directory(self, site: str, by: str) -> list[Publication]:
+        """Publish again to each window of ``site`` whose last bundle does not carry the
+        centre's current clerk directory."""
+        current = self._directory_of(site)
+        want = None if current is None else hashlib.sha256(current).hexdigest()
+        with self.engine.connect() as conn:
+            q = select(devices.c.window).where(devices.c.site == site)
+            windows = [r.window for r in conn.execute(q.order_by(devices.c.window))]
+            last: dict[str, str | None] = {}
+            for r in conn.execute(
+                select(settings_publications.c.window, settings_publications.c.directory_sha256)
+                .where(settings_publications.c.site == site)
+                .order_by(settings_publications.c.serial)
+            ):
+                last[r.window] = r.directory_sha256
+        stale = [w for w in windows if last.get(w) != want]
+        return self.publish([(site, w) for w in stale], by)
+
+    def _directory_of(self, site: str) -> bytes | None:
+        """``clerks.json`` for ``site``: None while the centre has enrolled nobody and
+        none was ever sent (an empty directory then would turn sign-in on for nothing)."""
+        if self.directory is None:
+            return None
+        directory = self.directory(site)
+        if not directory.clerks:
+            with self.engine.connect() as conn:
+                sent = conn.execute(
+                    select(settings_publications.c.serial).where(
+                        settings_publications.c.site == site,
+                        settings_publications.c.directory_sha256.is_not(None),
+                    )
+                ).first()
+            if sent is None:
+                return None
+        return directory.model_dump_json().encode()
 
     def _one(self, site: str, window: str, by: str) -> Publication:
         with self.engine.connect() as conn:
             overrides = overrides_for(conn, site, window)
-        return self._send(overrides, by)
+        return self._send(overrides, self._directory_of(site), by)
 
-    def _send(self, overrides: Overrides, by: str) -> Publication:
+    def _send(self, overrides: Overrides, directory: bytes | None, by: str) -> Publication:
         site, window = overrides.site, overrides.window
         push_ids = [layer.push_id for layer in overrides.layers]
+        files = {OVERRIDES_FILE: overrides.model_dump_json(indent=1).encode()}
+        if directory is not None:
+            files[DIRECTORY_FILE] = directory
         with self.engine.begin() as conn:
             inserted = conn.execute(
                 insert(settings_publications).values(
@@ -186,7 +240,7 @@ class SettingsPublisher:
             assert inserted is not None
             serial = int(inserted[0])
         data = build_bundle(
-            {OVERRIDES_FILE: overrides.model_dump_json(indent=1).encode()},
+            files,
             version=f"settings-{serial}",
             serial=serial,
             key=self.key,
@@ -203,9 +257,15 @@ class SettingsPublisher:
                 .where(settings_publications.c.serial == serial)
                 .values(
                     sha256=hashlib.sha256(data).hexdigest(),
+                    directory_sha256=None
+                    if directory is None
+                    else hashlib.sha256(directory).hexdigest(),
                     bytes=len(data),
                     published=error is None,
                     error=error,
                 )
             )
-        return Publication(site, window, serial, push_ids, error is None, error)
+        clerks = None
+        if directory is not None:
+            clerks = len(ClerkDirectory.model_validate_json(directory).clerks)
+        return Publication(site, window, serial, push_ids, error is None, error, clerks)

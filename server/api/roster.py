@@ -11,13 +11,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field, model_validator
 
 from agent.protocol import Slug, TimestampMs
 from server.api.access import Access, AccessDep, changing
 from server.api.models import ApiModel
 from server.api.schemas import Out, SiteSlug, TimeMs, WindowSlug
+from server.api.window_settings import maybe_publisher
 
 router = APIRouter(prefix="/api")
 
@@ -162,16 +163,30 @@ class CredentialsOut(Out):
     clerk_id: str = Field(description="The clerk.")
     badges: int = Field(description="Badges enrolled.")
     pin: bool = Field(description="A PIN is enrolled.")
+    terminals: int | None = Field(
+        None,
+        description="Windows of the centre sent the new clerk directory over the air; "
+        "null: this server does not push settings (write the directory file for them).",
+    )
 
 
 @router.post("/clerks/{clerk_id}/credentials")
 def set_credentials(
-    clerk_id: str, body: CredentialsIn, a: Annotated[Access, changing("roster")]
+    clerk_id: str,
+    body: CredentialsIn,
+    request: Request,
+    a: Annotated[Access, changing("roster")],
 ) -> CredentialsOut:
     """Enrol a clerk's badges and PIN for sign-in at the terminals (digests only; a
-    transfer to another centre clears them). 409 when another clerk has the PIN or badge."""
+    transfer to another centre clears them). 409 when another clerk has the PIN or badge.
+    Where the server pushes settings, the centre's terminals get the new clerk directory
+    at once (``terminals``: how many windows it was sent to)."""
     n, has_pin = a.set_credentials(clerk_id, body.badges, body.pin)
-    return CredentialsOut(clerk_id=clerk_id, badges=n, pin=has_pin)
+    pub = maybe_publisher(request, a)
+    sent = None
+    if pub is not None:
+        sent = len(pub.sync_directory(a.clerk_home(clerk_id), a.p.username))
+    return CredentialsOut(clerk_id=clerk_id, badges=n, pin=has_pin, terminals=sent)
 
 
 @router.post("/roster", status_code=201)

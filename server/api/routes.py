@@ -41,6 +41,7 @@ from server.api.schemas import (
     VerdictOut,
     WindowOut,
 )
+from server.api.window_settings import maybe_publisher
 from server.metrics.measures import GroupBy, Scope
 
 router = APIRouter(prefix="/api")
@@ -288,10 +289,15 @@ def add_clerk(
 
 @router.post("/clerks/{clerk_id}/transfer")
 def transfer_clerk(
-    clerk_id: str, body: TransferIn, a: Annotated[Access, changing("roster")]
+    clerk_id: str, body: TransferIn, request: Request, a: Annotated[Access, changing("roster")]
 ) -> Transferred:
-    """Move a clerk to another centre; needs a principal that sees both (audited in both)."""
+    """Move a clerk to another centre; needs a principal that sees both (audited in both).
+    Where the server pushes settings, the old centre's terminals get a clerk directory
+    without the clerk at once (their badge and PIN are cleared: enrol them again)."""
     was = a.transfer_clerk(clerk_id, body.site)
+    pub = maybe_publisher(request, a)
+    if pub is not None:
+        pub.sync_directory(was, a.p.username)
     return Transferred.model_validate({"clerk_id": clerk_id, "from": was, "to": body.site})
 
 

@@ -93,6 +93,9 @@ class PublicationOut(Out):
     push_ids: list[int]
     published: bool = Field(description="The broker took it (retained on the settings topic).")
     error: str | None = Field(description="Why not, if not: publish again later.")
+    directory_clerks: int | None = Field(
+        description="Clerks in the clerk directory it carried; null: it carried none."
+    )
 
 
 class PushedOut(Out):
@@ -123,7 +126,15 @@ def publisher(request: Request, a: Access) -> SettingsPublisher:
         error: str | None = ingest.publish_retained(site, window, Channel.SETTINGS, data)
         return error
 
-    return SettingsPublisher(a.store.engine, key, send)
+    return SettingsPublisher(a.store.engine, key, send, a.store.directory)
+
+
+def maybe_publisher(request: Request, a: Access) -> SettingsPublisher | None:
+    """The publisher where this server pushes settings; None where it does not (then
+    terminals take their clerk directory from a file, ``warmwindow clerks directory``)."""
+    if a.settings.bundle_signing_key is None or request.app.state.ingest is None:
+        return None
+    return publisher(request, a)
 
 
 def _out(push_id: int | None, pubs: list[Publication]) -> PushedOut:

@@ -747,6 +747,8 @@ settings_publications = Table(
     Column("window", String(32), nullable=False),
     Column("push_ids", JSON, nullable=False),
     Column("sha256", String(64), nullable=False),
+    # the clerk directory it carried (SHA-256 of clerks.json); null: none
+    Column("directory_sha256", String(64), nullable=True),
     Column("bytes", Integer, nullable=False),
     Column("by", String(64), nullable=False),
     Column("at_ms", BigInteger, nullable=False),

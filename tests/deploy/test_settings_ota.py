@@ -317,3 +317,57 @@ def test_an_agent_unhealthy_on_new_settings_rolls_them_back(centre: Centre) -> N
         assert "setting camera.active_fps from window:qingpu/w05 (push 1)" in log
     finally:
         agent.stop()
+
+
+def test_a_clerk_enrolled_now_can_sign_in_now_the_directory_goes_over_the_air(
+    centre: Centre,
+) -> None:
+    """Enrolling a badge and PIN sends the centre's terminals a settings bundle carrying the
+    new clerk directory (digests only); the agent restarts with sign-in on. A centre that
+    enrolled nobody gets no directory: its terminals keep sign-in off."""
+    store = centre.app.state.store
+    store.add_clerk("c-li", "李敏", "qingpu")
+    agent = centre.agent("w03")
+    agent.start()
+    try:
+        c = centre.as_user("ann")
+        wait_until(lambda: centre.status("w03")["status"] == "none", 20, "first health")
+        r = c.post("/api/window-settings/republish", json={"scope": "window:qingpu/w03"})
+        assert r.status_code == 200, r.text
+        (first,) = r.json()["publications"]
+        assert first["directory_clerks"] is None  # nobody enrolled: no directory
+        wait_until(lambda: centre.status("w03")["status"] == "applied", 30, "applied")
+        assert "sign-in on" not in agent.text()
+
+        r = c.post("/api/clerks/c-li/credentials", json={"badges": ["0012345678"], "pin": "1234"})
+        assert r.status_code == 200, r.text
+        assert r.json()["terminals"] == 12  # every window of the centre
+        wait_until(
+            lambda: centre.status("w03")["applied_serial"] not in (None, first["serial"]),
+            30,
+            "directory applied",
+        )
+        log = agent.text()
+        assert "sign-in on at qingpu/w03: 1 clerks in the directory received over the air" in log
+        assert "0012345678" not in log  # the badge number itself is never written down
+        shown = subprocess.run(
+            [
+                *(sys.executable, "-m", "agent.cli", "config", "show"),
+                *("--site", str(centre.site_dir), "--window", "w03"),
+                *("--state-dir", str(centre.tmp / "state-w03")),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "clerk directory received over the air: 1 clerks" in shown.splitlines()[1]
+        # Nothing changed: no new bundle.
+        pub = SettingsPublisher(
+            store.engine,
+            load_private_key(centre.pub_key.with_suffix(".key")),
+            lambda s, w, d: None,
+            store.directory,
+        )
+        assert pub.sync_directory("qingpu", "ann") == []
+    finally:
+        agent.stop()

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("window", sa.String(32), nullable=False),
         sa.Column("push_ids", sa.JSON(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("directory_sha256", sa.String(64), nullable=True),
         sa.Column("bytes", sa.Integer(), nullable=False),
         sa.Column("by", sa.String(64), nullable=False),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
