@@ -54,3 +54,17 @@ models:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# The window agent's Debian packages (docs/packaging.md):
+# dist/warmwindow-agent_<version>_{arm64,amd64}.deb. deb-check (root, about 20 minutes)
+# also installs, upgrades, removes and purges them in bookworm roots; not part of `make test`.
+.PHONY: deb deb-check
+DEB_ROOTS ?= /var/tmp/ww-deb
+deb: $(BIN)/.installed
+	deploy/deb/build-deb.sh
+
+deb-check: deb
+	deploy/deb/make-root.sh amd64 $(DEB_ROOTS)/amd64
+	deploy/deb/make-root.sh arm64 $(DEB_ROOTS)/arm64
+	deploy/deb/test-install.sh $(DEB_ROOTS)/amd64
+	deploy/deb/test-install.sh $(DEB_ROOTS)/arm64
