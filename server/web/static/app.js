@@ -397,13 +397,16 @@ async function viewUnits(root) {
 async function viewFleet(root) {
   const rows = await api("/api/fleet");
   root.append(h("section", { class: "card" }, h("h2", {}, T().fleet, exportLinks("fleet")),
-    stacked(h("table", { id: "fleet" }, h("thead", {}, h("tr", {}, [T().window, T().status, T().lastSeen, T().fps, T().infer, T().temp, T().outbox, T().model, T().config, T().uptime].map((x) => h("th", {}, x)))),
-      h("tbody", {}, rows.map((d) => h("tr", { class: d.online ? "" : "bad" },
+    stacked(h("table", { id: "fleet" }, h("thead", {}, h("tr", {}, [T().window, T().status, T().lastSeen, T().fps, T().infer, T().temp, T().outbox, T().model, T().config, T().ws.col, T().uptime].map((x) => h("th", {}, x)))),
+      h("tbody", {}, rows.map((d) => h("tr", { class: [d.online ? "" : "bad", d.settings_error ? "settings-error" : ""].join(" ").trim(), dataset: { site: d.site, window: d.window } },
         h("td", {}, `${d.site_name} ${d.label}`), h("td", {}, d.online ? T().online : T().offline), h("td", {}, fmtDateTime(d.last_seen_ms)),
         h("td", {}, d.fps ?? "—"), h("td", {}, d.inference_ms ?? "—"), h("td", {}, d.cpu_temp_c ?? "—"),
         h("td", {}, d.outbox_depth ?? "—"), h("td", {}, d.model_version ?? "—"), h("td", {}, d.config_version ?? "—"),
+        h("td", { class: "fleet-settings" }, d.settings_serial ?? "—",
+          d.settings_error ? h("span", { class: "bad ws-err" }, `${T().ws.refusedShort}: ${d.settings_error}`) : ""),
         h("td", {}, d.uptime_s != null ? minutes(d.uptime_s * 1000) : "—"))))))));
   await outboundCard(root);
+  await windowSettingsCard(root, rows);
 }
 
 // Outbound links (issue 18): each configured target serving the principal's units, its
@@ -454,6 +457,151 @@ async function outboundCard(root) {
       } }, O.resend) : ""))))))
     : h("p", { class: "ok", id: "outbound-no-dead" }, O.noDead);
   root.append(h("section", { class: "card", id: "outbound" }, h("h2", {}, O.title), targets, h("h3", {}, O.deadTitle), dead));
+}
+
+// Window settings over the air (issue 19): each window's settings status (the bundle
+// last sent, the serial its terminal says it applied, its refusal) and the pushes on the
+// record; a district admin pushes fields to a scope and withdraws a push with a reason.
+// The fields a push may set (agent/overrides.py OVERRIDABLE); the server checks each
+// value (422 naming the field) and the terminal checks it again against its window file.
+const WS_FIELDS = [
+  "rules.greet_within_s", "rules.stand_within_s", "rules.farewell_within_s", "rules.see_off_s",
+  "rules.away_after_s", "rules.sign_present_flag_s", "rules.repeat_press_s", "rules.session_timeout_s",
+  "rules.presence_hold_s", "rules.smile_threshold", "rules.too_broad_threshold", "rules.no_smile_below",
+  "rules.min_observed_share", "camera.idle_fps", "camera.active_fps", "camera.lores_width",
+  "camera.lores_height", "label"];
+const WS_INTEGER = new Set(["camera.lores_width", "camera.lores_height"]);
+const WS_STATUS_CLASS = { applied: "ok", pending: "warn", refused: "bad", "not sent": "bad", none: "muted" };
+
+const wsFieldName = (path) => T().ws.fieldNames[path] || "";
+const wsValue = (v) => (typeof v === "string" ? `"${v}"` : JSON.stringify(v));
+// "rules.greet_within_s = 6", after the field's short name where it has one
+const wsFields = (fields) => Object.entries(fields).map(([path, v]) => h("div", { class: "ws-field" },
+  wsFieldName(path) ? h("span", { class: "ws-fname" }, `${wsFieldName(path)} `) : "", h("code", {}, `${path} = ${wsValue(v)}`)));
+
+// An API failure in words: the server's detail after what its status means here.
+function wsError(err) {
+  const m = /^(\d{3}) ([\s\S]*)$/.exec(String(err.message || err));
+  if (!m) return String(err.message || err);
+  const why = T().ws.errors[m[1]];
+  return why ? `${why}: ${m[2]}` : `${m[1]} ${m[2]}`;
+}
+
+async function windowSettingsCard(root, fleet) {
+  let data;
+  try { data = await api("/api/window-settings"); } catch { return; }
+  const W = T().ws;
+  const can = S.me.can.window_settings;
+  const names = new Map(S.units.map((u) => [u.site, u.name]));
+  const labels = new Map(fleet.map((d) => [`${d.site}/${d.window}`, d.label]));
+  // a terminal that has reported its health and no serial runs its window file alone
+  const reported = new Set(fleet.filter((d) => d.health_ms).map((d) => `${d.site}/${d.window}`));
+  const applied = (w) => w.applied_serial ?? (reported.has(`${w.site}/${w.window}`) ? W.windowFile : "");
+  // one centre's windows need only their labels
+  const oneSite = new Set(data.windows.map((w) => w.site)).size <= 1;
+  const windowName = (site, w) => `${names.get(site) || site} ${labels.get(`${site}/${w}`) || w}`;
+  const scopeName = (scope) => {
+    if (scope === "all") return W.city;
+    const [kind, rest] = [scope.slice(0, scope.indexOf(":")), scope.slice(scope.indexOf(":") + 1)];
+    if (kind === "district") return `${rest}${W.wholeDistrict}`;
+    if (kind === "site") return names.get(rest) || rest;
+    if (kind === "window") { const [site, w] = rest.split("/"); return windowName(site, w); }
+    return scope;
+  };
+  const republish = (w) => h("button", { type: "button", class: "ws-republish-btn",
+    onclick: async (ev) => { await act(ev, () => api("/api/window-settings/republish", { method: "POST", body: JSON.stringify({ scope: `window:${w.site}/${w.window}` }) })
+      .catch((err) => { throw new Error(wsError(err)); })); } }, W.republish);
+  const detail = (w) => (w.status === "not sent" ? w.sent_error : w.terminal_error) || "";
+  const windows = stacked(h("table", { id: "ws-windows" },
+    h("thead", {}, h("tr", {}, [T().window, T().status, W.sentSerial, W.sentAt, W.appliedSerial, W.detail, ""].map((x) => h("th", {}, x)))),
+    h("tbody", {}, data.windows.map((w) => h("tr", { class: w.status === "refused" || w.status === "not sent" ? "bad" : "", dataset: { site: w.site, window: w.window, status: w.status } },
+      h("td", {}, oneSite ? labels.get(`${w.site}/${w.window}`) || w.window : windowName(w.site, w.window)),
+      h("td", { class: `ws-status ${WS_STATUS_CLASS[w.status] || ""}` }, W.status[w.status] || w.status),
+      h("td", {}, w.sent_serial ?? ""), h("td", {}, w.sent_ms ? fmtDateTime(w.sent_ms) : ""),
+      h("td", {}, applied(w)), h("td", { class: "ws-detail" }, detail(w)),
+      h("td", {}, can && w.status === "not sent" ? republish(w) : ""))))));
+  const withdraw = (p) => {
+    const reason = h("input", { class: "note ws-reason", placeholder: W.reason, "aria-label": W.reason, maxlength: 500 });
+    return h("div", { class: "ws-withdraw" }, reason, h("button", { type: "button", class: "ws-withdraw-btn",
+      onclick: async (ev) => {
+        if (!reason.value.trim()) { reason.focus(); return; }
+        await act(ev, () => api(`/api/window-settings/${p.id}/withdraw`, { method: "POST", body: JSON.stringify({ reason: reason.value.trim() }) })
+          .catch((err) => { throw new Error(wsError(err)); }));
+      } }, W.withdraw));
+  };
+  const state = (p) => (p.withdrawn_ms
+    ? h("span", { class: "muted" }, `${W.withdrawn} ${fmtDateTime(p.withdrawn_ms)} · ${p.withdrawn_by || ""}${p.withdraw_reason ? `: ${p.withdraw_reason}` : ""}`)
+    : can && (p.scope !== "all" || S.me.scope === "all") ? [h("span", { class: "ok" }, W.live), withdraw(p)] : h("span", { class: "ok" }, W.live));
+  const pushes = data.pushes.length ? stacked(h("table", { id: "ws-pushes" },
+    h("thead", {}, h("tr", {}, ["#", W.scope, W.fields, W.note, W.by, W.at, T().status].map((x) => h("th", {}, x)))),
+    h("tbody", {}, data.pushes.map((p) => h("tr", { class: p.withdrawn_ms ? "muted" : "", dataset: { push: String(p.id) } },
+      h("td", {}, String(p.id)), h("td", { class: "ws-scope" }, scopeName(p.scope)), h("td", { class: "ws-fields" }, wsFields(p.fields)),
+      h("td", { class: "ws-note" }, p.note), h("td", {}, p.by), h("td", {}, fmtDateTime(p.at_ms)), h("td", { class: "ws-state" }, state(p)))))))
+    : h("p", { class: "muted", id: "ws-no-pushes" }, W.noPushes);
+  const card = h("section", { class: "card", id: "window-settings" }, h("h2", {}, W.title),
+    h("h3", {}, W.windows), windows, h("h3", {}, W.pushes), pushes);
+  if (can) card.append(h("h3", {}, W.newPush), wsPushForm(scopeName), S.wsNote ? h("p", { class: "ok", id: "ws-pushed" }, S.wsNote) : "");
+  S.wsNote = "";
+  root.append(card);
+}
+
+// The push form: where (a district, a centre, or one window of the centre), up to two
+// fields with their values, and why.
+function wsPushForm(scopeName) {
+  const W = T().ws;
+  const scopes = [...(S.me.scope === "all" ? ["all"] : []),
+    ...[...new Set(S.units.map((u) => u.district))].sort().map((d) => `district:${d}`),
+    ...S.units.map((u) => `site:${u.site}`)];
+  const scope = h("select", { name: "scope", "aria-label": W.scope },
+    scopes.map((s) => h("option", { value: s, selected: s === `site:${S.site}` }, scopeName(s))));
+  const windowSel = h("select", { name: "window", "aria-label": T().window });
+  const loadWindows = async () => {
+    const site = scope.value.startsWith("site:") ? scope.value.slice(5) : null;
+    windowSel.hidden = !site;
+    windowSel.replaceChildren(h("option", { value: "" }, W.wholeCentre));
+    if (!site) return;
+    const ws = await api(`/api/windows?${qs({ site })}`);
+    windowSel.append(...ws.map((w) => h("option", { value: w.window }, `${w.label || ""} (${w.window})`)));
+  };
+  scope.addEventListener("change", loadWindows);
+  loadWindows();
+  const row = (n, optional) => {
+    const field = h("select", { name: `field${n}`, "aria-label": W.field },
+      optional ? h("option", { value: "" }, W.noSecond) : "",
+      WS_FIELDS.map((f) => h("option", { value: f }, wsFieldName(f) ? `${wsFieldName(f)} (${f})` : f)));
+    const value = h("input", { name: `value${n}`, "aria-label": W.value, placeholder: W.value, class: "ws-value" });
+    const fit = () => {
+      const text = field.value === "label";
+      value.type = text ? "text" : "number";
+      value.step = WS_INTEGER.has(field.value) ? "1" : "any";
+      value.required = !optional;
+      value.disabled = optional && !field.value;
+    };
+    field.addEventListener("change", fit);
+    fit();
+    return h("span", { class: "ws-row" }, field, value);
+  };
+  const note = h("input", { name: "note", class: "ws-note-input", required: true, maxlength: 280, placeholder: W.notePh, "aria-label": W.notePh });
+  const form = adminForm("ws-push", [scope, windowSel, row(1, false), row(2, true), note], W.push, async (f) => {
+    const e = f.elements;
+    const fields = {};
+    for (const n of [1, 2]) {
+      const path = e[`field${n}`].value;
+      if (!path) continue;
+      const raw = e[`value${n}`].value.trim();
+      if (raw === "") throw new Error(`${path}: ${W.needValue}`);
+      fields[path] = path === "label" ? raw : Number(raw);
+    }
+    const target = e.window.value && !e.window.hidden ? `window:${e.scope.value.slice(5)}/${e.window.value}` : e.scope.value;
+    let r;
+    try {
+      r = await api("/api/window-settings", { method: "POST", body: JSON.stringify({ scope: target, fields, note: e.note.value.trim() }) });
+    } catch (err) { throw new Error(wsError(err)); }
+    const failed = r.publications.filter((p) => !p.published).length;
+    S.wsNote = `${W.pushed} #${r.push_id}: ${r.publications.length} ${W.toWindows}${failed ? `, ${failed} ${W.notSent}` : ""}`;
+    await render();
+  });
+  return form;
 }
 
 // ------------------------------------------------------------------ roster: who served where
