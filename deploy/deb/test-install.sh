@@ -7,7 +7,7 @@
 # Version A is dist/warmwindow-agent_<version>_<arch>.deb (built when missing); version B
 # is built here with --version <version>+upgradetest1. The root's architecture is its
 # dpkg's. Every check prints PASS or FAIL; the script exits 1 on any FAIL. It mounts
-# /proc and binds /dev in ROOT while it runs, and apt-get installs the package's
+# /proc (and /sys in a native root) and binds /dev in ROOT while it runs, and apt-get installs the package's
 # Depends there (the root needs a Debian mirror). Nothing is installed on this machine.
 set -uo pipefail
 
@@ -94,6 +94,12 @@ log "build B: $DEB_B"
 
 mountpoint -q "$ROOT/proc" || { mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc"); }
 mountpoint -q "$ROOT/dev" || { mount --bind /dev "$ROOT/dev" && MOUNTED+=("$ROOT/dev"); }
+# onnxruntime reads the CPU list from /sys (without it, it warns and runs). Not under
+# qemu: there /sys describes this machine's x86 CPUs, and importing onnxruntime in the
+# arm64 root then dies of SIGSEGV (measured); a Pi's /sys is its own.
+if [[ $ARCH == "$(dpkg --print-architecture)" ]]; then
+    mountpoint -q "$ROOT/sys" || { mount -t sysfs sysfs "$ROOT/sys" && MOUNTED+=("$ROOT/sys"); }
+fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 mkdir -p "$ROOT/tmp/ww-test"
 cp "$DEB_A" "$DEB_B" "$SCRIPT_DIR/fill_outbox.py" "$ROOT/tmp/ww-test/"
