@@ -68,3 +68,11 @@ deb-check: deb
 	deploy/deb/make-root.sh arm64 $(DEB_ROOTS)/arm64
 	deploy/deb/test-install.sh $(DEB_ROOTS)/amd64
 	deploy/deb/test-install.sh $(DEB_ROOTS)/arm64
+
+# The window agent on arm64 without a Pi: an emulated Debian bookworm arm64 root, the
+# agent from PyPI's aarch64 wheels, its tests, the smile model against x86, the agent
+# against a broker here (deploy/pi/pi-check.sh, docs/pi-check.md). Needs root; about
+# 20 min here; not part of `make test`. PI_CHECK_ARGS="--fresh" rebuilds the root.
+.PHONY: pi-check
+pi-check: $(BIN)/.installed
+	deploy/pi/pi-check.sh $(PI_CHECK_ARGS)
