@@ -1,1 +1,1 @@
-"""Checks of the benchmarks ' own arithmetic (the runs themselves are ``python -m bench.*``)."""
+"""Checks of the benchmarks' own arithmetic (the runs themselves are ``python -m bench.*``)."""
