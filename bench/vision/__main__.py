@@ -37,9 +37,6 @@ from agent.vision.pipeline import Vision
 from agent.vision.smile import SmileClassifier
 
 U8 = npt.NDArray[np.uint8]
-#: Assumed slowdown of one Pi 4 Cortex-A72 core against one core of this machine for
-#: small float32 CNNs on onnxruntime (not measured here: no Pi in CI).
-PI4_FACTOR = 15.0
 
 
 def compose_frames(n: int, seed: int = 1) -> list[U8]:
@@ -309,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
         "bare_inference_ms": round(best_bare, 4),
         "ratio_pipeline_to_bare": round(best_pipe / best_bare, 3),
         "fps_one_core": round(1000 / best_pipe, 1),
-        "pi4_fps_estimate": round(1000 / best_pipe / PI4_FACTOR, 1),
         "peak_rss_mb": round(rss, 1),
         "peak_rss_goal_mb": RSS_GOAL_MB,
         "agent_process": {
@@ -333,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare inference {best_bare:8.3f} ms/frame (detector + smile session.run only)")
     print(f"ratio pipeline / bare inference = {fig['ratio_pipeline_to_bare']} (goal <= 1.3)")
     print(
-        f"Pi 4 estimate  ~{fig['pi4_fps_estimate']} frames/s (this core / {PI4_FACTOR:g}, "
-        "assumed, not measured)"
+        "Pi estimate    from counted instructions per frame: python -m bench.instructions "
+        "(models/MODEL_CARD.md)"
     )
     print_memory(mem, bench_peak)
     if args.json:
