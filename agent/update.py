@@ -372,18 +372,12 @@ class Updater:
         so the very first bundle has something to roll back to."""
         if self.current() is not None:
             return self.current_link
-        release = self.releases / f"0-{version}"
-        if not release.exists():
-            staging = self.releases / f".staging-0-{version}"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            for f in source.iterdir():
-                if f.is_file() and f.suffix in (".onnx", ".json"):
-                    shutil.copy2(f, staging / f.name)
-            _fsync_tree(staging)
-            os.rename(staging, release)
-        self._point(self.current_link, release)
-        return self.current_link
+        files = {
+            f.name: f.read_bytes()
+            for f in source.iterdir()
+            if f.is_file() and f.suffix in (".onnx", ".json")
+        }
+        return self.seed_files(files, version)
 
     def seed_files(self, files: dict[str, bytes], version: str) -> Path:
         """Install ``files`` as serial 0 if nothing is installed (a settings updater's
