@@ -43,8 +43,8 @@ class SettingsPushOut(Out):
 class WindowSettingsStatusOut(Out):
     """One window: the bundle last sent and what its terminal says it applied."""
 
-    site: str
-    window: str
+    site: str = Field(description="The centre.")
+    window: str = Field(description="The window.")
     sent_serial: int | None = Field(description="Serial of the bundle last sent; null: none.")
     sent_ms: int | None = Field(description="When it was sent (UTC ms).")
     sent_error: str | None = Field(description="Why the broker did not take it, if so.")
@@ -62,7 +62,7 @@ class WindowSettingsStatusOut(Out):
 class WindowSettingsOut(Out):
     site: str | None = Field(description="The centre asked for; null: all your units.")
     pushes: list[SettingsPushOut] = Field(description="Pushes reaching your units, newest first.")
-    windows: list[WindowSettingsStatusOut]
+    windows: list[WindowSettingsStatusOut] = Field(description="Each window's settings status.")
 
 
 class PushIn(BaseModel):
@@ -87,10 +87,12 @@ class WithdrawIn(BaseModel):
 
 
 class PublicationOut(Out):
-    site: str
-    window: str
+    """One signed settings bundle sent to one window."""
+
+    site: str = Field(description="The centre.")
+    window: str = Field(description="The window.")
     serial: int = Field(description="The bundle's serial (the terminal installs a higher one).")
-    push_ids: list[int]
+    push_ids: list[int] = Field(description="The pushes it was composed of.")
     published: bool = Field(description="The broker took it (retained on the settings topic).")
     error: str | None = Field(description="Why not, if not: publish again later.")
     directory_clerks: int | None = Field(
@@ -100,7 +102,7 @@ class PublicationOut(Out):
 
 class PushedOut(Out):
     push_id: int | None = Field(description="The push (null for a republish).")
-    publications: list[PublicationOut]
+    publications: list[PublicationOut] = Field(description="One bundle per window reached.")
 
 
 #: The answer when this server cannot push: it is not set up for it (a setting, not an
