@@ -11,6 +11,7 @@ Topic tree (``<site>`` and ``<window>`` are lower-case slugs)::
     ww/v1/<site>/<window>/config        retained, QoS 1   server -> terminal
     ww/v1/<site>/<window>/cmd           QoS 1, never retained   server/queue system -> terminal
     ww/v1/<site>/<window>/reply         QoS 1             terminal's answer to a cmd
+    ww/v1/<site>/<window>/stored        QoS 0             server -> terminal: seqs it stored
     ww/v1/_server/accepts/<server>      retained, QoS 1   versions an ingest accepts
 
 Versions: the event contract grows only by optional fields (``Contract``): version N of
@@ -94,6 +95,7 @@ class Channel(StrEnum):
     SETTINGS = "settings"
     CMD = "cmd"
     REPLY = "reply"
+    STORED = "stored"
 
 
 #: (qos, retain) per channel: the fleet conventions both sides rely on.
@@ -106,6 +108,9 @@ CHANNEL_QOS: Final[dict[Channel, tuple[int, bool]]] = {
     Channel.SETTINGS: (1, True),
     Channel.CMD: (1, False),
     Channel.REPLY: (1, False),
+    # QoS 0 on purpose: on a clustered engine (NATS) a QoS 1 subscription is a replicated
+    # consumer per terminal; a lost confirmation only costs a resend, stored once.
+    Channel.STORED: (0, False),
 }
 
 ONLINE: Final = "online"
@@ -838,10 +843,78 @@ class Reply(Wire):
     error: ShortText | None = None
 
 
+# --------------------------------------------------------------------------- stored
+
+#: The most ranges one ``Stored`` carries: the privacy walk bounds every list at 16, and
+#: one ingest batch of one window is a range or two; more go in several messages
+#: (``stored_messages``).
+STORED_MAX_RANGES: Final = 16
+
+#: An inclusive range of device sequence numbers, first <= last.
+SeqRange = tuple[Seq, Seq]
+
+
+class Stored(Wire):
+    """Server -> one terminal: the events it has committed, by device sequence number.
+
+    The guarantee: every event of this window with a seq in these ranges is committed in
+    the store (stored now, or stored before and seen again), so the terminal may delete
+    those outbox rows. A seq not in the ranges says nothing (not stored *yet*, or its
+    confirmation was lost: QoS 0); the terminal sends it again after a while, and the
+    store keeps one row per ``event_id``. Seqs are per terminal and restart never (the
+    outbox persists them), so a range cannot confirm an event the terminal still has to
+    send under another id."""
+
+    schema_version: Literal[1] = 1
+    site: Slug = Field(description="Site slug; must match the topic.")
+    window: Slug = Field(description="Window slug; must match the topic.")
+    ranges: tuple[SeqRange, ...] = Field(
+        min_length=1,
+        max_length=STORED_MAX_RANGES,
+        description="Inclusive [first, last] seq ranges, each committed in the store.",
+    )
+    ts_ms: TimestampMs = Field(description="When the server committed them, UTC ms.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Stored:
+        for first, last in self.ranges:
+            if first > last:
+                raise ValueError(f"range [{first}, {last}]: first after last")
+        return self
+
+    def seqs(self) -> Iterable[int]:
+        """Every seq the ranges hold (lazily: a range may be long)."""
+        for first, last in self.ranges:
+            yield from range(first, last + 1)
+
+
+def seq_ranges(seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Inclusive ranges covering exactly ``seqs`` (any order, repeats allowed), in order:
+    ``seq_ranges([3, 1, 2, 7, 7]) == ((1, 3), (7, 7))``."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return tuple(out)
+
+
+def stored_messages(site: str, window: str, seqs: Iterable[int], ts_ms: int) -> list[Stored]:
+    """The ``Stored`` confirmations of one window's committed ``seqs``: as few messages as
+    ``STORED_MAX_RANGES`` allows (none for no seqs). What the ingest publishes after a
+    commit, on ``topic(site, window, Channel.STORED)``."""
+    ranges = seq_ranges(seqs)
+    return [
+        Stored(site=site, window=window, ranges=ranges[i : i + STORED_MAX_RANGES], ts_ms=ts_ms)
+        for i in range(0, len(ranges), STORED_MAX_RANGES)
+    ]
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """Every payload's JSON schema, keyed by a readable name (docs and tests use it)."""
     out: dict[str, dict[str, Any]] = {}
-    for model in (*EVENT_TYPES, WindowState, Health, Command, Reply, Accepts):
+    for model in (*EVENT_TYPES, WindowState, Health, Command, Reply, Accepts, Stored):
         out[model.__name__] = model.model_json_schema()
     for version in CONTRACT.versions[1:]:  # each later version, so the walks cover it
         for later in CONTRACT.event_types(version):

@@ -179,6 +179,8 @@ def examples() -> list[BaseModel]:
         ),
         p.Reply(cmd_id=_EV, ok=False, error="unknown action"),
         p.Accepts(server="ww-server-1", versions=p.CONTRACT.versions, ts_ms=_T),
+        # The ingest committed seqs 41-48 and 52 of this window (49-51 not yet).
+        p.Stored(site="qingpu", window="w03", ranges=((41, 48), (52, 52)), ts_ms=_T + 3_200_000),
     ]
 
 
@@ -267,8 +269,23 @@ def _versions() -> list[str]:
         "server sends it nothing newer (`Command.downgrade`). A command that does not "
         "say its `schema_version` is the lowest version that holds its fields.",
         "",
-        "Other payloads (state, health, replies, `Accepts` itself) are version 1 and not "
-        "yet under this rule.",
+        "Other payloads (state, health, replies, `Accepts`, `Stored`) are version 1 and "
+        "not yet under this rule.",
+        "",
+        "## Stored: end-to-end confirmation",
+        "",
+        "A broker's PUBACK says the broker has the event, not that the store does (a "
+        "clustered broker may PUBACK before it has replicated it). After each commit the "
+        f"ingest publishes a `Stored` (QoS {p.CHANNEL_QOS[p.Channel.STORED][0]}, not "
+        f"retained) on `{p.topic('<site>', '<window>', p.Channel.STORED)}`: the "
+        "inclusive seq ranges of that window's events now in the store, including those "
+        'it had stored already (a resend). A terminal with `broker.confirm = "stored"` '
+        "keeps each outbox row until a `Stored` covers its seq, and sends a row again "
+        "(`historical` true, same `event_id`) when no confirmation came within "
+        "`broker.confirm_timeout_s`, pausing longer each time. QoS 0 on purpose: on NATS "
+        "every QoS 1 subscription is a replicated consumer per terminal, and a lost "
+        "confirmation only costs a resend that the store keeps once. At most "
+        f"{p.STORED_MAX_RANGES} ranges per message (`stored_messages` splits).",
     ]
 
 

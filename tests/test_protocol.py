@@ -189,3 +189,51 @@ def test_values_the_store_cannot_hold_are_refused() -> None:
         assert raw != health.model_dump_json()
         with pytest.raises(ValidationError):
             p.Health.model_validate_json(raw)
+
+
+def _stored(**kw: Any) -> dict[str, Any]:
+    return {"site": "qingpu", "window": "w03", "ranges": [[1, 3]], "ts_ms": 1} | kw
+
+
+def test_stored_confirmation_bounds() -> None:
+    """A Stored names inclusive, ordered seq ranges within a seq's bounds, 1 to 16 of them,
+    and nothing else."""
+    ok = p.Stored.model_validate(_stored(ranges=[[1, 3], [7, 7], [9, p.INT64_MAX]]))
+    assert ok.ranges == ((1, 3), (7, 7), (9, p.INT64_MAX))
+    assert list(p.Stored.model_validate(_stored(ranges=[[4, 6], [9, 9]])).seqs()) == [4, 5, 6, 9]
+    p.Stored.model_validate(_stored(ranges=[[s, s] for s in range(1, 17)]))
+    bads: list[dict[str, Any]] = [
+        {"ranges": []},
+        {"ranges": [[s, s] for s in range(1, 18)]},
+        {"ranges": [[3, 1]]},
+        {"ranges": [[0, 2]]},
+        {"ranges": [[1, p.INT64_MAX + 1]]},
+        {"ranges": [[1, 2, 3]]},
+        {"ranges": [[1]]},
+        {"window": "W03"},
+        {"schema_version": 2},
+        {"frame_jpeg": "/9j/4AAQ"},
+    ]
+    for bad in bads:
+        with pytest.raises(ValidationError):
+            p.Stored.model_validate(_stored(**bad))
+    assert "Stored" in p.json_schemas()  # so the privacy and storable walks cover it
+    assert p.CHANNEL_QOS[p.Channel.STORED] == (0, False)
+    assert p.parse_topic("ww/v1/qingpu/w03/stored") == ("qingpu", "w03", p.Channel.STORED)
+
+
+def test_seq_ranges_compress_seqs() -> None:
+    assert p.seq_ranges([]) == ()
+    assert p.seq_ranges([5]) == ((5, 5),)
+    assert p.seq_ranges([3, 1, 2, 7, 7, 9, 8, 12]) == ((1, 3), (7, 9), (12, 12))
+    assert p.seq_ranges(range(1, 100_001)) == ((1, 100_000),)
+
+
+def test_stored_messages_split_many_ranges() -> None:
+    assert p.stored_messages("qingpu", "w03", [], 1) == []
+    (one,) = p.stored_messages("qingpu", "w03", [1, 2, 3, 5], 7)
+    assert one.ranges == ((1, 3), (5, 5)) and one.ts_ms == 7
+    odd = range(1, 2 * 40, 2)  # 40 ranges of one seq each
+    parts = p.stored_messages("qingpu", "w03", odd, 7)
+    assert [len(m.ranges) for m in parts] == [16, 16, 8]
+    assert [s for m in parts for s in m.seqs()] == list(odd)

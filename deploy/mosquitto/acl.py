@@ -14,9 +14,10 @@ are the certificate CNs (``use_identity_as_username true``), ``<site>/<window>``
 
 A window may only:
   write ww/v1/<site>/<window>/{availability,event,state,health,reply}
-  read  ww/v1/<site>/<window>/{config,settings,cmd}, and ww/v1/_server/accepts/+
+  read  ww/v1/<site>/<window>/{config,settings,cmd,stored}, and ww/v1/_server/accepts/+
 The aggregator (``ww-server``) may read every window's availability/event/state/health/
-reply, also through a shared subscription, and write every window's config, settings and cmd, and
+reply, also through a shared subscription, and write every window's config, settings, cmd
+and stored (the end-to-end confirmation of the events it committed), and
 the announcements of the event versions its ingests accept (ww/v1/_server/accepts/+).
 Anything not granted is denied: Mosquitto's ACL is default-deny once a file is given.
 """
@@ -31,9 +32,9 @@ from pathlib import Path
 
 ROOT = "ww/v1"
 DEVICE_WRITE = ("availability", "event", "state", "health", "reply")
-DEVICE_READ = ("config", "settings", "cmd")
+DEVICE_READ = ("config", "settings", "cmd", "stored")
 SERVER_READ = ("availability", "event", "state", "health", "reply")
-SERVER_WRITE = ("config", "settings", "cmd")
+SERVER_WRITE = ("config", "settings", "cmd", "stored")
 #: Each ingest's retained announcement of the event versions it accepts (agent.protocol).
 ACCEPTS = f"{ROOT}/_server/accepts/+"
 SERVER_IDENTITY = "ww-server"

@@ -60,8 +60,9 @@ def test_window_cannot_publish_as_another_window(
         for ch, body in forged.items():
             rc = w01.publish(topic(SITE, "w02", Channel(ch)), body)
             assert rc.value == NOT_AUTHORIZED, f"forged {ch} answered {rc}"
-        # A window may not push config, settings or commands, not even to itself.
-        for ch in ("config", "settings", "cmd"):
+        # A window may not push config, settings, commands or confirmations, not even to
+        # itself.
+        for ch in ("config", "settings", "cmd", "stored"):
             rc = w01.publish(topic(SITE, "w01", Channel(ch)), payload())
             assert rc.value == NOT_AUTHORIZED, f"window wrote its own {ch}: {rc}"
         own = payload()
@@ -84,19 +85,27 @@ def test_window_cannot_read_another_windows_commands(
         w01.subscribe(topic(SITE, "w02", Channel.CMD))
         w01.subscribe(topic(SITE, "w02", Channel.CONFIG))
         w01.subscribe(topic(SITE, "w02", Channel.SETTINGS))
+        w01.subscribe(topic(SITE, "w02", Channel.STORED))
         w01.subscribe("ww/v1/#")
         assert not w01.subscribe(topic(SITE, "w01", Channel.CMD))[0].is_failure
+        assert not w01.subscribe(topic(SITE, "w01", Channel.STORED))[0].is_failure
         other, config, settings, own = payload(), payload(), payload(), payload()
+        stored, own_stored = payload(), payload()
         assert not server.publish(topic(SITE, "w02", Channel.CMD), other).is_failure
         assert not server.publish(topic(SITE, "w02", Channel.CONFIG), config).is_failure
         assert not server.publish(topic(SITE, "w02", Channel.SETTINGS), settings).is_failure
+        assert not server.publish(topic(SITE, "w02", Channel.STORED), stored).is_failure
+        assert not server.publish(topic(SITE, "w01", Channel.STORED), own_stored).is_failure
         assert not server.publish(topic(SITE, "w01", Channel.CMD), own).is_failure
         assert wait_until(lambda: bool(w01.received(topic(SITE, "w01", Channel.CMD))))
+        assert wait_until(lambda: bool(w01.received(topic(SITE, "w01", Channel.STORED))))
         got = {p.decode() for _, p in w01.received()}
         assert own in got
+        assert own_stored in got, "w01 cannot read its own confirmations"
         assert other not in got, "w01 read w02's command"
         assert config not in got, "w01 read w02's config"
         assert settings not in got, "w01 read w02's settings"
+        assert stored not in got, "w01 read w02's confirmations"
         # Nor does it see other windows' events.
         w02 = window(tls_broker, pki, f"{SITE}/w02")
         try:
