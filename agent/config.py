@@ -57,6 +57,25 @@ class BrokerConfig(ConfigModel):
         None, description="File holding the password (secrets stay out of config)."
     )
     tls: TlsConfig | None = Field(None, description="TLS settings; None = plain TCP.")
+    confirm: Literal["puback", "stored"] = Field(
+        "puback",
+        description=(
+            "When an event leaves the outbox. 'puback': at the broker's PUBACK. 'stored': "
+            "only when the aggregator confirms it stored it (ww/v1/<site>/<window>/stored), "
+            "closing the window where a broker PUBACKs an event it has not yet replicated "
+            "(a clustered engine); needs an aggregator that publishes the confirmations."
+        ),
+    )
+    confirm_timeout_s: float = Field(
+        30.0,
+        ge=1.0,
+        le=3600.0,
+        description=(
+            "With confirm = 'stored': an event handed to the broker and not confirmed "
+            "within this many seconds is sent again (same event_id), each further resend "
+            "of it waiting twice as long, at most 15 minutes."
+        ),
+    )
 
 
 class OpeningHours(ConfigModel):

@@ -37,7 +37,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, cast
@@ -270,7 +270,17 @@ class Outbox:
 
         Unknown seqs are ignored: a row the cap already dropped may still be acked.
         """
-        batch = [(int(s),) for s in seqs]
+        return self._delete("DELETE FROM outbox WHERE seq = ?", [(int(s),) for s in seqs])
+
+    def ack_ranges(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Delete the rows whose seq lies in any inclusive ``(first, last)`` range (one
+        transaction, one statement per range: a range may span far more seqs than the
+        outbox holds); return how many existed. The aggregator's ``Stored``."""
+        batch = [(int(a), int(b)) for a, b in ranges]
+        return self._delete("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", batch)
+
+    def _delete(self, sql: str, batch: Sequence[tuple[int, ...]]) -> int:
+        """Run one DELETE per parameter tuple in one transaction; how many rows went."""
         if not batch:
             return 0
         with self._lock:
@@ -279,7 +289,7 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             try:
                 before = db.total_changes
-                db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
+                db.executemany(sql, batch)
                 deleted = db.total_changes - before
                 db.execute("COMMIT")
             except BaseException:

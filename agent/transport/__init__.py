@@ -13,6 +13,16 @@ events, the app owns the state and health it asks us to publish. What it guarant
   row, and after a pause the drain starts again from the oldest row on a fresh client,
   so order is kept. A PUBACK 0x10 "no matching subscribers" keeps the row too; it is
   resent on the same connection after a growing pause.
+* **Or only once it is stored** (``BrokerConfig.confirm = "stored"``). A broker's PUBACK
+  says the broker has the event, not the store: a clustered engine may PUBACK before it
+  has replicated it. In this mode a PUBACK only hands the row off (the cursor moves
+  on); the row is deleted when the aggregator's ``protocol.Stored`` on the window's own
+  ``stored`` topic (QoS 0, subscribed on every connect) covers its seq, whether its
+  PUBACK came yet or not. A row handed off and unconfirmed for ``confirm_timeout_s`` goes
+  again (``historical=true``, same ``event_id``), each further resend of it waiting twice
+  as long, at most 15 minutes; an agent restart sends every row again, as ever. An
+  invalid ``Stored``, or one naming another window, is counted (``bad_stored``) and
+  ignored. ``"puback"`` (the default) is the behaviour above, unchanged.
 * **Replays say so.** Rows older than the current connection (queued while offline, or
   by an earlier run of the agent) go out with ``historical=true``, same ``event_id``.
   "Older" is decided by sequence number, not by clock: a Pi has no RTC and its clock
@@ -24,8 +34,9 @@ events, the app owns the state and health it asks us to publish. What it guarant
   ``clean_start=False`` and a session expiry interval (without one an MQTT 5 session ends
   at the disconnect), falling back to MQTT 3.1.1 with ``clean_session=False`` when the
   broker answers "unsupported protocol version" or leaves two v5 CONNECTs unanswered
-  (amqtt does either, old brokers close the socket). ``config`` and ``cmd`` are subscribed in
-  ``on_connect`` so every reconnect restores them.
+  (amqtt does either, old brokers close the socket). ``config`` and ``cmd`` (and
+  ``stored`` when confirming) are subscribed in ``on_connect`` so every reconnect
+  restores them.
 * **Reconnects are polite.** Capped exponential backoff with equal jitter, so a centre's
   terminals do not reconnect in lock-step after a broker restart; the backoff is reset
   only after a connection has stayed up for a while, so two terminals misconfigured with
@@ -46,7 +57,7 @@ on its own schedule, without jitter. Other threads hand work over through
 ``publish_state``/``publish_health`` (latest value wins) and read ``link``/``stats()``.
 Command and config handlers run on the owner thread and must not block.
 
-The package, one concern a module; only ``link`` imports paho, and the four pure parts
+The package, one concern a module; only ``link`` imports paho, and the pure parts
 take codes and times (monotonic seconds) as arguments, so their tests need no broker:
 
 * ``backoff``: ``backoff_delay``, ``first_retry_delay`` and ``Reconnect``, which step
@@ -55,6 +66,8 @@ take codes and times (monotonic seconds) as arguments, so their tests need no br
 * ``window``: ``DeliveryWindow``, the cursor into the outbox, ``mid -> seq``, the
   in-flight limit, batched deletes and the restart on a new client;
 * ``puback``: ``classify`` and ``PubackPolicy``, what a PUBACK code means for its row;
+* ``confirm``: ``Confirmations``, the handed-off rows awaiting their ``Stored``, which are
+  due to go again, and what a ``Stored`` releases;
 * ``commands``: ``answer``, the reply to any ``cmd`` payload;
 * ``link``: ``PahoLink``, the paho client, its callbacks turned into plain calls;
 * ``facade``: ``Transport``, the owner thread that wires them, and ``Tuning``, its
@@ -64,14 +77,13 @@ Room left, not built: a list of broker addresses to fail over to belongs in
 ``Reconnect`` (which address the next attempt uses, next to its delay), with
 ``PahoLink.connect`` taking the address; a broker that speaks only 3.1.1 is already
 reached through ``ProtocolFallback``, and since its PUBACKs carry no code (``classify``
-sees 0) a stricter delivery check for it would be a second policy in ``puback``; an
-end-to-end "stored up to seq N" confirmation from the server would arrive through
-``PahoLink``'s message callback and release rows with ``DeliveryWindow.release``, the
-PUBACK then only freeing the in-flight slot.
+sees 0) a stricter delivery check for it is the ``stored`` confirmation above, which
+works on any broker.
 """
 
 from agent.transport.backoff import Reconnect, backoff_delay, first_retry_delay
 from agent.transport.commands import CommandHandler
+from agent.transport.confirm import Confirmations
 from agent.transport.facade import (
     ConfigHandler,
     LinkState,
@@ -88,6 +100,7 @@ __all__ = [
     "NO_MATCHING_SUBSCRIBERS",
     "CommandHandler",
     "ConfigHandler",
+    "Confirmations",
     "DeliveryWindow",
     "LinkState",
     "PahoLink",

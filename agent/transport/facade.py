@@ -36,6 +36,7 @@ from agent.protocol import (
     Health,
     NotInVersion,
     Reply,
+    Stored,
     WindowState,
     parse_accepts_topic,
     parse_topic,
@@ -43,6 +44,7 @@ from agent.protocol import (
 )
 from agent.transport.backoff import Reconnect
 from agent.transport.commands import CommandHandler, answer, short
+from agent.transport.confirm import Confirmations
 from agent.transport.fallback import ProtocolChoice, ProtocolFallback
 from agent.transport.link import PahoLink
 from agent.transport.puback import Puback, PubackPolicy
@@ -106,6 +108,12 @@ class TransportStats:
     last_error: str | None
     #: The event schema version events go out at now (see ``Transport.send_version``).
     send_version: int = 1
+    #: ``confirm = "stored"``: rows handed to the broker and not yet confirmed stored.
+    unconfirmed: int = 0
+    #: ``confirm = "stored"``: rows deleted because the aggregator confirmed them.
+    confirmed: int = 0
+    #: ``stored`` payloads ignored: invalid, or naming another window.
+    bad_stored: int = 0
 
 
 class Transport:
@@ -192,6 +200,12 @@ class Transport:
             refused_pause_s=retry_rejected_s,
             rand=rand,
         )
+        #: ``confirm = "stored"``: rows leave the outbox at the aggregator's ``Stored``.
+        self._confirm = (
+            Confirmations(timeout_s=broker.confirm_timeout_s, limit=outbox.max_rows)
+            if broker.confirm == "stored"
+            else None
+        )
         self._link: PahoLink | None = None
         self._up = False
         self._connecting_since: float | None = None
@@ -210,6 +224,7 @@ class Transport:
         self._connects = 0
         self._queue_full = 0
         self._bad_commands = 0
+        self._bad_stored = 0
         self._last_error: str | None = None
 
     # ------------------------------------------------------------------ public API
@@ -281,7 +296,9 @@ class Transport:
     def link(self) -> LinkState:
         if not self._up:
             return LinkState.OFFLINE
-        return LinkState.DRAINING if self._outbox.depth > self._window.limit else LinkState.ONLINE
+        # Rows waiting only for their confirmation are not a backlog.
+        waiting = self._outbox.depth - (self._confirm.unconfirmed if self._confirm else 0)
+        return LinkState.DRAINING if waiting > self._window.limit else LinkState.ONLINE
 
     @property
     def buffering(self) -> bool:
@@ -300,6 +317,9 @@ class Transport:
             bad_commands=self._bad_commands,
             last_error=self._last_error,
             send_version=self._send_version,
+            unconfirmed=self._confirm.unconfirmed if self._confirm else 0,
+            confirmed=self._confirm.confirmed if self._confirm else 0,
+            bad_stored=self._bad_stored,
         )
 
     @property
@@ -385,6 +405,8 @@ class Transport:
         # A new client has no session state: everything still in the outbox goes again.
         self._window.restart()
         self._pubacks.new_session()
+        if self._confirm is not None:
+            self._confirm.new_session()
         return link
 
     def _reset_session(self) -> None:
@@ -456,14 +478,15 @@ class Transport:
             session_present,
         )
         link.publish(self._topics[Channel.AVAILABILITY], ONLINE, qos=1, retain=True)
-        link.subscribe(
-            [
-                (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
-                (self._topics[Channel.SETTINGS], CHANNEL_QOS[Channel.SETTINGS][0]),
-                (self._topics[Channel.CMD], CHANNEL_QOS[Channel.CMD][0]),
-                (ACCEPTS_SUBSCRIPTION, ACCEPTS_QOS[0]),
-            ]
-        )
+        filters = [
+            (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
+            (self._topics[Channel.SETTINGS], CHANNEL_QOS[Channel.SETTINGS][0]),
+            (self._topics[Channel.CMD], CHANNEL_QOS[Channel.CMD][0]),
+            (ACCEPTS_SUBSCRIPTION, ACCEPTS_QOS[0]),
+        ]
+        if self._confirm is not None:
+            filters.append((self._topics[Channel.STORED], CHANNEL_QOS[Channel.STORED][0]))
+        link.subscribe(filters)
         # The broker may have restarted without our last state: send it again.
         with self._pending_lock:
             self._state_dirty = self._state_payload is not None
@@ -480,7 +503,10 @@ class Transport:
             return  # birth, state, health or a reply
         now = time.monotonic()
         if self._pubacks.on_puback(seq, code, now) is _DELIVERED:
-            self._window.release(seq, now)
+            if self._confirm is None:
+                self._window.release(seq, now)
+            else:  # handed off: the row stays until the aggregator's Stored
+                self._confirm.handed_off(seq, now)
         else:
             self._last_error = short(f"PUBACK seq {seq}: {reason}")
 
@@ -503,6 +529,8 @@ class Transport:
             self._link.publish(
                 self._topics[Channel.REPLY], reply.model_dump_json(), qos=qos, retain=retain
             )
+        elif channel is Channel.STORED:
+            self._on_stored(payload)
         elif channel in (Channel.CONFIG, Channel.SETTINGS):
             handler = self._on_config if channel is Channel.CONFIG else self._on_settings
             if handler is None:
@@ -511,6 +539,23 @@ class Transport:
                 handler(payload)
             except Exception:
                 log.exception("%s handler failed", channel.value)
+
+    def _on_stored(self, payload: bytes) -> None:
+        """The aggregator's confirmation: delete every row in its ranges, PUBACKed yet or
+        not. One that does not validate or names another window is counted, ignored."""
+        confirm = self._confirm
+        if confirm is None:
+            return
+        try:
+            stored: Stored | None = Stored.model_validate_json(payload)
+        except ValidationError:
+            stored = None
+        if stored is None or (stored.site, stored.window) != (self.site, self.window):
+            self._bad_stored += 1
+            log.info("ignored a stored confirmation that is not this window's")
+            return
+        confirm.confirmed += self._outbox.ack_ranges(stored.ranges)
+        confirm.confirm(stored.ranges, self._window.inflight_seqs)
 
     def _on_accepts(self, server: str, payload: bytes) -> None:
         """One ingest's announcement. An empty payload (the retained message cleared)
@@ -576,6 +621,11 @@ class Transport:
             self._flush_acks(force=True)
             self._window.rewind(resend_from)
             self._pubacks.resent()
+        confirm = self._confirm
+        if confirm is not None:
+            due = confirm.next_due()
+            if due is not None and due <= now and not self._resend_unconfirmed(link, now):
+                return
         room = self._window.room(self._outbox.last_seq)
         if room <= 0:
             return
@@ -605,14 +655,40 @@ class Transport:
                 self._last_error = short(sent.error)
                 return
 
-    def _wire(self, row: OutboxRow) -> bytes:
+    def _resend_unconfirmed(self, link: PahoLink, now: float) -> bool:
+        """Send again the handed-off rows whose confirmation is overdue (``historical``,
+        same event_id), out of turn; False when paho's queue is full (stop the drain)."""
+        confirm = self._confirm
+        assert confirm is not None
+        event_topic, (qos, retain) = self._event_topic, self._event_qos
+        for seq in confirm.take_due(now, self._window.free):
+            rows = self._outbox.peek(1, after_seq=seq - 1)
+            if not rows or rows[0].seq != seq:
+                confirm.forget(seq)  # confirmed meanwhile, or dropped for room
+                continue
+            try:
+                payload = self._wire(rows[0], historical=True)
+            except NotInVersion as exc:  # the ingests went back a version: next session
+                log.warning("unconfirmed event %d not resent: %s", seq, exc)
+                confirm.forget(seq)
+                continue
+            sent = link.publish(event_topic, payload, qos, retain)
+            if sent.queue_full:
+                confirm.untake(seq, now)
+                self._queue_full += 1
+                self._drain_paused_until = now + self.tuning.queue_full_pause_s
+                return False
+            self._window.track(sent.mid, seq)
+        return True
+
+    def _wire(self, row: OutboxRow, *, historical: bool = False) -> bytes:
         data = json.loads(row.payload)
         # The outbox keeps the newest form; an ingest that accepts no newer version gets
         # the fields its version has (one comparison per event when nothing is dropped).
         if data["schema_version"] > self._send_version:
             data = self._contract.downgrade(data, self._send_version)
         data["sent_ms"] = now_ms()
-        data["historical"] = self._window.is_replay(row.seq)
+        data["historical"] = historical or self._window.is_replay(row.seq)
         return _COMPACT.encode(data).encode()
 
     # ------------------------------------------------------------------ shutdown

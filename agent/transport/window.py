@@ -84,6 +84,20 @@ class DeliveryWindow:
         self._inflight[mid] = seq
         self.cursor = seq
 
+    @property
+    def free(self) -> int:
+        """In-flight slots left, whatever the cursor (resends of unconfirmed rows)."""
+        return max(0, self.limit - len(self._inflight))
+
+    @property
+    def inflight_seqs(self) -> tuple[int, ...]:
+        """The seqs on the wire, their PUBACK not back yet."""
+        return tuple(self._inflight.values())
+
+    def track(self, mid: int, seq: int) -> None:
+        """Row ``seq`` went again as message ``mid``, out of turn: the cursor stays."""
+        self._inflight[mid] = seq
+
     def settle(self, mid: int) -> int | None:
         """A PUBACK for ``mid``: the row it carried, or None for any other message."""
         return self._inflight.pop(mid, None)

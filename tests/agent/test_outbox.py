@@ -146,6 +146,16 @@ def test_peek_after_and_ack(box: Outbox) -> None:
     assert box.depth == 7
 
 
+def test_ack_ranges_deletes_inclusive_ranges(box: Outbox) -> None:
+    """The aggregator's Stored: whole ranges, however far they reach past the rows."""
+    for i in range(10):
+        box.add(draft(i))
+    assert box.ack_ranges([(2, 3), (6, 6), (9, 2**63 - 1)]) == 5
+    assert [r.seq for r in box.peek(20)] == [1, 4, 5, 7, 8]
+    assert box.depth == 5
+    assert box.ack_ranges([(2, 3)]) == 0 and box.ack_ranges([]) == 0
+
+
 def test_wal_and_full_sync(box: Outbox) -> None:
     box.add(opened())
     assert box.durability() == ("wal", "FULL")
