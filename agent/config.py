@@ -14,7 +14,14 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.protocol import Slug
 
@@ -38,6 +45,19 @@ class TlsConfig(ConfigModel):
         return self
 
 
+def parse_node(text: str) -> tuple[str, int]:
+    """``"host:port"`` (an IPv6 host in brackets: ``"[::1]:1883"``) as ``(host, port)``;
+    ValueError saying what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"{text!r} is not host:port")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return host, int(port)
+
+
 class BrokerConfig(ConfigModel):
     host: str = Field("127.0.0.1", description="MQTT broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
@@ -57,6 +77,16 @@ class BrokerConfig(ConfigModel):
         None, description="File holding the password (secrets stay out of config)."
     )
     tls: TlsConfig | None = Field(None, description="TLS settings; None = plain TCP.")
+    nodes: list[str] = Field(
+        [],
+        max_length=16,
+        description=(
+            "Broker cluster nodes as 'host:port', to fail over between; empty: host and "
+            "port alone. The terminal starts at a node chosen by its client id (so a "
+            "city's terminals spread over the nodes) and moves to the next when a "
+            "connection fails or drops, keeping its session (same client id)."
+        ),
+    )
     confirm: Literal["puback", "stored"] = Field(
         "puback",
         description=(
@@ -76,6 +106,20 @@ class BrokerConfig(ConfigModel):
             "of it waiting twice as long, at most 15 minutes."
         ),
     )
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_are_host_port(cls, nodes: list[str]) -> list[str]:
+        for node in nodes:
+            try:
+                parse_node(node)
+            except ValueError as exc:
+                raise ValueError(f"broker.nodes: {exc}") from None
+        return nodes
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """The nodes to connect to, as (host, port): ``nodes``, or host and port."""
+        return [parse_node(n) for n in self.nodes] or [(self.host, self.port)]
 
 
 class OpeningHours(ConfigModel):

@@ -37,6 +37,13 @@ events, the app owns the state and health it asks us to publish. What it guarant
   (amqtt does either, old brokers close the socket). ``config`` and ``cmd`` (and
   ``stored`` when confirming) are subscribed in ``on_connect`` so every reconnect
   restores them.
+* **A cluster is one broker.** With ``BrokerConfig.nodes`` (``host:port`` each) the
+  first attempt goes to the node a stable hash (crc32) of the client id picks, so a
+  city's terminals spread over the nodes; a failed attempt, an unanswered or refused
+  CONNECT, or a dropped connection moves the next attempt (after the backoff below) to
+  the next node. Same client id and ``clean_start=False`` there: a cluster shares the
+  session. ``TransportStats.node`` says where it is (not in ``Health``, whose closed
+  model would make that a contract change).
 * **Reconnects are polite.** Capped exponential backoff with equal jitter, so a centre's
   terminals do not reconnect in lock-step after a broker restart; the backoff is reset
   only after a connection has stayed up for a while, so two terminals misconfigured with
@@ -66,6 +73,7 @@ take codes and times (monotonic seconds) as arguments, so their tests need no br
 * ``window``: ``DeliveryWindow``, the cursor into the outbox, ``mid -> seq``, the
   in-flight limit, batched deletes and the restart on a new client;
 * ``puback``: ``classify`` and ``PubackPolicy``, what a PUBACK code means for its row;
+* ``nodes``: ``NodeRing``, which broker node the next attempt goes to;
 * ``confirm``: ``Confirmations``, the handed-off rows awaiting their ``Stored``, which are
   due to go again, and what a ``Stored`` releases;
 * ``commands``: ``answer``, the reply to any ``cmd`` payload;
@@ -73,12 +81,9 @@ take codes and times (monotonic seconds) as arguments, so their tests need no br
 * ``facade``: ``Transport``, the owner thread that wires them, and ``Tuning``, its
   timeouts (today's values by default; tests pass short ones).
 
-Room left, not built: a list of broker addresses to fail over to belongs in
-``Reconnect`` (which address the next attempt uses, next to its delay), with
-``PahoLink.connect`` taking the address; a broker that speaks only 3.1.1 is already
-reached through ``ProtocolFallback``, and since its PUBACKs carry no code (``classify``
-sees 0) a stricter delivery check for it is the ``stored`` confirmation above, which
-works on any broker.
+A broker that speaks only 3.1.1 (NATS's MQTT listener) is reached through
+``ProtocolFallback``; its PUBACKs carry no code (``classify`` sees 0), and the stricter
+delivery check for it is the ``stored`` confirmation above, which works on any broker.
 """
 
 from agent.transport.backoff import Reconnect, backoff_delay, first_retry_delay
@@ -93,6 +98,7 @@ from agent.transport.facade import (
 )
 from agent.transport.fallback import ProtocolChoice, ProtocolFallback
 from agent.transport.link import PahoLink
+from agent.transport.nodes import NodeRing
 from agent.transport.puback import NO_MATCHING_SUBSCRIBERS, Puback, PubackPolicy, classify
 from agent.transport.window import DeliveryWindow
 
@@ -103,6 +109,7 @@ __all__ = [
     "Confirmations",
     "DeliveryWindow",
     "LinkState",
+    "NodeRing",
     "PahoLink",
     "ProtocolChoice",
     "ProtocolFallback",

@@ -47,6 +47,7 @@ from agent.transport.commands import CommandHandler, answer, short
 from agent.transport.confirm import Confirmations
 from agent.transport.fallback import ProtocolChoice, ProtocolFallback
 from agent.transport.link import PahoLink
+from agent.transport.nodes import NodeRing
 from agent.transport.puback import Puback, PubackPolicy
 from agent.transport.window import DeliveryWindow
 
@@ -114,6 +115,10 @@ class TransportStats:
     confirmed: int = 0
     #: ``stored`` payloads ignored: invalid, or naming another window.
     bad_stored: int = 0
+    #: The broker node ("host:port") connected to, or the next attempt goes to.
+    node: str | None = None
+    #: How often the terminal moved to another node (``BrokerConfig.nodes``).
+    node_moves: int = 0
 
 
 class Transport:
@@ -190,6 +195,7 @@ class Transport:
             stable_after_s=tuning.stable_after_s,
             rand=rand,
         )
+        self._nodes = NodeRing(broker.addresses(), self.client_id)
         self._protocol = ProtocolFallback(protocol, silences=tuning.v5_silences_before_fallback)
         self._window = DeliveryWindow(
             max_inflight, reserved_slots=tuning.reserved_slots, ack_batch_s=tuning.ack_batch_s
@@ -320,6 +326,8 @@ class Transport:
             unconfirmed=self._confirm.unconfirmed if self._confirm else 0,
             confirmed=self._confirm.confirmed if self._confirm else 0,
             bad_stored=self._bad_stored,
+            node=self._nodes.label,
+            node_moves=self._nodes.moves,
         )
 
     @property
@@ -380,11 +388,12 @@ class Transport:
         try:
             if self._link is None:
                 self._link = self._new_link()  # reads the TLS files: may fail too
-            self._link.connect(self._session_expiry_s)
+            self._link.connect(self._session_expiry_s, self._nodes.current)
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS files/handshake, DNS
             self._reconnect.failed()
             self._last_error = short(f"connect: {exc}")
-            log.info("connect to %s:%s failed: %s", self.broker.host, self.broker.port, exc)
+            log.info("connect to %s failed: %s", self._nodes.label, exc)
+            self._nodes.advance()  # the next attempt tries the next node
             return
         self._connecting_since = time.monotonic()
 
@@ -444,6 +453,9 @@ class Transport:
                 self._fall_back(why_fall_back)
         self._up = False
         self._connecting_since = None
+        # Unanswered, refused or dropped: the next attempt (after the backoff) tries the
+        # next node of a cluster; with one node this is that node again.
+        self._nodes.advance()
 
     def _fall_back(self, why: str) -> None:
         log.warning("%s; falling back to MQTT 3.1.1", why)
@@ -471,9 +483,8 @@ class Transport:
         # Everything stored before this moment is a replay.
         self._window.connected(self._outbox.last_seq, receive_maximum)
         log.info(
-            "connected to %s:%s (MQTT %s, session present: %s)",
-            self.broker.host,
-            self.broker.port,
+            "connected to %s (MQTT %s, session present: %s)",
+            self._nodes.label,
             version,
             session_present,
         )

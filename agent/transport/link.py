@@ -104,19 +104,22 @@ class PahoLink:
         client.on_message = self._message_cb
         self._client = client
 
-    def connect(self, session_expiry_s: int) -> None:
-        """Open the socket and send CONNECT (the CONNACK comes through ``loop()``).
+    def connect(self, session_expiry_s: int, node: tuple[str, int] | None = None) -> None:
+        """Open the socket to ``node`` (default: the config's host and port) and send
+        CONNECT (the CONNACK comes through ``loop()``). The same client on another node
+        keeps its client id and session flags: a cluster shares the session.
 
         Raises OSError or ValueError when refused, unreachable, or the TLS handshake fails.
         """
         b = self.broker
+        host, port = node if node is not None else (b.host, b.port)
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
             # Without an expiry interval an MQTT 5 session ends at the disconnect.
             props.SessionExpiryInterval = session_expiry_s
-            self._client.connect(b.host, b.port, b.keepalive_s, clean_start=False, properties=props)
+            self._client.connect(host, port, b.keepalive_s, clean_start=False, properties=props)
         else:
-            self._client.connect(b.host, b.port, b.keepalive_s)
+            self._client.connect(host, port, b.keepalive_s)
 
     def loop(self, timeout_s: float) -> str | None:
         """Run paho's loop once; why the connection is gone when paho closed the socket."""
