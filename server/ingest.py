@@ -30,12 +30,13 @@ newer version than every announcing ingest accepts (docs/protocol.md, "Versions"
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,9 +66,11 @@ from agent.protocol import (
     accepts_topic,
     now_ms,
     parse_topic,
+    stored_messages,
     subscription,
     topic,
 )
+from server.events_source import Delivery, JetStreamEvents, JetStreamSettings
 from server.store.base import is_outage
 from server.store.db import STORE_REFUSED, Batch, DeadLetter, Store, StoredEvent
 
@@ -98,6 +101,15 @@ class IngestSettings:
     suspect_wait_s: float = 5.0
     #: Pause before retrying after an outage, or after a batch of which nothing went in.
     retry_s: float = 1.0
+    #: Further broker nodes (host, port) of a cluster, tried in turn after host:port
+    #: when a connection fails or drops.
+    nodes: tuple[tuple[str, int], ...] = ()
+    #: Events from a JetStream stream (a NATS cluster) instead of the MQTT subscription;
+    #: everything else (state, availability, health, commands, bundles) stays on MQTT.
+    events: JetStreamSettings | None = None
+    #: After each commit, tell every terminal which of its seqs are stored (``stored``
+    #: topic, QoS 0): a terminal in ``confirm = "stored"`` mode keeps an event until then.
+    confirm: bool = True
 
 
 #: At most this many lone refused messages are set aside without another one stored.
@@ -176,8 +188,8 @@ class IngestStats:
 
 @dataclass
 class _Item:
-    mid: int
-    qos: int
+    #: Acknowledges the message to its source (after the commit); None: nothing to ack.
+    ack: Callable[[], None] | None
     received_ms: int
     #: The raw message, kept only until it is written: a dead letter's topic and hash.
     topic: str = ""
@@ -232,7 +244,13 @@ class Ingest:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._protocol = settings.protocol
+        self._received_lock = threading.Lock()
+        self._nodes = [(settings.host, settings.port), *settings.nodes]
+        self._node = 0
         self._client = self._make_client()
+        self._events: JetStreamEvents | None = None
+        if settings.events is not None:
+            self._events = JetStreamEvents(settings.events, self._on_delivery)
         self._live: mqtt.Client | None = None
         self._live_ready = threading.Event()
         #: Set when the broker has acknowledged our subscriptions (SUBACK): from then on
@@ -287,7 +305,15 @@ class Ingest:
     @property
     def live_feed(self) -> bool:
         s = self.settings
-        return bool(s.share_group) if s.live_feed is None else s.live_feed
+        shared = bool(s.share_group) or s.events is not None
+        return shared if s.live_feed is None else s.live_feed
+
+    def _fail_over(self, client: mqtt.Client, _userdata: Any = None) -> None:
+        """The connection failed or dropped: the next attempt goes to the next node."""
+        if len(self._nodes) > 1:
+            self._node = (self._node + 1) % len(self._nodes)
+            with contextlib.suppress(RuntimeError):  # only while no connection is open
+                client.host, client.port = self._nodes[self._node]
 
     def _make_client(self) -> mqtt.Client:
         client = make_client(
@@ -303,18 +329,20 @@ class Ingest:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._fail_over
         client.on_subscribe = lambda *_: self._subscribed.set()
         client.on_message = self._on_message
         return client
 
     def _connect(self) -> None:
         s = self.settings
+        host, port = self._nodes[self._node]
         if self._protocol == mqtt.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = s.session_expiry_s
-            self._client.connect(s.host, s.port, keepalive=30, clean_start=False, properties=props)
+            self._client.connect(host, port, keepalive=30, clean_start=False, properties=props)
         else:
-            self._client.connect(s.host, s.port, keepalive=30)
+            self._client.connect(host, port, keepalive=30)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -322,18 +350,18 @@ class Ingest:
             return
         self.stats.connected = True
         self._subscribed.clear()
-        events_topic = subscription(Channel.EVENT)
-        if self.settings.share_group:
-            events_topic = f"$share/{self.settings.share_group}/{events_topic}"
         # Availability and state go to every replica: they are idempotent updates.
-        client.subscribe(
-            [
-                (events_topic, 1),
-                (subscription(Channel.AVAILABILITY), 1),
-                (subscription(Channel.STATE), 1),
-                (subscription(Channel.HEALTH), 0),
-            ]
-        )
+        filters = [
+            (subscription(Channel.AVAILABILITY), 1),
+            (subscription(Channel.STATE), 1),
+            (subscription(Channel.HEALTH), 0),
+        ]
+        if self._events is None:  # else the events come from the stream
+            events_topic = subscription(Channel.EVENT)
+            if self.settings.share_group:
+                events_topic = f"$share/{self.settings.share_group}/{events_topic}"
+            filters.insert(0, (events_topic, 1))
+        client.subscribe(filters)
         # Retained, so a terminal connecting later (or while we are down) reads it.
         accepts = Accepts(
             server=self.settings.client_id, versions=self.contract.versions, ts_ms=now_ms()
@@ -341,17 +369,27 @@ class Ingest:
         qos, retain = ACCEPTS_QOS
         client.publish(self._accepts_topic, accepts.model_dump_json(), qos=qos, retain=retain)
 
-    def _on_disconnect(self, *_args: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, *_args: Any) -> None:
         self.stats.connected = False
+        self._fail_over(client)
 
     def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        payload = bytes(msg.payload)
-        item = _Item(
-            mid=msg.mid, qos=msg.qos, received_ms=now_ms(), topic=msg.topic, payload=payload
-        )
-        self._classify(item, msg.topic, payload)
-        self.stats.received += 1
+        ack = functools.partial(self._mqtt_ack, msg.mid, msg.qos) if msg.qos > 0 else None
+        self._receive(_Item(ack=ack, received_ms=now_ms()), msg.topic, bytes(msg.payload))
+
+    def _on_delivery(self, d: Delivery) -> None:
+        """An event from the stream (its source's thread): the same path as MQTT's."""
+        self._receive(_Item(ack=d.ack, received_ms=now_ms()), d.topic, d.payload)
+
+    def _receive(self, item: _Item, name: str, payload: bytes) -> None:
+        item.topic, item.payload = name, payload
+        self._classify(item, name, payload)
+        with self._received_lock:  # two sources may count at once
+            self.stats.received += 1
         self._queue.put(item)
+
+    def _mqtt_ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
 
     def _classify(self, item: _Item, name: str, payload: bytes) -> None:
         """Validate one message against the contract; fill in what it is or why not."""
@@ -531,9 +569,11 @@ class Ingest:
     def _finish(self, batch: list[_Item], new_ids: set[str]) -> None:
         """Acknowledge, in receipt order, what is done with; then tell the listeners."""
         for i in batch:
-            if i.done and i.qos > 0:
-                self._client.ack(i.mid, i.qos)
+            if i.done and i.ack is not None:
+                i.ack()
         done = [i for i in batch if i.done]
+        if self.settings.confirm:
+            self._confirm(done)
         self.stats.handled += len(done)
         self.stats.busy_since_ms = self._suspects[0].received_ms if self._suspects else None
         for i in done:
@@ -549,6 +589,24 @@ class Ingest:
             if msg is not None:
                 for fn in self._listeners:
                     fn(msg)
+
+    def _confirm(self, done: list[_Item]) -> None:
+        """Tell each terminal which of its seqs are now in the store (stored before, or
+        set aside as refused, included: sending them again would change nothing)."""
+        seqs: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
+        for i in done:
+            if i.event is not None:
+                seqs[(i.event.site, i.event.window)].append(i.event.seq)
+        qos, retain = CHANNEL_QOS[Channel.STORED]
+        ts = now_ms()
+        for (site, window), got in seqs.items():
+            for doc in stored_messages(site, window, got, ts):
+                self._client.publish(
+                    topic(site, window, Channel.STORED),
+                    doc.model_dump_json(),
+                    qos=qos,
+                    retain=retain,
+                )
 
     def _writer_loop(self) -> None:
         self.stats.writer_alive = True
@@ -589,7 +647,11 @@ class Ingest:
             f"{self.settings.client_id}-live", protocol=self._protocol, tls=self.settings.tls
         )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = lambda c, *_: c.subscribe(subscription(Channel.EVENT), qos=1)
+        # QoS 0: the live feed is best effort, and on NATS a QoS 1 subscription would be a
+        # replicated consumer of its own.
+        client.on_connect = lambda c, *_: c.subscribe(subscription(Channel.EVENT), qos=0)
+        client.on_connect_fail = self._fail_over
+        client.on_disconnect = lambda c, *_: self._fail_over(c, None)
         client.on_subscribe = lambda *_: self._live_ready.set()
         client.on_message = self._on_live_message
         return client
@@ -597,7 +659,7 @@ class Ingest:
     def _on_live_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         """Every event, to the listeners only: storing is the shared subscription's job
         (which also counts the rejects, so they are not counted here)."""
-        item = _Item(mid=msg.mid, qos=0, received_ms=now_ms())
+        item = _Item(ack=None, received_ms=now_ms())
         self._classify(item, msg.topic, bytes(msg.payload))
         if item.event is not None:
             for fn in self._listeners:
@@ -624,8 +686,10 @@ class Ingest:
         if self.live_feed:
             self._live = self._make_live_client()
             with contextlib.suppress(OSError):
-                self._live.connect(self.settings.host, self.settings.port, keepalive=30)
+                self._live.connect(*self._nodes[self._node], keepalive=30)
             self._live.loop_start()
+        if self._events is not None:
+            self._events.start()
 
     def _fallback_if_refused(self) -> None:
         """The embedded broker speaks only MQTT 3.1.1: notice and reconnect with it."""
@@ -652,6 +716,7 @@ class Ingest:
                 self.stats.connected
                 and subscribed
                 and (self._live is None or self._live_ready.is_set())
+                and (self._events is None or self._events.stats.ready)
             ):
                 return True
             time.sleep(0.02)
@@ -660,10 +725,14 @@ class Ingest:
     def stop(self) -> None:
         """Commit and acknowledge what has arrived, then disconnect. Anything arriving
         after that is left unacknowledged for the broker to redeliver."""
+        if self._events is not None:
+            self._events.stop_fetching()
         self._stop.set()
         if self._writer is not None:
             self._writer.join(timeout=15)
             self._writer = None
+        if self._events is not None:
+            self._events.close()  # after the writer: its last acknowledgements go out
         self._client.disconnect()
         self._client.loop_stop()
         if self._live is not None:

@@ -93,6 +93,7 @@ def test_emqx_acl_generated_from_sites() -> None:
         "ww/v1/qingpu/w03/config",
         "ww/v1/qingpu/w03/settings",
         "ww/v1/qingpu/w03/cmd",
+        "ww/v1/qingpu/w03/stored",
         ACCEPTS_SUBSCRIPTION,
     }
     assert all(r.endswith(".") for r in rules)
