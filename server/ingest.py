@@ -312,8 +312,9 @@ class Ingest:
         """The connection failed or dropped: the next attempt goes to the next node."""
         if len(self._nodes) > 1:
             self._node = (self._node + 1) % len(self._nodes)
-            with contextlib.suppress(RuntimeError):  # only while no connection is open
-                client.host, client.port = self._nodes[self._node]
+            # paho's own reconnect loop reads these; its ``host``/``port`` setters refuse
+            # in every state but "new", and it has no other way to change the broker.
+            client._host, client._port = self._nodes[self._node]
 
     def _make_client(self) -> mqtt.Client:
         client = make_client(
