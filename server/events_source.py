@@ -108,6 +108,15 @@ class SourceStats:
     reconnects: int = 0
     last_error: str | None = None
     server: str | None = None
+    #: Since when (UTC ms) the source has been unable to pull; None while it pulls.
+    stalled_since_ms: int | None = None
+
+    def stalled(self, now: int, limit_s: float) -> str:
+        """Why the source has not pulled for ``limit_s``, or "" when it pulls."""
+        since = self.stalled_since_ms
+        if since is None or now - since <= limit_s * 1000:
+            return ""
+        return f"events stream not reachable for {(now - since) / 1000:.0f} s ({self.last_error})"
 
 
 class JetStreamEvents:
@@ -117,10 +126,16 @@ class JetStreamEvents:
     an existing stream is used as it is, with a warning when its replicas differ.
     """
 
-    def __init__(self, settings: JetStreamSettings, deliver: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self,
+        settings: JetStreamSettings,
+        deliver: Callable[[Delivery], None],
+        clock_ms: Callable[[], int],
+    ) -> None:
         self.settings = settings
         self._deliver = deliver
-        self.stats = SourceStats()
+        self._clock_ms = clock_ms
+        self.stats = SourceStats(stalled_since_ms=clock_ms())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._fetching = threading.Event()
@@ -245,12 +260,14 @@ class JetStreamEvents:
                     self._ready.set()
                 try:
                     msgs = await sub.fetch(s.fetch, timeout=1)
-                except NatsTimeout:
+                except NatsTimeout:  # nothing to deliver, or no answer at all
+                    self._pulled(nc.is_connected)
                     continue
                 except Exception as exc:
                     self._pull_failed("pull", exc)
                     await self._pause(0.5)
                     continue
+                self._pulled(True)
                 for m in msgs:
                     self.stats.delivered += 1
                     self._deliver(
@@ -267,7 +284,14 @@ class JetStreamEvents:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
 
+    def _pulled(self, ok: bool) -> None:
+        if ok:
+            self.stats.stalled_since_ms = None
+        elif self.stats.stalled_since_ms is None:
+            self.stats.stalled_since_ms = self._clock_ms()
+
     def _pull_failed(self, what: str, exc: BaseException) -> None:
+        self._pulled(False)
         self.stats.pull_errors += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:200]
         log.info("JetStream %s failed (%s); again shortly", what, self.stats.last_error)

@@ -30,6 +30,7 @@ newer version than every announcing ingest accepts (docs/protocol.md, "Versions"
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import logging
@@ -250,7 +251,7 @@ class Ingest:
         self._client = self._make_client()
         self._events: JetStreamEvents | None = None
         if settings.events is not None:
-            self._events = JetStreamEvents(settings.events, self._on_delivery)
+            self._events = JetStreamEvents(settings.events, self._on_delivery, now_ms)
         self._live: mqtt.Client | None = None
         self._live_ready = threading.Event()
         #: Set when the broker has acknowledged our subscriptions (SUBACK): from then on
@@ -297,8 +298,15 @@ class Ingest:
         self._known = self.store.known_devices()
 
     def health(self) -> IngestHealth:
-        """Whether the ingest makes progress; ``/healthz`` answers 503 when not."""
-        return self.stats.health(now_ms())
+        """Whether the ingest makes progress; ``/healthz`` answers 503 when not (also when
+        the events stream has been out of reach for ``stall_s``)."""
+        now = now_ms()
+        health = self.stats.health(now)
+        if self._events is not None and health.healthy:
+            reason = self._events.stats.stalled(now, self.settings.stall_s)
+            if reason:
+                health = dataclasses.replace(health, healthy=False, reason=reason)
+        return health
 
     # ----------------------------------------------------------------- mqtt
 

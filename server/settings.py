@@ -23,6 +23,14 @@ WW_MQTT_CLIENT_ID          stable per replica                                  w
 WW_MQTT_SHARE_GROUP        shared subscription group for several replicas      (none)
 WW_MQTT_CA_FILE            CA of the broker certificate; enables TLS           (none)
 WW_MQTT_CERT_FILE / _KEY_FILE  the server identity's client certificate/key   (none)
+WW_MQTT_NODES              further broker nodes of a cluster, host:port,...    (none)
+WW_MQTT_PROTOCOL           5 (falls back to 3.1.1 when refused) or 3.1.1       5
+WW_EVENTS_FROM             mqtt (the subscription) or jetstream (a NATS        mqtt
+                           cluster's replicated stream, docs/cluster.md)
+WW_NATS_URLS               the cluster's nodes, nats://host:port,...           nats://127.0.0.1:4222
+WW_NATS_STREAM / _DURABLE  the events stream and the replicas' consumer       WW_EVENTS / ww-ingest
+WW_NATS_REPLICAS           copies of the stream when the ingest creates it    3
+                           (TLS for NATS: the WW_MQTT_CA/CERT/KEY files)
 WW_METRICS_TOKEN_FILE      bearer token /metrics requires, if set              (none)
 WW_RAW_EVENTS_DAYS         retention of raw events                             400
 WW_MEASURES_DAYS           retention of measures                               1098
@@ -41,14 +49,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
+import paho.mqtt.client as mqtt
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from agent.config import TlsConfig
 from server.api.deps import ServerSettings
+from server.events_source import JetStreamSettings
 from server.ingest import IngestSettings
 from server.policy.clock import NotObservedLimits
 
@@ -77,6 +87,21 @@ class ServerEnv(BaseSettings):
     mqtt_ca_file: Path | None = Field(None, description="Broker CA; setting it enables TLS.")
     mqtt_cert_file: Path | None = Field(None, description="Server identity certificate.")
     mqtt_key_file: Path | None = Field(None, description="Server identity private key.")
+    mqtt_nodes: str = Field(
+        "", description="Further broker nodes (host:port, comma-separated) to fail over to."
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT version (5 falls back to 3.1.1 when the broker refuses it)."
+    )
+    events_from: Literal["mqtt", "jetstream"] = Field(
+        "mqtt", description="Where events come from: the MQTT subscription or a JetStream stream."
+    )
+    nats_urls: str = Field(
+        "nats://127.0.0.1:4222", description="NATS cluster nodes, comma-separated URLs."
+    )
+    nats_stream: str = Field("WW_EVENTS", description="JetStream stream of the events.")
+    nats_durable: str = Field("ww-ingest", description="Durable consumer the replicas share.")
+    nats_replicas: int = Field(3, ge=1, le=5, description="Replicas of a stream it creates.")
     metrics_token_file: Path | None = Field(None, description="Bearer token for /metrics.")
     raw_events_days: int = Field(400, ge=1, description="Retention of raw events, days.")
     measures_days: int = Field(3 * 366, ge=1, description="Retention of measures, days.")
@@ -116,7 +141,36 @@ class ServerEnv(BaseSettings):
             raise ValueError("WW_MQTT_CERT_FILE and WW_MQTT_KEY_FILE go together")
         if self.mqtt_cert_file is not None and self.mqtt_ca_file is None:
             raise ValueError("WW_MQTT_CERT_FILE needs WW_MQTT_CA_FILE (TLS)")
+        self.broker_nodes()  # a bad entry fails at start, naming the variable
         return self
+
+    def broker_nodes(self) -> tuple[tuple[str, int], ...]:
+        out = []
+        for item in (p.strip() for p in self.mqtt_nodes.split(",")):
+            if not item:
+                continue
+            host, sep, port = item.rpartition(":")
+            if not (sep and host and port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"WW_MQTT_NODES: {item!r} is not host:port")
+            out.append((host, int(port)))
+        return tuple(out)
+
+    def jetstream(self) -> JetStreamSettings | None:
+        if self.events_from != "jetstream":
+            return None
+        urls = [u.strip() for u in self.nats_urls.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("WW_NATS_URLS: no URL given for WW_EVENTS_FROM=jetstream")
+        return JetStreamSettings(
+            urls=urls,
+            stream=self.nats_stream,
+            durable=self.nats_durable,
+            replicas=self.nats_replicas,
+            name=self.mqtt_client_id,
+            ca_file=self.mqtt_ca_file,
+            cert_file=self.mqtt_cert_file,
+            key_file=self.mqtt_key_file,
+        )
 
     def database_url(self) -> str:
         """``db_url`` with the password from ``db_password_file`` (never logged)."""
@@ -145,6 +199,9 @@ class ServerEnv(BaseSettings):
             "port": self.mqtt_port,
             "client_id": self.mqtt_client_id,
             "share_group": self.mqtt_share_group,
+            "nodes": self.broker_nodes(),
+            "events": self.jetstream(),
+            "protocol": mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311,
         }
         _security_option(IngestSettings, kwargs, "tls", self.mqtt_tls(), "WW_MQTT_CA_FILE")
         return IngestSettings(**kwargs)

@@ -20,8 +20,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.config import BrokerConfig
+from agent.localbroker import MosquittoBroker
 from agent.outbox import Outbox
 from agent.transport import Transport
+from bench.city.broker import quiet_port
 from bench.city.model import city_layout, city_sites
 from bench.natscluster import NatsCluster
 from server.events_source import JetStreamSettings
@@ -136,3 +138,25 @@ def test_a_node_killed_mid_run_loses_nothing_and_stores_nothing_twice(
     assert fleet_store.sequence_gaps() == []
     assert sum(r.stats.stored for r in replicas) == len(sent)
     assert all(r.stats.stored > 0 for r in replicas), "both replicas share the consumer"
+
+
+def test_an_unreachable_stream_makes_the_ingest_unhealthy(
+    broker: MosquittoBroker, fleet_store: Store
+) -> None:
+    """MQTT is up, the stream is not: the ingest stores nothing and must say so."""
+    ingest = Ingest(
+        fleet_store,
+        IngestSettings(
+            port=broker.port,
+            client_id="ww-cluster-unhealthy",
+            stall_s=1.0,
+            events=JetStreamSettings(urls=[f"nats://127.0.0.1:{quiet_port()}"]),
+        ),
+    )
+    ingest.start()
+    try:
+        wait_until(lambda: not ingest.health().healthy, 20, "unhealthy")
+        assert "events stream not reachable" in ingest.health().reason
+        assert not ingest.wait_connected(0.5)
+    finally:
+        ingest.stop()

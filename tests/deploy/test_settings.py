@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
@@ -88,3 +89,35 @@ def test_metrics_token_comes_from_a_file(tmp_path: Path, monkeypatch: pytest.Mon
     else:  # before the deps.py change: refuse rather than serve /metrics unprotected
         with pytest.raises(NotImplementedError, match="WW_METRICS_TOKEN_FILE"):
             env.server_settings()
+
+
+def test_events_from_a_nats_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in {
+        "WW_EVENTS_FROM": "jetstream",
+        "WW_NATS_URLS": "nats://n1:4222, nats://n2:4222,nats://n3:4222",
+        "WW_MQTT_HOST": "n1",
+        "WW_MQTT_NODES": "n2:8883,n3:8883",
+        "WW_MQTT_PROTOCOL": "3.1.1",
+        "WW_MQTT_CA_FILE": "/etc/ww/ca.crt",
+        "WW_MQTT_CERT_FILE": "/etc/ww/server.crt",
+        "WW_MQTT_KEY_FILE": "/etc/ww/server.key",
+    }.items():
+        monkeypatch.setenv(k, v)
+    ingest = ServerEnv().ingest_settings()
+    assert ingest.nodes == (("n2", 8883), ("n3", 8883))
+    assert ingest.protocol == mqtt.MQTTv311
+    assert ingest.events is not None
+    assert ingest.events.urls == ["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"]
+    assert (ingest.events.stream, ingest.events.durable, ingest.events.replicas) == (
+        "WW_EVENTS",
+        "ww-ingest",
+        3,
+    )
+    assert str(ingest.events.cert_file) == "/etc/ww/server.crt"  # the server identity
+    monkeypatch.setenv("WW_MQTT_NODES", "n2")
+    with pytest.raises(ValidationError, match="WW_MQTT_NODES: 'n2' is not host:port"):
+        ServerEnv()
+
+
+def test_events_from_mqtt_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServerEnv().ingest_settings().events is None
