@@ -119,6 +119,9 @@ class TransportStats:
     node: str | None = None
     #: How often the terminal moved to another node (``BrokerConfig.nodes``).
     node_moves: int = 0
+    #: Subscriptions the broker refused in a SUBACK (sent again after a pause): a NATS
+    #: node that has just lost a peer refuses QoS 1 subscriptions for some seconds.
+    suback_refused: int = 0
 
 
 class Transport:
@@ -196,6 +199,10 @@ class Transport:
             rand=rand,
         )
         self._nodes = NodeRing(broker.addresses(), self.client_id)
+        #: Subscriptions refused in a SUBACK: sent again at ``_resubscribe_at``.
+        self._suback_refused = 0
+        self._resubscribe_at: float | None = None
+        self._resubscribe_pause = 0.0
         self._protocol = ProtocolFallback(protocol, silences=tuning.v5_silences_before_fallback)
         self._window = DeliveryWindow(
             max_inflight, reserved_slots=tuning.reserved_slots, ack_batch_s=tuning.ack_batch_s
@@ -328,6 +335,7 @@ class Transport:
             bad_stored=self._bad_stored,
             node=self._nodes.label,
             node_moves=self._nodes.moves,
+            suback_refused=self._suback_refused,
         )
 
     @property
@@ -377,6 +385,8 @@ class Transport:
                 self._mark_down("no CONNACK")
                 link.disconnect()
             return
+        if self._resubscribe_at is not None and time.monotonic() >= self._resubscribe_at:
+            self._subscribe(link)
         self._publish_pending(link)
         self._drain(link)
         self._flush_acks()
@@ -409,6 +419,7 @@ class Transport:
             on_closed=self._on_closed,
             on_puback=self._on_puback,
             on_message=self._on_message,
+            on_suback=self._on_suback,
             max_queued_messages=self.tuning.max_queued_messages,
         )
         # A new client has no session state: everything still in the outbox goes again.
@@ -489,6 +500,14 @@ class Transport:
             session_present,
         )
         link.publish(self._topics[Channel.AVAILABILITY], ONLINE, qos=1, retain=True)
+        self._subscribe(link)
+        # The broker may have restarted without our last state: send it again.
+        with self._pending_lock:
+            self._state_dirty = self._state_payload is not None
+
+    def _subscribe(self, link: PahoLink) -> None:
+        """Config, settings, cmd, the ingests' announcements (and ``stored``); on every
+        connect, and again while the broker refuses any of them."""
         filters = [
             (self._topics[Channel.CONFIG], CHANNEL_QOS[Channel.CONFIG][0]),
             (self._topics[Channel.SETTINGS], CHANNEL_QOS[Channel.SETTINGS][0]),
@@ -497,10 +516,19 @@ class Transport:
         ]
         if self._confirm is not None:
             filters.append((self._topics[Channel.STORED], CHANNEL_QOS[Channel.STORED][0]))
+        self._resubscribe_at = None
         link.subscribe(filters)
-        # The broker may have restarted without our last state: send it again.
-        with self._pending_lock:
-            self._state_dirty = self._state_payload is not None
+
+    def _on_suback(self, refused: int) -> None:
+        if refused:
+            self._suback_refused += refused
+            self._resubscribe_pause = min(self._resubscribe_pause * 2 or 1.0, 30.0)
+            self._resubscribe_at = time.monotonic() + self._resubscribe_pause
+            log.warning(
+                "broker refused %d subscriptions; again in %.0f s", refused, self._resubscribe_pause
+            )
+        else:
+            self._resubscribe_pause = 0.0
 
     def _on_closed(self, reason: str, failure: bool) -> None:
         if self._up or self._connecting_since is not None:

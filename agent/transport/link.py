@@ -39,6 +39,9 @@ OnClosed = Callable[[str, bool], None]
 OnPuback = Callable[[int, int, str], None]
 #: ``(topic, payload)``: a message on a subscribed topic.
 OnMessage = Callable[[str, bytes], None]
+#: ``(refused)``: a SUBACK; ``refused`` counts the filters the broker did not grant
+#: (reason code 0x80 or above).
+OnSuback = Callable[[int], None]
 
 
 # Not frozen: one is made per event, and a frozen dataclass's __init__ (one
@@ -72,6 +75,7 @@ class PahoLink:
         on_closed: OnClosed,
         on_puback: OnPuback,
         on_message: OnMessage,
+        on_suback: OnSuback | None = None,
         max_queued_messages: int = 0,
     ) -> None:
         self.broker = broker
@@ -81,6 +85,7 @@ class PahoLink:
         self._on_closed = on_closed
         self._on_puback = on_puback
         self._on_message = on_message
+        self._on_suback = on_suback
         client = make_client(  # reads the TLS files: may raise OSError or ValueError
             client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -102,6 +107,7 @@ class PahoLink:
         client.on_disconnect = self._disconnect_cb
         client.on_publish = self._publish_cb
         client.on_message = self._message_cb
+        client.on_subscribe = self._subscribe_cb
         self._client = client
 
     def connect(self, session_expiry_s: int, node: tuple[str, int] | None = None) -> None:
@@ -186,6 +192,12 @@ class PahoLink:
         code = reason_code.value
         # str() of a ReasonCode searches paho's name table: only for the rare non-zero code.
         self._on_puback(mid, code, _PUBACK_SUCCESS if code == 0 else str(reason_code))
+
+    def _subscribe_cb(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any], props: Any
+    ) -> None:
+        if self._on_suback is not None:
+            self._on_suback(sum(1 for c in codes if int(getattr(c, "value", c)) >= 0x80))
 
     def _message_cb(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._on_message(msg.topic, bytes(msg.payload))
