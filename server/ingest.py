@@ -339,7 +339,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._fail_over
-        client.on_subscribe = lambda *_: self._subscribed.set()
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -359,6 +359,15 @@ class Ingest:
             return
         self.stats.connected = True
         self._subscribed.clear()
+        self._subscribe(client)
+        # Retained, so a terminal connecting later (or while we are down) reads it.
+        accepts = Accepts(
+            server=self.settings.client_id, versions=self.contract.versions, ts_ms=now_ms()
+        )
+        qos, retain = ACCEPTS_QOS
+        client.publish(self._accepts_topic, accepts.model_dump_json(), qos=qos, retain=retain)
+
+    def _subscribe(self, client: mqtt.Client) -> None:
         # Availability and state go to every replica: they are idempotent updates.
         filters = [
             (subscription(Channel.AVAILABILITY), 1),
@@ -371,12 +380,17 @@ class Ingest:
                 events_topic = f"$share/{self.settings.share_group}/{events_topic}"
             filters.insert(0, (events_topic, 1))
         client.subscribe(filters)
-        # Retained, so a terminal connecting later (or while we are down) reads it.
-        accepts = Accepts(
-            server=self.settings.client_id, versions=self.contract.versions, ts_ms=now_ms()
-        )
-        qos, retain = ACCEPTS_QOS
-        client.publish(self._accepts_topic, accepts.model_dump_json(), qos=qos, retain=retain)
+
+    def _on_subscribe(self, client: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        """Subscribed, unless the broker refused a filter (a NATS node that has just lost
+        a peer refuses QoS 1 subscriptions for some seconds): then ask again shortly."""
+        if any(int(getattr(c, "value", c)) >= 0x80 for c in codes):
+            log.warning("broker refused a subscription; subscribing again in 2 s")
+            timer = threading.Timer(2.0, self._subscribe, [client])
+            timer.daemon = True
+            timer.start()
+            return
+        self._subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, *_args: Any) -> None:
         self.stats.connected = False
