@@ -40,7 +40,10 @@ import paho.mqtt.client as mqtt
 import psutil
 from sqlalchemy import text
 
+from agent.localbroker import MosquittoBroker
 from bench.city.broker import persistent_mosquitto
+from bench.city.cluster import STREAM as STREAM_NAME
+from bench.city.cluster import ClusterSide
 from bench.city.model import DAY_MINUTES, EVENTS_PER_SESSION, city_layout, city_sites
 from bench.city.verify import Verdict, fresh_pg, verify
 from bench.city.worker import MAX_WINDOWS_PER_WORKER, raise_nofile
@@ -165,12 +168,16 @@ class Usage:
 
 
 class Replica:
-    def __init__(self, index: int, url: str, port: int, workdir: Path) -> None:
+    def __init__(
+        self, index: int, url: str, port: int, workdir: Path, cluster: ClusterSide | None = None
+    ) -> None:
         self.index = index
         self.url = url
         self.port = port
         self.workdir = workdir
         self.client_id = f"ww-city-ingest-{index}"
+        #: On a cluster: the aggregator's WW_* environment (events from the stream).
+        self.env = cluster.replica_env(index - 1, self.client_id) if cluster else None
         self.incarnation = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.stats_files: list[Path] = []
@@ -196,8 +203,10 @@ class Replica:
                 SHARE_GROUP,
                 "--stats",
                 str(stats),
+                *(["--from-env"] if self.env else []),
             ],
             cwd=REPO,
+            env={**os.environ, **self.env} if self.env else None,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -242,6 +251,7 @@ class Args:
     faults: str
     seed: int
     keep_db: bool
+    cluster: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -268,7 +278,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
     ap.add_argument("--replicas", type=int, default=2, help="ingest replicas (>= 2)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="Transport poll_s per window")
     ap.add_argument("--ramp-s", type=float, default=None, help="connect ramp (default 6 ms/window)")
-    ap.add_argument("--keepalive-s", type=int, default=60)
+    ap.add_argument(
+        "--keepalive-s",
+        type=int,
+        default=None,
+        help="MQTT keepalive of every window (default 60; 15 with --cluster, so the "
+        "partitioned node's terminals notice within the partition)",
+    )
     ap.add_argument(
         "--reconnect-spread-s",
         type=float,
@@ -285,6 +301,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
         help="midway faults: replica SIGKILL + broker restart (all), one of them, or none",
     )
     ap.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    ap.add_argument(
+        "--cluster",
+        action="store_true",
+        help="a 3-node NATS cluster instead of Mosquitto (terminals list every node, "
+        "confirm = stored; replicas read the JetStream stream); faults: the events "
+        "stream leader's node SIGKILLed and restarted, a replica SIGKILLed and restarted, "
+        "another node partitioned and healed; the report replaces only its own section",
+    )
     ap.add_argument("--seed", type=int, default=8)
     a = ap.parse_args(argv)
     if a.replicas < 2 and a.faults in ("all", "replica"):
@@ -298,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         replicas=a.replicas,
         poll_s=a.poll_s,
         ramp_s=a.ramp_s if a.ramp_s is not None else max(5.0, 0.006 * a.windows),
-        keepalive_s=a.keepalive_s,
+        keepalive_s=a.keepalive_s or (15 if a.cluster else 60),
         reconnect_spread_s=(
             a.reconnect_spread_s if a.reconnect_spread_s is not None else a.windows / 100
         ),
@@ -307,6 +331,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         faults=a.faults,
         keep_db=a.keep_db,
         seed=a.seed,
+        cluster=a.cluster,
     )
 
 
@@ -318,17 +343,27 @@ class CityRun:
         self.sessions = max(1, round(args.events_per_window / EVENTS_PER_SESSION))
         self.duration_s = args.minutes * 60
         self.layout = city_layout(args.windows, args.centres)
-        self.broker = persistent_mosquitto(
-            work / "mosquitto",
-            # $SYS every second for the connection count; no cap on connections.
-            extra_conf="sys_interval 1\nmax_connections -1\n",
-        )
+        # One broker side: a private Mosquitto, or (--cluster) a 3-node NATS cluster.
+        self.broker: MosquittoBroker | None = None
+        self.cluster: ClusterSide | None = None
+        if args.cluster:
+            self.cluster = ClusterSide(work)
+        else:
+            self.broker = persistent_mosquitto(
+                work / "mosquitto",
+                # $SYS every second for the connection count; no cap on connections.
+                extra_conf="sys_interval 1\nmax_connections -1\n",
+            )
         self.replicas: list[Replica] = []
         self.workers: list[subprocess.Popen[bytes]] = []
         self.worker_stats: list[Path] = []
         self.usage = {"replicas": Usage(), "broker": Usage(), "workers": Usage()}
         self.events_log: list[str] = []
         self.fault_at: dict[str, float] = {}  # "kill", "broker", "revive" -> time.time()
+        #: Cluster run: (time.time(), what happened) at each fault, for the phases.
+        self.marks: list[tuple[float, str]] = []
+        self.node_victim: int | None = None  # the killed node (the stream leader's)
+        self.partitioned: int | None = None
         self.connected: list[tuple[float, int]] = []  # windows connected, by the workers
         self.progress: list[str] = []
         self.monitor: SysMonitor | None = None
@@ -351,7 +386,7 @@ class CityRun:
             spec = {
                 "index": i,
                 "devices": devices,
-                "port": self.broker.port,
+                **self.broker_spec(),
                 "keepalive_s": self.args.keepalive_s,
                 "outbox_dir": str(self.shm / f"w{i}"),
                 "poll_s": self.args.poll_s,
@@ -380,6 +415,13 @@ class CityRun:
             )
             self.worker_stats.append(stats)
 
+    def broker_spec(self) -> dict[str, Any]:
+        """What the workers' terminals connect to."""
+        if self.cluster is not None:
+            return self.cluster.worker_broker()
+        assert self.broker is not None
+        return {"port": self.broker.port}
+
     def worker_totals(self) -> dict[str, int]:
         tot: Counter[str] = Counter()
         phases: Counter[str] = Counter()
@@ -400,7 +442,12 @@ class CityRun:
         workers = {w.pid for w in self.workers if w.poll() is None}
         self.usage["replicas"].sample([k for k in kids if k.pid in replicas])
         self.usage["workers"].sample([k for k in kids if k.pid in workers])
-        self.usage["broker"].sample([k for k in kids if k.name() == "mosquitto"])
+        if self.cluster is not None:
+            self.cluster.sample_usage()
+            nodes = {n.pid for n in self.cluster.c.nodes if n.pid is not None}
+            self.usage["broker"].sample([k for k in kids if k.pid in nodes])
+        else:
+            self.usage["broker"].sample([k for k in kids if k.name() == "mosquitto"])
 
     # ------------------------------------------------------------------ phases
 
@@ -416,21 +463,38 @@ class CityRun:
             f"registered {len(self.layout)} windows in {len(sites)} centres "
             f"({time.monotonic() - t:.1f} s)"
         )
-        self.broker.start()
-        self.monitor = SysMonitor(self.broker.port)
-        for i in range(a.replicas):
-            r = Replica(i + 1, url, self.broker.port, self.work)
-            r.start()
-            self.replicas.append(r)
-        self._wait(lambda: all((r.stats or {}).get("connected") for r in self.replicas), 60)
-        self.note(f"broker on 127.0.0.1:{self.broker.port}; {a.replicas} replicas connected")
+        if self.cluster is not None:
+            self.cluster.start()
+            c = self.cluster.c
+            for i in range(a.replicas):
+                r = Replica(i + 1, url, 0, self.work, cluster=self.cluster)
+                r.start()
+                self.replicas.append(r)
+            # Subscribed on MQTT and pulling from the stream (which the first one creates).
+            ok = self._wait(lambda: all((r.stats or {}).get("ready") for r in self.replicas), 90)
+            nodes = ", ".join(f"{h}:{p}" for h, p in c.mqtt_nodes())
+            self.note(
+                f"{len(c.nodes)}-node NATS cluster (MQTT on {nodes}, "
+                f"{'network namespaces' if self.cluster.netns else '127.0.0.1, no netns'}); "
+                f"{a.replicas} replicas {'ready' if ok else 'NOT all ready'}"
+            )
+        else:
+            assert self.broker is not None
+            self.broker.start()
+            self.monitor = SysMonitor(self.broker.port)
+            for i in range(a.replicas):
+                r = Replica(i + 1, url, self.broker.port, self.work)
+                r.start()
+                self.replicas.append(r)
+            self._wait(lambda: all((r.stats or {}).get("connected") for r in self.replicas), 60)
+            self.note(f"broker on 127.0.0.1:{self.broker.port}; {a.replicas} replicas connected")
 
         start_at = time.time() + a.ramp_s + 15
         self.start_workers(start_at)
         self._wait(lambda: self.worker_totals().get("connected", 0) >= a.windows, a.ramp_s + 60)
         self.note(
-            f"{self.worker_totals().get('connected', 0)}/{a.windows} windows connected, "
-            f"broker reports {self.monitor.latest} clients"
+            f"{self.worker_totals().get('connected', 0)}/{a.windows} windows connected"
+            + (f", broker reports {self.monitor.latest} clients" if self.monitor else "")
         )
         while time.time() < start_at:
             time.sleep(0.2)
@@ -442,6 +506,8 @@ class CityRun:
         self._play()
         verdict = self._finish(store)
         figures = self._figures(store)
+        if self.cluster is not None:
+            figures.update(self._cluster_figures(store))
         store.close()
         return verdict, figures
 
@@ -455,12 +521,8 @@ class CityRun:
 
     def _play(self) -> None:
         d = self.duration_s
-        faults: list[tuple[float, str]] = []
-        if self.args.faults in ("all", "replica"):
-            faults += [(0.50 * d, "kill"), (0.70 * d, "revive")]
-        if self.args.faults in ("all", "broker"):
-            faults.append((0.55 * d, "broker"))
-        faults.sort()
+        plan = cluster_faults if self.cluster else mosquitto_faults
+        faults = sorted((at * d, what) for at, what in plan(self.args.faults))
         last_print = 0.0
         # Bounded: the day plus three times its length for a slow machine.
         hard_end = self.t_start + 4 * d + 300
@@ -479,7 +541,12 @@ class CityRun:
                     f"sim {clock}  generated {tot.get('generated', 0)}  "
                     f"waiting in outboxes {tot.get('depth', 0)}  "
                     f"windows connected {tot.get('connected', 0)}  "
-                    f"broker clients {self.monitor.latest if self.monitor else None}"
+                    + (
+                        f"unconfirmed {tot.get('unconfirmed', 0)}  node connections "
+                        f"{self.cluster.connections[-1][1] if self.cluster.connections else None}"
+                        if self.cluster
+                        else f"broker clients {self.monitor.latest if self.monitor else None}"
+                    )
                 )
                 print(line, flush=True)
                 self.progress.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -492,17 +559,65 @@ class CityRun:
     def _fault(self, what: str) -> None:
         self.fault_at[what] = time.time()
         victim = self.replicas[-1]
+        if self.cluster is not None and what not in ("kill", "revive"):
+            self._cluster_fault(what)
+            self.marks.append((self.fault_at[what], what))
+            return
+        if self.cluster is not None:
+            self.marks.append((self.fault_at[what], what))
         if what == "kill":
             pid = victim.proc.pid if victim.proc else None
             victim.kill()
             self.note(f"FAULT replica {victim.index} (pid {pid}) SIGKILLed")
         elif what == "broker":
+            assert self.broker is not None
             t = time.monotonic()
             self.broker.restart()
             self.note(f"FAULT broker restarted (stop+start {time.monotonic() - t:.1f} s)")
         elif what == "revive":
             victim.start()
             self.note(f"replica {victim.index} restarted under client id {victim.client_id}")
+
+    def _cluster_fault(self, what: str) -> None:
+        assert self.cluster is not None
+        cl, c = self.cluster, self.cluster.c
+        if what == "node-kill":
+            t = time.monotonic()
+            leader = cl.stream_leader()
+            asked = time.monotonic() - t
+            self.node_victim = leader if leader is not None else 0
+            c.kill(self.node_victim)
+            self.note(
+                f"FAULT node {cl.node_label(self.node_victim)} SIGKILLed: "
+                + (
+                    f"it led {STREAM_NAME} (stream_info, {asked:.1f} s)"
+                    if leader is not None
+                    else f"nobody named the {STREAM_NAME} leader; killed node 0"
+                )
+            )
+        elif what == "node-restart":
+            i = self.node_victim if self.node_victim is not None else 0
+            c.start_node(i, wait=False)  # its streams catch up while the day goes on
+            self.note(f"node {cl.node_label(i)} restarted (same store, same ports)")
+        elif what == "partition":
+            if not cl.netns:
+                self.note(f"partition SKIPPED: {cl.why_no_netns}")
+                return
+            leader = cl.stream_leader()
+            others = [i for i in range(len(c.nodes)) if i != self.node_victim]
+            # Not the node killed earlier; the stream's leader now, if that is another one.
+            i = leader if leader in others else others[0]
+            self.partitioned = i
+            c.partition(i)
+            self.note(
+                f"FAULT node {cl.node_label(i)} partitioned (its link down: peers and "
+                f"clients cut){'; it led ' + STREAM_NAME if i == leader else ''}"
+            )
+        elif what == "heal":
+            if self.partitioned is None:
+                return
+            c.heal(self.partitioned)
+            self.note(f"node {cl.node_label(self.partitioned)} healed (link up)")
 
     def _finish(self, store: Store) -> Verdict:
         # Everything made must leave the outboxes, then be in PostgreSQL (both bounded).
@@ -530,6 +645,55 @@ class CityRun:
         for r in self.replicas:
             r.stop()
         return verify(store, generated)
+
+    def _cluster_figures(self, store: Store) -> dict[str, Any]:
+        """Latency per phase (events by the time they were made, between fault marks),
+        how long until every window was connected again after each node fault, and the
+        per-node figures."""
+        assert self.cluster is not None
+        bounds = [(self.t_start, "before the first fault")]
+        bounds += [(t, PHASE_NAMES.get(w, w)) for t, w in sorted(self.marks)]
+        phases = []
+        with store.engine.connect() as conn:
+            for k, (t0, name) in enumerate(bounds):
+                t1 = bounds[k + 1][0] if k + 1 < len(bounds) else None
+                where = "ts_ms >= :a" + (" AND ts_ms < :b" if t1 is not None else "")
+                row = conn.execute(
+                    text(f"SELECT {LATENCY_PCT}, count(*) FROM events WHERE {where}"),
+                    {"a": int(t0 * 1000), "b": int((t1 or 0) * 1000)},
+                ).one()
+                phases.append(
+                    {
+                        "name": name,
+                        "from_s": t0 - self.t_start,
+                        "to_s": (t1 if t1 is not None else self.t_day_end) - self.t_start,
+                        "ts": row[0] or [None, None],
+                        "sent": row[1] or [None, None],
+                        "rows": row[2],
+                    }
+                )
+        windows = self.args.windows
+        recovery = {}
+        for what in ("node-kill", "partition"):
+            at = self.fault_at.get(what)
+            if at is not None:
+                back = recovered_at(self.connected, at, windows)
+                recovery[what] = back - at if back else None
+        cl = self.cluster
+        return {
+            "phases": phases,
+            "recovery": recovery,
+            "nodes": [
+                {
+                    "label": cl.node_label(i),
+                    "cpu_s": cl.usage[i].total_cpu_s,
+                    "incarnations": len(cl.usage[i].cpu_s),
+                    "peak_rss": cl.usage[i].peak_rss,
+                }
+                for i in range(cl.size)
+            ],
+            "node_connections": cl.max_connections(self.t_start, self.t_day_end),
+        }
 
     def _figures(self, store: Store) -> dict[str, Any]:
         from_ts: Counter[int] = Counter()
@@ -592,6 +756,38 @@ class CityRun:
         }
 
 
+PHASE_NAMES = {
+    "node-kill": "stream leader's node dead",
+    "node-restart": "after the node's restart",
+    "kill": "replica dead",
+    "revive": "after the replica's restart",
+    "partition": "node partitioned",
+    "heal": "after the heal",
+}
+
+
+def mosquitto_faults(which: str) -> list[tuple[float, str]]:
+    """(share of the day, fault) of the Mosquitto run."""
+    faults: list[tuple[float, str]] = []
+    if which in ("all", "replica"):
+        faults += [(0.50, "kill"), (0.70, "revive")]
+    if which in ("all", "broker"):
+        faults.append((0.55, "broker"))
+    return faults
+
+
+def cluster_faults(which: str) -> list[tuple[float, str]]:
+    """(share of the day, fault) of the cluster run: one at a time, each undone before
+    the next, so the latency of every phase can be read apart."""
+    faults: list[tuple[float, str]] = []
+    if which in ("all", "broker"):
+        faults += [(0.15, "node-kill"), (0.30, "node-restart")]
+        faults += [(0.60, "partition"), (0.80, "heal")]
+    if which in ("all", "replica"):
+        faults += [(0.40, "kill"), (0.50, "revive")]
+    return faults
+
+
 def fault_text(args: Args) -> str:
     parts = []
     if args.faults in ("all", "replica"):
@@ -613,6 +809,7 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
     conns = f["connections"]
     u = run.usage
     mb = 1024 * 1024
+    assert run.broker is not None
     # The fault window skews the tail on purpose; the steady-state p99 is over 10-s buckets.
     lines = [
         f"# City run: {args.windows} windows, one compressed working day",
@@ -719,6 +916,174 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CLUSTER_BEGIN = "<!-- bench.city --cluster: begin (rewritten by each run) -->"
+CLUSTER_END = "<!-- bench.city --cluster: end -->"
+
+
+def fmt_ms(v: Any) -> str:
+    return "n/a" if v is None else f"{v:,}"
+
+
+def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
+    """The cluster run's section of the report (between CLUSTER_BEGIN and CLUSTER_END)."""
+    assert run.cluster is not None
+    cl = run.cluster
+    day_s = run.t_day_end - run.t_start
+    to_stored_s = run.t_all_stored - run.t_start
+    wt = f["workers"]
+    u = run.usage
+    mb = 1024 * 1024
+    node_rows = [
+        f"| {n['label']} | {n['cpu_s']:.0f} s ({n['cpu_s'] / max(day_s, 1) * 100:.0f}% of one "
+        f"core over the day) | {n['incarnations']} | {n['peak_rss'] / mb:.0f} MiB | {conns} |"
+        for n, conns in zip(f["nodes"], f["node_connections"], strict=True)
+    ]
+    phase_rows = [
+        f"| {ph['name']} | {ph['from_s']:.0f}-{ph['to_s']:.0f} s | {ph['rows']:,} | "
+        f"{fmt_ms(ph['sent'][0])} / {fmt_ms(ph['sent'][1])} | "
+        f"{fmt_ms(ph['ts'][0])} / {fmt_ms(ph['ts'][1])} |"
+        for ph in f["phases"]
+    ]
+    rec = f["recovery"]
+
+    def back(what: str) -> str:
+        if what not in rec:
+            return "not run"
+        return f"{rec[what]:.0f} s" if rec[what] is not None else "never dipped, or not again"
+
+    verdict = "PASS: 0 lost, 0 duplicated" if v.ok else f"**FAIL**: {v.line()}"
+    lines = [
+        f"### {args.windows} windows in {len({s for s, _ in run.layout})} centres "
+        f"({time.strftime('%Y-%m-%d %H:%M %Z')}): {verdict}",
+        "",
+        "```sh",
+        f"python -m bench.city --cluster --windows {args.windows} --centres {args.centres} "
+        f"--events-per-window {args.events_per_window} --minutes {args.minutes:g} "
+        f"--workers {args.workers} --replicas {args.replicas} --poll-s {args.poll_s:g} "
+        f"--ramp-s {args.ramp_s:g} --reconnect-spread-s {args.reconnect_spread_s:g} "
+        f"--keepalive-s {args.keepalive_s}",
+        "```",
+        "",
+        f"{os.cpu_count()} CPU cores, **shared with another engineer's work during the run** "
+        f"(figures are for orders of magnitude), nats-server {cl.version()} "
+        f"x {cl.size} nodes "
+        + (
+            "in network namespaces (veth + bridge)"
+            if cl.netns
+            else f"on 127.0.0.1 ({cl.why_no_netns}; no partition)"
+        )
+        + ", PostgreSQL on 127.0.0.1 (fresh database, dropped afterwards).",
+        "",
+        f"- {args.windows} windows, {args.workers} worker processes; each window its own "
+        f"`Outbox` and `Transport` with `nodes` = all {cl.size} MQTT listeners, "
+        f'`confirm = "stored"`, MQTT 3.1.1, keepalive {args.keepalive_s} s, '
+        f"`poll_s={args.poll_s:g}`; {run.sessions * EVENTS_PER_SESSION} events/window over "
+        f"the {DAY_MINUTES}-min day played in {args.minutes:g} min.",
+        f"- {args.replicas} ingest replicas (`python -m bench.city.replica --from-env`: "
+        "`WW_EVENTS_FROM=jetstream`, `WW_NATS_URLS` = all nodes, replica *i* on MQTT node "
+        "*i* with `WW_MQTT_NODES` = the others): events from the `WW_EVENTS` stream "
+        "(3 replicas) through the shared durable consumer, `Stored` confirmations back on "
+        "MQTT.",
+        "- Faults, one at a time: " + cluster_fault_text(args),
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| events generated (sum of outbox last_seq) | {v.generated} |",
+        f"| events stored (rows in PostgreSQL) | {v.stored_rows} |",
+        f"| lost (seqs missing per window) | **{v.lost}** |",
+        f"| duplicated (rows beyond one per window+seq) | **{v.duplicates}** |",
+        f"| unexpected seqs / `sequence_gaps()` | {v.unexpected} / {v.gaps} |",
+        f"| windows checked | {v.devices} |",
+        f"| outbox add errors / dropped by cap | {wt.get('add_errors', 0)} / "
+        f"{wt.get('dropped', 0)} |",
+        f"| day played in; all stored (and confirmed) after the start | {day_s:.0f} s; "
+        f"{to_stored_s:.0f} s |",
+        f"| generated events/s (day average) | {v.generated / max(day_s, 1):.0f} |",
+        f"| MQTT hand-off -> committed, whole day, p50 / p99 (ms) | "
+        f"{percentile(f['hist_sent'], 0.5):.0f} / {percentile(f['hist_sent'], 0.99):.0f} |",
+        f"| device add -> committed, whole day, p50 / p99 / max (ms) | "
+        f"{percentile(f['hist_ts'], 0.5):.0f} / {percentile(f['hist_ts'], 0.99):.0f} / "
+        f"{max(f['hist_ts'] or [0])} |",
+        f"| share of the day with all {args.windows} windows connected | {f['held'] * 100:.1f}% |",
+        f"| all windows connected again after the node kill / the partition | "
+        f"{back('node-kill')} / {back('partition')} |",
+        f"| window (re)connects / node moves / SUBACK refusals | {wt.get('connects', 0)} / "
+        f"{wt.get('node_moves', 0)} / {wt.get('suback_refused', 0)} |",
+        f"| rows deleted on a `Stored` confirmation | {wt.get('confirmed', 0)} |",
+        f"| replicas: CPU seconds (all incarnations) / peak RSS | "
+        f"{u['replicas'].total_cpu_s:.0f} s / {u['replicas'].peak_rss / mb:.0f} MiB |",
+        f"| agent workers: CPU seconds / peak RSS | {u['workers'].total_cpu_s:.0f} s / "
+        f"{u['workers'].peak_rss / mb:.0f} MiB |",
+        "",
+        "Per node (CPU over all incarnations; connections: the most `/varz` reported "
+        "during the day, MQTT clients and the replicas' NATS connections, sampled every 5 s):",
+        "",
+        "| node | CPU seconds | incarnations | peak RSS | connections, max |",
+        "|---|---|---|---|---|",
+        *node_rows,
+        "",
+        "Latency per phase, over the events *made* in it (PostgreSQL `received_ms` against "
+        "`sent_ms`, the hand-off to paho, and `ts_ms`, the `Outbox.add`); a phase starts at "
+        "its fault's time mark:",
+        "",
+        "| phase | day seconds | events | hand-off -> received p50 / p99 (ms) | "
+        "add -> received p50 / p99 (ms) |",
+        "|---|---|---|---|---|",
+        *phase_rows,
+        "",
+        "Timeline:",
+        "",
+        "```",
+        *run.events_log,
+        "```",
+        "",
+        "Replicas:",
+        "",
+        *[f"- {row}" for row in f["replica_rows"]],
+        "",
+    ]
+    if v.worst:
+        lines += ["Off devices:", "", *[f"- {w}" for w in v.worst], ""]
+    return "\n".join(lines)
+
+
+def cluster_fault_text(args: Args) -> str:
+    parts = []
+    at = {w: a for a, w in cluster_faults(args.faults)}
+    if "node-kill" in at:
+        parts.append(
+            f"at {at['node-kill']:.0%} of the day the node leading `WW_EVENTS` (asked with "
+            f"`stream_info`) is SIGKILLed, restarted at {at['node-restart']:.0%}"
+        )
+    if "kill" in at:
+        parts.append(
+            f"at {at['kill']:.0%} replica {args.replicas} is SIGKILLed, restarted at "
+            f"{at['revive']:.0%} (same client id and durable consumer)"
+        )
+    if "partition" in at:
+        parts.append(
+            f"at {at['partition']:.0%} another node (the stream's leader then, if it is not "
+            f"the one killed) is partitioned (`NatsCluster.partition`), healed at "
+            f"{at['heal']:.0%}"
+        )
+    return "; ".join(parts) + "." if parts else "none."
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the text between CLUSTER_BEGIN and CLUSTER_END in ``path`` (append the
+    markers and the section when the file has none): the rest of the file is kept."""
+    block = f"{CLUSTER_BEGIN}\n\n{section}\n{CLUSTER_END}"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if CLUSTER_BEGIN in old and CLUSTER_END in old:
+        head, rest = old.split(CLUSTER_BEGIN, 1)
+        tail = rest.split(CLUSTER_END, 1)[1]
+        new = head + block + tail
+    else:
+        new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM (a CI timeout, the shell) still runs the cleanup below: drop the database,
@@ -734,12 +1099,20 @@ def main(argv: list[str] | None = None) -> int:
     status = 1
     try:
         verdict, figures = run.run(url)
-        report = render(args, run, verdict, figures)
-        print(report)
-        if args.report is not None:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(report + "\n", encoding="utf-8")
-            print(f"wrote {args.report}")
+        if run.cluster is not None:
+            report = render_cluster(args, run, verdict, figures)
+            print(report)
+            if args.report is not None:
+                write_section(args.report, report)
+                print(f"wrote its section of {args.report}")
+        else:
+            report = render(args, run, verdict, figures)
+            print(report)
+            if args.report is not None:
+                args.report.parent.mkdir(parents=True, exist_ok=True)
+                args.report.write_text(report + "\n", encoding="utf-8")
+                print(f"wrote {args.report}")
+        print(verdict.line(), "PASS" if verdict.ok else "FAIL", flush=True)
         status = 0 if verdict.ok else 2
     finally:
         for w in run.workers:
@@ -750,7 +1123,10 @@ def main(argv: list[str] | None = None) -> int:
                 r.proc.kill()
         if run.monitor is not None:
             run.monitor.close()
-        run.broker.stop()
+        if run.broker is not None:
+            run.broker.stop()
+        if run.cluster is not None:
+            run.cluster.stop()
         if args.keep_db:
             print(f"kept database {url}")
         else:

@@ -2,6 +2,12 @@
 
 ``python -m bench.city.replica --url URL --port P --client-id ID --share-group G --stats F``
 
+With ``--from-env`` the ingest's settings come from the ``WW_*`` environment as the
+aggregator reads them (``server.settings.ServerEnv``): the cluster run
+(``bench.city --cluster``) sets ``WW_EVENTS_FROM=jetstream``, ``WW_NATS_URLS``,
+``WW_MQTT_HOST``/``_PORT``, ``WW_MQTT_NODES``, ``WW_MQTT_PROTOCOL`` and
+``WW_MQTT_CLIENT_ID``.
+
 It runs the product's ingest unchanged (validate, commit, then acknowledge) on a shared
 subscription; the only addition is a listener, which ingest calls after the commit, that
 measures how long each stored event took (device add -> commit, MQTT hand-off -> commit)
@@ -21,6 +27,7 @@ from typing import Any
 
 from bench.proc import stop_on_signals, write_json
 from server.ingest import Ingest, IngestSettings
+from server.settings import ServerEnv
 from server.store.db import Store
 
 
@@ -55,8 +62,13 @@ class LatencyListener:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--url", required=True)
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, default=1883)
     ap.add_argument("--client-id", required=True)
+    ap.add_argument(
+        "--from-env",
+        action="store_true",
+        help="ingest settings from the WW_* environment (server.settings.ServerEnv)",
+    )
     ap.add_argument("--share-group", default="ww-city")
     ap.add_argument("--stats", type=Path, required=True)
     ap.add_argument("--max-hours", type=float, default=6.0, help="hard stop, whatever happens")
@@ -66,9 +78,12 @@ def main() -> int:
     stop = stop_on_signals()
 
     store = Store(args.url)
-    settings = IngestSettings(
-        port=args.port, client_id=args.client_id, share_group=args.share_group
-    )
+    if args.from_env:
+        settings = ServerEnv().ingest_settings()
+    else:
+        settings = IngestSettings(
+            port=args.port, client_id=args.client_id, share_group=args.share_group
+        )
     # Listeners must hear from the storing subscription, after the commit; a separate
     # "live feed" client (when this ingest version has one) would call them on receipt.
     if hasattr(settings, "live_feed"):
@@ -86,6 +101,8 @@ def main() -> int:
             {
                 "pid": os.getpid(),
                 "connected": s.connected,
+                # Subscribed, and (from a stream) the consumer pulling.
+                "ready": ingest.wait_connected(0.05),
                 "received": s.received,
                 "stored": s.stored,
                 "duplicates": s.duplicates,

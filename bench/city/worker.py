@@ -62,9 +62,13 @@ class Worker:
         self.devices: list[tuple[str, str]] = [tuple(d) for d in spec["devices"]]
         self.stats_path = Path(spec["stats"])
         self.stop = stop_on_signals()
+        # A cluster run (``--cluster``) lists every node and waits for the ingest's
+        # "stored" confirmations; the Mosquitto run has one broker on 127.0.0.1.
         broker = BrokerConfig(
-            host="127.0.0.1",
+            host=spec.get("host", "127.0.0.1"),
             port=spec["port"],
+            nodes=spec.get("nodes", []),
+            confirm=spec.get("confirm", "puback"),
             keepalive_s=spec["keepalive_s"],
             reconnect_spread_s=spec["reconnect_spread_s"],
         )
@@ -93,8 +97,8 @@ class Worker:
                 retry_rejected_s=2.0,
                 # Mosquitto speaks MQTT 5. With "auto", a CONNACK slower than 5 s (a
                 # connect storm on a busy machine) makes the transport fall back to 3.1.1
-                # for the rest of the run, on a new client and socket.
-                protocol="5",
+                # for the rest of the run, on a new client and socket. NATS speaks 3.1.1.
+                protocol=spec.get("protocol", "5"),
             )
             for box in self.outboxes
         ]
@@ -146,7 +150,7 @@ class Worker:
         self.phase = "draining"
 
     def snapshot(self, final: bool = False) -> dict[str, Any]:
-        depth = sum(b.depth for b in self.outboxes)
+        stats = [t.stats() for t in self.transports]
         doc: dict[str, Any] = {
             "phase": self.phase,
             "windows": len(self.outboxes),
@@ -154,11 +158,16 @@ class Worker:
             "generated": self.generated,
             "add_errors": self.add_errors,
             "last_seq": sum(b.last_seq for b in self.outboxes),
-            "depth": depth,
+            "depth": sum(b.depth for b in self.outboxes),
             "dropped": sum(b.dropped for b in self.outboxes),
-            "connects": sum(t.stats().connects for t in self.transports),
-            "queue_full": sum(t.stats().queue_full for t in self.transports),
-            "rejected": sum(t.stats().rejected for t in self.transports),
+            "connects": sum(s.connects for s in stats),
+            "queue_full": sum(s.queue_full for s in stats),
+            "rejected": sum(s.rejected for s in stats),
+            # confirm = "stored" (the cluster run): rows waiting for the ingest's word.
+            "unconfirmed": sum(s.unconfirmed for s in stats),
+            "confirmed": sum(s.confirmed for s in stats),
+            "node_moves": sum(s.node_moves for s in stats),
+            "suback_refused": sum(s.suback_refused for s in stats),
         }
         if final:
             doc["per_window"] = [
