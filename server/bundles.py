@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -134,11 +135,15 @@ def push_bundle(
     client_id: str | None = None,
     timeout_s: float = 30.0,
     channel: Channel = Channel.CONFIG,
+    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
 ) -> None:
     """Publish ``data`` as the retained ``config`` (models) or ``settings`` of one window;
     raise unless the broker acknowledged it (an MQTT 5 PUBACK error, e.g. not authorised,
-    raises too)."""
-    client = make_client(client_id or f"ww-bundle-{uuid.uuid4().hex[:8]}", tls=tls)
+    raises too). ``protocol=MQTTv311`` for an engine that speaks only 3.1.1 (a NATS
+    cluster), where a refused publish cannot be told from the PUBACK."""
+    client = make_client(
+        client_id or f"ww-bundle-{uuid.uuid4().hex[:8]}", tls=tls, protocol=protocol
+    )
     outcome: dict[str, Any] = {}
     client.on_connect = lambda _c, _u, _f, rc, _p: outcome.setdefault("connack", rc)
     client.on_publish = lambda _c, _u, mid, rc, _p: outcome.setdefault("puback", rc)
@@ -214,7 +219,15 @@ def _push(args: argparse.Namespace) -> int:
             target = f"{args.site}/{window}"
             detail = {"bundle": args.bundle.name, "sha256": digest, "bytes": len(data)}
             try:
-                push_bundle(data, args.site, window, host=args.host, port=args.port, tls=tls)
+                push_bundle(
+                    data,
+                    args.site,
+                    window,
+                    host=args.host,
+                    port=args.port,
+                    tls=tls,
+                    protocol=mqtt.MQTTv311 if args.mqtt_protocol == "3.1.1" else mqtt.MQTTv5,
+                )
             except Exception as exc:
                 failed = detail | {"error": str(exc)[:200]}
                 accounts.audit(who, "bundle_push_failed", target, failed, site=args.site)
@@ -248,6 +261,9 @@ def register(sub: Any) -> None:
     p.add_argument("--window", action="append", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8883)
+    p.add_argument(
+        "--mqtt-protocol", choices=("5", "3.1.1"), default="5", help="3.1.1 for a NATS cluster"
+    )
     p.add_argument("--ca", type=Path)
     p.add_argument("--cert", type=Path)
     p.add_argument("--key", type=Path)

@@ -8,6 +8,9 @@ a terminal). It writes, under ``--dir`` (default ``./pki``)::
     server/ca.crt server.crt server.key the broker's TLS identity -> /etc/mosquitto/warmwindow/
     clients/<name>/ca.crt window.crt window.key
                                         one per identity -> /etc/warmwindow/tls/ on the terminal
+    nodes/<name>/ca.crt node.crt node.key
+                                        a clustered node (NATS, deploy/city/nats_config.py): serves
+                                        terminals and its peers' routes -> /etc/nats-server/tls/
 
 Identities. A window's certificate has CN ``<site>/<window>`` (``qingpu/w03``). Mosquitto
 (``use_identity_as_username true``) and EMQX (``peer_cert_as_username = cn``) both take
@@ -24,6 +27,7 @@ Examples::
     python deploy/mosquitto/pki.py server --dir pki --dns mqtt.qingpu.example --ip 10.20.0.5
     python deploy/mosquitto/pki.py site --dir pki firmware_config/sites/qingpu
     python deploy/mosquitto/pki.py client --dir pki ww-server
+    python deploy/mosquitto/pki.py node --dir pki nats1 --dns nats1.ww.city --ip 10.20.0.11
     python deploy/mosquitto/pki.py revoke --dir pki qingpu/w03   # copy crl.pem, reload
 
 Re-running a command keeps existing keys and certificates unless ``--force`` is given,
@@ -154,6 +158,7 @@ def _leaf(
     dns: Sequence[str] = (),
     ips: Sequence[str] = (),
     days: int,
+    route: bool = False,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_cert, ca_key = _load_ca(root)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -190,7 +195,11 @@ def _leaf(
         )
         .add_extension(
             x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if route
+                else [
+                    ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+                ]
             ),
             critical=False,
         )
@@ -222,6 +231,31 @@ def issue_server(
     cert, key = _leaf(root, all_dns[-1], server=True, dns=all_dns, ips=all_ips, days=days)
     _write_key(out / "server.key", key)
     _write_cert(out / "server.crt", cert)
+    (out / "ca.crt").write_bytes((root / "ca.crt").read_bytes())
+    return out
+
+
+def issue_node(
+    root: Path,
+    name: str,
+    *,
+    dns: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    days: int = 825,
+    force: bool = False,
+) -> Path:
+    """A clustered broker node's certificate (a NATS node): it serves terminals and dials
+    its peers' routes with the same key, so it carries both serverAuth and clientAuth."""
+    if not _IDENTITY.match(name) or "/" in name:
+        raise PkiError(f"bad node name {name!r}: use a slug such as nats1")
+    out = root / "nodes" / name
+    if (out / "node.crt").exists() and not force:
+        return out
+    all_dns = ["localhost", *[d for d in dns if d != "localhost"]]
+    all_ips = ["127.0.0.1", *[i for i in ips if i != "127.0.0.1"]]
+    cert, key = _leaf(root, name, server=True, dns=all_dns, ips=all_ips, days=days, route=True)
+    _write_key(out / "node.key", key)
+    _write_cert(out / "node.crt", cert)
     (out / "ca.crt").write_bytes((root / "ca.crt").read_bytes())
     return out
 
@@ -307,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
     sp.add_argument("--ip", action="append", default=[], help="extra IP address (repeatable)")
     sp.add_argument("--days", type=int, default=825)
+    sp = sub.add_parser("node", help="issue a cluster node certificate (serves and routes)")
+    common(sp)
+    sp.add_argument("name", help="the node's name, e.g. nats1")
+    sp.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
+    sp.add_argument("--ip", action="append", default=[], help="extra IP address (repeatable)")
+    sp.add_argument("--days", type=int, default=825)
     sp = sub.add_parser("client", help="issue client certificates by identity")
     common(sp)
     sp.add_argument("identities", nargs="+", help="'<site>/<window>' or 'ww-server'")
@@ -328,6 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "server":
             print(
                 issue_server(args.dir, dns=args.dns, ips=args.ip, days=args.days, force=args.force)
+            )
+        elif args.cmd == "node":
+            print(
+                issue_node(
+                    args.dir, args.name, dns=args.dns, ips=args.ip, days=args.days, force=args.force
+                )
             )
         elif args.cmd in ("client", "site"):
             ids = (

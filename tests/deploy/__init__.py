@@ -1,8 +1,8 @@
 """Tests of deploy/: the broker's TLS + ACL, signed bundles, systemd units, provisioning.
 
-``MqttPeer`` is one MQTT v5 client with a certificate (or none) from the test PKI; it
-records what the broker answered (CONNACK, SUBACK and PUBACK reason codes) and what it
-received, so a test can assert both "refused" and "never delivered".
+``MqttPeer`` is one MQTT v5 (or, for NATS, 3.1.1) client with a certificate (or none) from
+the test PKI; it records what the broker answered (CONNACK, SUBACK and PUBACK reason codes)
+and what it received, so a test can assert both "refused" and "never delivered".
 """
 
 from __future__ import annotations
@@ -48,11 +48,14 @@ class MqttPeer:
         ca: Path | None,
         cert_dir: Path | None,
         client_id: str | None = None,
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+        clean_session: bool | None = None,
     ) -> None:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            protocol=protocol,
+            clean_session=clean_session if protocol != mqtt.MQTTv5 else None,
         )
         if ca is not None:  # None: plain MQTT, for the demo-style broker
             self.client.tls_set(
