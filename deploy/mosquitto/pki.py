@@ -214,6 +214,31 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
+def _issue_serving(
+    root: Path,
+    out: Path,
+    stem: str,
+    common_name: str | None,
+    *,
+    dns: Sequence[str],
+    ips: Sequence[str],
+    days: int,
+    force: bool,
+    route: bool,
+) -> Path:
+    """A serving certificate in ``out/<stem>.crt`` valid for localhost and 127.0.0.1 too."""
+    if (out / f"{stem}.crt").exists() and not force:
+        return out
+    all_dns = ["localhost", *[d for d in dns if d != "localhost"]]
+    all_ips = ["127.0.0.1", *[i for i in ips if i != "127.0.0.1"]]
+    cn = common_name or all_dns[-1]
+    cert, key = _leaf(root, cn, server=True, dns=all_dns, ips=all_ips, days=days, route=route)
+    _write_key(out / f"{stem}.key", key)
+    _write_cert(out / f"{stem}.crt", cert)
+    (out / "ca.crt").write_bytes((root / "ca.crt").read_bytes())
+    return out
+
+
 def issue_server(
     root: Path,
     *,
@@ -223,16 +248,9 @@ def issue_server(
     force: bool = False,
 ) -> Path:
     """The broker's certificate; always valid for localhost and 127.0.0.1 as well."""
-    out = root / "server"
-    if (out / "server.crt").exists() and not force:
-        return out
-    all_dns = ["localhost", *[d for d in dns if d != "localhost"]]
-    all_ips = ["127.0.0.1", *[i for i in ips if i != "127.0.0.1"]]
-    cert, key = _leaf(root, all_dns[-1], server=True, dns=all_dns, ips=all_ips, days=days)
-    _write_key(out / "server.key", key)
-    _write_cert(out / "server.crt", cert)
-    (out / "ca.crt").write_bytes((root / "ca.crt").read_bytes())
-    return out
+    return _issue_serving(
+        root, root / "server", "server", None, dns=dns, ips=ips, days=days, force=force, route=False
+    )
 
 
 def issue_node(
@@ -248,16 +266,17 @@ def issue_node(
     its peers' routes with the same key, so it carries both serverAuth and clientAuth."""
     if not _IDENTITY.match(name) or "/" in name:
         raise PkiError(f"bad node name {name!r}: use a slug such as nats1")
-    out = root / "nodes" / name
-    if (out / "node.crt").exists() and not force:
-        return out
-    all_dns = ["localhost", *[d for d in dns if d != "localhost"]]
-    all_ips = ["127.0.0.1", *[i for i in ips if i != "127.0.0.1"]]
-    cert, key = _leaf(root, name, server=True, dns=all_dns, ips=all_ips, days=days, route=True)
-    _write_key(out / "node.key", key)
-    _write_cert(out / "node.crt", cert)
-    (out / "ca.crt").write_bytes((root / "ca.crt").read_bytes())
-    return out
+    return _issue_serving(
+        root,
+        root / "nodes" / name,
+        "node",
+        name,
+        dns=dns,
+        ips=ips,
+        days=days,
+        force=force,
+        route=True,
+    )
 
 
 def issue_client(root: Path, identity: str, *, days: int = 825, force: bool = False) -> Path:
