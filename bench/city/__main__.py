@@ -367,6 +367,8 @@ class CityRun:
         self.connected: list[tuple[float, int]] = []  # windows connected, by the workers
         self.progress: list[str] = []
         self.monitor: SysMonitor | None = None
+        self.final_depth = 0  # outbox rows left when the workers stopped
+        self.t_begin = time.time()  # CPU figures span the whole run, ramp and drain too
         self.t_start = 0.0
         self.t_day_end = 0.0
         self.t_all_stored = 0.0
@@ -637,8 +639,9 @@ class CityRun:
             except subprocess.TimeoutExpired:
                 w.kill()
             final = read_json(p.with_suffix(".final.json")) or {}
-            for site, window, last, _depth, _dropped in final.get("per_window", []):
+            for site, window, last, depth, _dropped in final.get("per_window", []):
                 generated[(site, window)] = int(last)
+                self.final_depth += int(depth)
         missing = len(self.layout) - len(generated)
         if missing:
             self.note(f"{missing} windows did not report their final last_seq")
@@ -678,7 +681,12 @@ class CityRun:
             at = self.fault_at.get(what)
             if at is not None:
                 back = recovered_at(self.connected, at, windows)
-                recovery[what] = back - at if back else None
+                dipped = any(v < windows for t, v in self.connected if t > at)
+                recovery[what] = (
+                    f"{back - at:.0f} s"
+                    if back
+                    else ("not within the run" if dipped else "none dropped")
+                )
         cl = self.cluster
         return {
             "phases": phases,
@@ -693,6 +701,7 @@ class CityRun:
                 for i in range(cl.size)
             ],
             "node_connections": cl.max_connections(self.t_start, self.t_day_end),
+            "final_depth": self.final_depth,
         }
 
     def _figures(self, store: Store) -> dict[str, Any]:
@@ -930,12 +939,14 @@ def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> s
     cl = run.cluster
     day_s = run.t_day_end - run.t_start
     to_stored_s = run.t_all_stored - run.t_start
+    run_s = max(run.t_all_stored - run.t_begin, 1)
     wt = f["workers"]
     u = run.usage
     mb = 1024 * 1024
     node_rows = [
-        f"| {n['label']} | {n['cpu_s']:.0f} s ({n['cpu_s'] / max(day_s, 1) * 100:.0f}% of one "
-        f"core over the day) | {n['incarnations']} | {n['peak_rss'] / mb:.0f} MiB | {conns} |"
+        f"| {n['label']} | {n['cpu_s']:.0f} s ({n['cpu_s'] / run_s * 100:.0f}% of one core "
+        f"over the {run_s:.0f} s run) | {n['incarnations']} | {n['peak_rss'] / mb:.0f} MiB | "
+        f"{conns} |"
         for n, conns in zip(f["nodes"], f["node_connections"], strict=True)
     ]
     phase_rows = [
@@ -949,7 +960,7 @@ def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> s
     def back(what: str) -> str:
         if what not in rec:
             return "not run"
-        return f"{rec[what]:.0f} s" if rec[what] is not None else "never dipped, or not again"
+        return str(rec[what])
 
     verdict = "PASS: 0 lost, 0 duplicated" if v.ok else f"**FAIL**: {v.line()}"
     lines = [
@@ -1010,12 +1021,15 @@ def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> s
         f"| window (re)connects / node moves / SUBACK refusals | {wt.get('connects', 0)} / "
         f"{wt.get('node_moves', 0)} / {wt.get('suback_refused', 0)} |",
         f"| rows deleted on a `Stored` confirmation | {wt.get('confirmed', 0)} |",
-        f"| replicas: CPU seconds (all incarnations) / peak RSS | "
+        f"| replicas: CPU seconds (all incarnations, whole run) / peak RSS | "
         f"{u['replicas'].total_cpu_s:.0f} s / {u['replicas'].peak_rss / mb:.0f} MiB |",
-        f"| agent workers: CPU seconds / peak RSS | {u['workers'].total_cpu_s:.0f} s / "
-        f"{u['workers'].peak_rss / mb:.0f} MiB |",
+        f"| agent workers: CPU seconds (whole run) / peak RSS | "
+        f"{u['workers'].total_cpu_s:.0f} s / {u['workers'].peak_rss / mb:.0f} MiB |",
+        f"| rows still in the outboxes at the end (never deleted unconfirmed) | "
+        f"{f.get('final_depth', 'n/a')} |",
         "",
-        "Per node (CPU over all incarnations; connections: the most `/varz` reported "
+        "Per node (CPU over all incarnations, from the cluster's start to the end of the "
+        "drain; connections: the most `/varz` reported "
         "during the day, MQTT clients and the replicas' NATS connections, sampled every 5 s):",
         "",
         "| node | CPU seconds | incarnations | peak RSS | connections, max |",
