@@ -14,6 +14,10 @@ saying so. What the run needs from it, and nothing the Mosquitto run does not ha
 * per-node CPU seconds and peak RSS (every incarnation of a restarted node), and the
   connections each node reports in ``/varz``, sampled on a thread of their own (a
   partitioned node's monitor port does not answer).
+
+One ``--cluster`` run at a time per machine: the namespaces, bridge and subnet are named
+after the fixed cluster name ``ww-city``, and a start deletes what it finds by that name
+(a crashed run's leftovers).
 """
 
 from __future__ import annotations
