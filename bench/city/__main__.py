@@ -8,7 +8,8 @@ the end. Midway one replica is SIGKILLed, the broker is restarted, and the repli
 restarted later under its client id (its persistent session holds what it had not
 acknowledged). Everything listens and connects on 127.0.0.1 only.
 
-Prints, and writes to ``--report`` (docs/city-run.md): events generated vs stored (per
+Prints, and writes to its own marked section of ``--report`` (docs/city-run.md, whose
+other text is written by hand and kept): events generated vs stored (per
 window: outbox last_seq against the store's rows, distinct seqs, max seq, and
 ``Store.sequence_gaps()``), generated and stored events/s, device-add -> commit and
 MQTT-hand-off -> commit latency p50/p99, CPU and memory of the replicas, the broker and
@@ -939,6 +940,9 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
 
 CLUSTER_BEGIN = "<!-- bench.city --cluster: begin (rewritten by each run) -->"
 CLUSTER_END = "<!-- bench.city --cluster: end -->"
+#: The Mosquitto run's own block: docs/city-run.md is written by hand around both.
+MOSQUITTO_BEGIN = "<!-- bench.city: begin (rewritten by each run) -->"
+MOSQUITTO_END = "<!-- bench.city: end -->"
 
 
 def fmt_ms(v: Any) -> str:
@@ -1097,14 +1101,16 @@ def cluster_fault_text(args: Args) -> str:
     return "; ".join(parts) + "." if parts else "none."
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between CLUSTER_BEGIN and CLUSTER_END in ``path`` (append the
-    markers and the section when the file has none): the rest of the file is kept."""
-    block = f"{CLUSTER_BEGIN}\n\n{section}\n{CLUSTER_END}"
+def write_section(
+    path: Path, section: str, begin: str = CLUSTER_BEGIN, end: str = CLUSTER_END
+) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` (append the markers and
+    the section when the file has none): the rest of the file is kept."""
+    block = f"{begin}\n\n{section}\n{end}"
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if CLUSTER_BEGIN in old and CLUSTER_END in old:
-        head, rest = old.split(CLUSTER_BEGIN, 1)
-        tail = rest.split(CLUSTER_END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         new = head + block + tail
     else:
         new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
@@ -1137,9 +1143,8 @@ def main(argv: list[str] | None = None) -> int:
             report = render(args, run, verdict, figures)
             print(report)
             if args.report is not None:
-                args.report.parent.mkdir(parents=True, exist_ok=True)
-                args.report.write_text(report + "\n", encoding="utf-8")
-                print(f"wrote {args.report}")
+                write_section(args.report, report, MOSQUITTO_BEGIN, MOSQUITTO_END)
+                print(f"wrote its section of {args.report}")
         print(verdict.line(), "PASS" if verdict.ok else "FAIL", flush=True)
         status = 0 if verdict.ok else 2
     finally:

@@ -9,6 +9,8 @@ from pathlib import Path
 from bench.city.__main__ import (
     CLUSTER_BEGIN,
     CLUSTER_END,
+    MOSQUITTO_BEGIN,
+    MOSQUITTO_END,
     cluster_faults,
     mosquitto_faults,
     write_section,
@@ -50,3 +52,15 @@ def test_cluster_faults_come_one_at_a_time_and_each_is_undone() -> None:
     assert {w for _, w in cluster_faults("replica")} == {"kill", "revive"}
     assert {w for _, w in cluster_faults("none")} == set()
     assert {w for _, w in mosquitto_faults("all")} == {"kill", "revive", "broker"}
+
+
+def test_the_mosquitto_and_cluster_runs_keep_each_others_sections(tmp_path: Path) -> None:
+    report = tmp_path / "city-run.md"
+    report.write_text("# City runs\n\nhand-written figures\n", encoding="utf-8")
+    write_section(report, "cluster run")
+    write_section(report, "mosquitto run 1", MOSQUITTO_BEGIN, MOSQUITTO_END)
+    write_section(report, "mosquitto run 2", MOSQUITTO_BEGIN, MOSQUITTO_END)
+    text = report.read_text(encoding="utf-8")
+    assert "hand-written figures" in text and "cluster run" in text
+    assert "mosquitto run 2" in text and "mosquitto run 1" not in text
+    assert text.count(MOSQUITTO_BEGIN) == text.count(CLUSTER_BEGIN) == 1
