@@ -87,6 +87,18 @@ class BrokerConfig(ConfigModel):
             "connection fails or drops, keeping its session (same client id)."
         ),
     )
+    connack_timeout_s: float | None = Field(
+        None,
+        ge=1.0,
+        le=300.0,
+        description=(
+            "How long to wait for the broker's CONNACK before trying again (the next "
+            "node, with nodes). Unset: 5 s for one broker, 30 s with nodes: a loaded "
+            "cluster node takes seconds to load a session, and a terminal that gives up "
+            "sooner starts the session's takeover again on another node "
+            "(docs/city-run.md: 1,000 windows on 3 NATS nodes drained with 30 s, not 5 s)."
+        ),
+    )
     confirm: Literal["puback", "stored"] = Field(
         "puback",
         description=(

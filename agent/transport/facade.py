@@ -73,7 +73,11 @@ class Tuning:
 
     #: How long to wait for a CONNACK after the TCP (and TLS) connection is up. A broker
     #: answers in milliseconds; amqtt never answers an MQTT 5 CONNECT that has properties.
+    #: ``BrokerConfig.connack_timeout_s`` overrides it; with nodes the default is
+    #: ``cluster_connack_timeout_s``.
     connack_timeout_s: float = 5.0
+    #: The CONNACK wait with several nodes: a loaded cluster node takes seconds per session.
+    cluster_connack_timeout_s: float = 30.0
     #: Unanswered MQTT 5 CONNECTs (before v5 ever worked) that mean "speaks 3.1.1 only".
     v5_silences_before_fallback: int = 2
     #: A connection must stay up this long before the reconnect backoff starts over.
@@ -164,6 +168,9 @@ class Transport:
         self.window = window
         self.client_id = f"ww-{site}-{window}"
         self.tuning = tuning
+        self._connack_timeout_s = broker.connack_timeout_s or (
+            tuning.cluster_connack_timeout_s if len(broker.nodes) > 1 else tuning.connack_timeout_s
+        )
         self._outbox = outbox
         self._on_command = on_command
         self._on_config = on_config
@@ -381,7 +388,7 @@ class Transport:
             return
         if not self._up:
             since = self._connecting_since
-            if since is not None and time.monotonic() - since > self.tuning.connack_timeout_s:
+            if since is not None and time.monotonic() - since > self._connack_timeout_s:
                 self._mark_down("no CONNACK")
                 link.disconnect()
             return

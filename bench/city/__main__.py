@@ -255,6 +255,7 @@ class Args:
     poll_s: float
     ramp_s: float
     keepalive_s: int
+    connack_timeout_s: float | None
     reconnect_spread_s: float
     pg: str
     report: Path | None
@@ -310,6 +311,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
         default="all",
         help="midway faults: replica SIGKILL + broker restart (all), one of them, or none",
     )
+    ap.add_argument(
+        "--connack-timeout-s",
+        type=float,
+        default=None,
+        help="broker.connack_timeout_s of every window (default: unset, i.e. 5 s with one "
+        "broker, 30 s with --cluster's nodes)",
+    )
     ap.add_argument("--keep-db", action="store_true", help="do not drop the database")
     ap.add_argument(
         "--cluster",
@@ -333,6 +341,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         poll_s=a.poll_s,
         ramp_s=a.ramp_s if a.ramp_s is not None else max(5.0, 0.006 * a.windows),
         keepalive_s=a.keepalive_s or (15 if a.cluster else 60),
+        connack_timeout_s=a.connack_timeout_s,
         reconnect_spread_s=(
             a.reconnect_spread_s if a.reconnect_spread_s is not None else a.windows / 100
         ),
@@ -400,6 +409,7 @@ class CityRun:
                 "devices": devices,
                 **self.broker_spec(),
                 "keepalive_s": self.args.keepalive_s,
+                "connack_timeout_s": self.args.connack_timeout_s,
                 "outbox_dir": str(self.shm / f"w{i}"),
                 "poll_s": self.args.poll_s,
                 "backoff_max_s": 30.0,
@@ -988,7 +998,8 @@ def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> s
         f"--events-per-window {args.events_per_window} --minutes {args.minutes:g} "
         f"--workers {args.workers} --replicas {args.replicas} --poll-s {args.poll_s:g} "
         f"--ramp-s {args.ramp_s:g} --reconnect-spread-s {args.reconnect_spread_s:g} "
-        f"--keepalive-s {args.keepalive_s}",
+        f"--keepalive-s {args.keepalive_s}"
+        + (f" --connack-timeout-s {args.connack_timeout_s:g}" if args.connack_timeout_s else ""),
         "```",
         "",
         f"{os.cpu_count()} CPU cores, **shared with another engineer's work during the run** "

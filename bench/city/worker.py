@@ -71,6 +71,7 @@ class Worker:
             confirm=spec.get("confirm", "puback"),
             keepalive_s=spec["keepalive_s"],
             reconnect_spread_s=spec["reconnect_spread_s"],
+            connack_timeout_s=spec.get("connack_timeout_s"),
         )
         outdir = Path(spec["outbox_dir"])
         # paho's loop() uses select(), which cannot watch a descriptor numbered 1024 or

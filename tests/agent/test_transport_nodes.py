@@ -108,3 +108,19 @@ def test_killed_node_events_keep_flowing_to_the_next(
     finally:
         for s in subs:
             s.close()
+
+
+def test_a_terminal_with_nodes_waits_longer_for_its_connack(tmp_path: Path) -> None:
+    """A loaded cluster node takes seconds to load a session; giving up after 5 s starts
+    its takeover again elsewhere (1,000 windows on 3 NATS nodes: docs/city-run.md)."""
+    with Outbox(tmp_path / "o.db", "s1", "w01") as box:
+        waits = [
+            Transport(cfg, "s1", "w01", box)._connack_timeout_s
+            for cfg in (
+                BrokerConfig(),
+                BrokerConfig(nodes=["n1:1883", "n2:1883"]),
+                BrokerConfig(nodes=["n1:1883", "n2:1883"], connack_timeout_s=12),
+                BrokerConfig(connack_timeout_s=8),
+            )
+        ]
+    assert waits == [5.0, 30.0, 12.0, 8.0]
