@@ -833,6 +833,20 @@ def fault_text(args: Args) -> str:
     return "; ".join(parts) + "." if parts else "none."
 
 
+def verdict_rows(v: Verdict, wt: dict[str, int]) -> list[str]:
+    """The report's first rows, the same for Mosquitto and the cluster: what was lost."""
+    return [
+        f"| events generated (sum of outbox last_seq) | {v.generated} |",
+        f"| events stored (rows in PostgreSQL) | {v.stored_rows} |",
+        f"| lost (seqs missing per window) | **{v.lost}** |",
+        f"| duplicated (rows beyond one per window+seq) | **{v.duplicates}** |",
+        f"| unexpected seqs / `sequence_gaps()` | {v.unexpected} / {v.gaps} |",
+        f"| windows checked | {v.devices} |",
+        f"| outbox add errors / dropped by cap | {wt.get('add_errors', 0)} / "
+        f"{wt.get('dropped', 0)} |",
+    ]
+
+
 def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
     day_s = run.t_day_end - run.t_start
     to_stored_s = run.t_all_stored - run.t_start
@@ -883,14 +897,7 @@ def render(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> str:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| events generated (sum of outbox last_seq) | {v.generated} |",
-        f"| events stored (rows in PostgreSQL) | {v.stored_rows} |",
-        f"| lost (seqs missing per window) | **{v.lost}** |",
-        f"| duplicated (rows beyond one per window+seq) | **{v.duplicates}** |",
-        f"| unexpected seqs / `sequence_gaps()` | {v.unexpected} / {v.gaps} |",
-        f"| windows checked | {v.devices} |",
-        f"| outbox add errors / dropped by cap | {wt.get('add_errors', 0)} / "
-        f"{wt.get('dropped', 0)} |",
+        *verdict_rows(v, wt),
         f"| day played in | {day_s:.0f} s; all stored {to_stored_s:.0f} s after the start |",
         f"| generated events/s (day average) | {v.generated / max(day_s, 1):.0f} |",
         f"| stored events/s (total / first-to-last commit) | "
@@ -1028,14 +1035,7 @@ def render_cluster(args: Args, run: CityRun, v: Verdict, f: dict[str, Any]) -> s
         "",
         "| figure | value |",
         "|---|---|",
-        f"| events generated (sum of outbox last_seq) | {v.generated} |",
-        f"| events stored (rows in PostgreSQL) | {v.stored_rows} |",
-        f"| lost (seqs missing per window) | **{v.lost}** |",
-        f"| duplicated (rows beyond one per window+seq) | **{v.duplicates}** |",
-        f"| unexpected seqs / `sequence_gaps()` | {v.unexpected} / {v.gaps} |",
-        f"| windows checked | {v.devices} |",
-        f"| outbox add errors / dropped by cap | {wt.get('add_errors', 0)} / "
-        f"{wt.get('dropped', 0)} |",
+        *verdict_rows(v, wt),
         f"| day played in; all stored (and confirmed) after the start | {day_s:.0f} s; "
         f"{to_stored_s:.0f} s |",
         f"| generated events/s (day average) | {v.generated / max(day_s, 1):.0f} |",
