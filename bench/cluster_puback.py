@@ -50,18 +50,6 @@ def jetstream(urls: list[str], fn: Callable[[JetStreamContext], Awaitable[T]]) -
     return asyncio.run(main())
 
 
-def stream_leader(c: NatsCluster) -> int | None:
-    async def go(j: JetStreamContext) -> str | None:
-        si = await j.stream_info(STREAM)
-        return si.cluster.leader if si.cluster else None
-
-    try:
-        name = jetstream([c.nats_urls()[i] for i in range(3) if c.nodes[i].pid], go)
-    except Exception:
-        return None
-    return [n.name for n in c.nodes].index(name) if name else None
-
-
 def stored(c: NatsCluster, subject: str, patience_s: float = 10.0) -> bool:
     """Whether ``subject`` has a message in the stream (asked until ``patience_s``)."""
 
@@ -137,7 +125,7 @@ def setup(c: NatsCluster) -> None:
     for node in c.mqtt_nodes():  # the first MQTT client of a node creates $MQTT_ streams
         publish(node, "ww/v1/warm/up/state", 10)
     deadline = time.monotonic() + 20
-    while stream_leader(c) is None and time.monotonic() < deadline:
+    while c.stream_leader(STREAM) is None and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
@@ -151,7 +139,7 @@ def frozen(
     out: dict[str, Any] = {"scenario": name, "trials": trials, "puback": 0, "stored": 0}
     out["puback_not_stored"] = 0
     for k in range(trials):
-        leader = stream_leader(c)
+        leader = c.stream_leader(STREAM)
         assert leader is not None
         if which == "frozen-leader":
             stop, pub = [leader], (leader + 1) % 3
@@ -190,7 +178,7 @@ def kill_after_puback(c: NatsCluster, trials: int) -> dict[str, Any]:
     out: dict[str, Any] = {"scenario": "kill-after-puback", "trials": 0, "puback": 0}
     out.update(stored=0, lost=0)
     for k in range(trials):
-        leader = stream_leader(c)
+        leader = c.stream_leader(STREAM)
         if leader is None:
             c.wait_ready()
             continue

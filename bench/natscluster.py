@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -35,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import nats
 import psutil
 
 from bench.city.broker import quiet_port
@@ -331,6 +333,30 @@ class NatsCluster:
                     row["rss"] = p.memory_info().rss
             out.append(row)
         return out
+
+    def stream_leader(self, stream: str, timeout: float = 10.0) -> int | None:
+        """Index of the node leading ``stream``, asked of the running nodes; None when none
+        answers within ``timeout`` or the stream has no leader."""
+
+        async def ask() -> str | None:
+            nc = await nats.connect(
+                servers=[f"nats://{n.host}:{n.client_port}" for n in self.running()],
+                connect_timeout=2,
+                max_reconnect_attempts=1,
+                allow_reconnect=False,
+            )
+            try:
+                info = await nc.jetstream(timeout=timeout / 2).stream_info(stream)
+                return str(info.cluster.leader) if info.cluster and info.cluster.leader else None
+            finally:
+                await nc.close()
+
+        try:
+            name = asyncio.run(asyncio.wait_for(ask(), timeout))
+        except Exception:  # no answer is an answer here: the caller decides what it means
+            return None
+        names = [n.name for n in self.nodes]
+        return names.index(name) if name in names else None
 
     def __enter__(self) -> NatsCluster:
         self.start()

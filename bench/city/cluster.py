@@ -22,16 +22,13 @@ after the fixed cluster name ``ww-city``, and a start deletes what it finds by t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import nats
-import psutil
+from typing import Any
 
 from bench.natscluster import NATS_SERVER, NatsCluster
 
@@ -44,19 +41,13 @@ class NodeUsage:
 
     cpu_s: dict[int, float] = field(default_factory=dict)
     peak_rss: int = 0
-    procs: dict[int, psutil.Process] = field(default_factory=dict)
 
-    def sample(self, pid: int | None) -> None:
-        if pid is None:
+    def sample(self, row: dict[str, Any]) -> None:
+        """One row of ``NatsCluster.node_stats()``."""
+        if row["pid"] is None or row["cpu_s"] is None:
             return
-        try:
-            p = self.procs.get(pid) or self.procs.setdefault(pid, psutil.Process(pid))
-            with p.oneshot():
-                t = p.cpu_times()
-                self.cpu_s[pid] = t.user + t.system
-                self.peak_rss = max(self.peak_rss, p.memory_info().rss)
-        except psutil.Error:
-            return
+        self.cpu_s[row["pid"]] = row["cpu_s"]
+        self.peak_rss = max(self.peak_rss, row["rss"] or 0)
 
     @property
     def total_cpu_s(self) -> float:
@@ -140,27 +131,9 @@ class ClusterSide:
 
     # ------------------------------------------------------------------ faults
 
-    def stream_leader(self, timeout: float = 10.0) -> int | None:
+    def stream_leader(self) -> int | None:
         """Index of the node leading the events stream, None when nobody says."""
-
-        async def ask() -> str | None:
-            nc = await nats.connect(
-                servers=self.c.nats_urls(),
-                connect_timeout=2,
-                max_reconnect_attempts=1,
-                allow_reconnect=False,
-            )
-            try:
-                info = await nc.jetstream(timeout=timeout / 2).stream_info(STREAM)
-                return str(info.cluster.leader) if info.cluster and info.cluster.leader else None
-            finally:
-                await nc.close()
-
-        try:
-            name = asyncio.run(asyncio.wait_for(ask(), timeout))
-        except Exception:  # no answer is an answer here: the caller picks a node itself
-            return None
-        return next((i for i, n in enumerate(self.c.nodes) if n.name == name), None)
+        return self.c.stream_leader(STREAM)
 
     def node_label(self, i: int) -> str:
         n = self.c.nodes[i]
@@ -169,8 +142,8 @@ class ClusterSide:
     # ------------------------------------------------------------------ measuring
 
     def sample_usage(self) -> None:
-        for i, n in enumerate(self.c.nodes):
-            self.usage[i].sample(n.pid)
+        for usage, row in zip(self.usage, self.c.node_stats(), strict=True):
+            usage.sample(row)
 
     def _poll(self) -> None:
         while not self._stop.wait(5.0):

@@ -11,14 +11,12 @@ every terminal's events, before the kill and after it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import nats
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -37,19 +35,6 @@ from tests.waiting import wait_until
 
 WINDOWS, CENTRES = 40, 4
 STREAM = "WW_EVENTS"
-
-
-def stream_leader(cluster: NatsCluster) -> str:
-    async def ask() -> str:
-        nc = await nats.connect(servers=cluster.nats_urls(), connect_timeout=3)
-        try:
-            info = await nc.jetstream(timeout=5).stream_info(STREAM)
-            assert info.cluster is not None and info.cluster.leader
-            return str(info.cluster.leader)
-        finally:
-            await nc.close()
-
-    return asyncio.run(ask())
 
 
 def _note_live(seen: set[str], msg: dict[str, Any]) -> None:
@@ -130,15 +115,16 @@ def test_a_node_killed_mid_run_loses_nothing_and_stores_nothing_twice(
         for i, seen in enumerate(live):
             wait_until(functools.partial(set.issubset, set(sent), seen), 20, f"live feed {i}")
 
-        leader = stream_leader(cluster)
-        victim = next(i for i, n in enumerate(cluster.nodes) if n.name == leader)
+        victim = cluster.stream_leader(STREAM)
+        assert victim is not None, "the events stream has no leader"
         victim_addr = f"{cluster.nodes[victim].host}:{cluster.nodes[victim].mqtt_port}"
         on_victim = [t for t in links if t.stats().node == victim_addr]
         assert on_victim, "some terminals are on the node that dies"
         cluster.kill(victim)
         add(10)
         all_stored_and_confirmed("with the stream leader's node dead")
-        assert stream_leader(cluster) != leader
+        new_leader = cluster.stream_leader(STREAM)
+        assert new_leader is not None and new_leader != victim
         # Its terminals went on through the other nodes, under the same session.
         assert all(t.stats().node != victim_addr and t.stats().node_moves for t in on_victim)
 

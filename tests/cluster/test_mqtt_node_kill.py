@@ -13,17 +13,8 @@ import uuid
 
 from agent.protocol import OFFLINE, ONLINE, Channel, topic
 from bench.natscluster import NatsCluster
-from tests.cluster import js
 from tests.cluster.test_mqtt_semantics import SITE, Peer
 from tests.waiting import stays_false, wait_until
-
-
-def stream_leader(c: NatsCluster, stream: str) -> int:
-    async def go(j: object) -> str:
-        si = await j.stream_info(stream)  # type: ignore[attr-defined]
-        return str(si.cluster.leader)
-
-    return [n.name for n in c.nodes].index(js(c.nats_urls(), go))
 
 
 def read_retained(node: tuple[str, int], t: str, timeout: float) -> tuple[bytes, float]:
@@ -56,7 +47,8 @@ def test_sigkill_of_the_terminal_node_no_will_retained_survives(
         warm = Peer()
         warm.connect(node)
         warm.disconnect()
-    victim = stream_leader(cluster, "$MQTT_rmsgs")  # the worst node to lose
+    victim = cluster.stream_leader("$MQTT_rmsgs")  # the worst node to lose
+    assert victim is not None, "the retained messages' stream has no leader"
     avail = topic(SITE, f"w{uuid.uuid4().hex[:6]}", Channel.AVAILABILITY)
     term = Peer()
     term.connect(nodes[victim], will=(avail, OFFLINE.encode()))
