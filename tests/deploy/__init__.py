@@ -8,6 +8,7 @@ and what it received, so a test can assert both "refused" and "never delivered".
 from __future__ import annotations
 
 import importlib.util
+import json
 import ssl
 import sys
 import threading
@@ -24,6 +25,11 @@ from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEPLOY = REPO / "deploy"
+
+
+def payload() -> str:
+    """A body no other message has, to tell what arrived from what did not."""
+    return json.dumps({"probe": uuid.uuid4().hex})
 
 
 def load_script(path: Path) -> ModuleType:

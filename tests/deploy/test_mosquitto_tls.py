@@ -22,7 +22,7 @@ from agent.outbox import Outbox
 from agent.protocol import ACCEPTS_SUBSCRIPTION, ONLINE, Accepts, Channel, accepts_topic, topic
 from agent.transport import Transport
 from tests.agent import draft
-from tests.deploy import MqttPeer, load_script
+from tests.deploy import MqttPeer, load_script, payload
 from tests.deploy.conftest import SITE, Pki, ProductionMosquitto
 from tests.waiting import stays_false, wait_until
 
@@ -45,10 +45,6 @@ def window(broker: ProductionMosquitto, pki: Pki, identity: str) -> MqttPeer:
     peer = MqttPeer(broker.host, broker.port, ca=pki.ca, cert_dir=pki.client(identity))
     assert peer.wait_connack(), f"{identity} refused: {peer.connack} {peer.error}"
     return peer
-
-
-def payload() -> str:
-    return json.dumps({"probe": uuid.uuid4().hex})
 
 
 def test_window_cannot_publish_as_another_window(

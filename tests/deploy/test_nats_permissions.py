@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import socket
 import ssl
 import time
@@ -32,7 +31,7 @@ from agent.protocol import Channel, topic
 from bench.natscluster import NATS_SERVER, NatsCluster, NatsNode
 from server.bundles import build_bundle, model_files, push_bundle
 from server.events_source import Delivery, JetStreamEvents, JetStreamSettings
-from tests.deploy import REPO, MqttPeer, load_script
+from tests.deploy import REPO, MqttPeer, load_script, payload
 from tests.deploy.conftest import SITE, Pki
 from tests.waiting import stays_false, wait_until
 
@@ -121,10 +120,6 @@ def connected(city: CityCluster, pki: Pki, identity: str, node: int = 0, **kw: o
     p = peer(city, pki, identity, node, **kw)
     assert p.wait_connack(), f"{identity} refused: {p.connack} {p.error}"
     return p
-
-
-def payload() -> str:
-    return json.dumps({"probe": uuid.uuid4().hex})
 
 
 def bodies(p: MqttPeer) -> set[str]:
